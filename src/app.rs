@@ -1,0 +1,65 @@
+//! Wiring shared by the commands of the CLI: the configuration, the runbook files on disk, and
+//! the check runner built from them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::check::{Runner, Targets};
+use crate::config::Config;
+use crate::runbook::{Catalogue, TargetRefs};
+use crate::source::{LoadError, SourceFile};
+
+/// Reads every `*.toml` in the configured command folders, in name order.
+pub fn read_command_files(config: &Config) -> Result<Vec<SourceFile>, Vec<LoadError>> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for dir in config.command_dirs() {
+        match list_toml_files(&dir) {
+            Ok(paths) => {
+                for path in paths {
+                    match SourceFile::read(&path) {
+                        Ok(file) => files.push(file),
+                        Err(error) => errors.push(error),
+                    }
+                }
+            }
+            Err(message) => errors.push(LoadError { path: dir.clone(), line: 0, message }),
+        }
+    }
+    if errors.is_empty() { Ok(files) } else { Err(errors) }
+}
+
+fn list_toml_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|error| {
+        format!("cannot read the commands folder: {error} (set [commands] dirs in firebell.toml, or run from the folder that holds commands/)")
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml") && path.is_file())
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
+/// Targets are checked against `firebell.toml` when there is one; with the embedded defaults
+/// there is nothing to check them against.
+pub fn target_refs(config: &Config) -> TargetRefs {
+    match config.path {
+        Some(_) => TargetRefs::Known(config.targets.iter().map(|(name, target)| (name.clone(), target.kind)).collect()),
+        None => TargetRefs::Unchecked,
+    }
+}
+
+/// Loads the catalogue; every problem in every file is returned, as `file:line` errors.
+pub fn load_catalogue(config: &Config) -> (Catalogue, Vec<LoadError>) {
+    let files = match read_command_files(config) {
+        Ok(files) => files,
+        Err(errors) => return (Catalogue::default(), errors),
+    };
+    Catalogue::load(&files, &target_refs(config))
+}
+
+pub fn runner(config: &Config) -> Runner {
+    Runner::new(Arc::new(Targets::from_config(config)), config.redactor(), config.commands.concurrency)
+}

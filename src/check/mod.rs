@@ -1,0 +1,247 @@
+//! Running checks against live systems: one file per kind behind the [`Check`] trait, the
+//! [`Action`] enum that names the kinds, and the runner that runs a runbook's checks
+//! concurrently and streams each result as it finishes.
+
+mod exec;
+mod http;
+mod prometheus;
+mod redis;
+mod runner;
+mod sql;
+mod targets;
+mod tcp;
+mod tls;
+
+use std::fmt;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+pub use exec::ExecCheck;
+pub use http::HttpCheck;
+pub use prometheus::PrometheusCheck;
+pub use redis::RedisCheck;
+pub use runner::{CheckEvent, CheckRun, Runner};
+pub use sql::SqlCheck;
+pub use targets::Targets;
+pub use tcp::TcpCheck;
+pub use tls::TlsCheck;
+
+use crate::redact::Redactor;
+use crate::runbook::{Args, Fields};
+
+/// A check's verdict, ordered from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warn,
+    Crit,
+    /// The check could not run (timeout, connection refused, bad credentials).
+    Error,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Crit => "crit",
+            Status::Error => "error",
+        }
+    }
+
+    /// The monitoring-plugin exit code: 0 ok, 1 warn, 2 crit, 3 unknown.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Status::Ok => 0,
+            Status::Warn => 1,
+            Status::Crit => 2,
+            Status::Error => 3,
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a check saw: the values its expressions judge, a one-line summary, and the kind's own
+/// verdict for when the runbook gives no `expect`.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    pub data: serde_json::Map<String, serde_json::Value>,
+    pub summary: String,
+    pub default_status: Status,
+}
+
+impl Observation {
+    pub fn new(summary: impl Into<String>, default_status: Status, data: serde_json::Value) -> Self {
+        let data = match data {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        Self {
+            data,
+            summary: summary.into(),
+            default_status,
+        }
+    }
+}
+
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Where a running check sends output lines as they appear (already redacted).
+#[derive(Clone)]
+pub struct LineSink {
+    sender: Option<mpsc::UnboundedSender<(Stream, String)>>,
+    redactor: Redactor,
+}
+
+impl LineSink {
+    pub fn new(sender: mpsc::UnboundedSender<(Stream, String)>, redactor: Redactor) -> Self {
+        Self {
+            sender: Some(sender),
+            redactor,
+        }
+    }
+
+    pub fn discard() -> Self {
+        Self {
+            sender: None,
+            redactor: Redactor::default(),
+        }
+    }
+
+    pub fn send(&self, stream: Stream, line: &str) {
+        if let Some(sender) = &self.sender {
+            let _ = sender.send((stream, self.redactor.redact(line).into_owned()));
+        }
+    }
+}
+
+/// What a check gets when it runs.
+pub struct CheckContext<'a> {
+    pub args: &'a Args,
+    pub targets: &'a Targets,
+    pub lines: LineSink,
+    /// Remediations may run write commands; checks may not.
+    pub allow_writes: bool,
+}
+
+/// One kind of check (or remediation action). Expected failures are `Err(reason)`: the check
+/// ends `error` and the reason is shown.
+pub trait Check: Send + Sync + fmt::Debug {
+    fn run<'a>(&'a self, context: &'a CheckContext<'a>) -> BoxFuture<'a, Result<Observation, String>>;
+
+    /// Exactly what would run, with the arguments filled in, for approval requests and logs.
+    fn describe(&self, args: &Args) -> String;
+}
+
+/// The kinds a runbook can use; adding one means a file and a variant here.
+#[derive(Debug)]
+pub enum Action {
+    Http(HttpCheck),
+    Sql(SqlCheck),
+    Redis(RedisCheck),
+    Tls(TlsCheck),
+    Tcp(TcpCheck),
+    Exec(ExecCheck),
+    Prometheus(PrometheusCheck),
+}
+
+impl Action {
+    pub const CHECK_KINDS: [&'static str; 7] = ["http", "sql", "redis", "tls", "tcp", "exec", "prometheus"];
+    pub const REMEDIATION_KINDS: [&'static str; 4] = ["exec", "http", "sql", "redis"];
+
+    /// The keys of `kind`, or `None` when it is not a kind (of checks, or of remediations).
+    pub fn keys(kind: &str, is_check: bool) -> Option<&'static [&'static str]> {
+        let kinds: &[&str] = if is_check { &Self::CHECK_KINDS } else { &Self::REMEDIATION_KINDS };
+        if !kinds.contains(&kind) {
+            return None;
+        }
+        Some(match kind {
+            "http" => HttpCheck::KEYS,
+            "sql" => SqlCheck::KEYS,
+            "redis" => RedisCheck::KEYS,
+            "tls" => TlsCheck::KEYS,
+            "tcp" => TcpCheck::KEYS,
+            "exec" => ExecCheck::KEYS,
+            _ => PrometheusCheck::KEYS,
+        })
+    }
+
+    /// The variables a check of `kind` offers its expressions.
+    pub fn variables(kind: &str) -> &'static [&'static str] {
+        match kind {
+            "http" => HttpCheck::VARIABLES,
+            "sql" => SqlCheck::VARIABLES,
+            "redis" => RedisCheck::VARIABLES,
+            "tls" => TlsCheck::VARIABLES,
+            "tcp" => TcpCheck::VARIABLES,
+            "exec" => ExecCheck::VARIABLES,
+            "prometheus" => PrometheusCheck::VARIABLES,
+            _ => &[],
+        }
+    }
+
+    /// Builds the kind's config from the runbook's keys; `None` when a problem was recorded.
+    pub fn from_fields(kind: &str, fields: &mut Fields<'_>) -> Option<Action> {
+        match kind {
+            "http" => HttpCheck::from_fields(fields).map(Action::Http),
+            "sql" => SqlCheck::from_fields(fields).map(Action::Sql),
+            "redis" => RedisCheck::from_fields(fields).map(Action::Redis),
+            "tls" => TlsCheck::from_fields(fields).map(Action::Tls),
+            "tcp" => TcpCheck::from_fields(fields).map(Action::Tcp),
+            "exec" => ExecCheck::from_fields(fields).map(Action::Exec),
+            "prometheus" => PrometheusCheck::from_fields(fields).map(Action::Prometheus),
+            _ => None,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Http(_) => "http",
+            Action::Sql(_) => "sql",
+            Action::Redis(_) => "redis",
+            Action::Tls(_) => "tls",
+            Action::Tcp(_) => "tcp",
+            Action::Exec(_) => "exec",
+            Action::Prometheus(_) => "prometheus",
+        }
+    }
+
+    pub fn as_check(&self) -> &dyn Check {
+        match self {
+            Action::Http(check) => check,
+            Action::Sql(check) => check,
+            Action::Redis(check) => check,
+            Action::Tls(check) => check,
+            Action::Tcp(check) => check,
+            Action::Exec(check) => check,
+            Action::Prometheus(check) => check,
+        }
+    }
+}
+
+/// Milliseconds, as the integer the expressions compare.
+pub(crate) fn millis(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Cuts `text` to at most `max` characters on a character boundary, marking the cut.
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((index, _)) => format!("{}…", &text[..index]),
+        None => text.to_string(),
+    }
+}

@@ -1,0 +1,200 @@
+//! Runs the checks of one runbook: concurrently under a bound, each with its timeout and its
+//! panics caught, judged by the runbook's expressions, and streamed as each one finishes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, Semaphore};
+
+use super::{CheckContext, LineSink, Observation, Status, Stream, Targets};
+use crate::redact::Redactor;
+use crate::runbook::{Args, CheckSpec, Runbook};
+
+/// The result of one check, as a person and a script see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckRun {
+    pub name: String,
+    pub kind: &'static str,
+    pub status: Status,
+    pub summary: String,
+    #[serde(rename = "duration_ms")]
+    #[serde(serialize_with = "as_millis")]
+    pub duration: Duration,
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+fn as_millis<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(duration.as_millis() as u64)
+}
+
+/// What the runner reports while a runbook runs.
+#[derive(Debug, Clone)]
+pub enum CheckEvent {
+    /// A line of output from a running check (exec), already redacted.
+    Line { check: String, stream: Stream, line: String },
+    Finished(CheckRun),
+}
+
+/// Runs checks. One per process; cheap to clone.
+#[derive(Clone)]
+pub struct Runner {
+    targets: Arc<Targets>,
+    redactor: Redactor,
+    concurrency: usize,
+}
+
+impl Runner {
+    pub fn new(targets: Arc<Targets>, redactor: Redactor, concurrency: usize) -> Self {
+        Self {
+            targets,
+            redactor,
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// Starts every check of `runbook` and returns the events as they happen; the channel
+    /// closes after the last check finished.
+    pub fn run(&self, runbook: Arc<Runbook>, args: Args) -> mpsc::UnboundedReceiver<CheckEvent> {
+        let (events, receiver) = mpsc::unbounded_channel();
+        let bound = Arc::new(Semaphore::new(self.concurrency));
+        let args = Arc::new(args);
+        for index in 0..runbook.checks.len() {
+            let runner = self.clone();
+            let runbook = runbook.clone();
+            let args = args.clone();
+            let events = events.clone();
+            let bound = bound.clone();
+            tokio::spawn(async move {
+                let _permit = bound.acquire_owned().await;
+                let started = Instant::now();
+                let check = &runbook.checks[index];
+                // The check runs in its own task so a panic there ends only that check.
+                let outcome = {
+                    let runner = runner.clone();
+                    let runbook = runbook.clone();
+                    let args = args.clone();
+                    let events = events.clone();
+                    tokio::spawn(async move { runner.run_one(&runbook.checks[index], &args, events).await }).await
+                };
+                let (status, summary, data) = match outcome {
+                    Ok(judged) => judged,
+                    Err(join_error) => (Status::Error, format!("the check crashed: {}", panic_message(join_error)), serde_json::Map::new()),
+                };
+                let run = CheckRun {
+                    name: check.name.clone(),
+                    kind: check.action.kind(),
+                    status,
+                    summary: runner.redactor.redact(&summary).into_owned(),
+                    duration: started.elapsed(),
+                    data: redact_data(&runner.redactor, data),
+                };
+                let _ = events.send(CheckEvent::Finished(run));
+            });
+        }
+        receiver
+    }
+
+    async fn run_one(
+        &self,
+        check: &CheckSpec,
+        args: &Args,
+        events: mpsc::UnboundedSender<CheckEvent>,
+    ) -> (Status, String, serde_json::Map<String, serde_json::Value>) {
+        let (line_sender, mut line_receiver) = mpsc::unbounded_channel();
+        let forward_name = check.name.clone();
+        let forward = tokio::spawn(async move {
+            while let Some((stream, line)) = line_receiver.recv().await {
+                let _ = events.send(CheckEvent::Line { check: forward_name.clone(), stream, line });
+            }
+        });
+        let context = CheckContext {
+            args,
+            targets: &self.targets,
+            lines: LineSink::new(line_sender, self.redactor.clone()),
+            allow_writes: false,
+        };
+        let observed = tokio::time::timeout(check.timeout, check.action.as_check().run(&context)).await;
+        drop(context);
+        let _ = forward.await;
+        match observed {
+            Err(_) => (
+                Status::Error,
+                format!("timed out after {}", humantime::format_duration(check.timeout)),
+                serde_json::Map::new(),
+            ),
+            Ok(Err(reason)) => (Status::Error, reason, serde_json::Map::new()),
+            Ok(Ok(observation)) => judge(check, args, observation),
+        }
+    }
+}
+
+/// Applies the runbook's expressions: `expect` (when given) replaces the kind's own verdict,
+/// then `crit` and `warn` can only make it worse.
+fn judge(check: &CheckSpec, args: &Args, observation: Observation) -> (Status, String, serde_json::Map<String, serde_json::Value>) {
+    let mut variables = observation.data.clone();
+    let args_json: serde_json::Map<String, serde_json::Value> =
+        args.iter().map(|(name, value)| (name.clone(), serde_json::Value::String(value.clone()))).collect();
+    variables.insert("args".into(), serde_json::Value::Object(args_json));
+
+    let mut status = observation.default_status;
+    let mut reasons = Vec::new();
+    let evaluations = [
+        (&check.expect, Status::Crit, "expected", false),
+        (&check.crit, Status::Crit, "crit", true),
+        (&check.warn, Status::Warn, "warn", true),
+    ];
+    for (expr, verdict, label, raise_when) in evaluations {
+        let Some(expr) = expr else { continue };
+        match expr.eval_bool(&variables) {
+            Err(reason) => {
+                let summary = format!("{} — {label} expression {reason}", observation.summary);
+                return (Status::Error, summary, observation.data);
+            }
+            Ok(result) if label == "expected" => {
+                status = if result { Status::Ok } else { Status::Crit };
+                if !result {
+                    reasons.push(format!("expected {}", expr.source()));
+                }
+            }
+            Ok(result) if result == raise_when && verdict > status => {
+                status = verdict;
+                reasons.push(format!("{label}: {}", expr.source()));
+            }
+            Ok(_) => {}
+        }
+    }
+    let summary = if reasons.is_empty() {
+        observation.summary
+    } else {
+        format!("{} ({})", observation.summary, reasons.join("; "))
+    };
+    (status, summary, observation.data)
+}
+
+fn redact_data(redactor: &Redactor, data: serde_json::Map<String, serde_json::Value>) -> serde_json::Map<String, serde_json::Value> {
+    fn walk(redactor: &Redactor, value: serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::String(text) => serde_json::Value::String(redactor.redact(&text).into_owned()),
+            serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(|item| walk(redactor, item)).collect()),
+            serde_json::Value::Object(map) => serde_json::Value::Object(map.into_iter().map(|(k, v)| (k, walk(redactor, v))).collect()),
+            other => other,
+        }
+    }
+    data.into_iter().map(|(key, value)| (key, walk(redactor, value))).collect()
+}
+
+fn panic_message(error: tokio::task::JoinError) -> String {
+    match error.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|text| text.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_string()),
+        Err(error) => error.to_string(),
+    }
+}

@@ -1,0 +1,274 @@
+//! The command line of SPEC §2. Exit codes: 0/1/2/3 follow the monitoring-plugin convention for
+//! `run`; 64 is a usage error (unknown command, bad argument); 78 a broken config or runbook.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::app;
+use crate::check::{CheckEvent, CheckRun, Status, Stream};
+use crate::config::Config;
+use crate::runbook::{parse_pairs, Catalogue, Runbook};
+
+pub const EXIT_USAGE: u8 = 64;
+pub const EXIT_CONFIG: u8 = 78;
+
+#[derive(Parser, Debug)]
+#[command(name = "firebell", version, about = "Chat-ops bot for incident handling: runbooks as commands")]
+struct Cli {
+    /// Configuration file (default: $FIREBELL_CONFIG, then ./firebell.toml, then built-in defaults)
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one runbook command here and stream its results: `firebell run diagnose queue queue=signals`
+    Run {
+        /// `diagnose TOPIC [key=value...]`
+        #[arg(required = true, value_name = "WORDS")]
+        words: Vec<String>,
+        /// One JSON object per line instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// The runbook catalogue
+    Commands {
+        #[command(subcommand)]
+        action: CommandsAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CommandsAction {
+    /// List topics with their arguments, checks and remediations
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate every runbook file; problems are printed as file:line
+    Check,
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return match error.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                _ => ExitCode::from(EXIT_USAGE),
+            };
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FIREBELL_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match Config::discover(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match cli.command {
+        Command::Run { words, json } => run_command(&config, &words, json),
+        Command::Commands { action: CommandsAction::List { json } } => list_commands(&config, json),
+        Command::Commands { action: CommandsAction::Check } => check_commands(&config),
+    }
+}
+
+fn load_or_report(config: &Config) -> Result<Catalogue, ExitCode> {
+    let (catalogue, errors) = app::load_catalogue(config);
+    if errors.is_empty() {
+        return Ok(catalogue);
+    }
+    for error in &errors {
+        eprintln!("{error}");
+    }
+    eprintln!("{} problem(s) in the runbooks; `firebell commands check` lists them", errors.len());
+    Err(ExitCode::from(EXIT_CONFIG))
+}
+
+fn usage(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("firebell: {message}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn topic_list(catalogue: &Catalogue) -> String {
+    catalogue
+        .runbooks()
+        .map(|runbook| format!("  {:<14} {}", runbook.name, runbook.summary))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn run_command(config: &Config, words: &[String], json_output: bool) -> ExitCode {
+    let catalogue = match load_or_report(config) {
+        Ok(catalogue) => catalogue,
+        Err(code) => return code,
+    };
+    let (verb, rest) = words.split_first().expect("clap requires at least one word");
+    match verb.as_str() {
+        "diagnose" => {}
+        "remediate" => {
+            return usage("remediations run only after someone approves them in chat (firebell serve); `firebell run` runs diagnoses: firebell run diagnose TOPIC");
+        }
+        other => return usage(format!("unknown command '{other}'; valid: diagnose TOPIC [key=value...]")),
+    }
+    let Some((topic, arg_words)) = rest.split_first() else {
+        println!("Topics (firebell run diagnose TOPIC [key=value...]):\n{}", topic_list(&catalogue));
+        return ExitCode::SUCCESS;
+    };
+    let Some(runbook) = catalogue.get(topic) else {
+        return usage(format!("unknown topic '{topic}'; valid topics: {}", catalogue.topic_names().join(", ")));
+    };
+    let args = match parse_pairs(arg_words).and_then(|pairs| runbook.bind_args(&pairs)) {
+        Ok(args) => args,
+        Err(error) => return usage(error),
+    };
+    if runbook.checks.is_empty() {
+        println!("{} has no checks, only remediations; see `firebell commands list`", runbook.name);
+        return ExitCode::SUCCESS;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the tokio runtime starts");
+    let worst = runtime.block_on(stream_run(config, runbook, args, json_output));
+    ExitCode::from(worst.exit_code() as u8)
+}
+
+async fn stream_run(config: &Config, runbook: Arc<Runbook>, args: crate::runbook::Args, json_output: bool) -> Status {
+    let runner = app::runner(config);
+    let started = Instant::now();
+    let mut stdout = std::io::stdout().lock();
+    if !json_output {
+        let shown_args: Vec<String> = args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(stdout, "diagnose {} {} — {}", runbook.name, shown_args.join(" "), runbook.summary);
+        if let Some(link) = &runbook.runbook_url {
+            let _ = writeln!(stdout, "runbook: {link}");
+        }
+    }
+    let mut events = runner.run(runbook.clone(), args);
+    let mut results: Vec<CheckRun> = Vec::new();
+    while let Some(event) = events.recv().await {
+        let line = match &event {
+            CheckEvent::Line { check, stream, line } if json_output => {
+                json!({"event": "line", "name": check, "stream": stream, "line": line}).to_string()
+            }
+            CheckEvent::Line { check, stream, line } => {
+                let marker = if *stream == Stream::Stderr { "!" } else { "|" };
+                format!("      {check} {marker} {line}")
+            }
+            CheckEvent::Finished(run) if json_output => {
+                let mut value = serde_json::to_value(run).expect("a check result serialises");
+                value.as_object_mut().expect("an object").insert("event".into(), json!("check"));
+                value.to_string()
+            }
+            CheckEvent::Finished(run) => format!("{:<5} {} — {} ({} ms)", run.status.name().to_uppercase(), run.name, run.summary, run.duration.as_millis()),
+        };
+        let _ = writeln!(stdout, "{line}");
+        let _ = stdout.flush();
+        if let CheckEvent::Finished(run) = event {
+            results.push(run);
+        }
+    }
+    let worst = results.iter().map(|run| run.status).max().unwrap_or(Status::Ok);
+    let count = |status: Status| results.iter().filter(|run| run.status == status).count();
+    if json_output {
+        let done = json!({
+            "event": "done", "status": worst, "duration_ms": started.elapsed().as_millis() as u64,
+            "ok": count(Status::Ok), "warn": count(Status::Warn), "crit": count(Status::Crit), "error": count(Status::Error),
+        });
+        let _ = writeln!(stdout, "{done}");
+    } else {
+        let _ = writeln!(
+            stdout,
+            "{} — {} checks: {} ok, {} warn, {} crit, {} error in {:.1} s",
+            worst.name().to_uppercase(),
+            results.len(),
+            count(Status::Ok),
+            count(Status::Warn),
+            count(Status::Crit),
+            count(Status::Error),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    worst
+}
+
+fn list_commands(config: &Config, json_output: bool) -> ExitCode {
+    let catalogue = match load_or_report(config) {
+        Ok(catalogue) => catalogue,
+        Err(code) => return code,
+    };
+    if json_output {
+        let topics: Vec<serde_json::Value> = catalogue
+            .runbooks()
+            .map(|runbook| {
+                json!({
+                    "name": runbook.name,
+                    "summary": runbook.summary,
+                    "runbook": runbook.runbook_url,
+                    "file": runbook.path.display().to_string(),
+                    "args": runbook.args.values().map(|arg| json!({"name": arg.name, "pattern": arg.pattern_source, "default": arg.default, "help": arg.help})).collect::<Vec<_>>(),
+                    "checks": runbook.checks.iter().map(|check| json!({"name": check.name, "kind": check.action.kind(), "timeout_ms": check.timeout.as_millis() as u64})).collect::<Vec<_>>(),
+                    "remediations": runbook.remediations.iter().map(|r| json!({"name": r.name, "summary": r.summary, "kind": r.action.kind(), "approvals": r.approvals, "approvers": r.approvers, "self_approve": r.self_approve})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&topics).expect("the catalogue serialises"));
+        return ExitCode::SUCCESS;
+    }
+    for runbook in catalogue.runbooks() {
+        println!("{:<14} {}", runbook.name, runbook.summary);
+        for arg in runbook.args.values() {
+            println!("    arg  {}", arg.describe());
+        }
+        for check in &runbook.checks {
+            println!("    check  [{}] {}", check.action.kind(), check.name);
+        }
+        for remediation in &runbook.remediations {
+            println!(
+                "    remediate  {} — {} ({} approval(s) from {})",
+                remediation.name,
+                remediation.summary,
+                remediation.approvals,
+                remediation.approvers.join(", ")
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn check_commands(config: &Config) -> ExitCode {
+    let files = match app::read_command_files(config) {
+        Ok(files) => files,
+        Err(errors) => {
+            errors.iter().for_each(|error| println!("{error}"));
+            return ExitCode::from(1);
+        }
+    };
+    let (catalogue, errors) = Catalogue::load(&files, &app::target_refs(config));
+    for error in &errors {
+        println!("{error}");
+    }
+    if config.path.is_none() {
+        println!("note: no firebell.toml, so target names were not checked (pass --config to check them)");
+    }
+    let checks: usize = catalogue.runbooks().map(|runbook| runbook.checks.len()).sum();
+    let remediations: usize = catalogue.runbooks().map(|runbook| runbook.remediations.len()).sum();
+    if errors.is_empty() {
+        println!("ok: {} files, {} topics, {checks} checks, {remediations} remediations", files.len(), catalogue.len());
+        ExitCode::SUCCESS
+    } else {
+        println!("{} problem(s) in {} files", errors.len(), files.len());
+        ExitCode::from(1)
+    }
+}

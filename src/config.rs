@@ -1,0 +1,858 @@
+//! `firebell.toml` → typed configuration. Every section is parsed and validated here, with
+//! `${VAR}` expansion and errors that name the key, the file and the line.
+//!
+//! Lookup order: `--config PATH`, then `FIREBELL_CONFIG`, then `./firebell.toml` if it exists,
+//! else the embedded defaults (SQLite at `./firebell.db`, `./commands`, `127.0.0.1:8080`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+use crate::redact::Redactor;
+use crate::source::{Dur, LoadError, LoadErrors, SourceFile};
+
+/// The whole configuration; every key has a default.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub commands: CommandsConfig,
+    pub slack: Option<SlackConfig>,
+    pub discord: Option<DiscordConfig>,
+    /// Named systems that runbook checks point at (`target = "signals_db"`).
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetConfig>,
+    /// Groups of people, each `platform:id` (`slack:U0001`, `discord:1234`, `console:alice`).
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<Spanned<Person>>>,
+    #[serde(default)]
+    pub policies: Vec<PolicyConfig>,
+    #[serde(default)]
+    pub schedules: Vec<ScheduleConfig>,
+    #[serde(default)]
+    pub permissions: PermissionsConfig,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub templates: TemplatesConfig,
+    /// Where this configuration came from; `None` for the embedded defaults.
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the HTTP server and the web console.
+    #[serde(default = "default_listen")]
+    pub listen: Spanned<EnvString>,
+    /// Bearer token for `/api` writes and `/alerts/generic`; unset means writes are refused.
+    pub api_token: Option<Secret>,
+    /// Login token for the web console when it listens on a non-loopback address.
+    pub console_token: Option<Secret>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            api_token: None,
+            console_token: None,
+        }
+    }
+}
+
+fn default_listen() -> Spanned<EnvString> {
+    Spanned::new(0..0, EnvString("127.0.0.1:8080".to_string()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://firebell.db` (the default) or `postgres://user@host/db`.
+    #[serde(default = "default_store_url")]
+    pub url: Spanned<Secret>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: default_store_url(),
+        }
+    }
+}
+
+fn default_store_url() -> Spanned<Secret> {
+    Spanned::new(0..0, Secret::new("sqlite://firebell.db"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandsConfig {
+    /// Folders of runbook files, relative to the config file's folder.
+    #[serde(default = "default_command_dirs")]
+    pub dirs: Vec<PathBuf>,
+    /// How many checks of one command run at the same time.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+impl Default for CommandsConfig {
+    fn default() -> Self {
+        Self {
+            dirs: default_command_dirs(),
+            concurrency: default_concurrency(),
+        }
+    }
+}
+
+fn default_command_dirs() -> Vec<PathBuf> {
+    vec![PathBuf::from("commands")]
+}
+
+fn default_concurrency() -> usize {
+    8
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    pub bot_token: Option<Secret>,
+    /// Set: Socket Mode, no public URL needed.
+    pub app_token: Option<Secret>,
+    /// HTTP mode: verifies `/slack/*` requests.
+    pub signing_secret: Option<Secret>,
+    pub incident_channel: Option<EnvString>,
+    #[serde(default = "default_slack_api_url")]
+    pub api_url: EnvString,
+}
+
+fn default_slack_api_url() -> EnvString {
+    EnvString("https://slack.com/api/".to_string())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordConfig {
+    pub token: Option<Secret>,
+    pub application_id: Option<EnvString>,
+    /// Hex Ed25519 public key for `/discord/interactions`.
+    pub public_key: Option<EnvString>,
+    /// Register commands in this guild only (they show at once).
+    pub guild_id: Option<EnvString>,
+    pub incident_channel: Option<EnvString>,
+    #[serde(default = "default_discord_api_url")]
+    pub api_url: EnvString,
+}
+
+fn default_discord_api_url() -> EnvString {
+    EnvString("https://discord.com/api/".to_string())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub kind: TargetKind,
+    /// Connection string or base URL. Empty means "declared but not configured here".
+    pub url: Spanned<Secret>,
+    /// Extra HTTP headers for `http` and `prometheus` targets (e.g. an Authorization header).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    Postgres,
+    Mysql,
+    Sqlite,
+    Redis,
+    Http,
+    Prometheus,
+}
+
+impl TargetKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetKind::Postgres => "postgres",
+            TargetKind::Mysql => "mysql",
+            TargetKind::Sqlite => "sqlite",
+            TargetKind::Redis => "redis",
+            TargetKind::Http => "http",
+            TargetKind::Prometheus => "prometheus",
+        }
+    }
+
+    fn url_schemes(self) -> &'static [&'static str] {
+        match self {
+            TargetKind::Postgres => &["postgres", "postgresql"],
+            TargetKind::Mysql => &["mysql", "mariadb"],
+            TargetKind::Sqlite => &["sqlite"],
+            TargetKind::Redis => &["redis", "rediss"],
+            TargetKind::Http | TargetKind::Prometheus => &["http", "https"],
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub name: Spanned<String>,
+    /// Run the steps again this many times if nobody acknowledges.
+    #[serde(default)]
+    pub repeat: u32,
+    pub steps: Vec<StepConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepConfig {
+    /// Offset from the trigger time (`0s`, `15m`).
+    pub after: Dur,
+    pub notify: Vec<Spanned<NotifyTarget>>,
+}
+
+/// Who a step notifies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyTarget {
+    User(Person),
+    Group(String),
+    Schedule(String),
+}
+
+impl<'de> Deserialize<'de> for NotifyTarget {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let invalid = || {
+            format!(
+                "invalid notify target '{text}': write user:PLATFORM:ID, group:NAME or schedule:NAME (e.g. schedule:primary)"
+            )
+        };
+        let (prefix, rest) = text.split_once(':').ok_or_else(invalid).map_err(serde::de::Error::custom)?;
+        match prefix {
+            "user" => Person::parse(rest).map(NotifyTarget::User).map_err(serde::de::Error::custom),
+            "group" if !rest.is_empty() => Ok(NotifyTarget::Group(rest.to_string())),
+            "schedule" if !rest.is_empty() => Ok(NotifyTarget::Schedule(rest.to_string())),
+            _ => Err(serde::de::Error::custom(invalid())),
+        }
+    }
+}
+
+/// A person on one platform: `slack:U0001`, `discord:1234`, `console:alice`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Person {
+    pub platform: String,
+    pub id: String,
+}
+
+pub const PLATFORMS: [&str; 3] = ["slack", "discord", "console"];
+
+impl Person {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.split_once(':') {
+            Some((platform, id)) if PLATFORMS.contains(&platform) && !id.is_empty() && !id.contains(char::is_whitespace) => Ok(Person {
+                platform: platform.to_string(),
+                id: id.to_string(),
+            }),
+            _ => Err(format!(
+                "invalid person '{text}': write PLATFORM:ID with PLATFORM one of slack, discord, console (e.g. slack:U0001)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Person {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.platform, self.id)
+    }
+}
+
+impl<'de> Deserialize<'de> for Person {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Person::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    pub name: Spanned<String>,
+    pub rotation: Rotation,
+    /// `Mon 09:00` for weekly rotations, `09:00` for daily ones.
+    pub handoff: Spanned<String>,
+    pub timezone: Spanned<String>,
+    pub members: Vec<Person>,
+    #[serde(default)]
+    pub overrides: Vec<OverrideConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rotation {
+    Weekly,
+    Daily,
+}
+
+/// Someone covers a schedule from `start` to `end` (RFC 3339 times).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideConfig {
+    pub start: Spanned<String>,
+    pub end: Spanned<String>,
+    pub person: Person,
+}
+
+/// Who may do what: entries are `everyone`, `group:NAME` or a person `platform:id`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionsConfig {
+    #[serde(default = "everyone")]
+    pub diagnose: Vec<Spanned<Principal>>,
+    #[serde(default = "everyone")]
+    pub incident: Vec<Spanned<Principal>>,
+    /// Deny by default: nobody may request remediations until this is set.
+    #[serde(default)]
+    pub remediate: Vec<Spanned<Principal>>,
+    /// When set, commands are accepted only in these channels.
+    #[serde(default)]
+    pub channels: Vec<String>,
+}
+
+impl Default for PermissionsConfig {
+    fn default() -> Self {
+        Self {
+            diagnose: everyone(),
+            incident: everyone(),
+            remediate: Vec::new(),
+            channels: Vec::new(),
+        }
+    }
+}
+
+fn everyone() -> Vec<Spanned<Principal>> {
+    vec![Spanned::new(0..0, Principal::Everyone)]
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Everyone,
+    Group(String),
+    Person(Person),
+}
+
+impl<'de> Deserialize<'de> for Principal {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text == "everyone" {
+            return Ok(Principal::Everyone);
+        }
+        if let Some(group) = text.strip_prefix("group:").filter(|group| !group.is_empty()) {
+            return Ok(Principal::Group(group.to_string()));
+        }
+        Person::parse(&text).map(Principal::Person).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "invalid permission entry '{text}': write everyone, group:NAME or PLATFORM:ID (e.g. group:oncall, slack:U0001)"
+            ))
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Alert labels that must all be equal for the route to match.
+    #[serde(rename = "match", default)]
+    pub matchers: BTreeMap<String, String>,
+    #[serde(default = "default_severity")]
+    pub severity: Severity,
+    pub policy: Option<Spanned<String>>,
+    /// Runbook to run as soon as the incident opens.
+    pub run: Option<Spanned<String>>,
+    /// Resolve the incident when the alert resolves.
+    #[serde(default = "yes")]
+    pub resolve: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_severity() -> Severity {
+    Severity::High
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+    Low,
+}
+
+impl Severity {
+    pub const NAMES: [&'static str; 4] = ["critical", "high", "medium", "low"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "critical" => Some(Severity::Critical),
+            "high" => Some(Severity::High),
+            "medium" => Some(Severity::Medium),
+            "low" => Some(Severity::Low),
+            _ => None,
+        }
+    }
+}
+
+/// MiniJinja templates overriding the shipped incident messages.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TemplatesConfig {
+    pub notification: Option<PathBuf>,
+    pub resolution: Option<PathBuf>,
+}
+
+/// A string with `${VAR}` and `${VAR:-default}` expanded from the environment.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EnvString(pub String);
+
+impl fmt::Debug for EnvString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl<'de> Deserialize<'de> for EnvString {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        expand_env(&text, |name| std::env::var(name).ok())
+            .map(EnvString)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::ops::Deref for EnvString {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A secret value (token, password, connection string): expanded like [`EnvString`], redacted
+/// in `Debug`, and registered with the [`Redactor`].
+#[derive(Clone)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    pub fn new(value: &str) -> Self {
+        Secret(SecretString::from(value.to_string()))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.expose().is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        EnvString::deserialize(deserializer).map(|value| Secret::new(&value.0))
+    }
+}
+
+/// Expands `${VAR}` (an error when unset) and `${VAR:-default}`; `$$` is a literal `$`.
+pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut output = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(position) = rest.find('$') {
+        output.push_str(&rest[..position]);
+        rest = &rest[position..];
+        if let Some(after) = rest.strip_prefix("$$") {
+            output.push('$');
+            rest = after;
+            continue;
+        }
+        let Some(inner_start) = rest.strip_prefix("${") else {
+            output.push('$');
+            rest = &rest[1..];
+            continue;
+        };
+        let end = inner_start
+            .find('}')
+            .ok_or_else(|| format!("unclosed '${{' in '{text}': write ${{VAR}} or ${{VAR:-default}}"))?;
+        let inner = &inner_start[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (inner, None),
+        };
+        let valid_name = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !valid_name {
+            return Err(format!(
+                "invalid variable name '{name}' in '${{{inner}}}': use letters, digits and _"
+            ));
+        }
+        match (lookup(name), default) {
+            (Some(value), _) => output.push_str(&value),
+            (None, Some(default)) => output.push_str(default),
+            (None, None) => {
+                return Err(format!(
+                    "environment variable {name} is not set (write ${{{name}:-}} to allow it to be empty)"
+                ));
+            }
+        }
+        rest = &inner_start[end + 1..];
+    }
+    output.push_str(rest);
+    Ok(output)
+}
+
+impl Config {
+    /// Finds and loads the configuration: `explicit`, then `FIREBELL_CONFIG`, then
+    /// `./firebell.toml`, else the embedded defaults.
+    pub fn discover(explicit: Option<&Path>) -> Result<Config, LoadErrors> {
+        let from_env = std::env::var_os("FIREBELL_CONFIG").map(PathBuf::from);
+        let path = match (explicit, from_env) {
+            (Some(path), _) => Some(path.to_path_buf()),
+            (None, Some(path)) => Some(path),
+            (None, None) => Some(PathBuf::from("firebell.toml")).filter(|path| path.exists()),
+        };
+        match path {
+            Some(path) => Config::load(&path),
+            None => Ok(Config::default()),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Config, LoadErrors> {
+        let source = SourceFile::read(path).map_err(|error| LoadErrors(vec![error]))?;
+        Config::parse(&source)
+    }
+
+    pub fn parse(source: &SourceFile) -> Result<Config, LoadErrors> {
+        let mut config: Config = source.parse().map_err(|error| LoadErrors(vec![error]))?;
+        config.path = Some(source.path.clone());
+        let errors = config.validate(source);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(LoadErrors(errors))
+        }
+    }
+
+    /// Cross-checks what serde cannot: references between sections, addresses, time zones.
+    fn validate(&self, source: &SourceFile) -> Vec<LoadError> {
+        let mut errors = Vec::new();
+        let mut error = |span: std::ops::Range<usize>, message: String| {
+            errors.push(source.error_at(span, message));
+        };
+
+        if self.server.listen.get_ref().parse::<std::net::SocketAddr>().is_err() {
+            error(
+                self.server.listen.span(),
+                format!(
+                    "server.listen: '{}' is not an address: write IP:PORT, e.g. 127.0.0.1:8080",
+                    self.server.listen.get_ref().0
+                ),
+            );
+        }
+        let store_url = self.store.url.get_ref().expose();
+        if !(store_url.starts_with("sqlite:") || store_url.starts_with("postgres://") || store_url.starts_with("postgresql://")) {
+            error(
+                self.store.url.span(),
+                "store.url: must start with sqlite: or postgres:// (e.g. sqlite://firebell.db)".to_string(),
+            );
+        }
+        if self.commands.concurrency == 0 {
+            error(0..0, "commands.concurrency: must be at least 1".to_string());
+        }
+
+        for (name, target) in &self.targets {
+            let url = target.url.get_ref().expose();
+            if url.is_empty() {
+                continue;
+            }
+            let scheme = url.split_once(':').map(|(scheme, _)| scheme).unwrap_or("");
+            if !target.kind.url_schemes().contains(&scheme) {
+                error(
+                    target.url.span(),
+                    format!(
+                        "targets.{name}.url: a {} target needs a URL starting with {} (got scheme '{scheme}')",
+                        target.kind.name(),
+                        target.kind.url_schemes().iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(" or ")
+                    ),
+                );
+            }
+        }
+
+        let schedule_names: BTreeSet<&str> = self.schedules.iter().map(|s| s.name.get_ref().as_str()).collect();
+        let mut seen_policies = BTreeSet::new();
+        for policy in &self.policies {
+            if !seen_policies.insert(policy.name.get_ref().as_str()) {
+                error(policy.name.span(), format!("policies: the name '{}' is used twice", policy.name.get_ref()));
+            }
+            if policy.steps.is_empty() {
+                error(policy.name.span(), format!("policies.{}: needs at least one step", policy.name.get_ref()));
+            }
+            for step in &policy.steps {
+                for target in &step.notify {
+                    match target.get_ref() {
+                        NotifyTarget::Group(group) if !self.groups.contains_key(group) => error(
+                            target.span(),
+                            format!("policies.{}: unknown group '{group}'; groups: {}", policy.name.get_ref(), names(self.groups.keys())),
+                        ),
+                        NotifyTarget::Schedule(schedule) if !schedule_names.contains(schedule.as_str()) => error(
+                            target.span(),
+                            format!("policies.{}: unknown schedule '{schedule}'; schedules: {}", policy.name.get_ref(), names(schedule_names.iter())),
+                        ),
+                        _ => {}
+                    }
+                }
+            }
+        }
+
+        let mut seen_schedules = BTreeSet::new();
+        for schedule in &self.schedules {
+            let name = schedule.name.get_ref();
+            if !seen_schedules.insert(name.as_str()) {
+                error(schedule.name.span(), format!("schedules: the name '{name}' is used twice"));
+            }
+            if schedule.members.is_empty() {
+                error(schedule.name.span(), format!("schedules.{name}: needs at least one member"));
+            }
+            if schedule.timezone.get_ref().parse::<chrono_tz::Tz>().is_err() {
+                error(
+                    schedule.timezone.span(),
+                    format!("schedules.{name}.timezone: unknown time zone '{}': use an IANA name such as Europe/Berlin or UTC", schedule.timezone.get_ref()),
+                );
+            }
+            if let Err(message) = parse_handoff(schedule.rotation, schedule.handoff.get_ref()) {
+                error(schedule.handoff.span(), format!("schedules.{name}.handoff: {message}"));
+            }
+            for entry in &schedule.overrides {
+                for time in [&entry.start, &entry.end] {
+                    if chrono::DateTime::parse_from_rfc3339(time.get_ref()).is_err() {
+                        error(
+                            time.span(),
+                            format!("schedules.{name}.overrides: '{}' is not an RFC 3339 time (e.g. 2026-11-20T09:00:00+01:00)", time.get_ref()),
+                        );
+                    }
+                }
+            }
+        }
+
+        let permission_lists = [
+            ("diagnose", &self.permissions.diagnose),
+            ("incident", &self.permissions.incident),
+            ("remediate", &self.permissions.remediate),
+        ];
+        for (key, list) in permission_lists {
+            for entry in list {
+                if let Principal::Group(group) = entry.get_ref() {
+                    if !self.groups.contains_key(group) {
+                        error(entry.span(), format!("permissions.{key}: unknown group '{group}'; groups: {}", names(self.groups.keys())));
+                    }
+                }
+            }
+        }
+
+        for route in &self.routes {
+            if let Some(policy) = &route.policy {
+                if !seen_policies.contains(policy.get_ref().as_str()) {
+                    error(policy.span(), format!("routes: unknown policy '{}'; policies: {}", policy.get_ref(), names(seen_policies.iter())));
+                }
+            }
+        }
+        errors
+    }
+
+    /// The folders runbooks are loaded from, relative to the config file's folder.
+    pub fn command_dirs(&self) -> Vec<PathBuf> {
+        let base = self
+            .path
+            .as_ref()
+            .and_then(|path| path.parent())
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        self.commands.dirs.iter().map(|dir| base.join(dir)).collect()
+    }
+
+    /// A redactor that knows every secret in this configuration.
+    pub fn redactor(&self) -> Redactor {
+        let mut values: Vec<String> = Vec::new();
+        let mut add = |secret: &Secret| values.push(secret.expose().to_string());
+        add(self.store.url.get_ref());
+        self.server.api_token.iter().chain(self.server.console_token.iter()).for_each(&mut add);
+        if let Some(slack) = &self.slack {
+            slack.bot_token.iter().chain(slack.app_token.iter()).chain(slack.signing_secret.iter()).for_each(&mut add);
+        }
+        if let Some(discord) = &self.discord {
+            discord.token.iter().for_each(&mut add);
+        }
+        for target in self.targets.values() {
+            add(target.url.get_ref());
+            target.headers.values().for_each(&mut add);
+        }
+        Redactor::new(values)
+    }
+}
+
+/// Parses a handoff: `Mon 09:00` (weekly) or `09:00` (daily).
+pub fn parse_handoff(rotation: Rotation, text: &str) -> Result<(Option<chrono::Weekday>, chrono::NaiveTime), String> {
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let (weekday, time) = match (rotation, parts.as_slice()) {
+        (Rotation::Weekly, [day, time]) => {
+            let weekday = day
+                .parse::<chrono::Weekday>()
+                .map_err(|_| format!("'{day}' is not a weekday: write Mon, Tue, … Sun"))?;
+            (Some(weekday), *time)
+        }
+        (Rotation::Daily, [time]) => (None, *time),
+        (Rotation::Weekly, _) => return Err(format!("'{text}': a weekly handoff is a weekday and a time, e.g. Mon 09:00")),
+        (Rotation::Daily, _) => return Err(format!("'{text}': a daily handoff is a time, e.g. 09:00")),
+    };
+    let time = chrono::NaiveTime::parse_from_str(time, "%H:%M").map_err(|_| format!("'{time}' is not a time: write HH:MM, e.g. 09:00"))?;
+    Ok((weekday, time))
+}
+
+fn names<T: AsRef<str>>(items: impl Iterator<Item = T>) -> String {
+    let list: Vec<String> = items.map(|item| item.as_ref().to_string()).collect();
+    if list.is_empty() {
+        "(none defined)".to_string()
+    } else {
+        list.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, LoadErrors> {
+        Config::parse(&SourceFile::new("firebell.toml", text))
+    }
+
+    #[test]
+    fn the_embedded_defaults_match_the_spec() {
+        let config = parse("").unwrap();
+        assert_eq!(config.server.listen.get_ref().0, "127.0.0.1:8080");
+        assert_eq!(config.store.url.get_ref().expose(), "sqlite://firebell.db");
+        assert_eq!(config.commands.dirs, vec![PathBuf::from("commands")]);
+        assert_eq!(config.permissions.diagnose.len(), 1);
+        assert!(config.permissions.remediate.is_empty());
+    }
+
+    #[test]
+    fn expands_variables_with_defaults_and_refuses_unset_ones() {
+        let lookup = |name: &str| (name == "SET").then(|| "value".to_string());
+        assert_eq!(expand_env("a-${SET}-b", lookup).unwrap(), "a-value-b");
+        assert_eq!(expand_env("${UNSET:-fallback}", lookup).unwrap(), "fallback");
+        assert_eq!(expand_env("${UNSET:-}", lookup).unwrap(), "");
+        assert_eq!(expand_env("cost $$5 and $x", lookup).unwrap(), "cost $5 and $x");
+        let error = expand_env("${UNSET}", lookup).unwrap_err();
+        assert!(error.contains("UNSET is not set"), "{error}");
+        assert!(expand_env("${BAD NAME}", lookup).is_err());
+        assert!(expand_env("${OPEN", lookup).is_err());
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_line() {
+        let errors = parse("[server]\nlisten = \"127.0.0.1:9000\"\nlisen = \"x\"\n").unwrap_err();
+        let text = errors.to_string();
+        assert!(text.starts_with("firebell.toml:3: unknown field `lisen`"), "{text}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_line() {
+        let text = r#"
+[server]
+listen = "nowhere"
+
+[[policies]]
+name = "default"
+steps = [ { after = "15x", notify = ["group:managers"] } ]
+"#;
+        let errors = parse(text).unwrap_err().to_string();
+        assert!(errors.contains("firebell.toml:7: invalid duration '15x'"), "{errors}");
+
+        let text = r#"
+[server]
+listen = "nowhere"
+
+[[policies]]
+name = "default"
+steps = [ { after = "15m", notify = ["group:managers", "schedule:nope"] } ]
+"#;
+        let errors = parse(text).unwrap_err().to_string();
+        assert!(errors.contains("firebell.toml:3: server.listen: 'nowhere' is not an address"), "{errors}");
+        assert!(errors.contains("firebell.toml:7: policies.default: unknown group 'managers'"), "{errors}");
+        assert!(errors.contains("firebell.toml:7: policies.default: unknown schedule 'nope'"), "{errors}");
+    }
+
+    #[test]
+    fn schedules_validate_zone_handoff_and_overrides() {
+        let text = r#"
+[[schedules]]
+name = "primary"
+rotation = "weekly"
+handoff = "Someday 09:00"
+timezone = "Mars/Olympus"
+members = ["slack:U1"]
+overrides = [ { start = "yesterday", end = "2026-11-20T09:00:00Z", person = "slack:U2" } ]
+"#;
+        let errors = parse(text).unwrap_err().to_string();
+        assert!(errors.contains(":6: schedules.primary.timezone: unknown time zone 'Mars/Olympus'"), "{errors}");
+        assert!(errors.contains(":5: schedules.primary.handoff: 'Someday' is not a weekday"), "{errors}");
+        assert!(errors.contains(":8: schedules.primary.overrides: 'yesterday' is not an RFC 3339 time"), "{errors}");
+    }
+
+    #[test]
+    fn people_and_targets_are_checked() {
+        let errors = parse("[groups]\noncall = [\"irc:bob\"]\n").unwrap_err().to_string();
+        assert!(errors.contains("firebell.toml:2: invalid person 'irc:bob'"), "{errors}");
+
+        let errors = parse("[targets.db]\nkind = \"postgres\"\nurl = \"mysql://x@y/z\"\n").unwrap_err().to_string();
+        assert!(errors.contains("firebell.toml:3: targets.db.url: a postgres target needs a URL starting with postgres://"), "{errors}");
+
+        let errors = parse("[targets.db]\nkind = \"oracle\"\nurl = \"\"\n").unwrap_err().to_string();
+        assert!(errors.contains("firebell.toml:2: unknown variant `oracle`"), "{errors}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_and_known_to_the_redactor() {
+        // SAFETY-free: this test reads a variable it sets under a unique name.
+        let text = "[targets.db]\nkind = \"postgres\"\nurl = \"postgres://app:topsecret1@db/x\"\n[server]\napi_token = \"tok-123456789\"\n";
+        let config = parse(text).unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("topsecret1") && !debug.contains("tok-123456789"), "{debug}");
+        let redactor = config.redactor();
+        assert_eq!(redactor.redact("auth failed for topsecret1 / tok-123456789"), "auth failed for *** / ***");
+    }
+}
