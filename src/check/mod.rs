@@ -24,7 +24,7 @@ pub use prometheus::PrometheusCheck;
 pub use redis::RedisCheck;
 pub use runner::{CheckEvent, CheckRun, Runner};
 pub use sql::SqlCheck;
-pub use targets::Targets;
+pub use targets::{SqlPool, TargetInfo, Targets};
 pub use tcp::TcpCheck;
 pub use tls::TlsCheck;
 

@@ -33,7 +33,11 @@ impl Expr {
             format!("invalid CEL expression '{source}': {}", text.lines().next().unwrap_or("").trim())
         })?;
         let references = program.references();
-        let unknown: Vec<&str> = references.variables().into_iter().filter(|name| !variables.contains(name)).collect();
+        let unknown: Vec<&str> = references
+            .variables()
+            .into_iter()
+            .filter(|name| !variables.contains(name) && !is_macro_variable(source, name))
+            .collect();
         if let Some(name) = unknown.first() {
             return Err(format!(
                 "unknown variable '{name}' in '{source}'; available here: {}",
@@ -62,6 +66,12 @@ impl Expr {
             Err(error) => Err(format!("'{}' failed: {error}", self.source)),
         }
     }
+}
+
+/// Whether `name` is bound by a comprehension macro such as `list.exists(x, x > 1)`.
+fn is_macro_variable(source: &str, name: &str) -> bool {
+    let pattern = format!(r"\b(all|exists|exists_one|map|filter)\(\s*{}\s*,", regex::escape(name));
+    regex::Regex::new(&pattern).is_ok_and(|regex| regex.is_match(source))
 }
 
 /// JSON → CEL: integers stay `int` (so `row.depth > 100` compares int with int), other numbers
@@ -104,6 +114,9 @@ mod tests {
         assert!(Expr::compile("status == 200 && body.contains('ready')", &all).unwrap().eval_bool(&variables).unwrap());
         assert!(Expr::compile("body.lowerAscii().startsWith('ok')", &all).unwrap().eval_bool(&variables).unwrap());
         assert!(Expr::compile("checks['trade queue'].status in ['warn', 'crit']", &all).unwrap().eval_bool(&variables).unwrap());
+        let in_macro = Expr::compile("[1, 200].exists(x, x == status)", &all).unwrap();
+        assert!(in_macro.eval_bool(&variables).unwrap());
+        assert!(Expr::compile("[1].exists(x, y > 1)", &all).is_err());
     }
 
     #[test]
