@@ -63,3 +63,51 @@ pub fn load_catalogue(config: &Config) -> (Catalogue, Vec<LoadError>) {
 pub fn runner(config: &Config) -> Runner {
     Runner::new(Arc::new(Targets::from_config(config)), config.redactor(), config.commands.concurrency)
 }
+
+/// The running bot: HTTP server, store and timer engine, built from a configuration.
+pub struct App {
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    escalator: Arc<crate::escalation::Escalator>,
+    catalogue: Arc<Catalogue>,
+}
+
+impl App {
+    /// Opens the store (applying migrations), loads the runbooks and binds the listener. Any
+    /// problem is reported here, before the bot says it is ready.
+    pub async fn build(config: Config, clock: Arc<dyn crate::clock::Clock>) -> anyhow::Result<App> {
+        use anyhow::Context;
+        let (catalogue, errors) = load_catalogue(&config);
+        if !errors.is_empty() {
+            anyhow::bail!("{}", crate::source::LoadErrors(errors));
+        }
+        let store = crate::store::open(config.store.url.get_ref().expose()).await.map_err(|error| anyhow::anyhow!("{error}"))?;
+        let directory = crate::escalation::Directory::from_config(&config).map_err(|error| anyhow::anyhow!("{error}"))?;
+        let escalator = Arc::new(crate::escalation::Escalator::new(store, Arc::new(directory), clock));
+        let listen = config.server.listen.get_ref().0.clone();
+        let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let state = crate::server::AppState { escalator: escalator.clone(), api_token: config.server.api_token.clone() };
+        Ok(App { listener, router: crate::server::router(state), escalator, catalogue: Arc::new(catalogue) })
+    }
+
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn escalator(&self) -> Arc<crate::escalation::Escalator> {
+        self.escalator.clone()
+    }
+
+    pub fn catalogue(&self) -> Arc<Catalogue> {
+        self.catalogue.clone()
+    }
+
+    /// Serves until `shutdown` is cancelled; in-flight requests finish first.
+    pub async fn run_until_stopped(self, shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
+        let engine = tokio::spawn(self.escalator.clone().run(shutdown.clone()));
+        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
+        shutdown.cancel();
+        let _ = engine.await;
+        Ok(())
+    }
+}

@@ -44,6 +44,32 @@ enum Command {
         #[command(subcommand)]
         action: CommandsAction,
     },
+    /// Run the bot: HTTP server, escalation engine (and chat adapters when configured)
+    Serve,
+    /// Apply the store's migrations and exit
+    Migrate,
+    /// Read incidents from the store
+    Incidents {
+        #[command(subcommand)]
+        action: IncidentsAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum IncidentsAction {
+    /// Open incidents, newest first (`--all` includes resolved ones)
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One incident with its timeline
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -68,9 +94,12 @@ pub fn main() -> ExitCode {
             };
         }
     };
+    // The bot logs what it does; one-shot commands only warn.
+    let default_level = if matches!(cli.command, Command::Serve) { "info" } else { "warn" };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FIREBELL_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FIREBELL_LOG").unwrap_or_else(|_| default_level.into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = match Config::discover(cli.config.as_deref()) {
         Ok(config) => config,
@@ -83,6 +112,128 @@ pub fn main() -> ExitCode {
         Command::Run { words, json } => run_command(&config, &words, json),
         Command::Commands { action: CommandsAction::List { json } } => list_commands(&config, json),
         Command::Commands { action: CommandsAction::Check } => check_commands(&config),
+        Command::Serve => serve(config),
+        Command::Migrate => with_store(&config, |store| async move {
+            println!("store migrated ({})", store.backend());
+            ExitCode::SUCCESS
+        }),
+        Command::Incidents { action: IncidentsAction::List { all, json } } => with_store(&config, |store| async move {
+            match store.incidents(all, 1000).await {
+                Ok(incidents) if json => {
+                    println!("{}", serde_json::to_string_pretty(&incidents).expect("incidents serialise"));
+                    ExitCode::SUCCESS
+                }
+                Ok(incidents) => {
+                    print_incidents(&incidents);
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("firebell: {error}");
+                    ExitCode::from(1)
+                }
+            }
+        }),
+        Command::Incidents { action: IncidentsAction::Show { id, json } } => with_store(&config, |store| async move {
+            match store.incident(id).await {
+                Ok(incident) if json => {
+                    println!("{}", serde_json::to_string_pretty(&incident).expect("an incident serialises"));
+                    ExitCode::SUCCESS
+                }
+                Ok(incident) => {
+                    print_incident(&incident);
+                    ExitCode::SUCCESS
+                }
+                Err(error @ crate::store::StoreError::NotFound(_)) => usage(error),
+                Err(error) => {
+                    eprintln!("firebell: {error}");
+                    ExitCode::from(1)
+                }
+            }
+        }),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the tokio runtime starts")
+}
+
+/// Opens the store (applying migrations) and runs `body` with it.
+fn with_store<F, Fut>(config: &Config, body: F) -> ExitCode
+where
+    F: FnOnce(Arc<dyn crate::store::Store>) -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
+    runtime().block_on(async {
+        match crate::store::open(config.store.url.get_ref().expose()).await {
+            Ok(store) => body(store).await,
+            Err(error) => {
+                eprintln!("firebell: {}", config.redactor().redact(&error.to_string()));
+                ExitCode::from(EXIT_CONFIG)
+            }
+        }
+    })
+}
+
+fn serve(config: Config) -> ExitCode {
+    runtime().block_on(async {
+        let redactor = config.redactor();
+        let app = match app::App::build(config, Arc::new(crate::clock::SystemClock)).await {
+            Ok(app) => app,
+            Err(error) => {
+                eprintln!("firebell: {}", redactor.redact(&format!("{error:#}")));
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        tracing::info!(address = %app.address(), topics = app.catalogue().len(), "Firebell is listening on http://{}", app.address());
+        match app.run_until_stopped(shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("firebell: {error:#}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+/// Cancels `shutdown` on Ctrl-C or SIGTERM.
+async fn stop_on_signal(shutdown: tokio_util::sync::CancellationToken) {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM can be handled");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("Shutting down");
+    shutdown.cancel();
+}
+
+fn print_incidents(incidents: &[crate::incident::Incident]) {
+    if incidents.is_empty() {
+        println!("no incidents");
+        return;
+    }
+    let now = chrono::Utc::now();
+    for incident in incidents {
+        println!(
+            "#{:<5} {:<12} {:<8} {:>10}  {}",
+            incident.id,
+            incident.status.name(),
+            incident.severity.name(),
+            crate::incident::human_duration(now - incident.started_at),
+            incident.title
+        );
+    }
+}
+
+fn print_incident(incident: &crate::incident::Incident) {
+    println!("#{} {} — {} ({})", incident.id, incident.title, incident.status.name().to_uppercase(), incident.severity.name());
+    if let Some(impact) = &incident.impact {
+        println!("impact: {impact}");
+    }
+    println!("started: {}", incident.started_at.to_rfc3339());
+    for event in &incident.timeline {
+        println!("  {}  {:<22} {:<16} {}", event.at.format("%Y-%m-%d %H:%M:%S"), event.kind, event.by.as_deref().unwrap_or("-"), event.detail);
     }
 }
 
@@ -139,8 +290,7 @@ fn run_command(config: &Config, words: &[String], json_output: bool) -> ExitCode
         println!("{} has no checks, only remediations; see `firebell commands list`", runbook.name);
         return ExitCode::SUCCESS;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the tokio runtime starts");
-    let worst = runtime.block_on(stream_run(config, runbook, args, json_output));
+    let worst = runtime().block_on(stream_run(config, runbook, args, json_output));
     ExitCode::from(worst.exit_code() as u8)
 }
 

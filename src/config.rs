@@ -209,6 +209,9 @@ pub struct PolicyConfig {
     /// Run the steps again this many times if nobody acknowledges.
     #[serde(default)]
     pub repeat: u32,
+    /// How long one round of steps lasts before a repeat starts again at step one. Default:
+    /// the last step's offset plus the gap before it (15 min for a single step).
+    pub repeat_every: Option<Dur>,
     pub steps: Vec<StepConfig>,
 }
 
@@ -291,6 +294,9 @@ pub struct ScheduleConfig {
     pub handoff: Spanned<String>,
     pub timezone: Spanned<String>,
     pub members: Vec<Person>,
+    /// The date (YYYY-MM-DD, in `timezone`) whose handoff starts members[0]'s first shift.
+    /// Default 2024-01-01.
+    pub start: Option<Spanned<String>>,
     #[serde(default)]
     pub overrides: Vec<OverrideConfig>,
 }
@@ -655,6 +661,11 @@ impl Config {
             }
             if let Err(message) = parse_handoff(schedule.rotation, schedule.handoff.get_ref()) {
                 error(schedule.handoff.span(), format!("schedules.{name}.handoff: {message}"));
+            }
+            if let Some(start) = &schedule.start {
+                if chrono::NaiveDate::parse_from_str(start.get_ref(), "%Y-%m-%d").is_err() {
+                    error(start.span(), format!("schedules.{name}.start: '{}' is not a date: write YYYY-MM-DD", start.get_ref()));
+                }
             }
             for entry in &schedule.overrides {
                 for time in [&entry.start, &entry.end] {

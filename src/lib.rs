@@ -4,17 +4,27 @@
 //! # Layout
 //!
 //! - [`cli`]: the command line (`firebell run`, `firebell commands …`), what `main.rs` calls.
-//! - [`app`]: wiring: loads the configuration and the runbook catalogue from disk.
+//! - [`app`]: wiring: the runbook files on disk, and `App` (store, engine, HTTP server).
 //! - [`config`]: `firebell.toml` → typed, validated configuration with `${VAR}` expansion.
 //! - [`runbook`]: `commands/*.toml` → the catalogue; arguments, templates, CEL expressions. No IO.
 //! - [`check`]: one file per check kind behind the `Check` trait, and the concurrent runner.
+//! - [`incident`]: the incident model, its state machine and timeline, and its messages.
+//! - [`escalation`]: policies, on-call schedules and the durable timer engine.
+//! - [`store`]: the `Store` trait over SQLite or PostgreSQL: incidents, timeline, timers, outbox.
+//! - [`server`]: every HTTP route (health, readiness, the JSON API).
+//! - [`clock`]: time as an input (system clock, manual clock for tests).
 //! - [`redact`]: masks secrets in everything a person or a log sees.
 //! - [`source`]: `file:line` errors and the value types config and runbooks share.
 
 pub mod app;
 pub mod check;
+pub mod clock;
 pub mod cli;
 pub mod config;
+pub mod escalation;
+pub mod incident;
 pub mod redact;
 pub mod runbook;
+pub mod server;
 pub mod source;
+pub mod store;

@@ -153,7 +153,8 @@ fn judge_certificate(der: &[u8], verdict: Result<(), rustls::Error>, verify: boo
     };
     let date = not_after.format("%Y-%m-%d %H:%M UTC");
     let (status, mut summary) = if seconds_left < 0 {
-        (Status::Crit, format!("certificate EXPIRED on {date} ({} days ago)", -days_left))
+        // Whole days since it expired: 2 days and 1 hour ago is "2 days ago", not 3.
+        (Status::Crit, format!("certificate EXPIRED on {date} ({} days ago)", -seconds_left / 86_400))
     } else if days_left < CRIT_DAYS {
         (Status::Crit, format!("certificate expires {date}, {days_left} days left"))
     } else if days_left < WARN_DAYS {

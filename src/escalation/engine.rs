@@ -1,0 +1,151 @@
+//! The durable timer engine. Every pending step is a row in the store; [`Escalator::fire_due`]
+//! is the step function (tests call it with the time they choose), and [`Escalator::run`] is
+//! the loop that calls it when the next step is due, woken early when a sooner one is added.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::policy::Directory;
+use crate::clock::Clock;
+use crate::incident::{Incident, NewIncident, Resolution, TimelineEvent};
+use crate::store::{FiredStep, Store, StoreError};
+
+/// Steps fired per transaction.
+const BATCH: i64 = 500;
+
+pub struct Escalator {
+    store: Arc<dyn Store>,
+    directory: Arc<Directory>,
+    clock: Arc<dyn Clock>,
+    wake: Notify,
+    /// Upper bound on a sleep: other replicas may add steps this process was not told about.
+    poll: Duration,
+}
+
+impl Escalator {
+    pub fn new(store: Arc<dyn Store>, directory: Arc<Directory>, clock: Arc<dyn Clock>) -> Self {
+        let poll = if store.backend() == "postgres" { Duration::from_millis(500) } else { Duration::from_secs(5) };
+        Self { store, directory, clock, wake: Notify::new(), poll }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Opens an incident and schedules its policy's steps (the `default` policy when none is
+    /// named). An unknown policy is refused, naming the ones that exist.
+    pub async fn declare(&self, mut new: NewIncident) -> Result<Incident, DeclareError> {
+        let policy = match &new.policy {
+            Some(name) => Some(self.directory.policies.get(name).ok_or_else(|| DeclareError::UnknownPolicy {
+                name: name.clone(),
+                known: self.directory.policies.keys().cloned().collect(),
+            })?),
+            None => self.directory.default_policy(),
+        };
+        new.policy = policy.map(|policy| policy.name.clone());
+        let now = self.clock.now();
+        let timers = policy.map(|policy| policy.timers(now)).unwrap_or_default();
+        let incident = self.store.declare(new, timers, now).await.map_err(DeclareError::Store)?;
+        tracing::info!(incident = incident.id, title = %incident.title, policy = ?incident.policy, "Incident declared");
+        self.wake.notify_one();
+        Ok(incident)
+    }
+
+    pub async fn acknowledge(&self, id: i64, by: &str) -> Result<Incident, StoreError> {
+        let incident = self.store.acknowledge(id, by, self.clock.now()).await?;
+        tracing::info!(incident = id, by, "Incident acknowledged; escalation stopped");
+        Ok(incident)
+    }
+
+    pub async fn resolve(&self, id: i64, by: &str, resolution: Resolution) -> Result<Incident, StoreError> {
+        let incident = self.store.resolve(id, by, resolution, self.clock.now()).await?;
+        tracing::info!(incident = id, by, "Incident resolved; escalation cancelled");
+        Ok(incident)
+    }
+
+    pub async fn record(&self, id: i64, kind: &str, by: Option<&str>, detail: serde_json::Value) -> Result<(), StoreError> {
+        self.store.record(id, TimelineEvent::new(self.clock.now(), kind, by, detail)).await
+    }
+
+    /// Fires every step due at `now`, including steps pulled forward because the one before
+    /// them had nobody to notify.
+    pub async fn fire_due(&self, now: DateTime<Utc>) -> Result<Vec<FiredStep>, StoreError> {
+        let mut fired = Vec::new();
+        // Bounded: each pass fires or skips at least one step, and skipping pulls at most one
+        // step forward per incident.
+        for _ in 0..10_000 {
+            let batch = self.store.fire_due(now, BATCH, self.directory.as_ref()).await?;
+            let more = batch.len() as i64 == BATCH || (!batch.is_empty() && self.store.next_due().await?.is_some_and(|next| next <= now));
+            for step in &batch {
+                if step.notified.is_empty() {
+                    tracing::info!(incident = step.incident_id, step = step.step, round = step.round, "Escalation step skipped: nobody to notify");
+                } else {
+                    tracing::info!(incident = step.incident_id, step = step.step, round = step.round, notified = ?step.notified, "Escalation step fired");
+                }
+            }
+            fired.extend(batch);
+            if !more {
+                break;
+            }
+        }
+        Ok(fired)
+    }
+
+    /// Fires steps as they come due until `shutdown`. Store errors are logged and retried.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            if let Err(error) = self.fire_due(self.clock.now()).await {
+                tracing::error!(%error, "Firing due escalation steps failed; retrying in 1 s");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+            let sleep = match self.store.next_due().await {
+                Ok(Some(next)) => (next - self.clock.now()).to_std().unwrap_or(Duration::ZERO).min(self.poll),
+                Ok(None) => self.poll,
+                Err(error) => {
+                    tracing::error!(%error, "Reading the next due step failed");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = self.wake.notified() => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum DeclareError {
+    UnknownPolicy { name: String, known: Vec<String> },
+    Store(StoreError),
+}
+
+impl std::fmt::Display for DeclareError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeclareError::UnknownPolicy { name, known } if known.is_empty() => {
+                write!(f, "unknown policy '{name}': firebell.toml defines no [[policies]]")
+            }
+            DeclareError::UnknownPolicy { name, known } => write!(f, "unknown policy '{name}'; policies: {}", known.join(", ")),
+            DeclareError::Store(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl std::error::Error for DeclareError {}

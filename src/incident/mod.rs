@@ -1,0 +1,249 @@
+//! The incident model: states triggered → acknowledged → resolved, the timeline, and the rules
+//! for moving between states. Pure logic; the store persists it.
+
+pub mod summary;
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+pub use crate::config::Severity;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncidentStatus {
+    Triggered,
+    Acknowledged,
+    Resolved,
+}
+
+impl IncidentStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            IncidentStatus::Triggered => "triggered",
+            IncidentStatus::Acknowledged => "acknowledged",
+            IncidentStatus::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "triggered" => Some(IncidentStatus::Triggered),
+            "acknowledged" => Some(IncidentStatus::Acknowledged),
+            "resolved" => Some(IncidentStatus::Resolved),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for IncidentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One entry of an incident's timeline: every change, check run, approval and notification.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineEvent {
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub by: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+impl TimelineEvent {
+    pub fn new(at: DateTime<Utc>, kind: &str, by: Option<&str>, detail: serde_json::Value) -> Self {
+        Self {
+            at,
+            kind: kind.to_string(),
+            by: by.map(str::to_string),
+            detail,
+        }
+    }
+}
+
+/// An incident as the API, the CLI and the templates see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Incident {
+    pub id: i64,
+    pub title: String,
+    pub severity: Severity,
+    pub status: IncidentStatus,
+    pub impact: Option<String>,
+    pub commander: Option<String>,
+    /// Groups repeats of the same alert into this incident.
+    pub fingerprint: Option<String>,
+    /// The escalation policy it follows, if any.
+    pub policy: Option<String>,
+    pub declared_by: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub acknowledged_by: Option<String>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub resolved_by: Option<String>,
+    pub root_cause: Option<String>,
+    pub fix: Option<String>,
+    pub prevention: Option<String>,
+    /// Where the incident lives in chat: `{"slack": {"channel": …, "ts": …}}`.
+    pub chat: serde_json::Value,
+    pub timeline: Vec<TimelineEvent>,
+}
+
+/// What declaring an incident needs.
+#[derive(Debug, Clone)]
+pub struct NewIncident {
+    pub title: String,
+    pub severity: Severity,
+    pub impact: Option<String>,
+    pub commander: Option<String>,
+    pub fingerprint: Option<String>,
+    pub policy: Option<String>,
+    pub declared_by: Option<String>,
+}
+
+/// What resolving records: the resolution template's fields.
+#[derive(Debug, Clone, Default)]
+pub struct Resolution {
+    pub root_cause: Option<String>,
+    pub fix: Option<String>,
+    pub prevention: Option<String>,
+}
+
+/// Why a state change was refused; the message says what state the incident is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransitionError {
+    AlreadyAcknowledged { id: i64, by: Option<String>, at: DateTime<Utc> },
+    AlreadyResolved { id: i64, by: Option<String>, at: DateTime<Utc> },
+}
+
+impl fmt::Display for TransitionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let who = |by: &Option<String>| by.as_deref().map(|by| format!(" by {by}")).unwrap_or_default();
+        match self {
+            TransitionError::AlreadyAcknowledged { id, by, at } => {
+                write!(f, "incident {id} was already acknowledged{} at {}", who(by), at.to_rfc3339())
+            }
+            TransitionError::AlreadyResolved { id, by, at } => write!(
+                f,
+                "incident {id} is resolved{} since {}; it cannot change any more (declare a new incident)",
+                who(by),
+                at.to_rfc3339()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TransitionError {}
+
+impl Incident {
+    pub fn check_acknowledge(&self) -> Result<(), TransitionError> {
+        match self.status {
+            IncidentStatus::Triggered => Ok(()),
+            IncidentStatus::Acknowledged => Err(TransitionError::AlreadyAcknowledged {
+                id: self.id,
+                by: self.acknowledged_by.clone(),
+                at: self.acknowledged_at.unwrap_or(self.started_at),
+            }),
+            IncidentStatus::Resolved => Err(self.resolved_error()),
+        }
+    }
+
+    /// Resolving works from triggered and from acknowledged.
+    pub fn check_resolve(&self) -> Result<(), TransitionError> {
+        match self.status {
+            IncidentStatus::Resolved => Err(self.resolved_error()),
+            _ => Ok(()),
+        }
+    }
+
+    fn resolved_error(&self) -> TransitionError {
+        TransitionError::AlreadyResolved {
+            id: self.id,
+            by: self.resolved_by.clone(),
+            at: self.resolved_at.unwrap_or(self.started_at),
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.status != IncidentStatus::Resolved
+    }
+
+    pub fn time_to_acknowledge(&self) -> Option<chrono::Duration> {
+        self.acknowledged_at.map(|at| at - self.started_at)
+    }
+
+    pub fn time_to_resolve(&self) -> Option<chrono::Duration> {
+        self.resolved_at.map(|at| at - self.started_at)
+    }
+
+    /// The highest escalation step reached (1-based), counting repeats, from the timeline.
+    pub fn escalation_levels_reached(&self) -> Vec<serde_json::Value> {
+        self.timeline.iter().filter(|event| event.kind == "escalated").map(|event| event.detail.clone()).collect()
+    }
+}
+
+/// `1h 5m`, `12m 3s`, `45s`: how long something took, for people.
+pub fn human_duration(duration: chrono::Duration) -> String {
+    let total = duration.num_seconds().max(0);
+    let (days, hours, minutes, seconds) = (total / 86_400, total / 3600 % 24, total / 60 % 60, total % 60);
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{seconds}s"),
+        (0, 0, _) => format!("{minutes}m {seconds}s"),
+        (0, _, _) => format!("{hours}h {minutes}m"),
+        _ => format!("{days}d {hours}h {minutes}m"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incident(status: IncidentStatus) -> Incident {
+        let started_at = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap().to_utc();
+        Incident {
+            id: 7,
+            title: "Queue backlog".into(),
+            severity: Severity::High,
+            status,
+            impact: None,
+            commander: None,
+            fingerprint: None,
+            policy: None,
+            declared_by: None,
+            started_at,
+            acknowledged_at: Some(started_at + chrono::Duration::minutes(4)),
+            acknowledged_by: Some("slack:U1".into()),
+            resolved_at: Some(started_at + chrono::Duration::minutes(42)),
+            resolved_by: Some("slack:U2".into()),
+            root_cause: None,
+            fix: None,
+            prevention: None,
+            chat: serde_json::Value::Null,
+            timeline: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn transitions_follow_the_state_machine() {
+        assert!(incident(IncidentStatus::Triggered).check_acknowledge().is_ok());
+        assert!(incident(IncidentStatus::Triggered).check_resolve().is_ok());
+        assert!(incident(IncidentStatus::Acknowledged).check_resolve().is_ok());
+        let error = incident(IncidentStatus::Acknowledged).check_acknowledge().unwrap_err();
+        assert_eq!(error.to_string(), "incident 7 was already acknowledged by slack:U1 at 2026-11-22T10:04:00+00:00");
+        let error = incident(IncidentStatus::Resolved).check_acknowledge().unwrap_err();
+        assert!(error.to_string().starts_with("incident 7 is resolved by slack:U2 since 2026-11-22T10:42:00+00:00"), "{error}");
+        assert!(incident(IncidentStatus::Resolved).check_resolve().is_err());
+    }
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(human_duration(chrono::Duration::seconds(45)), "45s");
+        assert_eq!(human_duration(chrono::Duration::seconds(723)), "12m 3s");
+        assert_eq!(human_duration(chrono::Duration::seconds(3900)), "1h 5m");
+        assert_eq!(human_duration(chrono::Duration::seconds(90_000)), "1d 1h 0m");
+        let resolved = incident(IncidentStatus::Resolved);
+        assert_eq!(resolved.time_to_acknowledge(), Some(chrono::Duration::minutes(4)));
+        assert_eq!(resolved.time_to_resolve(), Some(chrono::Duration::minutes(42)));
+    }
+}

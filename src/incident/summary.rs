@@ -1,0 +1,799 @@
+//! Incident notification and resolution summary, rendered from MiniJinja templates.
+//!
+//! The shipped templates live in `templates/` and are embedded in the binary; a user overrides
+//! either one by path under `[templates]` in `firebell.toml`. User templates are untrusted: they
+//! run with a fuel budget and a recursion limit, so a runaway loop fails instead of hanging the
+//! bot. Everything a template shows is worked out here in Rust, so templates only lay it out.
+//!
+//! # The variables a template sees
+//!
+//! Times are RFC 3339 in UTC (`2026-11-22T10:00:00Z`), `*_human` times read like
+//! `Sun 22 Nov 2026 10:00 UTC`, durations read like `1h 5m` or `12m 3s`. Values marked "or none"
+//! are `none` when absent, so `{% if acknowledged_by %}` works; the others always hold text.
+//!
+//! | variable | what it holds |
+//! |---|---|
+//! | `id`, `title` | the incident's number and title |
+//! | `status`, `status_upper` | `triggered` / `acknowledged` / `resolved`, and `TRIGGERED` … |
+//! | `severity`, `severity_upper` | `critical` / `high` / `medium` / `low`, and `CRITICAL` … |
+//! | `impact` | who or what is affected; `not assessed yet` when not given |
+//! | `commander` | the incident commander; `unassigned` when nobody is |
+//! | `declared_by` | who declared it, or none (declared by an alert) |
+//! | `open` | true until the incident is resolved |
+//! | `now` | the time of rendering |
+//! | `started`, `started_human`, `started_ago` | when it started, and how long ago (`12m 3s`) |
+//! | `eta` | the latest `eta` given in a status update; `unknown` when none gave one |
+//! | `duration` | total duration once resolved, the duration so far while open |
+//! | `acknowledged_at`, `acknowledged_by`, `time_to_acknowledge` | or none |
+//! | `resolved_at`, `resolved_by`, `time_to_resolve` | or none |
+//! | `root_cause`, `fix`, `prevention` | as recorded at resolution; `not recorded` when absent |
+//! | `latest_update` | the latest status update, or none: `phase` (`investigating`, `identified`, `monitoring`), `phase_title` (`Identified`), `text`, `eta` (or none), `by` (or none), `at`, `at_human` |
+//! | `escalations` | every escalation step that fired, oldest first: `level` (1-based), `round` (1-based), `notified` (list of `platform:id`), `at`, `after` (time since the start) |
+//! | `highest_level` | the highest escalation level reached; `0` when none fired |
+//! | `checks` | every check run in a diagnosis, oldest first: `topic`, `name`, `status` (`ok`, `warn`, `crit`, `error`), `verdict` (`CRIT` …), `summary`, `by` (or none), `at` |
+//! | `remediations` | every remediation that ran, oldest first: `name`, `status`, `status_upper`, `approved_by` (list), `by` (or none), `at` |
+//! | `incident` | the raw incident as the JSON API shows it, with its `timeline` |
+
+use std::path::Path;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::Serde;
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use super::{Incident, IncidentStatus, Severity, TimelineEvent, human_duration};
+use crate::config::TemplatesConfig;
+
+/// How much work one rendering may do. MiniJinja charges one unit per instruction and one per
+/// 64 bytes produced, so this allows some thousands of loop iterations and a few megabytes at
+/// most; the shipped templates use a few hundred.
+const FUEL: u64 = 50_000;
+
+/// How deeply a template may nest loops, macros and includes.
+const RECURSION_LIMIT: usize = 100;
+
+const SHIPPED_NOTIFICATION: &str = include_str!("../../templates/notification.md.j2");
+const SHIPPED_RESOLUTION: &str = include_str!("../../templates/resolution.md.j2");
+const SHIPPED_NOTIFICATION_NAME: &str = "templates/notification.md.j2";
+const SHIPPED_RESOLUTION_NAME: &str = "templates/resolution.md.j2";
+
+/// The two incident messages, compiled and ready to render.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    environment: Environment<'static>,
+    /// The names the templates are registered under: the shipped name or the user's file path,
+    /// so that a rendering error points at the file to fix.
+    notification_name: String,
+    resolution_name: String,
+}
+
+impl Templates {
+    /// The shipped defaults (embedded from `templates/notification.md.j2` and
+    /// `templates/resolution.md.j2`).
+    pub fn shipped() -> Templates {
+        let mut environment = bounded_environment();
+        environment
+            .add_template(SHIPPED_NOTIFICATION_NAME, SHIPPED_NOTIFICATION)
+            .expect("the shipped notification template compiles (tested)");
+        environment
+            .add_template(SHIPPED_RESOLUTION_NAME, SHIPPED_RESOLUTION)
+            .expect("the shipped resolution template compiles (tested)");
+        Templates {
+            environment,
+            notification_name: SHIPPED_NOTIFICATION_NAME.to_string(),
+            resolution_name: SHIPPED_RESOLUTION_NAME.to_string(),
+        }
+    }
+
+    /// The shipped defaults, with the ones named in `config` (relative to `base_dir`, the config
+    /// file's folder) read from disk and compiled now, so that a syntax error is reported at
+    /// start-up with the file name and line. Each user template is also rendered once against
+    /// [`sample_incident`], so a misspelt variable is reported at start-up too.
+    pub fn load(config: &TemplatesConfig, base_dir: &Path) -> Result<Templates, String> {
+        let mut templates = Templates::shipped();
+        let mut errors = Vec::new();
+        let overrides = [
+            ("notification", &config.notification),
+            ("resolution", &config.resolution),
+        ];
+        for (which, path) in overrides {
+            let Some(path) = path else { continue };
+            let path = base_dir.join(path);
+            let name = path.display().to_string();
+            let source = match std::fs::read_to_string(&path) {
+                Ok(source) => source,
+                Err(error) => {
+                    errors.push(format!("{name}: cannot read templates.{which}: {error}"));
+                    continue;
+                }
+            };
+            if let Err(error) = templates
+                .environment
+                .add_template_owned(name.clone(), source)
+            {
+                errors.push(describe_error(&error, &name));
+                continue;
+            }
+            match which {
+                "notification" => templates.notification_name = name,
+                _ => templates.resolution_name = name,
+            }
+        }
+        if errors.is_empty() {
+            let sample = sample_incident();
+            let now = sample.resolved_at.unwrap_or(sample.started_at);
+            for name in [&templates.notification_name, &templates.resolution_name] {
+                if !name.starts_with("templates/")
+                    && let Err(error) = templates.render(name, &sample, now)
+                {
+                    errors.push(format!("{error} (rendering a sample incident)"));
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(templates)
+        } else {
+            Err(errors.join("\n"))
+        }
+    }
+
+    /// The incident notification: title, status, severity, impact, started, ETA.
+    pub fn notification(&self, incident: &Incident, now: DateTime<Utc>) -> Result<String, String> {
+        self.render(&self.notification_name, incident, now)
+    }
+
+    /// The resolution summary: duration, root cause, fix, prevention, time to acknowledge and to
+    /// resolve, escalation levels reached, checks with verdicts, remediations with approvers.
+    pub fn resolution(&self, incident: &Incident, now: DateTime<Utc>) -> Result<String, String> {
+        self.render(&self.resolution_name, incident, now)
+    }
+
+    fn render(
+        &self,
+        name: &str,
+        incident: &Incident,
+        now: DateTime<Utc>,
+    ) -> Result<String, String> {
+        let template = self
+            .environment
+            .get_template(name)
+            .map_err(|error| describe_error(&error, name))?;
+        let context = Context::new(incident, now);
+        // A chat message never needs to end in blank lines, whatever the template's last line.
+        let text = template
+            .render(Serde(&context))
+            .map_err(|error| describe_error(&error, name))?;
+        Ok(text.trim_end().to_string())
+    }
+}
+
+/// An environment that bounds what an untrusted template can do and produces plain text.
+fn bounded_environment() -> Environment<'static> {
+    let mut environment = Environment::new();
+    environment.set_fuel(Some(FUEL));
+    environment.set_recursion_limit(RECURSION_LIMIT);
+    // The output is chat text, never HTML, whatever the file is called.
+    environment.set_auto_escape_callback(|_| AutoEscape::None);
+    // Printing a misspelt variable fails instead of printing nothing; `{% if name %}` still works.
+    environment.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+    // Tags on lines of their own leave no blank lines, so templates can be laid out readably.
+    let syntax = SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .build()
+        .expect("the default delimiters are valid");
+    environment.set_syntax(syntax);
+    environment
+}
+
+/// `file:line: what went wrong`, the way firebell reports every problem in a user's file.
+fn describe_error(error: &minijinja::Error, name: &str) -> String {
+    let name = error.name().unwrap_or(name);
+    let location = match error.line() {
+        Some(line) => format!("{name}:{line}"),
+        None => name.to_string(),
+    };
+    let what = match error.detail() {
+        Some(detail) => format!("{}: {detail}", error.kind()),
+        None => error.kind().to_string(),
+    };
+    let hint = match error.kind() {
+        ErrorKind::OutOfFuel => {
+            " (the template does too much work: a loop runs too long or the output is too large)"
+        }
+        _ => "",
+    };
+    format!("{location}: {what}{hint}")
+}
+
+/// What a template sees; see the table at the top of this module.
+#[derive(Debug, Serialize)]
+struct Context<'a> {
+    id: i64,
+    title: &'a str,
+    status: &'static str,
+    status_upper: String,
+    severity: &'static str,
+    severity_upper: String,
+    impact: String,
+    commander: String,
+    declared_by: Option<&'a str>,
+    open: bool,
+    now: String,
+    started: String,
+    started_human: String,
+    started_ago: String,
+    eta: String,
+    duration: String,
+    acknowledged_at: Option<String>,
+    acknowledged_by: Option<&'a str>,
+    time_to_acknowledge: Option<String>,
+    resolved_at: Option<String>,
+    resolved_by: Option<&'a str>,
+    time_to_resolve: Option<String>,
+    root_cause: String,
+    fix: String,
+    prevention: String,
+    latest_update: Option<StatusUpdate>,
+    escalations: Vec<Escalation>,
+    highest_level: u64,
+    checks: Vec<CheckVerdict>,
+    remediations: Vec<Remediation>,
+    incident: &'a Incident,
+}
+
+#[derive(Debug, Serialize)]
+struct StatusUpdate {
+    phase: String,
+    phase_title: String,
+    text: String,
+    eta: Option<String>,
+    by: Option<String>,
+    at: String,
+    at_human: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Escalation {
+    level: u64,
+    round: u64,
+    notified: Vec<String>,
+    at: String,
+    after: String,
+}
+
+#[derive(Debug, Serialize)]
+struct CheckVerdict {
+    topic: String,
+    name: String,
+    status: String,
+    verdict: String,
+    summary: String,
+    by: Option<String>,
+    at: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Remediation {
+    name: String,
+    status: String,
+    status_upper: String,
+    approved_by: Vec<String>,
+    by: Option<String>,
+    at: String,
+}
+
+impl<'a> Context<'a> {
+    fn new(incident: &'a Incident, now: DateTime<Utc>) -> Context<'a> {
+        let not_recorded =
+            |text: &Option<String>| text.clone().unwrap_or_else(|| "not recorded".to_string());
+        let events = |kind: &'static str| {
+            incident
+                .timeline
+                .iter()
+                .filter(move |event| event.kind == kind)
+        };
+        // The latest by time; on a tie the one recorded last, which is what `max_by_key` keeps.
+        let latest_update = events("status")
+            .max_by_key(|event| event.at)
+            .map(status_update);
+        // An update without an ETA (`monitoring`, say) doesn't withdraw the one given before.
+        let latest_eta = events("status")
+            .filter_map(|event| Some((event.at, text_field(&event.detail, "eta")?)))
+            .max_by_key(|(at, _)| *at)
+            .map(|(_, eta)| eta);
+        let escalations: Vec<Escalation> = events("escalated")
+            .map(|event| escalation(event, incident.started_at))
+            .collect();
+        Context {
+            id: incident.id,
+            title: &incident.title,
+            status: incident.status.name(),
+            status_upper: incident.status.name().to_uppercase(),
+            severity: incident.severity.name(),
+            severity_upper: incident.severity.name().to_uppercase(),
+            impact: incident
+                .impact
+                .clone()
+                .unwrap_or_else(|| "not assessed yet".to_string()),
+            commander: incident
+                .commander
+                .clone()
+                .unwrap_or_else(|| "unassigned".to_string()),
+            declared_by: incident.declared_by.as_deref(),
+            open: incident.is_open(),
+            now: rfc3339(now),
+            started: rfc3339(incident.started_at),
+            started_human: human_time(incident.started_at),
+            started_ago: human_duration(now - incident.started_at),
+            eta: latest_eta.unwrap_or_else(|| "unknown".to_string()),
+            duration: human_duration(incident.resolved_at.unwrap_or(now) - incident.started_at),
+            acknowledged_at: incident.acknowledged_at.map(rfc3339),
+            acknowledged_by: incident.acknowledged_by.as_deref(),
+            time_to_acknowledge: incident.time_to_acknowledge().map(human_duration),
+            resolved_at: incident.resolved_at.map(rfc3339),
+            resolved_by: incident.resolved_by.as_deref(),
+            time_to_resolve: incident.time_to_resolve().map(human_duration),
+            root_cause: not_recorded(&incident.root_cause),
+            fix: not_recorded(&incident.fix),
+            prevention: not_recorded(&incident.prevention),
+            latest_update,
+            highest_level: escalations
+                .iter()
+                .map(|escalation| escalation.level)
+                .max()
+                .unwrap_or(0),
+            escalations,
+            checks: events("diagnosis").flat_map(check_verdicts).collect(),
+            remediations: events("remediation_ran").map(remediation).collect(),
+            incident,
+        }
+    }
+}
+
+fn status_update(event: &TimelineEvent) -> StatusUpdate {
+    let phase = text_field(&event.detail, "phase").unwrap_or_else(|| "investigating".to_string());
+    let mut phase_title = phase.clone();
+    if let Some(first) = phase_title.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    StatusUpdate {
+        phase_title,
+        phase,
+        text: text_field(&event.detail, "text").unwrap_or_default(),
+        eta: text_field(&event.detail, "eta"),
+        by: event.by.clone(),
+        at: rfc3339(event.at),
+        at_human: human_time(event.at),
+    }
+}
+
+fn escalation(event: &TimelineEvent, started_at: DateTime<Utc>) -> Escalation {
+    let detail = &event.detail;
+    // `step` and `repeat` are 0-based in the timeline; people count levels and rounds from 1.
+    Escalation {
+        level: detail["step"].as_u64().unwrap_or(0) + 1,
+        round: detail["repeat"].as_u64().unwrap_or(0) + 1,
+        notified: text_list(&detail["notified"]),
+        at: rfc3339(event.at),
+        after: human_duration(event.at - started_at),
+    }
+}
+
+fn check_verdicts(event: &TimelineEvent) -> Vec<CheckVerdict> {
+    let topic = text_field(&event.detail, "topic").unwrap_or_default();
+    let Some(checks) = event.detail["checks"].as_array() else {
+        return Vec::new();
+    };
+    checks
+        .iter()
+        .map(|check| {
+            let status = text_field(check, "status").unwrap_or_else(|| "error".to_string());
+            CheckVerdict {
+                topic: topic.clone(),
+                name: text_field(check, "name").unwrap_or_default(),
+                verdict: status.to_uppercase(),
+                status,
+                summary: text_field(check, "summary").unwrap_or_default(),
+                by: event.by.clone(),
+                at: rfc3339(event.at),
+            }
+        })
+        .collect()
+}
+
+fn remediation(event: &TimelineEvent) -> Remediation {
+    let status = text_field(&event.detail, "status").unwrap_or_else(|| "unknown".to_string());
+    Remediation {
+        name: text_field(&event.detail, "name").unwrap_or_default(),
+        status_upper: status.to_uppercase(),
+        status,
+        approved_by: text_list(&event.detail["approved_by"]),
+        by: event.by.clone(),
+        at: rfc3339(event.at),
+    }
+}
+
+/// A detail field as text: strings as they are, numbers and the like as JSON, absent as `None`.
+fn text_field(detail: &Json, key: &str) -> Option<String> {
+    match &detail[key] {
+        Json::Null => None,
+        Json::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn text_list(value: &Json) -> Vec<String> {
+    let Some(items) = value.as_array() else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Json::String(text) => text.clone(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn human_time(time: DateTime<Utc>) -> String {
+    time.format("%a %-d %b %Y %H:%M UTC").to_string()
+}
+
+/// A resolved incident with every field and every timeline kind the templates show filled in:
+/// what user templates are rendered against at start-up, and a preview for template authors.
+///
+/// The story: an alert declares it at 10:00 and a diagnosis runs at once; the on-call engineer
+/// doesn't answer, so the secondary is paged at 10:15 and acknowledges; a remediation approved
+/// by the lead fixes it; it is resolved at 10:42.
+pub fn sample_incident() -> Incident {
+    use serde_json::json;
+    let started_at = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+        .expect("a valid time")
+        .to_utc();
+    let at = |minutes: i64| started_at + chrono::Duration::minutes(minutes);
+    let (oncall, secondary, lead) = ("slack:U01ONCALL", "slack:U02SECOND", "slack:U03LEAD");
+    let timeline = vec![
+        TimelineEvent::new(at(0), "declared", None, json!({"source": "alertmanager"})),
+        TimelineEvent::new(
+            at(0),
+            "escalated",
+            None,
+            json!({"step": 0, "repeat": 0, "notified": [oncall]}),
+        ),
+        TimelineEvent::new(
+            at(1),
+            "diagnosis",
+            None,
+            json!({"topic": "queue", "checks": [
+                {"name": "trade queue depth", "status": "crit", "summary": "12400 jobs waiting (crit above 5000)"},
+                {"name": "workers alive", "status": "warn", "summary": "3 of 8 workers heartbeating"},
+                {"name": "redis reachable", "status": "ok", "summary": "PONG in 2 ms"},
+            ]}),
+        ),
+        TimelineEvent::new(
+            at(15),
+            "escalated",
+            None,
+            json!({"step": 1, "repeat": 0, "notified": [secondary, "discord:4471"]}),
+        ),
+        TimelineEvent::new(at(17), "acknowledged", Some(secondary), json!({})),
+        TimelineEvent::new(
+            at(18),
+            "status",
+            Some(secondary),
+            json!({"phase": "identified", "text": "Workers crash on a malformed order; restarting them.", "eta": "10:45 UTC"}),
+        ),
+        TimelineEvent::new(
+            at(20),
+            "remediation_approved",
+            Some(lead),
+            json!({"name": "restart workers"}),
+        ),
+        TimelineEvent::new(
+            at(21),
+            "remediation_ran",
+            Some(secondary),
+            json!({"name": "restart workers", "approved_by": [lead], "status": "ok"}),
+        ),
+        TimelineEvent::new(
+            at(25),
+            "status",
+            Some(secondary),
+            json!({"phase": "monitoring", "text": "Queue is draining: 800 jobs left."}),
+        ),
+        TimelineEvent::new(at(42), "resolved", Some(secondary), json!({})),
+    ];
+    Incident {
+        id: 7,
+        title: "Trade queue backlog".to_string(),
+        severity: Severity::High,
+        status: IncidentStatus::Resolved,
+        impact: Some("Copied trades are delayed by up to 10 minutes".to_string()),
+        commander: Some(secondary.to_string()),
+        fingerprint: Some("alertmanager:QueueBacklog".to_string()),
+        policy: Some("default".to_string()),
+        declared_by: None,
+        started_at,
+        acknowledged_at: Some(at(17)),
+        acknowledged_by: Some(secondary.to_string()),
+        resolved_at: Some(at(42)),
+        resolved_by: Some(secondary.to_string()),
+        root_cause: Some("A malformed order crashed every worker that picked it up.".to_string()),
+        fix: Some(
+            "Moved the order to the dead-letter queue and restarted the workers.".to_string(),
+        ),
+        prevention: Some(
+            "Validate orders before queueing; alert on worker heartbeats.".to_string(),
+        ),
+        chat: json!({"slack": {"channel": "C0INCIDENTS", "ts": "1795341600.000100"}}),
+        timeline,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn time(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    /// Declared by an alert three minutes ago; nobody has acknowledged or said anything yet.
+    fn fresh_incident() -> Incident {
+        let started_at = time("2026-11-22T10:00:00Z");
+        Incident {
+            id: 12,
+            title: "Checkout API returning 502".to_string(),
+            severity: Severity::Critical,
+            status: IncidentStatus::Triggered,
+            impact: Some("Customers cannot pay".to_string()),
+            commander: None,
+            fingerprint: Some("alertmanager:Checkout5xx".to_string()),
+            policy: Some("default".to_string()),
+            declared_by: None,
+            started_at,
+            acknowledged_at: None,
+            acknowledged_by: None,
+            resolved_at: None,
+            resolved_by: None,
+            root_cause: None,
+            fix: None,
+            prevention: None,
+            chat: Json::Null,
+            timeline: vec![TimelineEvent::new(
+                started_at,
+                "declared",
+                None,
+                serde_json::json!({}),
+            )],
+        }
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    fn overrides(notification: Option<&str>, resolution: Option<&str>) -> TemplatesConfig {
+        TemplatesConfig {
+            notification: notification.map(Into::into),
+            resolution: resolution.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn notification_of_a_fresh_incident() {
+        let text = Templates::shipped()
+            .notification(&fresh_incident(), time("2026-11-22T10:03:00Z"))
+            .unwrap();
+        insta::assert_snapshot!("notification_fresh", text);
+    }
+
+    #[test]
+    fn notification_shows_the_latest_status_update_and_the_last_eta_given() {
+        let text = Templates::shipped()
+            .notification(&sample_incident(), time("2026-11-22T10:42:00Z"))
+            .unwrap();
+        assert!(text.contains("*Status:* RESOLVED · Monitoring\n"), "{text}");
+        // The monitoring update gave no ETA; the identified one before it did.
+        assert!(text.contains("*ETA:* 10:45 UTC\n"), "{text}");
+        assert!(
+            text.contains("*Acknowledged:* by slack:U02SECOND after 17m 0s\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "*Latest update* (Sun 22 Nov 2026 10:25 UTC, slack:U02SECOND): Queue is draining"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn escalation_rounds_and_empty_steps_read_plainly() {
+        let mut incident = fresh_incident();
+        let at = |minutes| incident.started_at + chrono::Duration::minutes(minutes);
+        let escalated = |minutes, step, repeat, notified: &[&str]| {
+            let detail = serde_json::json!({"step": step, "repeat": repeat, "notified": notified});
+            TimelineEvent::new(at(minutes), "escalated", None, detail)
+        };
+        let events = [
+            escalated(0, 0, 0, &["slack:U1"]),
+            escalated(10, 1, 0, &[]),
+            escalated(20, 0, 1, &["slack:U1"]),
+        ];
+        incident.timeline.extend(events);
+        let text = Templates::shipped()
+            .resolution(&incident, time("2026-11-22T10:30:00Z"))
+            .unwrap();
+        let expected = "*Escalation levels reached:* 2\n\
+                        • Level 1 (+0s): slack:U1\n\
+                        • Level 2 (+10m 0s): nobody to notify\n\
+                        • Level 1, round 2 (+20m 0s): slack:U1\n";
+        assert!(text.contains(expected), "{text}");
+        assert!(text.contains("*Duration:* 30m 0s\n"), "{text}");
+        assert!(
+            text.contains("*Time to resolve:* not resolved yet\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn resolution_of_a_fully_populated_incident() {
+        let text = Templates::shipped()
+            .resolution(&sample_incident(), time("2026-11-22T11:00:00Z"))
+            .unwrap();
+        insta::assert_snapshot!("resolution_full", text);
+    }
+
+    #[test]
+    fn resolution_without_details_says_what_is_missing() {
+        let mut incident = fresh_incident();
+        incident.status = IncidentStatus::Resolved;
+        incident.resolved_at = Some(time("2026-11-22T10:09:30Z"));
+        let text = Templates::shipped()
+            .resolution(&incident, time("2026-11-22T11:00:00Z"))
+            .unwrap();
+        for line in [
+            "*Duration:* 9m 30s\n",
+            "*Root cause:* not recorded\n",
+            "*Time to acknowledge:* never acknowledged\n",
+            "*Time to resolve:* 9m 30s\n",
+            "*Escalation levels reached:* none\n",
+            "*Checks run:* none\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
+        assert!(text.ends_with("*Remediations applied:* none"), "{text}");
+    }
+
+    #[test]
+    fn a_long_incident_fits_in_the_fuel_budget() {
+        let mut incident = sample_incident();
+        let at = incident.started_at;
+        let check = serde_json::json!({"name": "replica lag", "status": "warn", "summary": "x".repeat(200)});
+        for round in 0..50 {
+            let detail = serde_json::json!({"step": 0, "repeat": round, "notified": ["slack:U1", "slack:U2"]});
+            incident
+                .timeline
+                .push(TimelineEvent::new(at, "escalated", None, detail));
+            let detail = serde_json::json!({"topic": "db", "checks": [check.clone(), check.clone(), check.clone()]});
+            incident
+                .timeline
+                .push(TimelineEvent::new(at, "diagnosis", None, detail));
+        }
+        let templates = Templates::shipped();
+        let text = templates.resolution(&incident, at).unwrap();
+        assert_eq!(text.matches("• [WARN] db / replica lag").count(), 150);
+        templates.notification(&incident, at).unwrap();
+    }
+
+    #[test]
+    fn a_user_template_overrides_the_shipped_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("templates")).unwrap();
+        write(
+            &dir.path().join("templates"),
+            "page.txt.j2",
+            "{{ severity_upper }} #{{ id }} {{ title }} since {{ started }} ({{ duration }})",
+        );
+        let templates =
+            Templates::load(&overrides(Some("templates/page.txt.j2"), None), dir.path()).unwrap();
+        let now = time("2026-11-22T10:03:00Z");
+        let text = templates.notification(&fresh_incident(), now).unwrap();
+        assert_eq!(
+            text,
+            "CRITICAL #12 Checkout API returning 502 since 2026-11-22T10:00:00Z (3m 0s)"
+        );
+        // The other message stays the shipped one.
+        let resolution = templates.resolution(&sample_incident(), now).unwrap();
+        assert!(
+            resolution.starts_with("✅ *RESOLVED #7: Trade queue backlog*"),
+            "{resolution}"
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_fails_loading_with_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "resolution.md.j2",
+            "Resolved: {{ title }}\n{% if root_cause %}\n{{ root_cause }}\n",
+        );
+        let error =
+            Templates::load(&overrides(None, Some("resolution.md.j2")), dir.path()).unwrap_err();
+        let file = dir.path().join("resolution.md.j2").display().to_string();
+        assert!(
+            error.starts_with(&format!("{file}:3: syntax error: ")),
+            "{error}"
+        );
+        assert!(error.contains("end of input"), "{error}");
+    }
+
+    #[test]
+    fn a_misspelt_variable_fails_loading_with_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "notify.j2",
+            "Incident {{ title }}\nStarted {{ started_at }}\n",
+        );
+        let error = Templates::load(&overrides(Some("notify.j2"), None), dir.path()).unwrap_err();
+        let file = dir.path().join("notify.j2").display().to_string();
+        assert!(
+            error.starts_with(&format!("{file}:2: undefined value")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_missing_template_file_fails_loading() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = Templates::load(&overrides(Some("nope.j2"), None), dir.path()).unwrap_err();
+        assert!(
+            error.contains("nope.j2: cannot read templates.notification: "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn runaway_templates_run_out_of_fuel() {
+        let now = time("2026-11-22T10:03:00Z");
+        let runaway = [
+            "{% for i in range(100000) %}{% for j in range(100000) %}{{ title }}{% endfor %}{% endfor %}",
+            "{{ title * 10000000 }}",
+            "{% macro deeper(n) %}{{ deeper(n + 1) }}{% endmacro %}{{ deeper(0) }}",
+        ];
+        for source in runaway {
+            let mut environment = bounded_environment();
+            environment.add_template("runaway.j2", source).unwrap();
+            let templates = Templates {
+                environment,
+                notification_name: "runaway.j2".to_string(),
+                resolution_name: SHIPPED_RESOLUTION_NAME.to_string(),
+            };
+            let error = templates.notification(&fresh_incident(), now).unwrap_err();
+            eprintln!("DBG {error}");
+            assert!(error.starts_with("runaway.j2:1: "), "{error}");
+            assert!(
+                error.contains("ran out of fuel") || error.contains("recursion limit"),
+                "{source}: {error}"
+            );
+        }
+        // Loading reports the same at start-up.
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "loop.j2", runaway[0]);
+        let error = Templates::load(&overrides(Some("loop.j2"), None), dir.path()).unwrap_err();
+        assert!(
+            error.contains("engine ran out of fuel (the template does too much work"),
+            "{error}"
+        );
+    }
+}

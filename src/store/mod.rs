@@ -1,0 +1,139 @@
+//! Persistence: one [`Store`] trait for incidents, timelines, escalation timers and the outbox,
+//! chosen by `store.url` — SQLite (the default, one process) or PostgreSQL (several replicas).
+
+mod sql;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+pub use sql::SqlStore;
+
+use crate::config::Person;
+use crate::incident::{Incident, NewIncident, Resolution, TimelineEvent, TransitionError};
+
+#[derive(Debug)]
+pub enum StoreError {
+    NotFound(i64),
+    Transition(TransitionError),
+    Database(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::NotFound(id) => write!(f, "there is no incident {id}"),
+            StoreError::Transition(error) => write!(f, "{error}"),
+            StoreError::Database(message) => write!(f, "store error: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::Database(error.to_string())
+    }
+}
+
+/// A step to schedule when an incident is declared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTimer {
+    pub policy: String,
+    pub step: usize,
+    pub round: u32,
+    pub fire_at: DateTime<Utc>,
+}
+
+/// A pending step that has come due, as the resolver sees it.
+#[derive(Debug, Clone)]
+pub struct DueTimer {
+    pub id: i64,
+    pub incident_id: i64,
+    pub policy: String,
+    pub step: usize,
+    pub round: u32,
+    pub fire_at: DateTime<Utc>,
+}
+
+/// Who a step notifies when it fires; nobody means the step is skipped.
+#[derive(Debug, Clone, Default)]
+pub struct StepRecipients {
+    pub people: Vec<Person>,
+    /// The step's targets as configured (`schedule:primary`), for the timeline.
+    pub targets: Vec<String>,
+}
+
+/// Turns a due step into people, from the policies, groups and schedules in force at `now`.
+pub trait StepResolver: Send + Sync {
+    fn recipients(&self, timer: &DueTimer, now: DateTime<Utc>) -> StepRecipients;
+}
+
+/// What firing a step did.
+#[derive(Debug, Clone, Serialize)]
+pub struct FiredStep {
+    pub timer_id: i64,
+    pub incident_id: i64,
+    pub step: usize,
+    pub round: u32,
+    pub due_at: DateTime<Utc>,
+    pub fired_at: DateTime<Utc>,
+    /// Empty when the step was skipped for having nobody to notify.
+    pub notified: Vec<String>,
+}
+
+/// A notification waiting for a chat adapter.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub incident_id: Option<i64>,
+    pub kind: String,
+    pub recipients: Vec<String>,
+    pub payload: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub attempts: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Which backend this is: "sqlite" or "postgres".
+    fn backend(&self) -> &'static str;
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Opens an incident with its `declared` event and its escalation timers, in one transaction.
+    async fn declare(&self, new: NewIncident, timers: Vec<NewTimer>, at: DateTime<Utc>) -> Result<Incident, StoreError>;
+    async fn incident(&self, id: i64) -> Result<Incident, StoreError>;
+    /// Newest first; open ones only unless `include_resolved`.
+    async fn incidents(&self, include_resolved: bool, limit: i64) -> Result<Vec<Incident>, StoreError>;
+    /// Acknowledges and cancels the pending steps, in one transaction.
+    async fn acknowledge(&self, id: i64, by: &str, at: DateTime<Utc>) -> Result<Incident, StoreError>;
+    /// Resolves, records the resolution and cancels the pending steps, in one transaction.
+    async fn resolve(&self, id: i64, by: &str, resolution: Resolution, at: DateTime<Utc>) -> Result<Incident, StoreError>;
+    async fn record(&self, id: i64, event: TimelineEvent) -> Result<(), StoreError>;
+
+    /// Fires up to `limit` due steps. Each step is claimed, recorded on the timeline and put in
+    /// the outbox in one transaction, so it fires exactly once however many replicas race.
+    async fn fire_due(&self, now: DateTime<Utc>, limit: i64, resolver: &dyn StepResolver) -> Result<Vec<FiredStep>, StoreError>;
+    /// When the earliest pending step is due.
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    async fn pending_timers(&self) -> Result<i64, StoreError>;
+    async fn undelivered(&self, limit: i64) -> Result<Vec<OutboxItem>, StoreError>;
+}
+
+/// Opens the store named by `url` and applies its migrations.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    let store = SqlStore::connect(url).await?;
+    store.migrate().await?;
+    Ok(std::sync::Arc::new(store))
+}
+
+pub(crate) fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+pub(crate) fn from_millis(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}

@@ -1,0 +1,420 @@
+//! The SQL store for both backends. The schema and nearly every statement are the same on SQLite
+//! and PostgreSQL (integers, text, `$N` placeholders), so one implementation over sqlx's `Any`
+//! driver serves both; the differences — how a write transaction begins, row locks, connection
+//! settings, the migration folder — are the `Backend` matches below.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, Row, Transaction};
+
+use super::{
+    from_millis, millis, DueTimer, FiredStep, NewTimer, OutboxItem, StepResolver, Store, StoreError,
+};
+use crate::config::Severity;
+use crate::incident::{Incident, IncidentStatus, NewIncident, Resolution, TimelineEvent};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+    /// Names this process in `timers.done_by`, so a replica's work can be told apart.
+    instance: String,
+}
+
+const INCIDENT_COLUMNS: &str = "id, title, severity, status, impact, commander, fingerprint, policy, declared_by, started_at, \
+     acknowledged_at, acknowledged_by, resolved_at, resolved_by, root_cause, fix, prevention, chat";
+
+/// Rows per INSERT when scheduling many timers at once.
+const TIMER_BATCH: usize = 200;
+
+impl SqlStore {
+    pub async fn connect(url: &str) -> Result<SqlStore, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Database("store.url must start with sqlite: or postgres://".into()));
+        };
+        let (url, max_connections) = match backend {
+            // Create the file when missing; one process writes, WAL lets readers go on meanwhile.
+            Backend::Sqlite if !url.contains("mode=") => (format!("{url}{}mode=rwc", if url.contains('?') { "&" } else { "?" }), 4),
+            Backend::Sqlite => (url.to_string(), 4),
+            Backend::Postgres => (url.to_string(), 8),
+        };
+        let options = sqlx::any::AnyConnectOptions::from_str(&url)
+            .map_err(|error| StoreError::Database(format!("invalid store.url: {}", crate::redact::Redactor::new([url.clone()]).redact(&error.to_string()))))?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    match backend {
+                        Backend::Sqlite => {
+                            connection.execute("PRAGMA journal_mode = WAL").await?;
+                            connection.execute("PRAGMA synchronous = NORMAL").await?;
+                            connection.execute("PRAGMA busy_timeout = 10000").await?;
+                            connection.execute("PRAGMA foreign_keys = ON").await?;
+                        }
+                        // A replica that dies or hangs inside a transaction gives up its claims
+                        // (row locks) within this time, and another replica takes them over.
+                        Backend::Postgres => {
+                            connection.execute("SET idle_in_transaction_session_timeout = '30s'").await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|error| StoreError::Database(format!("cannot open the store: {}", crate::redact::Redactor::new([url.clone()]).redact(&error.to_string()))))?;
+        let instance = format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "firebell".into()),
+            std::process::id()
+        );
+        Ok(SqlStore { pool, backend, instance })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrated = match self.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&self.pool).await,
+        };
+        migrated.map_err(|error| StoreError::Database(format!("migrations failed: {error}")))
+    }
+
+    /// A write transaction. SQLite takes the write lock up front so two writers never deadlock
+    /// upgrading a read lock.
+    async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        let transaction = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(transaction)
+    }
+
+    /// `FOR NO KEY UPDATE` on PostgreSQL: locks the incident against other state changes without
+    /// blocking timeline inserts that reference it. SQLite's write lock already serialises.
+    fn lock_incident(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR NO KEY UPDATE",
+        }
+    }
+
+    async fn load_incident(&self, executor: &mut sqlx::AnyConnection, id: i64, lock: bool) -> Result<Incident, StoreError> {
+        let suffix = if lock { self.lock_incident() } else { "" };
+        let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1{suffix}");
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *executor).await?;
+        let row = row.ok_or(StoreError::NotFound(id))?;
+        let mut incident = incident_from_row(&row)?;
+        let events = sqlx::query("SELECT at, kind, actor, detail FROM timeline WHERE incident_id = $1 ORDER BY id")
+            .bind(id)
+            .fetch_all(&mut *executor)
+            .await?;
+        incident.timeline = events.iter().map(event_from_row).collect::<Result<_, _>>()?;
+        Ok(incident)
+    }
+
+    async fn insert_event(transaction: &mut sqlx::AnyConnection, id: i64, event: &TimelineEvent) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO timeline (incident_id, at, kind, actor, detail) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id)
+            .bind(millis(event.at))
+            .bind(event.kind.clone())
+            .bind(event.by.clone())
+            .bind(event.detail.to_string())
+            .execute(&mut *transaction)
+            .await?;
+        Ok(())
+    }
+
+    async fn cancel_timers(transaction: &mut sqlx::AnyConnection, id: i64, at: DateTime<Utc>, instance: &str) -> Result<u64, StoreError> {
+        let cancelled = sqlx::query("UPDATE timers SET state = 'cancelled', done_at = $2, done_by = $3 WHERE incident_id = $1 AND state = 'pending'")
+            .bind(id)
+            .bind(millis(at))
+            .bind(instance.to_string())
+            .execute(&mut *transaction)
+            .await?;
+        Ok(cancelled.rows_affected())
+    }
+}
+
+fn text(row: &AnyRow, column: &str) -> Result<String, StoreError> {
+    Ok(row.try_get::<String, _>(column)?)
+}
+
+fn optional_text(row: &AnyRow, column: &str) -> Result<Option<String>, StoreError> {
+    Ok(row.try_get::<Option<String>, _>(column)?)
+}
+
+fn optional_time(row: &AnyRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(row.try_get::<Option<i64>, _>(column)?.map(from_millis))
+}
+
+fn incident_from_row(row: &AnyRow) -> Result<Incident, StoreError> {
+    let severity = text(row, "severity")?;
+    let status = text(row, "status")?;
+    Ok(Incident {
+        id: row.try_get("id")?,
+        title: text(row, "title")?,
+        severity: Severity::parse(&severity).ok_or_else(|| StoreError::Database(format!("unknown severity '{severity}' in the store")))?,
+        status: IncidentStatus::parse(&status).ok_or_else(|| StoreError::Database(format!("unknown status '{status}' in the store")))?,
+        impact: optional_text(row, "impact")?,
+        commander: optional_text(row, "commander")?,
+        fingerprint: optional_text(row, "fingerprint")?,
+        policy: optional_text(row, "policy")?,
+        declared_by: optional_text(row, "declared_by")?,
+        started_at: from_millis(row.try_get("started_at")?),
+        acknowledged_at: optional_time(row, "acknowledged_at")?,
+        acknowledged_by: optional_text(row, "acknowledged_by")?,
+        resolved_at: optional_time(row, "resolved_at")?,
+        resolved_by: optional_text(row, "resolved_by")?,
+        root_cause: optional_text(row, "root_cause")?,
+        fix: optional_text(row, "fix")?,
+        prevention: optional_text(row, "prevention")?,
+        chat: serde_json::from_str(&text(row, "chat")?).unwrap_or(serde_json::Value::Null),
+        timeline: Vec::new(),
+    })
+}
+
+fn event_from_row(row: &AnyRow) -> Result<TimelineEvent, StoreError> {
+    Ok(TimelineEvent {
+        at: from_millis(row.try_get("at")?),
+        kind: text(row, "kind")?,
+        by: optional_text(row, "actor")?,
+        detail: serde_json::from_str(&text(row, "detail")?).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn declare(&self, new: NewIncident, timers: Vec<NewTimer>, at: DateTime<Utc>) -> Result<Incident, StoreError> {
+        let mut transaction = self.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO incidents (title, severity, status, impact, commander, fingerprint, policy, declared_by, started_at) \
+             VALUES ($1, $2, 'triggered', $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(new.title.clone())
+        .bind(new.severity.name())
+        .bind(new.impact.clone())
+        .bind(new.commander.clone())
+        .bind(new.fingerprint.clone())
+        .bind(new.policy.clone())
+        .bind(new.declared_by.clone())
+        .bind(millis(at))
+        .fetch_one(&mut *transaction)
+        .await?;
+        let detail = json!({"title": new.title, "severity": new.severity, "impact": new.impact, "policy": new.policy, "steps_scheduled": timers.len()});
+        Self::insert_event(&mut transaction, id, &TimelineEvent::new(at, "declared", new.declared_by.as_deref(), detail)).await?;
+        for chunk in timers.chunks(TIMER_BATCH) {
+            let placeholders: Vec<String> = (0..chunk.len())
+                .map(|row| {
+                    let base = row * 5;
+                    format!("(${}, ${}, ${}, ${}, ${})", base + 1, base + 2, base + 3, base + 4, base + 5)
+                })
+                .collect();
+            let sql = format!("INSERT INTO timers (incident_id, policy, step, round, fire_at) VALUES {}", placeholders.join(", "));
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for timer in chunk {
+                query = query.bind(id).bind(timer.policy.clone()).bind(timer.step as i64).bind(i64::from(timer.round)).bind(millis(timer.fire_at));
+            }
+            query.execute(&mut *transaction).await?;
+        }
+        let incident = self.load_incident(&mut transaction, id, false).await?;
+        transaction.commit().await?;
+        Ok(incident)
+    }
+
+    async fn incident(&self, id: i64) -> Result<Incident, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        self.load_incident(&mut connection, id, false).await
+    }
+
+    async fn incidents(&self, include_resolved: bool, limit: i64) -> Result<Vec<Incident>, StoreError> {
+        let filter = if include_resolved { "" } else { "WHERE status <> 'resolved'" };
+        let sql = format!("SELECT id FROM incidents {filter} ORDER BY id DESC LIMIT $1");
+        let mut connection = self.pool.acquire().await?;
+        let ids: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(sql)).bind(limit).fetch_all(&mut *connection).await?;
+        let mut incidents = Vec::with_capacity(ids.len());
+        for id in ids {
+            incidents.push(self.load_incident(&mut connection, id, false).await?);
+        }
+        Ok(incidents)
+    }
+
+    async fn acknowledge(&self, id: i64, by: &str, at: DateTime<Utc>) -> Result<Incident, StoreError> {
+        let mut transaction = self.begin().await?;
+        let incident = self.load_incident(&mut transaction, id, true).await?;
+        incident.check_acknowledge().map_err(StoreError::Transition)?;
+        sqlx::query("UPDATE incidents SET status = 'acknowledged', acknowledged_at = $2, acknowledged_by = $3 WHERE id = $1")
+            .bind(id)
+            .bind(millis(at))
+            .bind(by.to_string())
+            .execute(&mut *transaction)
+            .await?;
+        let cancelled = Self::cancel_timers(&mut transaction, id, at, &self.instance).await?;
+        Self::insert_event(&mut transaction, id, &TimelineEvent::new(at, "acknowledged", Some(by), json!({"cancelled_steps": cancelled}))).await?;
+        let incident = self.load_incident(&mut transaction, id, false).await?;
+        transaction.commit().await?;
+        Ok(incident)
+    }
+
+    async fn resolve(&self, id: i64, by: &str, resolution: Resolution, at: DateTime<Utc>) -> Result<Incident, StoreError> {
+        let mut transaction = self.begin().await?;
+        let incident = self.load_incident(&mut transaction, id, true).await?;
+        incident.check_resolve().map_err(StoreError::Transition)?;
+        sqlx::query("UPDATE incidents SET status = 'resolved', resolved_at = $2, resolved_by = $3, root_cause = $4, fix = $5, prevention = $6 WHERE id = $1")
+            .bind(id)
+            .bind(millis(at))
+            .bind(by.to_string())
+            .bind(resolution.root_cause.clone())
+            .bind(resolution.fix.clone())
+            .bind(resolution.prevention.clone())
+            .execute(&mut *transaction)
+            .await?;
+        let cancelled = Self::cancel_timers(&mut transaction, id, at, &self.instance).await?;
+        let detail = json!({"root_cause": resolution.root_cause, "fix": resolution.fix, "prevention": resolution.prevention, "cancelled_steps": cancelled});
+        Self::insert_event(&mut transaction, id, &TimelineEvent::new(at, "resolved", Some(by), detail)).await?;
+        let incident = self.load_incident(&mut transaction, id, false).await?;
+        transaction.commit().await?;
+        Ok(incident)
+    }
+
+    async fn record(&self, id: i64, event: TimelineEvent) -> Result<(), StoreError> {
+        let mut transaction = self.begin().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM incidents WHERE id = $1").bind(id).fetch_optional(&mut *transaction).await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound(id));
+        }
+        Self::insert_event(&mut transaction, id, &event).await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn fire_due(&self, now: DateTime<Utc>, limit: i64, resolver: &dyn StepResolver) -> Result<Vec<FiredStep>, StoreError> {
+        let mut transaction = self.begin().await?;
+        // The claim: rows locked by this transaction until it commits. Another replica skips
+        // them; if this process dies, the database drops the locks and another takes them.
+        let claim = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
+        let sql = format!(
+            "SELECT id, incident_id, policy, step, round, fire_at FROM timers WHERE state = 'pending' AND fire_at <= $1 ORDER BY fire_at, id LIMIT $2{claim}"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(millis(now)).bind(limit).fetch_all(&mut *transaction).await?;
+        let mut fired = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let due = DueTimer {
+                id: row.try_get("id")?,
+                incident_id: row.try_get("incident_id")?,
+                policy: text(row, "policy")?,
+                step: usize::try_from(row.try_get::<i64, _>("step")?).unwrap_or_default(),
+                round: u32::try_from(row.try_get::<i64, _>("round")?).unwrap_or_default(),
+                fire_at: from_millis(row.try_get("fire_at")?),
+            };
+            let recipients = resolver.recipients(&due, now);
+            let notified: Vec<String> = recipients.people.iter().map(ToString::to_string).collect();
+            let state = if notified.is_empty() { "skipped" } else { "fired" };
+            let claimed = sqlx::query("UPDATE timers SET state = $2, done_at = $3, done_by = $4 WHERE id = $1 AND state = 'pending'")
+                .bind(due.id)
+                .bind(state)
+                .bind(millis(now))
+                .bind(self.instance.clone())
+                .execute(&mut *transaction)
+                .await?;
+            if claimed.rows_affected() != 1 {
+                continue;
+            }
+            let lateness_ms = (now - due.fire_at).num_milliseconds();
+            if notified.is_empty() {
+                let detail = json!({"step": due.step, "repeat": due.round, "targets": recipients.targets, "reason": "nobody to notify"});
+                Self::insert_event(&mut transaction, due.incident_id, &TimelineEvent::new(now, "escalation_skipped", None, detail)).await?;
+                // Nobody to page at this step: the next one fires now instead of waiting.
+                sqlx::query(
+                    "UPDATE timers SET fire_at = $2 WHERE state = 'pending' AND id = \
+                     (SELECT id FROM timers WHERE incident_id = $1 AND state = 'pending' AND fire_at > $2 ORDER BY fire_at, id LIMIT 1)",
+                )
+                .bind(due.incident_id)
+                .bind(millis(now))
+                .execute(&mut *transaction)
+                .await?;
+            } else {
+                let detail = json!({"step": due.step, "repeat": due.round, "notified": notified, "targets": recipients.targets, "due_at": due.fire_at, "late_ms": lateness_ms});
+                Self::insert_event(&mut transaction, due.incident_id, &TimelineEvent::new(now, "escalated", None, detail)).await?;
+                let payload = json!({"incident_id": due.incident_id, "step": due.step, "repeat": due.round, "policy": due.policy});
+                sqlx::query("INSERT INTO outbox (incident_id, kind, recipients, payload, created_at) VALUES ($1, 'escalation', $2, $3, $4)")
+                    .bind(due.incident_id)
+                    .bind(json!(notified).to_string())
+                    .bind(payload.to_string())
+                    .bind(millis(now))
+                    .execute(&mut *transaction)
+                    .await?;
+            }
+            fired.push(FiredStep {
+                timer_id: due.id,
+                incident_id: due.incident_id,
+                step: due.step,
+                round: due.round,
+                due_at: due.fire_at,
+                fired_at: now,
+                notified,
+            });
+        }
+        transaction.commit().await?;
+        Ok(fired)
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let next: Option<i64> = sqlx::query_scalar("SELECT MIN(fire_at) FROM timers WHERE state = 'pending'").fetch_one(&self.pool).await?;
+        Ok(next.map(from_millis))
+    }
+
+    async fn pending_timers(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM timers WHERE state = 'pending'").fetch_one(&self.pool).await?)
+    }
+
+    async fn undelivered(&self, limit: i64) -> Result<Vec<OutboxItem>, StoreError> {
+        let rows = sqlx::query("SELECT id, incident_id, kind, recipients, payload, created_at, attempts FROM outbox WHERE delivered_at IS NULL ORDER BY id LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(OutboxItem {
+                    id: row.try_get("id")?,
+                    incident_id: row.try_get("incident_id")?,
+                    kind: text(row, "kind")?,
+                    recipients: serde_json::from_str(&text(row, "recipients")?).unwrap_or_default(),
+                    payload: serde_json::from_str(&text(row, "payload")?).unwrap_or_default(),
+                    created_at: from_millis(row.try_get("created_at")?),
+                    attempts: row.try_get("attempts")?,
+                })
+            })
+            .collect()
+    }
+}
