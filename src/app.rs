@@ -83,7 +83,9 @@ impl App {
         }
         let store = crate::store::open(config.store.url.get_ref().expose()).await.map_err(|error| anyhow::anyhow!("{error}"))?;
         let directory = crate::escalation::Directory::from_config(&config).map_err(|error| anyhow::anyhow!("{error}"))?;
-        let escalator = Arc::new(crate::escalation::Escalator::new(store, Arc::new(directory), clock));
+        let base_dir = config.path.as_ref().and_then(|path| path.parent()).map(Path::to_path_buf).unwrap_or_default();
+        let templates = crate::incident::summary::Templates::load(&config.templates, &base_dir).map_err(|error| anyhow::anyhow!("{error}"))?;
+        let escalator = Arc::new(crate::escalation::Escalator::new(store, Arc::new(directory), clock).with_templates(templates));
         let listen = config.server.listen.get_ref().0.clone();
         let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let state = crate::server::AppState { escalator: escalator.clone(), api_token: config.server.api_token.clone() };

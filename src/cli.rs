@@ -235,6 +235,16 @@ fn print_incident(incident: &crate::incident::Incident) {
     for event in &incident.timeline {
         println!("  {}  {:<22} {:<16} {}", event.at.format("%Y-%m-%d %H:%M:%S"), event.kind, event.by.as_deref().unwrap_or("-"), event.detail);
     }
+    let templates = crate::incident::summary::Templates::shipped();
+    let message = if incident.is_open() {
+        templates.notification(incident, chrono::Utc::now())
+    } else {
+        templates.resolution(incident, chrono::Utc::now())
+    };
+    match message {
+        Ok(text) => println!("\n{text}"),
+        Err(error) => eprintln!("firebell: {error}"),
+    }
 }
 
 fn load_or_report(config: &Config) -> Result<Catalogue, ExitCode> {

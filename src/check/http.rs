@@ -79,7 +79,11 @@ impl HttpCheck {
                 let info = context.targets.get(target)?;
                 headers.extend(info.headers.iter().map(|(name, value)| (name.clone(), value.expose().to_string())));
                 let path = self.path.as_ref().map(|path| path.render(context.args, Encoding::Url)).unwrap_or_default();
-                format!("{}/{}", info.url.expose().trim_end_matches('/'), path.trim_start_matches('/'))
+                if path.is_empty() {
+                    info.url.expose().to_string()
+                } else {
+                    format!("{}/{}", info.url.expose().trim_end_matches('/'), path.trim_start_matches('/'))
+                }
             }
             (None, None) => return Err("no url".into()),
         };

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::policy::Directory;
 use crate::clock::Clock;
+use crate::incident::summary::Templates;
 use crate::incident::{Incident, NewIncident, Resolution, TimelineEvent};
 use crate::store::{FiredStep, Store, StoreError};
 
@@ -19,6 +20,7 @@ const BATCH: i64 = 500;
 
 pub struct Escalator {
     store: Arc<dyn Store>,
+    templates: Arc<Templates>,
     directory: Arc<Directory>,
     clock: Arc<dyn Clock>,
     wake: Notify,
@@ -29,7 +31,17 @@ pub struct Escalator {
 impl Escalator {
     pub fn new(store: Arc<dyn Store>, directory: Arc<Directory>, clock: Arc<dyn Clock>) -> Self {
         let poll = if store.backend() == "postgres" { Duration::from_millis(500) } else { Duration::from_secs(5) };
-        Self { store, directory, clock, wake: Notify::new(), poll }
+        Self { store, templates: Arc::new(Templates::shipped()), directory, clock, wake: Notify::new(), poll }
+    }
+
+    /// Uses `templates` (the user's overrides) for the incident messages.
+    pub fn with_templates(mut self, templates: Templates) -> Self {
+        self.templates = Arc::new(templates);
+        self
+    }
+
+    pub fn templates(&self) -> &Templates {
+        &self.templates
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -59,6 +71,7 @@ impl Escalator {
         let timers = policy.map(|policy| policy.timers(now)).unwrap_or_default();
         let incident = self.store.declare(new, timers, now).await.map_err(DeclareError::Store)?;
         tracing::info!(incident = incident.id, title = %incident.title, policy = ?incident.policy, "Incident declared");
+        self.log_message(&incident, self.templates.notification(&incident, now));
         self.wake.notify_one();
         Ok(incident)
     }
@@ -70,9 +83,19 @@ impl Escalator {
     }
 
     pub async fn resolve(&self, id: i64, by: &str, resolution: Resolution) -> Result<Incident, StoreError> {
-        let incident = self.store.resolve(id, by, resolution, self.clock.now()).await?;
+        let now = self.clock.now();
+        let incident = self.store.resolve(id, by, resolution, now).await?;
         tracing::info!(incident = id, by, "Incident resolved; escalation cancelled");
+        self.log_message(&incident, self.templates.resolution(&incident, now));
         Ok(incident)
+    }
+
+    /// Until a chat adapter delivers the outbox, the log shows each incident message.
+    fn log_message(&self, incident: &Incident, rendered: Result<String, String>) {
+        match rendered {
+            Ok(text) => tracing::info!(incident = incident.id, "Incident message:\n{text}"),
+            Err(error) => tracing::error!(incident = incident.id, %error, "Rendering the incident message failed"),
+        }
     }
 
     pub async fn record(&self, id: i64, kind: &str, by: Option<&str>, detail: serde_json::Value) -> Result<(), StoreError> {

@@ -58,7 +58,14 @@ impl Args {
 
     /// Matches `given` against `specs`: unknown names, missing required values and values that
     /// do not match in full are refused, naming what is valid.
-    pub fn bind(specs: &BTreeMap<String, ArgSpec>, given: &[(String, String)], command: &str) -> Result<Args, ArgError> {
+    /// Only arguments in `needed` must have a value (given or default); the others are
+    /// checked if given and left out otherwise.
+    pub fn bind(
+        specs: &BTreeMap<String, ArgSpec>,
+        needed: &std::collections::BTreeSet<String>,
+        given: &[(String, String)],
+        command: &str,
+    ) -> Result<Args, ArgError> {
         let mut values = BTreeMap::new();
         for (name, value) in given {
             let Some(spec) = specs.get(name) else {
@@ -83,7 +90,7 @@ impl Args {
             values.insert(name.clone(), value.clone());
         }
         for spec in specs.values() {
-            if values.contains_key(&spec.name) {
+            if values.contains_key(&spec.name) || !needed.contains(&spec.name) {
                 continue;
             }
             match &spec.default {
@@ -273,6 +280,19 @@ impl Template {
 mod tests {
     use super::*;
 
+    fn all(specs: &BTreeMap<String, ArgSpec>) -> std::collections::BTreeSet<String> {
+        specs.keys().cloned().collect()
+    }
+
+    #[test]
+    fn only_needed_arguments_are_required() {
+        let mut specs = queue_spec();
+        specs.get_mut("queue").unwrap().default = None;
+        let none = std::collections::BTreeSet::new();
+        assert_eq!(Args::bind(&specs, &none, &[], "diagnose queue").unwrap().get("queue"), None);
+        assert!(Args::bind(&specs, &none, &[("queue".into(), "BAD VALUE".into())], "diagnose queue").is_err());
+    }
+
     fn queue_spec() -> BTreeMap<String, ArgSpec> {
         let spec = ArgSpec {
             name: "queue".into(),
@@ -288,9 +308,9 @@ mod tests {
     #[test]
     fn patterns_match_the_whole_value() {
         let specs = queue_spec();
-        let ok = Args::bind(&specs, &[("queue".into(), "signals".into())], "diagnose queue").unwrap();
+        let ok = Args::bind(&specs, &all(&specs), &[("queue".into(), "signals".into())], "diagnose queue").unwrap();
         assert_eq!(ok.get("queue"), Some("signals"));
-        let error = Args::bind(&specs, &[("queue".into(), "signals; DROP TABLE x".into())], "diagnose queue").unwrap_err();
+        let error = Args::bind(&specs, &all(&specs), &[("queue".into(), "signals; DROP TABLE x".into())], "diagnose queue").unwrap_err();
         assert_eq!(
             error.to_string(),
             "argument queue='signals; DROP TABLE x' does not match [a-z0-9_]{1,64} (queue name); example: queue=ingest_indicators"
@@ -304,12 +324,12 @@ mod tests {
     #[test]
     fn defaults_unknown_and_missing() {
         let specs = queue_spec();
-        assert_eq!(Args::bind(&specs, &[], "diagnose queue").unwrap().get("queue"), Some("ingest_indicators"));
-        let error = Args::bind(&specs, &[("qeue".into(), "x".into())], "diagnose queue").unwrap_err();
+        assert_eq!(Args::bind(&specs, &all(&specs), &[], "diagnose queue").unwrap().get("queue"), Some("ingest_indicators"));
+        let error = Args::bind(&specs, &all(&specs), &[("qeue".into(), "x".into())], "diagnose queue").unwrap_err();
         assert!(error.to_string().starts_with("unknown argument 'qeue' for diagnose queue; valid: queue (queue name; must match"), "{error}");
         let mut required = queue_spec();
         required.get_mut("queue").unwrap().default = None;
-        let error = Args::bind(&required, &[], "diagnose queue").unwrap_err();
+        let error = Args::bind(&required, &all(&required), &[], "diagnose queue").unwrap_err();
         assert_eq!(error.to_string(), "diagnose queue needs argument queue (queue name; must match [a-z0-9_]{1,64})");
     }
 

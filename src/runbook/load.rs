@@ -130,6 +130,8 @@ pub struct Fields<'a> {
     pub is_check: bool,
     source: &'a SourceFile,
     args: &'a BTreeMap<String, ArgSpec>,
+    /// Arguments declared with a problem (already reported); references to them are not errors.
+    broken_args: &'a BTreeSet<String>,
     targets: &'a TargetRefs,
     errors: &'a mut Vec<LoadError>,
     /// Arguments referenced anywhere in this action.
@@ -199,6 +201,9 @@ impl Fields<'_> {
         let mut ok = true;
         for name in template.arg_names() {
             if self.args.contains_key(name) {
+                self.used_args.insert(name.to_string());
+            } else if self.broken_args.contains(name) {
+                ok = false;
                 self.used_args.insert(name.to_string());
             } else {
                 ok = false;
@@ -273,23 +278,31 @@ pub(super) fn load_runbook(source: &SourceFile, targets: &TargetRefs) -> Result<
     }
 
     let mut args = BTreeMap::new();
+    let mut broken_args = BTreeSet::new();
     for (arg_name, arg) in &raw.args {
-        if let Some(spec) = load_arg(source, arg_name, arg, &mut errors) {
-            args.insert(arg_name.clone(), spec);
+        match load_arg(source, arg_name, arg, &mut errors) {
+            Some(spec) => {
+                args.insert(arg_name.clone(), spec);
+            }
+            None => {
+                broken_args.insert(arg_name.clone());
+            }
         }
     }
 
     let mut used_args = BTreeSet::new();
+    let mut check_args = BTreeSet::new();
     let mut checks = Vec::new();
     let mut check_names = BTreeSet::new();
     for raw_check in &raw.checks {
         if !check_names.insert(raw_check.name.get_ref().clone()) {
             errors.push(source.error_at(raw_check.name.span(), format!("check name '{}' is used twice in this file", raw_check.name.get_ref())));
         }
-        let mut fields = Fields { raw: raw_check, is_check: true, source, args: &args, targets, errors: &mut errors, used_args: BTreeSet::new() };
+        let mut fields = Fields { raw: raw_check, is_check: true, source, args: &args, broken_args: &broken_args, targets, errors: &mut errors, used_args: BTreeSet::new() };
         if let Some(check) = load_check(&mut fields) {
             checks.push(check);
         }
+        check_args.extend(fields.used_args.iter().cloned());
         used_args.extend(fields.used_args);
     }
 
@@ -299,8 +312,9 @@ pub(super) fn load_runbook(source: &SourceFile, targets: &TargetRefs) -> Result<
         if !remediation_names.insert(raw_remediation.name.get_ref().clone()) {
             errors.push(source.error_at(raw_remediation.name.span(), format!("remediation name '{}' is used twice in this file", raw_remediation.name.get_ref())));
         }
-        let mut fields = Fields { raw: raw_remediation, is_check: false, source, args: &args, targets, errors: &mut errors, used_args: BTreeSet::new() };
-        if let Some(remediation) = load_remediation(&mut fields) {
+        let mut fields = Fields { raw: raw_remediation, is_check: false, source, args: &args, broken_args: &broken_args, targets, errors: &mut errors, used_args: BTreeSet::new() };
+        if let Some(mut remediation) = load_remediation(&mut fields) {
+            remediation.args = fields.used_args.clone();
             remediations.push(remediation);
         }
         used_args.extend(fields.used_args);
@@ -323,6 +337,7 @@ pub(super) fn load_runbook(source: &SourceFile, targets: &TargetRefs) -> Result<
         summary: raw.summary.into_inner(),
         runbook_url: raw.runbook.map(Spanned::into_inner),
         args,
+        check_args,
         checks,
         remediations,
         path: source.path.clone(),
@@ -470,6 +485,7 @@ fn load_remediation(fields: &mut Fields<'_>) -> Option<Remediation> {
         approvers,
         self_approve: raw.self_approve.as_ref().map(|s| *s.get_ref()).unwrap_or(false),
         suggest_when: suggest_when?,
+        args: BTreeSet::new(),
         action: action?,
     })
 }

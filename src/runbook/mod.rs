@@ -5,7 +5,7 @@ mod args;
 mod expr;
 mod load;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,14 +25,24 @@ pub struct Runbook {
     /// A link to the team's written runbook, shown with the results.
     pub runbook_url: Option<String>,
     pub args: BTreeMap<String, ArgSpec>,
+    /// The arguments the checks use: the ones `/diagnose` needs values for.
+    pub check_args: BTreeSet<String>,
     pub checks: Vec<CheckSpec>,
     pub remediations: Vec<Remediation>,
     pub path: PathBuf,
 }
 
 impl Runbook {
+    /// Arguments for a diagnosis: those the checks use must have values; the rest are checked
+    /// if given.
     pub fn bind_args(&self, given: &[(String, String)]) -> Result<Args, ArgError> {
-        Args::bind(&self.args, given, &format!("diagnose {}", self.name))
+        Args::bind(&self.args, &self.check_args, given, &format!("diagnose {}", self.name))
+    }
+
+    /// Arguments for remediation `index`: those it uses must have values.
+    pub fn bind_remediation_args(&self, index: usize, given: &[(String, String)]) -> Result<Args, ArgError> {
+        let remediation = &self.remediations[index];
+        Args::bind(&self.args, &remediation.args, given, &format!("remediate {}", remediation.name))
     }
 }
 
@@ -59,6 +69,8 @@ pub struct Remediation {
     pub self_approve: bool,
     /// When true over the diagnosis results, the remediation is offered as a button.
     pub suggest_when: Option<Expr>,
+    /// The arguments this remediation uses.
+    pub args: BTreeSet<String>,
     pub action: Action,
 }
 

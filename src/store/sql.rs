@@ -140,6 +140,19 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Queues a message about the incident for the chat adapters, in the caller's transaction;
+    /// they render it from the incident as it is when they deliver.
+    async fn enqueue(transaction: &mut sqlx::AnyConnection, id: i64, kind: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO outbox (incident_id, kind, recipients, payload, created_at) VALUES ($1, $2, '[]', $3, $4)")
+            .bind(id)
+            .bind(kind.to_string())
+            .bind(json!({"incident_id": id}).to_string())
+            .bind(millis(at))
+            .execute(&mut *transaction)
+            .await?;
+        Ok(())
+    }
+
     async fn cancel_timers(transaction: &mut sqlx::AnyConnection, id: i64, at: DateTime<Utc>, instance: &str) -> Result<u64, StoreError> {
         let cancelled = sqlx::query("UPDATE timers SET state = 'cancelled', done_at = $2, done_by = $3 WHERE incident_id = $1 AND state = 'pending'")
             .bind(id)
@@ -244,6 +257,7 @@ impl Store for SqlStore {
             }
             query.execute(&mut *transaction).await?;
         }
+        Self::enqueue(&mut transaction, id, "incident_declared", at).await?;
         let incident = self.load_incident(&mut transaction, id, false).await?;
         transaction.commit().await?;
         Ok(incident)
@@ -299,6 +313,7 @@ impl Store for SqlStore {
         let cancelled = Self::cancel_timers(&mut transaction, id, at, &self.instance).await?;
         let detail = json!({"root_cause": resolution.root_cause, "fix": resolution.fix, "prevention": resolution.prevention, "cancelled_steps": cancelled});
         Self::insert_event(&mut transaction, id, &TimelineEvent::new(at, "resolved", Some(by), detail)).await?;
+        Self::enqueue(&mut transaction, id, "incident_resolved", at).await?;
         let incident = self.load_incident(&mut transaction, id, false).await?;
         transaction.commit().await?;
         Ok(incident)
