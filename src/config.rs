@@ -662,11 +662,10 @@ impl Config {
             if let Err(message) = parse_handoff(schedule.rotation, schedule.handoff.get_ref()) {
                 error(schedule.handoff.span(), format!("schedules.{name}.handoff: {message}"));
             }
-            if let Some(start) = &schedule.start {
-                if chrono::NaiveDate::parse_from_str(start.get_ref(), "%Y-%m-%d").is_err() {
+            if let Some(start) = &schedule.start
+                && chrono::NaiveDate::parse_from_str(start.get_ref(), "%Y-%m-%d").is_err() {
                     error(start.span(), format!("schedules.{name}.start: '{}' is not a date: write YYYY-MM-DD", start.get_ref()));
                 }
-            }
             for entry in &schedule.overrides {
                 for time in [&entry.start, &entry.end] {
                     if chrono::DateTime::parse_from_rfc3339(time.get_ref()).is_err() {
@@ -686,20 +685,18 @@ impl Config {
         ];
         for (key, list) in permission_lists {
             for entry in list {
-                if let Principal::Group(group) = entry.get_ref() {
-                    if !self.groups.contains_key(group) {
+                if let Principal::Group(group) = entry.get_ref()
+                    && !self.groups.contains_key(group) {
                         error(entry.span(), format!("permissions.{key}: unknown group '{group}'; groups: {}", names(self.groups.keys())));
                     }
-                }
             }
         }
 
         for route in &self.routes {
-            if let Some(policy) = &route.policy {
-                if !seen_policies.contains(policy.get_ref().as_str()) {
+            if let Some(policy) = &route.policy
+                && !seen_policies.contains(policy.get_ref().as_str()) {
                     error(policy.span(), format!("routes: unknown policy '{}'; policies: {}", policy.get_ref(), names(seen_policies.iter())));
                 }
-            }
         }
         errors
     }

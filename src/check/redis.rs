@@ -98,11 +98,10 @@ impl Check for RedisCheck {
                 }
             };
             let mut value = reply_to_json(&reply);
-            if words[0].eq_ignore_ascii_case("INFO") {
-                if let Value::String(text) = &value {
+            if words[0].eq_ignore_ascii_case("INFO")
+                && let Value::String(text) = &value {
                     value = parse_info(text);
                 }
-            }
             let shown = match &value {
                 Value::String(text) => truncate(text, 120),
                 Value::Object(map) => format!("{} fields", map.len()),
@@ -122,11 +121,10 @@ fn text_to_json(text: String) -> Value {
     if let Ok(int) = text.parse::<i64>() {
         return json!(int);
     }
-    if let Ok(float) = text.parse::<f64>() {
-        if float.is_finite() && !text.trim().is_empty() {
+    if let Ok(float) = text.parse::<f64>()
+        && float.is_finite() && !text.trim().is_empty() {
             return json!(float);
         }
-    }
     Value::String(text)
 }
 

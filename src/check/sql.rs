@@ -143,11 +143,10 @@ fn describe_error(error: &sqlx::Error) -> String {
 
 fn decimal_json(decimal: rust_decimal::Decimal) -> Value {
     use rust_decimal::prelude::ToPrimitive;
-    if decimal.fract().is_zero() {
-        if let Some(int) = decimal.to_i64() {
+    if decimal.fract().is_zero()
+        && let Some(int) = decimal.to_i64() {
             return json!(int);
         }
-    }
     decimal.to_f64().map(|float| json!(float)).unwrap_or_else(|| json!(decimal.to_string()))
 }
 

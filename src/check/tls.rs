@@ -67,12 +67,15 @@ impl TlsCheck {
     }
 }
 
+/// The server's certificate (DER) and the chain verification's verdict on it.
+type SeenCertificate = (Vec<u8>, Result<(), rustls::Error>);
+
 /// Runs the real chain verification, remembers its verdict and the certificate, and lets the
 /// handshake finish either way so the dates can be read.
 #[derive(Debug)]
 struct RecordingVerifier {
     inner: Arc<WebPkiServerVerifier>,
-    seen: Mutex<Option<(Vec<u8>, Result<(), rustls::Error>)>>,
+    seen: Mutex<Option<SeenCertificate>>,
 }
 
 impl ServerCertVerifier for RecordingVerifier {

@@ -6,7 +6,7 @@
 //! walk from the first handoff.
 
 use chrono::{
-    DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta,
+    DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta,
     TimeZone, Utc,
 };
 use chrono_tz::Tz;
@@ -194,7 +194,10 @@ impl Schedule {
 
     /// The index of the rotation shift in force at `at`, in O(1) of the shifts elapsed.
     fn shift_index_at(&self, at: DateTime<Utc>) -> i64 {
-        let local_date = at.with_timezone(&self.time_zone).date_naive();
+        // Only an estimate is needed, so the UTC date will do at the very ends of time.
+        let local_date = local_time(self.time_zone, at)
+            .unwrap_or(at.naive_utc())
+            .date();
         let elapsed_days = (local_date - self.first_handoff_date).num_days();
         let mut shift_index = elapsed_days.div_euclid(self.period_days());
         // The estimate is off by at most one: on a handoff day before the handoff time, or when a
@@ -253,6 +256,15 @@ fn resolve_local(time_zone: Tz, local: NaiveDateTime) -> DateTime<Utc> {
     }
 }
 
+/// The wall-clock time at `instant`, or None past the ends of chrono's calendar (where
+/// `DateTime::naive_local` would panic).
+fn local_time(time_zone: Tz, instant: DateTime<Utc>) -> Option<NaiveDateTime> {
+    let offset = time_zone
+        .offset_from_utc_datetime(&instant.naive_utc())
+        .fix();
+    instant.naive_utc().checked_add_offset(offset)
+}
+
 /// The first instant whose local time is past `local`, which sits in a DST gap: that is the
 /// transition instant, where the clock jumps over `local`.
 fn first_instant_after_gap(time_zone: Tz, local: NaiveDateTime) -> DateTime<Utc> {
@@ -261,7 +273,8 @@ fn first_instant_after_gap(time_zone: Tz, local: NaiveDateTime) -> DateTime<Utc>
     // within two days of a spring-forward does not happen), so bisecting on seconds is exact.
     let is_past = |timestamp: i64| {
         DateTime::from_timestamp(timestamp, 0)
-            .is_some_and(|instant| instant.with_timezone(&time_zone).naive_local() > local)
+            .and_then(|instant| local_time(time_zone, instant))
+            .is_some_and(|instant_local| instant_local > local)
     };
     let two_days = 2 * 24 * 60 * 60;
     let mut before = local.and_utc().timestamp() - two_days;

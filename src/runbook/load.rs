@@ -271,11 +271,10 @@ pub(super) fn load_runbook(source: &SourceFile, targets: &TargetRefs) -> Result<
     if raw.summary.get_ref().trim().is_empty() || raw.summary.get_ref().contains('\n') {
         errors.push(source.error_at(raw.summary.span(), "summary must be one non-empty line"));
     }
-    if let Some(link) = &raw.runbook {
-        if url::Url::parse(link.get_ref()).is_err() {
+    if let Some(link) = &raw.runbook
+        && url::Url::parse(link.get_ref()).is_err() {
             errors.push(source.error_at(link.span(), format!("runbook '{}' is not a URL (e.g. https://wiki.example/oncall#queue)", link.get_ref())));
         }
-    }
 
     let mut args = BTreeMap::new();
     let mut broken_args = BTreeSet::new();
@@ -368,11 +367,10 @@ fn load_arg(source: &SourceFile, name: &str, arg: &Spanned<RawArg>, errors: &mut
     }
     if let Some(pattern) = &pattern {
         for (key, value) in [("default", &arg.default), ("example", &arg.example)] {
-            if let Some(value) = value {
-                if !pattern.is_match(value.get_ref()) {
+            if let Some(value) = value
+                && !pattern.is_match(value.get_ref()) {
                     errors.push(source.error_at(value.span(), format!("argument '{name}': {key} '{}' does not match its own pattern {}", value.get_ref(), pattern_field.get_ref())));
                 }
-            }
         }
     }
     if errors.len() > before {
