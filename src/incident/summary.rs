@@ -94,6 +94,7 @@ impl Templates {
     pub fn load(config: &TemplatesConfig, base_dir: &Path) -> Result<Templates, String> {
         let mut templates = Templates::shipped();
         let mut errors = Vec::new();
+        let mut loaded = Vec::new();
         let overrides = [
             ("notification", &config.notification),
             ("resolution", &config.resolution),
@@ -117,17 +118,16 @@ impl Templates {
                 continue;
             }
             match which {
-                "notification" => templates.notification_name = name,
-                _ => templates.resolution_name = name,
+                "notification" => templates.notification_name = name.clone(),
+                _ => templates.resolution_name = name.clone(),
             }
+            loaded.push(name);
         }
         if errors.is_empty() {
             let sample = sample_incident();
             let now = sample.resolved_at.unwrap_or(sample.started_at);
-            for name in [&templates.notification_name, &templates.resolution_name] {
-                if !name.starts_with("templates/")
-                    && let Err(error) = templates.render(name, &sample, now)
-                {
+            for name in &loaded {
+                if let Err(error) = templates.render(name, &sample, now) {
                     errors.push(format!("{error} (rendering a sample incident)"));
                 }
             }
@@ -780,7 +780,6 @@ mod tests {
                 resolution_name: SHIPPED_RESOLUTION_NAME.to_string(),
             };
             let error = templates.notification(&fresh_incident(), now).unwrap_err();
-            eprintln!("DBG {error}");
             assert!(error.starts_with("runaway.j2:1: "), "{error}");
             assert!(
                 error.contains("ran out of fuel") || error.contains("recursion limit"),
