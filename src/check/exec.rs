@@ -73,19 +73,25 @@ impl Drop for ProcessGroupGuard {
     }
 }
 
+/// Streams `reader` line by line and keeps the output exactly as written (a last line without
+/// a newline stays without one). Bytes that are not UTF-8 are shown as U+FFFD rather than
+/// ending the stream, so the pipe is always drained and the program never blocks on it.
 async fn pump(reader: impl AsyncRead + Unpin, stream: Stream, sink: LineSink) -> String {
-    let mut lines = BufReader::new(reader).lines();
+    let mut reader = BufReader::new(reader);
     let mut kept = String::new();
+    let mut buffer = Vec::new();
     loop {
-        match lines.next_line().await {
-            Ok(Some(line)) => {
-                sink.send(stream, &line);
-                if kept.len() + line.len() < MAX_KEPT_BYTES {
-                    kept.push_str(&line);
-                    kept.push('\n');
+        buffer.clear();
+        match reader.read_until(b'\n', &mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&buffer);
+                let line = text.strip_suffix('\n').unwrap_or(&text);
+                sink.send(stream, line.strip_suffix('\r').unwrap_or(line));
+                if kept.len() + text.len() <= MAX_KEPT_BYTES {
+                    kept.push_str(&text);
                 }
             }
-            Ok(None) | Err(_) => break,
         }
     }
     kept
