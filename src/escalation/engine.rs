@@ -56,6 +56,11 @@ impl Escalator {
         self.clock.now()
     }
 
+    /// Makes the timer loop look at the store again now (a step was added or pulled forward).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
     /// Opens an incident and schedules its policy's steps (the `default` policy when none is
     /// named). An unknown policy is refused, naming the ones that exist.
     pub async fn declare(&self, mut new: NewIncident) -> Result<Incident, DeclareError> {

@@ -95,6 +95,8 @@ pub struct OutboxItem {
     pub payload: serde_json::Value,
     pub created_at: DateTime<Utc>,
     pub attempts: i64,
+    /// Parts already delivered.
+    pub progress: Vec<String>,
 }
 
 #[async_trait]
@@ -121,6 +123,28 @@ pub trait Store: Send + Sync {
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
     async fn pending_timers(&self) -> Result<i64, StoreError>;
     async fn undelivered(&self, limit: i64) -> Result<Vec<OutboxItem>, StoreError>;
+
+    /// Records an event and queues a chat message of `notice` kind about it, in one transaction.
+    async fn record_with_notice(&self, id: i64, event: TimelineEvent, notice: &str) -> Result<(), StoreError>;
+    /// Pulls the incident's next pending step forward to `at`; false when none is pending.
+    async fn escalate_now(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Remembers that the incident lives at this message of this platform.
+    async fn attach_chat(&self, id: i64, platform: &str, channel: &str, message: &str) -> Result<(), StoreError>;
+    /// The incident whose message (thread root) this is.
+    async fn incident_by_chat(&self, platform: &str, channel: &str, message: &str) -> Result<Option<i64>, StoreError>;
+    /// True the first time `key` is offered: platforms retry deliveries, work must not repeat.
+    async fn first_seen(&self, key: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Outbox items ready for (another) delivery attempt at `now`.
+    async fn due_outbox(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Marks one part of an item delivered (`slack:thread`), so a retry skips it.
+    async fn outbox_progress(&self, id: i64, part: &str) -> Result<(), StoreError>;
+    async fn outbox_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Counts a failed attempt and schedules the next; returns the attempts so far.
+    async fn outbox_retry(&self, id: i64, error: &str, next_attempt_at: DateTime<Utc>) -> Result<i64, StoreError>;
+    /// Gives up on an item and says so on its incident's timeline, in one transaction.
+    async fn outbox_give_up(&self, id: i64, error: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
 }
 
 /// Opens the store named by `url` and applies its migrations.

@@ -125,6 +125,15 @@ impl SqlStore {
             .fetch_all(&mut *executor)
             .await?;
         incident.timeline = events.iter().map(event_from_row).collect::<Result<_, _>>()?;
+        let refs = sqlx::query("SELECT platform, channel, message FROM chat_refs WHERE incident_id = $1 ORDER BY platform")
+            .bind(id)
+            .fetch_all(&mut *executor)
+            .await?;
+        let mut chat = serde_json::Map::new();
+        for reference in &refs {
+            chat.insert(text(reference, "platform")?, json!({"channel": text(reference, "channel")?, "message": text(reference, "message")?}));
+        }
+        incident.chat = serde_json::Value::Object(chat);
         Ok(incident)
     }
 
@@ -162,6 +171,21 @@ impl SqlStore {
             .await?;
         Ok(cancelled.rows_affected())
     }
+}
+
+const OUTBOX_COLUMNS: &str = "id, incident_id, kind, recipients, payload, created_at, attempts, progress";
+
+fn outbox_from_row(row: &AnyRow) -> Result<OutboxItem, StoreError> {
+    Ok(OutboxItem {
+        id: row.try_get("id")?,
+        incident_id: row.try_get("incident_id")?,
+        kind: text(row, "kind")?,
+        recipients: serde_json::from_str(&text(row, "recipients")?).unwrap_or_default(),
+        payload: serde_json::from_str(&text(row, "payload")?).unwrap_or_default(),
+        created_at: from_millis(row.try_get("created_at")?),
+        attempts: row.try_get("attempts")?,
+        progress: serde_json::from_str(&text(row, "progress")?).unwrap_or_default(),
+    })
 }
 
 fn text(row: &AnyRow, column: &str) -> Result<String, StoreError> {
@@ -292,6 +316,7 @@ impl Store for SqlStore {
             .await?;
         let cancelled = Self::cancel_timers(&mut transaction, id, at, &self.instance).await?;
         Self::insert_event(&mut transaction, id, &TimelineEvent::new(at, "acknowledged", Some(by), json!({"cancelled_steps": cancelled}))).await?;
+        Self::enqueue(&mut transaction, id, "incident_updated", at).await?;
         let incident = self.load_incident(&mut transaction, id, false).await?;
         transaction.commit().await?;
         Ok(incident)
@@ -414,22 +439,113 @@ impl Store for SqlStore {
     }
 
     async fn undelivered(&self, limit: i64) -> Result<Vec<OutboxItem>, StoreError> {
-        let rows = sqlx::query("SELECT id, incident_id, kind, recipients, payload, created_at, attempts FROM outbox WHERE delivered_at IS NULL ORDER BY id LIMIT $1")
-            .bind(limit)
-            .fetch_all(&self.pool)
+        let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL ORDER BY id LIMIT $1");
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(outbox_from_row).collect()
+    }
+
+    async fn record_with_notice(&self, id: i64, event: TimelineEvent, notice: &str) -> Result<(), StoreError> {
+        let mut transaction = self.begin().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM incidents WHERE id = $1").bind(id).fetch_optional(&mut *transaction).await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound(id));
+        }
+        Self::insert_event(&mut transaction, id, &event).await?;
+        Self::enqueue(&mut transaction, id, notice, event.at).await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn escalate_now(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let pulled = sqlx::query(
+            "UPDATE timers SET fire_at = $2 WHERE state = 'pending' AND id = \
+             (SELECT id FROM timers WHERE incident_id = $1 AND state = 'pending' ORDER BY fire_at, id LIMIT 1)",
+        )
+        .bind(id)
+        .bind(millis(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(pulled.rows_affected() == 1)
+    }
+
+    async fn attach_chat(&self, id: i64, platform: &str, channel: &str, message: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO chat_refs (incident_id, platform, channel, message) VALUES ($1, $2, $3, $4) ON CONFLICT (platform, channel, message) DO NOTHING")
+            .bind(id)
+            .bind(platform.to_string())
+            .bind(channel.to_string())
+            .bind(message.to_string())
+            .execute(&self.pool)
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(OutboxItem {
-                    id: row.try_get("id")?,
-                    incident_id: row.try_get("incident_id")?,
-                    kind: text(row, "kind")?,
-                    recipients: serde_json::from_str(&text(row, "recipients")?).unwrap_or_default(),
-                    payload: serde_json::from_str(&text(row, "payload")?).unwrap_or_default(),
-                    created_at: from_millis(row.try_get("created_at")?),
-                    attempts: row.try_get("attempts")?,
-                })
-            })
-            .collect()
+        Ok(())
+    }
+
+    async fn incident_by_chat(&self, platform: &str, channel: &str, message: &str) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT incident_id FROM chat_refs WHERE platform = $1 AND channel = $2 AND message = $3")
+            .bind(platform.to_string())
+            .bind(channel.to_string())
+            .bind(message.to_string())
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn first_seen(&self, key: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let inserted = sqlx::query("INSERT INTO seen_events (key, at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key.to_string())
+            .bind(millis(at))
+            .execute(&self.pool)
+            .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    async fn due_outbox(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<OutboxItem>, StoreError> {
+        let sql = format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $1 ORDER BY id LIMIT $2"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(millis(now)).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(outbox_from_row).collect()
+    }
+
+    async fn outbox_progress(&self, id: i64, part: &str) -> Result<(), StoreError> {
+        let mut transaction = self.begin().await?;
+        let progress: Option<String> = sqlx::query_scalar("SELECT progress FROM outbox WHERE id = $1").bind(id).fetch_optional(&mut *transaction).await?;
+        let mut parts: Vec<String> = progress.and_then(|text| serde_json::from_str(&text).ok()).unwrap_or_default();
+        if !parts.iter().any(|done| done == part) {
+            parts.push(part.to_string());
+        }
+        sqlx::query("UPDATE outbox SET progress = $2 WHERE id = $1").bind(id).bind(json!(parts).to_string()).execute(&mut *transaction).await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn outbox_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET delivered_at = $2 WHERE id = $1").bind(id).bind(millis(at)).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn outbox_retry(&self, id: i64, error: &str, next_attempt_at: DateTime<Utc>) -> Result<i64, StoreError> {
+        let attempts: i64 = sqlx::query_scalar("UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3 WHERE id = $1 RETURNING attempts")
+            .bind(id)
+            .bind(error.to_string())
+            .bind(millis(next_attempt_at))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(attempts)
+    }
+
+    async fn outbox_give_up(&self, id: i64, error: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut transaction = self.begin().await?;
+        let row = sqlx::query("UPDATE outbox SET failed_at = $2, last_error = $3 WHERE id = $1 RETURNING incident_id, kind, attempts")
+            .bind(id)
+            .bind(millis(at))
+            .bind(error.to_string())
+            .fetch_one(&mut *transaction)
+            .await?;
+        let incident_id: Option<i64> = row.try_get("incident_id")?;
+        if let Some(incident_id) = incident_id {
+            let detail = json!({"outbox_id": id, "kind": text(&row, "kind")?, "attempts": row.try_get::<i64, _>("attempts")?, "error": error});
+            Self::insert_event(&mut transaction, incident_id, &TimelineEvent::new(at, "notification_failed", None, detail)).await?;
+        }
+        transaction.commit().await?;
+        Ok(())
     }
 }

@@ -1,0 +1,519 @@
+//! The chat core, shared by every platform: answers each [`ChatEvent`] at once with a
+//! [`Reply`] and does the work in the background — runs diagnoses and streams them into a
+//! thread (one message, edited at most every two seconds), and acts on incidents.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::grammar::{self, Command, IncidentCommand};
+use super::message::{Button, FileAttachment, Message};
+use super::views::{self, CheckLine, DiagnosisView};
+use super::{ChatAdapter, ChatEvent, Form, FormField, MessageRef, Origin, Reply};
+use crate::check::{CheckEvent, CheckRun, Runner, Status};
+use crate::config::{PermissionsConfig, Person, Principal};
+use crate::escalation::Escalator;
+use crate::incident::{Incident, NewIncident, Resolution, TimelineEvent};
+use crate::runbook::{Args, Catalogue, Runbook};
+use crate::store::StoreError;
+
+/// At most one edit of a streamed message per this interval (SPEC §8).
+pub const EDIT_INTERVAL: Duration = Duration::from_secs(2);
+/// Output up to this size goes into the thread as a code block; beyond it, as a file.
+const INLINE_OUTPUT_CHARS: usize = 2_500;
+const INLINE_OUTPUT_LINES: usize = 40;
+/// Output lines kept per diagnosis for the file; more are counted, not kept.
+const MAX_KEPT_OUTPUT_LINES: usize = 200_000;
+
+/// Who may do what, from `[permissions]`.
+#[derive(Debug, Clone)]
+pub struct Permissions {
+    diagnose: Vec<Principal>,
+    incident: Vec<Principal>,
+    remediate: Vec<Principal>,
+    channels: Vec<String>,
+}
+
+impl Permissions {
+    pub fn from_config(config: &PermissionsConfig) -> Self {
+        let list = |entries: &Vec<toml::Spanned<Principal>>| entries.iter().map(|entry| entry.get_ref().clone()).collect();
+        Self { diagnose: list(&config.diagnose), incident: list(&config.incident), remediate: list(&config.remediate), channels: config.channels.clone() }
+    }
+
+    fn describe(list: &[Principal]) -> String {
+        if list.is_empty() {
+            return "nobody (set it in [permissions] of firebell.toml)".to_string();
+        }
+        list.iter()
+            .map(|principal| match principal {
+                Principal::Everyone => "everyone".to_string(),
+                Principal::Group(group) => format!("group {group}"),
+                Principal::Person(person) => person.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+pub struct ChatCore {
+    catalogue: Arc<Catalogue>,
+    runner: Runner,
+    escalator: Arc<Escalator>,
+    permissions: Permissions,
+    adapters: BTreeMap<&'static str, Arc<dyn ChatAdapter>>,
+    /// Wakes the outbox deliverer after something was queued.
+    deliver: Arc<Notify>,
+}
+
+impl ChatCore {
+    pub fn new(catalogue: Arc<Catalogue>, runner: Runner, escalator: Arc<Escalator>, permissions: Permissions, deliver: Arc<Notify>) -> Self {
+        Self { catalogue, runner, escalator, permissions, adapters: BTreeMap::new(), deliver }
+    }
+
+    pub fn with_adapter(mut self, adapter: Arc<dyn ChatAdapter>) -> Self {
+        self.adapters.insert(adapter.platform(), adapter);
+        self
+    }
+
+    pub fn adapters(&self) -> &BTreeMap<&'static str, Arc<dyn ChatAdapter>> {
+        &self.adapters
+    }
+
+    pub fn escalator(&self) -> &Arc<Escalator> {
+        &self.escalator
+    }
+
+    /// True the first time a platform delivers `key` (dedupes retried deliveries).
+    pub async fn first_seen(&self, key: &str) -> bool {
+        match self.escalator.store().first_seen(key, self.escalator.now()).await {
+            Ok(first) => first,
+            Err(error) => {
+                // Better to risk doing something twice than to drop a command on the floor.
+                tracing::warn!(%error, "Could not record a delivery key; handling it anyway");
+                true
+            }
+        }
+    }
+
+    /// Answers at once; the work continues in the background.
+    pub async fn handle(self: &Arc<Self>, event: ChatEvent) -> Reply {
+        let outcome = match event {
+            ChatEvent::Command { origin, text, trigger } => self.command(origin, &text, trigger).await,
+            ChatEvent::Button { origin, action, value, trigger, message } => self.button(origin, &action, &value, trigger, message).await,
+            ChatEvent::FormSubmitted { origin, action, value, fields } => self.form(origin, &action, &value, fields).await,
+        };
+        outcome.unwrap_or_else(Reply::private)
+    }
+
+    fn allowed(&self, list: &[Principal], person: &Person) -> bool {
+        let groups = &self.escalator.directory().groups;
+        list.iter().any(|principal| match principal {
+            Principal::Everyone => true,
+            Principal::Person(allowed) => allowed == person,
+            Principal::Group(group) => groups.get(group).is_some_and(|members| members.contains(person)),
+        })
+    }
+
+    fn require(&self, list: &[Principal], origin: &Origin, what: &str) -> Result<(), String> {
+        if !self.permissions.channels.is_empty() && !self.permissions.channels.contains(&origin.channel) {
+            return Err(format!("commands are not accepted in this channel; use one of: {}", self.permissions.channels.join(", ")));
+        }
+        if self.allowed(list, &origin.user) {
+            Ok(())
+        } else {
+            Err(format!("you ({}) may not {what}; allowed: {}", origin.user, Permissions::describe(list)))
+        }
+    }
+
+    fn adapter(&self, platform: &str) -> Result<Arc<dyn ChatAdapter>, String> {
+        self.adapters.get(platform).cloned().ok_or_else(|| format!("the {platform} platform is not connected"))
+    }
+
+    fn mention(&self, person: &Person) -> String {
+        match self.adapters.get(person.platform.as_str()) {
+            Some(adapter) => adapter.mention(&person.id),
+            None => person.to_string(),
+        }
+    }
+
+    async fn command(self: &Arc<Self>, origin: Origin, text: &str, trigger: Option<String>) -> Result<Reply, String> {
+        match grammar::parse(text)? {
+            Command::Diagnose { topic: None, .. } => {
+                self.require(&self.permissions.diagnose, &origin, "run diagnoses")?;
+                Ok(Reply::Private(views::topics(&self.catalogue)))
+            }
+            Command::Diagnose { topic: Some(topic), args } => {
+                self.require(&self.permissions.diagnose, &origin, "run diagnoses")?;
+                let runbook = self.catalogue.get(&topic).ok_or_else(|| {
+                    format!("unknown topic '{topic}'; valid topics: {}", self.catalogue.topic_names().join(", "))
+                })?;
+                let args = runbook.bind_args(&args).map_err(|error| error.to_string())?;
+                self.start_diagnosis(origin, runbook, args);
+                Ok(Reply::Nothing)
+            }
+            Command::Remediate { .. } => {
+                self.require(&self.permissions.remediate, &origin, "request remediations")?;
+                Err("approval requests for remediations are not available in this version yet; run the remediation by hand after a second person agrees".to_string())
+            }
+            Command::Oncall { schedule } => {
+                let now = self.escalator.now();
+                let message = views::oncall(self.escalator.directory(), schedule.as_deref(), now, &|person| self.mention(person))?;
+                Ok(Reply::Private(message))
+            }
+            Command::Incident(command) => self.incident_command(origin, command, trigger).await,
+        }
+    }
+
+    async fn incident_command(self: &Arc<Self>, origin: Origin, command: IncidentCommand, trigger: Option<String>) -> Result<Reply, String> {
+        if !matches!(command, IncidentCommand::List | IncidentCommand::Summary { .. }) {
+            self.require(&self.permissions.incident, &origin, "change incidents")?;
+        }
+        let store = self.escalator.store().clone();
+        match command {
+            IncidentCommand::Declare { title, severity, impact } => {
+                let new = NewIncident {
+                    title,
+                    severity: severity.unwrap_or(crate::config::Severity::High),
+                    impact,
+                    commander: Some(origin.user.to_string()),
+                    fingerprint: None,
+                    policy: None,
+                    declared_by: Some(origin.user.to_string()),
+                };
+                let incident = self.escalator.declare(new).await.map_err(|error| error.to_string())?;
+                self.deliver.notify_one();
+                // With no incident channel the notification belongs where it was declared.
+                let adapter = self.adapter(origin.platform)?;
+                if adapter.incident_channel().is_none() {
+                    let core = self.clone();
+                    tokio::spawn(async move { core.post_notification_here(&origin, incident).await });
+                }
+                Ok(Reply::Nothing)
+            }
+            IncidentCommand::List => {
+                let incidents = store.incidents(false, 50).await.map_err(|error| error.to_string())?;
+                Ok(Reply::Private(views::incident_list(&incidents, self.escalator.now())))
+            }
+            IncidentCommand::Summary { id } => {
+                let incident = self.incident_here(&origin, id).await?;
+                let now = self.escalator.now();
+                let templates = self.escalator.templates();
+                let text = if incident.is_open() { templates.notification(&incident, now) } else { templates.resolution(&incident, now) };
+                Ok(Reply::Private(Message::plain(text?)))
+            }
+            IncidentCommand::Ack { id } => {
+                let incident = self.incident_here(&origin, id).await?;
+                self.acknowledge(incident.id, &origin.user).await
+            }
+            IncidentCommand::Resolve { id, root_cause, fix, prevention } => {
+                let incident = self.incident_here(&origin, id).await?;
+                if root_cause.is_none() && fix.is_none() && prevention.is_none() {
+                    return self.resolve_form(&origin, incident.id, trigger).await;
+                }
+                self.resolve(incident.id, &origin.user, Resolution { root_cause, fix, prevention }).await
+            }
+            IncidentCommand::Escalate { id } => {
+                let incident = self.incident_here(&origin, id).await?;
+                if !incident.is_open() {
+                    return Err(format!("incident #{} is resolved; there is nobody left to escalate to", incident.id));
+                }
+                let pulled = store.escalate_now(incident.id, self.escalator.now()).await.map_err(|error| error.to_string())?;
+                if !pulled {
+                    return Err(format!("incident #{} has no escalation steps left (acknowledged, or its policy is done)", incident.id));
+                }
+                let detail = json!({"requested": true});
+                self.escalator.record(incident.id, "escalation_requested", Some(&origin.user.to_string()), detail).await.map_err(|error| error.to_string())?;
+                self.escalator.wake();
+                Ok(Reply::private(format!("Escalating incident #{} to its next step now.", incident.id)))
+            }
+            IncidentCommand::Status { id, phase, text, eta } => {
+                let incident = self.incident_here(&origin, id).await?;
+                if !incident.is_open() {
+                    return Err(format!("incident #{} is resolved; declare a new one if it is back", incident.id));
+                }
+                let event = TimelineEvent::new(
+                    self.escalator.now(),
+                    "status",
+                    Some(&origin.user.to_string()),
+                    json!({"phase": phase.name(), "text": text, "eta": eta}),
+                );
+                store.record_with_notice(incident.id, event, "incident_updated").await.map_err(|error| error.to_string())?;
+                self.deliver.notify_one();
+                Ok(Reply::Nothing)
+            }
+        }
+    }
+
+    /// The incident named by `id`, or the one whose thread this is.
+    async fn incident_here(&self, origin: &Origin, id: Option<i64>) -> Result<Incident, String> {
+        let store = self.escalator.store();
+        let id = match id {
+            Some(id) => id,
+            None => {
+                let thread = origin.thread.as_deref();
+                let found = match thread {
+                    Some(thread) => store.incident_by_chat(origin.platform, &origin.channel, thread).await.map_err(|error| error.to_string())?,
+                    None => None,
+                };
+                match found {
+                    Some(id) => id,
+                    None => {
+                        let open = store.incidents(false, 10).await.map_err(|error| error.to_string())?;
+                        let ids: Vec<String> = open.iter().map(|incident| format!("#{}", incident.id)).collect();
+                        return Err(format!(
+                            "which incident? type the command in its thread or add id=N{}",
+                            if ids.is_empty() { " (there are no open incidents)".to_string() } else { format!("; open: {}", ids.join(", ")) }
+                        ));
+                    }
+                }
+            }
+        };
+        store.incident(id).await.map_err(|error| error.to_string())
+    }
+
+    async fn acknowledge(&self, id: i64, person: &Person) -> Result<Reply, String> {
+        match self.escalator.acknowledge(id, &person.to_string()).await {
+            Ok(_) => {
+                self.deliver.notify_one();
+                Ok(Reply::Nothing)
+            }
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    async fn resolve(&self, id: i64, person: &Person, resolution: Resolution) -> Result<Reply, String> {
+        match self.escalator.resolve(id, &person.to_string(), resolution).await {
+            Ok(_) => {
+                self.deliver.notify_one();
+                Ok(Reply::Nothing)
+            }
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    async fn resolve_form(&self, origin: &Origin, id: i64, trigger: Option<String>) -> Result<Reply, String> {
+        let Some(trigger) = trigger else {
+            return Err(format!("resolve with: /incident resolve id={id} root_cause=\"…\" fix=\"…\" prevention=\"…\""));
+        };
+        let field = |id: &str, label: &str| FormField { id: id.into(), label: label.into(), multiline: true, optional: id != "root_cause" };
+        let form = Form {
+            title: format!("Resolve incident #{id}"),
+            submit: "Resolve".into(),
+            action: views::FORM_RESOLVE.into(),
+            value: id.to_string(),
+            fields: vec![field("root_cause", "Root cause"), field("fix", "Fix"), field("prevention", "Prevention")],
+        };
+        self.adapter(origin.platform)?.open_form(&trigger, &form).await.map_err(|error| format!("could not open the resolve form: {error}"))?;
+        Ok(Reply::Nothing)
+    }
+
+    async fn button(self: &Arc<Self>, origin: Origin, action: &str, value: &str, trigger: Option<String>, message: Option<MessageRef>) -> Result<Reply, String> {
+        let incident_id = || value.parse::<i64>().map_err(|_| "this button refers to no incident".to_string());
+        match action {
+            views::ACTION_ACK => {
+                self.require(&self.permissions.incident, &origin, "acknowledge incidents")?;
+                self.acknowledge(incident_id()?, &origin.user).await
+            }
+            views::ACTION_RESOLVE => {
+                self.require(&self.permissions.incident, &origin, "resolve incidents")?;
+                let id = incident_id()?;
+                let incident = self.escalator.store().incident(id).await.map_err(|error| error.to_string())?;
+                incident.check_resolve().map_err(|error| error.to_string())?;
+                self.resolve_form(&origin, id, trigger).await
+            }
+            views::ACTION_DIAGNOSE_MENU => {
+                self.require(&self.permissions.diagnose, &origin, "run diagnoses")?;
+                let adapter = self.adapter(origin.platform)?;
+                // The menu goes into the incident's thread: under the notification it was on.
+                let thread = origin.thread.clone().or(message.map(|message| message.id));
+                let channel = origin.channel.clone();
+                let menu = views::diagnose_menu(&self.catalogue);
+                tokio::spawn(async move {
+                    if let Err(error) = adapter.post(&channel, thread.as_deref(), &menu).await {
+                        tracing::warn!(%error, "Posting the diagnosis menu failed");
+                    }
+                });
+                Ok(Reply::Nothing)
+            }
+            views::ACTION_DIAGNOSE => {
+                self.require(&self.permissions.diagnose, &origin, "run diagnoses")?;
+                let runbook = self.catalogue.get(value).ok_or_else(|| format!("the runbook '{value}' is no longer loaded"))?;
+                let args = runbook.bind_args(&[]).map_err(|error| format!("{error}; type /diagnose {value} key=value… instead"))?;
+                self.start_diagnosis(origin, runbook, args);
+                Ok(Reply::Nothing)
+            }
+            views::ACTION_REMEDIATE => {
+                self.require(&self.permissions.remediate, &origin, "request remediations")?;
+                Err("approval requests for remediations are not available in this version yet".to_string())
+            }
+            other => Err(format!("this button ('{other}') is from an older version of firebell and does nothing now")),
+        }
+    }
+
+    async fn form(self: &Arc<Self>, origin: Origin, action: &str, value: &str, fields: BTreeMap<String, String>) -> Result<Reply, String> {
+        if action != views::FORM_RESOLVE {
+            return Err(format!("unknown form '{action}'"));
+        }
+        self.require(&self.permissions.incident, &origin, "resolve incidents")?;
+        let id = value.parse::<i64>().map_err(|_| "this form refers to no incident".to_string())?;
+        let field = |name: &str| fields.get(name).map(|text| text.trim().to_string()).filter(|text| !text.is_empty());
+        let resolution = Resolution { root_cause: field("root_cause"), fix: field("fix"), prevention: field("prevention") };
+        self.resolve(id, &origin.user, resolution).await
+    }
+
+    async fn post_notification_here(&self, origin: &Origin, incident: Incident) {
+        let Ok(adapter) = self.adapter(origin.platform) else { return };
+        let text = match self.escalator.templates().notification(&incident, self.escalator.now()) {
+            Ok(text) => text,
+            Err(error) => {
+                tracing::error!(%error, "Rendering the incident notification failed");
+                format!("Incident #{}: {}", incident.id, incident.title)
+            }
+        };
+        match adapter.post(&origin.channel, origin.thread.as_deref(), &views::incident_notification(&incident, &text)).await {
+            Ok(posted) => {
+                if let Err(error) = self.escalator.store().attach_chat(incident.id, origin.platform, &posted.channel, &posted.id).await {
+                    tracing::error!(%error, "Remembering where the incident was posted failed");
+                }
+            }
+            Err(error) => tracing::warn!(%error, incident = incident.id, "Posting the incident notification failed"),
+        }
+    }
+
+    fn start_diagnosis(self: &Arc<Self>, origin: Origin, runbook: Arc<Runbook>, args: Args) {
+        let core = self.clone();
+        tokio::spawn(async move {
+            let topic = runbook.name.clone();
+            if let Err(error) = core.diagnose(origin, runbook, args).await {
+                tracing::warn!(%error, topic, "A diagnosis could not be posted");
+            }
+        });
+    }
+
+    /// Posts one message, edits it as checks finish (coalesced to one edit per
+    /// [`EDIT_INTERVAL`]), then the final verdicts, the output, and suggested remediations.
+    pub async fn diagnose(&self, origin: Origin, runbook: Arc<Runbook>, args: Args) -> Result<(), String> {
+        let adapter = self.adapter(origin.platform)?;
+        let store = self.escalator.store();
+        let incident_id = match &origin.thread {
+            Some(thread) => store.incident_by_chat(origin.platform, &origin.channel, thread).await.map_err(|error: StoreError| error.to_string())?,
+            None => None,
+        };
+        let requested_by = self.mention(&origin.user);
+        let args_text: String = args.iter().map(|(key, value)| format!("{key}={value}")).collect::<Vec<_>>().join(" ");
+        let mut lines: Vec<CheckLine> = runbook.checks.iter().map(|check| CheckLine::Running { name: check.name.clone() }).collect();
+        let render = |lines: &[CheckLine], finished: Option<Status>, suggestions: Vec<Button>| {
+            views::diagnosis(DiagnosisView {
+                topic: &runbook.name,
+                summary: &runbook.summary,
+                args: &args_text,
+                requested_by: &requested_by,
+                runbook_url: runbook.runbook_url.as_deref(),
+                lines,
+                finished,
+                suggestions,
+            })
+        };
+        let posted = adapter.post(&origin.channel, origin.thread.as_deref(), &render(&lines, None, Vec::new())).await.map_err(|error| error.to_string())?;
+        let output_thread = origin.thread.clone().unwrap_or_else(|| posted.id.clone());
+
+        let mut events = self.runner.run(runbook.clone(), args.clone());
+        let mut results: Vec<CheckRun> = Vec::new();
+        let mut output: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut output_lines = 0usize;
+        let mut last_edit = Instant::now();
+        let mut dirty = false;
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    None => break,
+                    Some(CheckEvent::Line { check, line, .. }) => {
+                        output_lines += 1;
+                        if output_lines <= MAX_KEPT_OUTPUT_LINES {
+                            output.entry(check).or_default().push(line);
+                        }
+                    }
+                    Some(CheckEvent::Finished(run)) => {
+                        if let Some(slot) = runbook.checks.iter().position(|check| check.name == run.name) {
+                            lines[slot] = CheckLine::Done { name: run.name.clone(), status: run.status, summary: run.summary.clone(), duration_ms: run.duration.as_millis() as u64 };
+                        }
+                        results.push(run);
+                        dirty = true;
+                    }
+                },
+                _ = tokio::time::sleep_until(last_edit + EDIT_INTERVAL), if dirty => {
+                    if let Err(error) = adapter.update(&posted, &render(&lines, None, Vec::new())).await {
+                        tracing::warn!(%error, "Editing the diagnosis message failed");
+                    }
+                    last_edit = Instant::now();
+                    dirty = false;
+                }
+            }
+        }
+        let worst = results.iter().map(|run| run.status).max().unwrap_or(Status::Ok);
+        let suggestions = self.suggestions(&runbook, &args, &results);
+        tokio::time::sleep_until(last_edit + EDIT_INTERVAL).await;
+        adapter.update(&posted, &render(&lines, Some(worst), suggestions)).await.map_err(|error| error.to_string())?;
+
+        if !output.is_empty() {
+            self.post_output(adapter.as_ref(), &origin.channel, &output_thread, &runbook.name, &output, output_lines).await;
+        }
+        if let Some(id) = incident_id {
+            let checks: Vec<serde_json::Value> = results.iter().map(|run| json!({"name": run.name, "status": run.status, "summary": run.summary})).collect();
+            let detail = json!({"topic": runbook.name, "args": args_text, "status": worst, "checks": checks});
+            self.escalator.record(id, "diagnosis", Some(&origin.user.to_string()), detail).await.map_err(|error| error.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Remediations whose `suggest_when` holds over these results, as buttons.
+    fn suggestions(&self, runbook: &Runbook, args: &Args, results: &[CheckRun]) -> Vec<Button> {
+        let checks: serde_json::Map<String, serde_json::Value> = results
+            .iter()
+            .map(|run| (run.name.clone(), json!({"status": run.status, "summary": run.summary, "data": run.data})))
+            .collect();
+        let args_json: serde_json::Map<String, serde_json::Value> = args.iter().map(|(key, value)| (key.clone(), json!(value))).collect();
+        let variables: serde_json::Map<String, serde_json::Value> =
+            [("checks".to_string(), serde_json::Value::Object(checks)), ("args".to_string(), serde_json::Value::Object(args_json))].into_iter().collect();
+        runbook
+            .remediations
+            .iter()
+            .filter(|remediation| match &remediation.suggest_when {
+                Some(expr) => expr.eval_bool(&variables).unwrap_or_else(|error| {
+                    tracing::debug!(remediation = remediation.name, %error, "suggest_when did not evaluate");
+                    false
+                }),
+                None => false,
+            })
+            .map(|remediation| Button::new(format!("Run {}", remediation.name), views::ACTION_REMEDIATE, &remediation.name).danger())
+            .collect()
+    }
+
+    async fn post_output(&self, adapter: &dyn ChatAdapter, channel: &str, thread: &str, topic: &str, output: &BTreeMap<String, Vec<String>>, total_lines: usize) {
+        let mut text = String::new();
+        for (check, lines) in output {
+            text.push_str(&format!("== {check} ==\n"));
+            for line in lines {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        if total_lines > MAX_KEPT_OUTPUT_LINES {
+            text.push_str(&format!("… {} more lines not kept\n", total_lines - MAX_KEPT_OUTPUT_LINES));
+        }
+        let limit = INLINE_OUTPUT_CHARS.min(adapter.limits().max_block_text.saturating_sub(100));
+        let result = if text.chars().count() <= limit && total_lines <= INLINE_OUTPUT_LINES {
+            adapter.post(channel, Some(thread), &Message::new().code(text.trim_end())).await.map(|_| ())
+        } else {
+            let file = FileAttachment { filename: format!("diagnose-{topic}-output.txt"), title: format!("Output of diagnose {topic} ({total_lines} lines)"), content: text.into_bytes() };
+            adapter.upload(channel, Some(thread), &file).await
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "Posting the diagnosis output failed");
+        }
+    }
+}

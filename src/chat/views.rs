@@ -1,0 +1,187 @@
+//! What the bot says, as platform-neutral [`Message`]s: topic lists, diagnoses in progress and
+//! finished, incident notifications with their buttons, escalation pages, on-call answers.
+
+use chrono::{DateTime, Utc};
+
+use super::message::{Button, Message};
+use crate::check::Status;
+use crate::escalation::Directory;
+use crate::incident::{human_duration, Incident, IncidentStatus};
+use crate::runbook::Catalogue;
+
+pub const ACTION_ACK: &str = "incident_ack";
+pub const ACTION_RESOLVE: &str = "incident_resolve";
+pub const ACTION_DIAGNOSE_MENU: &str = "incident_diagnose";
+pub const ACTION_DIAGNOSE: &str = "diagnose";
+pub const ACTION_REMEDIATE: &str = "remediate";
+pub const FORM_RESOLVE: &str = "resolve_form";
+
+pub fn status_mark(status: Status) -> &'static str {
+    match status {
+        Status::Ok => "✅",
+        Status::Warn => "⚠️",
+        Status::Crit => "🔴",
+        Status::Error => "⛔",
+    }
+}
+
+pub fn topics(catalogue: &Catalogue) -> Message {
+    let lines: Vec<String> = catalogue.runbooks().map(|runbook| format!("• `{}` — {}", runbook.name, runbook.summary)).collect();
+    Message::new()
+        .header("Diagnosis topics")
+        .text(if lines.is_empty() { "No runbooks are loaded.".to_string() } else { lines.join("\n") })
+        .context("Run one with /diagnose TOPIC [key=value…]")
+}
+
+/// One check's line in a diagnosis message.
+#[derive(Debug, Clone)]
+pub enum CheckLine {
+    Running { name: String },
+    Done { name: String, status: Status, summary: String, duration_ms: u64 },
+}
+
+pub struct DiagnosisView<'a> {
+    pub topic: &'a str,
+    pub summary: &'a str,
+    pub args: &'a str,
+    pub requested_by: &'a str,
+    pub runbook_url: Option<&'a str>,
+    pub lines: &'a [CheckLine],
+    /// The worst verdict, once every check finished.
+    pub finished: Option<Status>,
+    pub suggestions: Vec<Button>,
+}
+
+pub fn diagnosis(view: DiagnosisView<'_>) -> Message {
+    let title = match view.finished {
+        Some(worst) => format!("{} diagnose {}: {}", status_mark(worst), view.topic, worst.name().to_uppercase()),
+        None => format!("🔎 diagnose {} — running", view.topic),
+    };
+    let body: Vec<String> = view
+        .lines
+        .iter()
+        .map(|line| match line {
+            CheckLine::Running { name } => format!("⏳ *{name}* — running"),
+            CheckLine::Done { name, status, summary, duration_ms } => {
+                format!("{} *{}* {name} — {summary} ({duration_ms} ms)", status_mark(*status), status.name().to_uppercase())
+            }
+        })
+        .collect();
+    let mut context = format!("{} · requested by {}", view.summary, view.requested_by);
+    if !view.args.is_empty() {
+        context.push_str(&format!(" · {}", view.args));
+    }
+    if let Some(link) = view.runbook_url {
+        context.push_str(&format!(" · runbook: {link}"));
+    }
+    let mut message = Message::new().header(title).context(context).text(body.join("\n"));
+    if !view.suggestions.is_empty() {
+        message = message.text("Suggested remediations (each needs approval):").buttons(view.suggestions);
+    }
+    message
+}
+
+/// The incident's top message: the notification template's text, then the buttons that fit its
+/// state.
+pub fn incident_notification(incident: &Incident, rendered: &str) -> Message {
+    let id = incident.id.to_string();
+    let buttons = match incident.status {
+        IncidentStatus::Triggered => vec![
+            Button::new("Acknowledge", ACTION_ACK, &id).primary(),
+            Button::new("Diagnose", ACTION_DIAGNOSE_MENU, &id),
+            Button::new("Resolve", ACTION_RESOLVE, &id).danger(),
+        ],
+        IncidentStatus::Acknowledged => vec![Button::new("Diagnose", ACTION_DIAGNOSE_MENU, &id), Button::new("Resolve", ACTION_RESOLVE, &id).danger()],
+        IncidentStatus::Resolved => Vec::new(),
+    };
+    Message::new().text(rendered).buttons(buttons)
+}
+
+/// Topics as buttons, to run one in the incident's thread.
+pub fn diagnose_menu(catalogue: &Catalogue) -> Message {
+    let buttons: Vec<Button> = catalogue.runbooks().take(25).map(|runbook| Button::new(&runbook.name, ACTION_DIAGNOSE, &runbook.name)).collect();
+    Message::new().text("Which runbook should run here?").buttons(buttons)
+}
+
+pub fn escalation_page(incident: &Incident, mentions: &[String], level: usize, round: u32) -> Message {
+    let repeat = if round > 0 { format!(" (repeat {round})") } else { String::new() };
+    Message::new()
+        .text(format!(
+            "🚨 Escalation level {}{repeat}: {} — incident #{} *{}* is not acknowledged yet.",
+            level + 1,
+            mentions.join(" "),
+            incident.id,
+            incident.title
+        ))
+        .buttons(vec![Button::new("Acknowledge", ACTION_ACK, incident.id.to_string()).primary()])
+}
+
+pub fn page_direct(incident: &Incident, level: usize) -> Message {
+    Message::new()
+        .text(format!(
+            "🚨 You are paged for incident #{} *{}* ({}), escalation level {}. Impact: {}",
+            incident.id,
+            incident.title,
+            incident.severity.name(),
+            level + 1,
+            incident.impact.as_deref().unwrap_or("not assessed yet")
+        ))
+        .buttons(vec![Button::new("Acknowledge", ACTION_ACK, incident.id.to_string()).primary()])
+}
+
+pub fn incident_list(incidents: &[Incident], now: DateTime<Utc>) -> Message {
+    if incidents.is_empty() {
+        return Message::plain("No open incidents.");
+    }
+    let lines: Vec<String> = incidents
+        .iter()
+        .map(|incident| {
+            let acknowledged = incident.acknowledged_by.as_deref().map(|by| format!(", acknowledged by {by}")).unwrap_or_default();
+            format!(
+                "• #{} *{}* — {} {}, open {}{acknowledged}",
+                incident.id,
+                incident.title,
+                incident.severity.name(),
+                incident.status.name(),
+                human_duration(now - incident.started_at)
+            )
+        })
+        .collect();
+    Message::new().header("Open incidents").text(lines.join("\n"))
+}
+
+pub fn oncall(directory: &Directory, schedule: Option<&str>, now: DateTime<Utc>, mention: &dyn Fn(&crate::config::Person) -> String) -> Result<Message, String> {
+    let names: Vec<&String> = match schedule {
+        Some(name) => {
+            if !directory.schedules.contains_key(name) {
+                let known: Vec<&str> = directory.schedules.keys().map(String::as_str).collect();
+                return Err(if known.is_empty() {
+                    "no schedules are configured ([[schedules]] in firebell.toml)".to_string()
+                } else {
+                    format!("unknown schedule '{name}'; schedules: {}", known.join(", "))
+                });
+            }
+            directory.schedules.keys().filter(|key| key.as_str() == name).collect()
+        }
+        None => directory.schedules.keys().collect(),
+    };
+    if names.is_empty() {
+        return Err("no schedules are configured ([[schedules]] in firebell.toml)".to_string());
+    }
+    let lines: Vec<String> = names
+        .into_iter()
+        .map(|name| {
+            let schedule = &directory.schedules[name];
+            let current = schedule.on_call(now);
+            let next = schedule.next(now);
+            let covering = if current.is_override { " (override)" } else { "" };
+            format!(
+                "• *{name}*: {}{covering} until {} · next: {}",
+                mention(&current.person),
+                current.until.format("%a %d %b %H:%M UTC"),
+                mention(&next.person)
+            )
+        })
+        .collect();
+    Ok(Message::new().header("On call").text(lines.join("\n")))
+}
