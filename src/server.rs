@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -102,8 +103,12 @@ fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
     left.len() == right.len() && left.iter().zip(right).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
-/// Parses a JSON body strictly: content type, syntax and unknown fields are all reported.
-fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, ApiError> {
+/// Parses a JSON body strictly: size, content type, syntax and unknown fields are all reported.
+fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {} KiB", MAX_BODY / 1024)),
+        status => ApiError(status, rejection.body_text()),
+    })?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
     if !content_type.starts_with("application/json") {
         return Err(ApiError(
@@ -111,7 +116,7 @@ fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<
             format!("send the body as JSON with Content-Type: application/json (got '{content_type}')"),
         ));
     }
-    serde_json::from_slice(body).map_err(|error| ApiError::bad_request(format!("invalid JSON body: {error}")))
+    serde_json::from_slice(&body).map_err(|error| ApiError::bad_request(format!("invalid JSON body: {error}")))
 }
 
 fn parse_id(text: &str) -> Result<i64, ApiError> {
@@ -162,9 +167,9 @@ struct DeclareBody {
     by: Option<String>,
 }
 
-async fn declare_incident(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn declare_incident(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let body: DeclareBody = parse_body(&headers, &body)?;
+    let body: DeclareBody = parse_body(&headers, body)?;
     let title = required_text(body.title, "title", "\"Worker queue backlog\"", 200)?;
     let severity = match body.severity.as_deref() {
         None => Severity::High,
@@ -194,10 +199,10 @@ struct AckBody {
     by: Option<String>,
 }
 
-async fn acknowledge_incident(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn acknowledge_incident(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let id = parse_id(&id)?;
-    let body: AckBody = parse_body(&headers, &body)?;
+    let body: AckBody = parse_body(&headers, body)?;
     let by = required_text(body.by, "by", "\"slack:U0001\" (who acknowledges)", 200)?;
     let incident = state.escalator.acknowledge(id, &by).await?;
     Ok(Json(incident).into_response())
@@ -212,10 +217,10 @@ struct ResolveBody {
     prevention: Option<String>,
 }
 
-async fn resolve_incident(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn resolve_incident(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let id = parse_id(&id)?;
-    let body: ResolveBody = parse_body(&headers, &body)?;
+    let body: ResolveBody = parse_body(&headers, body)?;
     let by = required_text(body.by, "by", "\"slack:U0001\" (who resolves)", 200)?;
     let resolution = Resolution { root_cause: body.root_cause, fix: body.fix, prevention: body.prevention };
     let incident = state.escalator.resolve(id, &by, resolution).await?;
