@@ -1118,3 +1118,168 @@ fn line_of(text: &str, needle: &str) -> usize {
         .unwrap_or_else(|| panic!("{needle} is not in the text"));
     text[..offset].matches('\n').count() + 1
 }
+
+// ---------------------------------------------------------------------------------------------
+// TCP, Prometheus, and HTTP targets with headers and a body
+
+#[tokio::test]
+async fn tcp_connects_or_reports_the_refusal() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let open_port = listener.local_addr().unwrap().port();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let text = format!(
+        "name = \"ports\"\nsummary = \"Ports\"\n[[checks]]\nname = \"open\"\nkind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {open_port}\nwarn = \"latency_ms > 60000\"\n\
+         [[checks]]\nname = \"closed\"\nkind = \"tcp\"\nhost = \"127.0.0.1\"\nport = {closed_port}\n"
+    );
+    let engine = Engine::new(&[]);
+    let runs = finished(&engine.run(&engine.load(&text), &[]).await);
+    let open = runs.iter().find(|run| run.name == "open").unwrap();
+    assert_eq!(open.status, Status::Ok, "{}", open.summary);
+    assert!(open.summary.starts_with(&format!("connected to 127.0.0.1:{open_port} in ")), "{}", open.summary);
+    assert!(open.data["latency_ms"].is_u64());
+    let closed = runs.iter().find(|run| run.name == "closed").unwrap();
+    assert_eq!(closed.status, Status::Error, "{}", closed.summary);
+    assert!(closed.summary.starts_with(&format!("cannot connect to 127.0.0.1:{closed_port}: ")), "{}", closed.summary);
+    assert!(closed.summary.to_lowercase().contains("refused"), "{}", closed.summary);
+}
+
+/// A Prometheus stand-in answering `/api/v1/query` the way Prometheus does; it returns one
+/// series per `job` label value it finds in the query, and remembers the last query.
+async fn spawn_prometheus() -> (SocketAddr, Arc<std::sync::Mutex<String>>) {
+    use axum::extract::{Query, State};
+    use axum::routing::get;
+    type Seen = Arc<std::sync::Mutex<String>>;
+    let seen: Seen = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/api/v1/query",
+            get(|State(seen): State<Seen>, Query(params): Query<std::collections::HashMap<String, String>>| async move {
+                let query = params.get("query").cloned().unwrap_or_default();
+                *seen.lock().unwrap() = query.clone();
+                if query.contains("[5m]") && !query.contains("rate(") {
+                    return axum::Json(json!({"status": "success", "data": {"resultType": "matrix", "result": []}}));
+                }
+                if query.starts_with("bad") {
+                    return axum::Json(json!({"status": "error", "errorType": "bad_data", "error": "parse error at char 4"}));
+                }
+                axum::Json(json!({"status": "success", "data": {"resultType": "vector", "result": [
+                    {"metric": {"job": "api", "instance": "a:9100"}, "value": [1700000000.1, "0.25"]},
+                    {"metric": {"job": "api", "instance": "b:9100"}, "value": [1700000000.1, "0.75"]}
+                ]}}))
+            }),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (address, seen)
+}
+
+#[tokio::test]
+async fn prometheus_instant_query_gives_value_and_series_and_escapes_arguments() {
+    let (address, seen) = spawn_prometheus().await;
+    let text = r#"
+name = "errors"
+summary = "Error ratio"
+[args.job]
+pattern = '^[a-z"\\]{1,16}$'
+default = "api"
+help = "job label"
+[[checks]]
+name = "error ratio"
+kind = "prometheus"
+target = "metrics"
+query = 'sum by (instance) (rate(errors_total{job="{{job}}"}[5m]))'
+warn = "value > 0.2"
+crit = "series.exists(s, s.value > 0.9)"
+"#;
+    let engine = Engine::new(&[("metrics", TargetKind::Prometheus, &format!("http://{address}"))]);
+    let runbook = engine.load(text);
+    let run = engine.run_one(&runbook, &[]).await;
+    assert_eq!(run.status, Status::Warn, "{}", run.summary);
+    assert_eq!(run.data["value"], json!(0.25));
+    assert_eq!(run.data["series"].as_array().unwrap().len(), 2);
+    assert!(run.summary.starts_with("2 series; first {job=api,instance=a:9100} = 0.25"), "{}", run.summary);
+    assert_eq!(*seen.lock().unwrap(), r#"sum by (instance) (rate(errors_total{job="api"}[5m]))"#);
+
+    // A quote in the argument cannot end the label value: it arrives escaped.
+    let run = engine.run_one(&runbook, &[("job", "a\"b")]).await;
+    assert_eq!(run.status, Status::Warn, "{}", run.summary);
+    assert_eq!(*seen.lock().unwrap(), r#"sum by (instance) (rate(errors_total{job="a\"b"}[5m]))"#);
+
+    // Outside a quoted label value an argument is refused when the file loads.
+    let unquoted = text.replace(r#"job="{{job}}""#, "job={{job}}");
+    let errors = engine.try_load(&unquoted).unwrap_err();
+    assert!(errors[0].contains("an argument may only fill in a quoted label value"), "{errors:?}");
+
+    // Prometheus refusing the query is an error with its reason.
+    let bad = "name = \"errors\"\nsummary = \"x\"\n[[checks]]\nname = \"bad\"\nkind = \"prometheus\"\ntarget = \"metrics\"\nquery = \"bad{\"\n";
+    let run = engine.run_one(&engine.load(bad), &[]).await;
+    assert_eq!(verdict(&run), (Status::Error, "Prometheus 'metrics' refused the query: parse error at char 4"));
+}
+
+#[tokio::test]
+async fn http_target_sends_its_headers_and_the_body_with_the_method() {
+    use axum::http::HeaderMap;
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/rpc",
+        post(|headers: HeaderMap, body: String| async move {
+            let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            axum::Json(json!({"auth": auth, "echo": body}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut headers = std::collections::BTreeMap::new();
+    headers.insert("Authorization".to_string(), firebell::config::Secret::new("Bearer s3cr3t-t0ken-value"));
+    let targets = std::collections::BTreeMap::from([(
+        "rpc".to_string(),
+        firebell::check::TargetInfo { kind: TargetKind::Http, url: firebell::config::Secret::new(&format!("http://{address}")), headers },
+    )]);
+    let runner = firebell::check::Runner::new(
+        Arc::new(firebell::check::Targets::new(targets)),
+        firebell::redact::Redactor::new(["Bearer s3cr3t-t0ken-value".to_string()]),
+        4,
+    );
+    let text = r#"
+name = "rpc"
+summary = "JSON-RPC"
+[args.block]
+pattern = '^[a-z]{1,10}$'
+default = "latest"
+help = "block tag"
+[[checks]]
+name = "block number"
+kind = "http"
+target = "rpc"
+path = "/rpc"
+method = "post"
+headers = { Content-Type = "application/json" }
+body = '{"jsonrpc":"2.0","method":"eth_getBlockByNumber","params":["{{block}}",false],"id":1}'
+expect = "status == 200 && json.echo.contains('\"latest\"')"
+"#;
+    let (catalogue, errors) = firebell::runbook::Catalogue::load(
+        &[firebell::source::SourceFile::new("commands/rpc.toml", text)],
+        &firebell::runbook::TargetRefs::Known(std::collections::BTreeMap::from([("rpc".to_string(), TargetKind::Http)])),
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    let runbook = catalogue.get("rpc").unwrap();
+    let args = runbook.bind_args(&[]).unwrap();
+    let mut events = runner.run(runbook, args);
+    let mut run = None;
+    while let Some(event) = events.recv().await {
+        if let CheckEvent::Finished(finished) = event {
+            run = Some(finished);
+        }
+    }
+    let run = run.unwrap();
+    assert_eq!(run.status, Status::Ok, "{}", run.summary);
+    // The target's secret header reached the server but is masked in what the user sees.
+    assert_eq!(run.data["json"]["auth"], json!("***"));
+    assert!(!json!(run.data).to_string().contains("s3cr3t"), "{:?}", run.data);
+}
