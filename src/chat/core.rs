@@ -119,9 +119,6 @@ impl ChatCore {
     }
 
     fn require(&self, list: &[Principal], origin: &Origin, what: &str) -> Result<(), String> {
-        if !self.permissions.channels.is_empty() && !self.permissions.channels.contains(&origin.channel) {
-            return Err(format!("commands are not accepted in this channel; use one of: {}", self.permissions.channels.join(", ")));
-        }
         if self.allowed(list, &origin.user) {
             Ok(())
         } else {
@@ -141,6 +138,11 @@ impl ChatCore {
     }
 
     async fn command(self: &Arc<Self>, origin: Origin, text: &str, trigger: Option<String>) -> Result<Reply, String> {
+        // Typed commands only: buttons and forms are on the bot's own messages, which include
+        // the incident channel, direct messages with pages and forms that have no channel.
+        if !self.permissions.channels.is_empty() && !self.permissions.channels.contains(&origin.channel) {
+            return Err(format!("commands are not accepted in this channel; use one of: {}", self.permissions.channels.join(", ")));
+        }
         match grammar::parse(text)? {
             Command::Diagnose { topic: None, .. } => {
                 self.require(&self.permissions.diagnose, &origin, "run diagnoses")?;

@@ -168,7 +168,7 @@ impl Deliverer {
         let note = if resolved {
             self.escalator.templates().resolution(incident, self.escalator.now())?
         } else {
-            latest_change(incident, adapter)
+            change_note(incident, adapter, item.created_at)
         };
         if note.is_empty() {
             return Ok(());
@@ -215,8 +215,9 @@ impl Deliverer {
     }
 }
 
-/// A line for the thread about the latest change (acknowledgement, status update).
-fn latest_change(incident: &Incident, adapter: &dyn ChatAdapter) -> String {
+/// A line for the thread about the change an item was queued for (acknowledgement, status
+/// update): the latest one at the item's time, so items delivered together each get their own.
+fn change_note(incident: &Incident, adapter: &dyn ChatAdapter, queued_at: chrono::DateTime<chrono::Utc>) -> String {
     let mention = |by: &Option<String>| {
         by.as_deref()
             .map(|by| match by.split_once(':') {
@@ -225,7 +226,7 @@ fn latest_change(incident: &Incident, adapter: &dyn ChatAdapter) -> String {
             })
             .unwrap_or_else(|| "someone".to_string())
     };
-    let Some(event) = incident.timeline.iter().rev().find(|event| matches!(event.kind.as_str(), "acknowledged" | "status")) else {
+    let Some(event) = incident.timeline.iter().rev().find(|event| event.at <= queued_at && matches!(event.kind.as_str(), "acknowledged" | "status")) else {
         return String::new();
     };
     match event.kind.as_str() {

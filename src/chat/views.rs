@@ -16,6 +16,9 @@ pub const ACTION_DIAGNOSE: &str = "diagnose";
 pub const ACTION_REMEDIATE: &str = "remediate";
 pub const FORM_RESOLVE: &str = "resolve_form";
 
+/// Characters of check lines per text block (Slack's section limit is 3,000).
+const BLOCK_TEXT_BUDGET: usize = 2_800;
+
 pub fn status_mark(status: Status) -> &'static str {
     match status {
         Status::Ok => "✅",
@@ -74,7 +77,21 @@ pub fn diagnosis(view: DiagnosisView<'_>) -> Message {
     if let Some(link) = view.runbook_url {
         context.push_str(&format!(" · runbook: {link}"));
     }
-    let mut message = Message::new().header(title).context(context).text(body.join("\n"));
+    let mut message = Message::new().header(title).context(context);
+    // One text block per ~2,800 characters of lines: platforms cap a block's text.
+    let mut block = String::new();
+    for line in body {
+        if !block.is_empty() && block.chars().count() + line.chars().count() + 1 > BLOCK_TEXT_BUDGET {
+            message = message.text(std::mem::take(&mut block));
+        }
+        if !block.is_empty() {
+            block.push('\n');
+        }
+        block.push_str(&line);
+    }
+    if !block.is_empty() {
+        message = message.text(block);
+    }
     if !view.suggestions.is_empty() {
         message = message.text("Suggested remediations (each needs approval):").buttons(view.suggestions);
     }

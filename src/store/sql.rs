@@ -534,7 +534,7 @@ impl Store for SqlStore {
 
     async fn outbox_give_up(&self, id: i64, error: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         let mut transaction = self.begin().await?;
-        let row = sqlx::query("UPDATE outbox SET failed_at = $2, last_error = $3 WHERE id = $1 RETURNING incident_id, kind, attempts")
+        let row = sqlx::query("UPDATE outbox SET failed_at = $2, last_error = $3, attempts = attempts + 1 WHERE id = $1 RETURNING incident_id, kind, attempts")
             .bind(id)
             .bind(millis(at))
             .bind(error.to_string())
