@@ -64,32 +64,71 @@ pub fn runner(config: &Config) -> Runner {
     Runner::new(Arc::new(Targets::from_config(config)), config.redactor(), config.commands.concurrency)
 }
 
-/// The running bot: HTTP server, store and timer engine, built from a configuration.
+/// The running bot: HTTP server, store, timer engine, chat core and adapters, built from a
+/// configuration.
 pub struct App {
     listener: tokio::net::TcpListener,
     router: axum::Router,
     escalator: Arc<crate::escalation::Escalator>,
     catalogue: Arc<Catalogue>,
+    chat: Arc<crate::chat::core::ChatCore>,
+    deliver_wake: Arc<tokio::sync::Notify>,
+    /// Slack in Socket Mode: connected when the app runs.
+    slack_socket: Option<crate::config::SlackConfig>,
 }
 
 impl App {
-    /// Opens the store (applying migrations), loads the runbooks and binds the listener. Any
-    /// problem is reported here, before the bot says it is ready.
+    /// Opens the store (applying migrations), loads the runbooks, connects the configured chat
+    /// platforms and binds the listener. Any problem is reported here, before the bot says it
+    /// is ready.
     pub async fn build(config: Config, clock: Arc<dyn crate::clock::Clock>) -> anyhow::Result<App> {
         use anyhow::Context;
         let (catalogue, errors) = load_catalogue(&config);
         if !errors.is_empty() {
             anyhow::bail!("{}", crate::source::LoadErrors(errors));
         }
+        let catalogue = Arc::new(catalogue);
         let store = crate::store::open(config.store.url.get_ref().expose()).await.map_err(|error| anyhow::anyhow!("{error}"))?;
         let directory = crate::escalation::Directory::from_config(&config).map_err(|error| anyhow::anyhow!("{error}"))?;
         let base_dir = config.path.as_ref().and_then(|path| path.parent()).map(Path::to_path_buf).unwrap_or_default();
         let templates = crate::incident::summary::Templates::load(&config.templates, &base_dir).map_err(|error| anyhow::anyhow!("{error}"))?;
         let escalator = Arc::new(crate::escalation::Escalator::new(store, Arc::new(directory), clock).with_templates(templates));
+
+        let deliver_wake = Arc::new(tokio::sync::Notify::new());
+        let mut chat = crate::chat::core::ChatCore::new(
+            catalogue.clone(),
+            runner(&config),
+            escalator.clone(),
+            crate::chat::core::Permissions::from_config(&config.permissions),
+            deliver_wake.clone(),
+        );
+        // Slack starts when a bot token is set: Socket Mode with an app token, else HTTP mode.
+        let slack = config.slack.as_ref().filter(|slack| slack.bot_token.as_ref().is_some_and(|token| !token.is_empty()));
+        let mut slack_adapter = None;
+        if let Some(slack_config) = slack {
+            let adapter = Arc::new(crate::chat::slack::SlackAdapter::new(slack_config).context("cannot set up Slack")?);
+            chat = chat.with_adapter(adapter.clone());
+            slack_adapter = Some(adapter);
+        }
+        let chat = Arc::new(chat);
+
+        let state = crate::server::AppState { escalator: escalator.clone(), api_token: config.server.api_token.clone() };
+        let mut router = crate::server::router(state);
+        let mut slack_socket = None;
+        if let (Some(slack_config), Some(adapter)) = (slack, slack_adapter) {
+            let app_token = slack_config.app_token.as_ref().filter(|token| !token.is_empty());
+            match (app_token, &slack_config.signing_secret) {
+                (Some(_), _) => slack_socket = Some(slack_config.clone()),
+                (None, Some(secret)) if !secret.is_empty() => {
+                    let handler: Arc<dyn crate::chat::slack::SlackHandler> = Arc::new(chat.clone());
+                    router = router.merge(crate::chat::slack::http::routes_with_adapter(handler, secret.clone(), adapter));
+                }
+                _ => anyhow::bail!("[slack] needs app_token (Socket Mode) or signing_secret (HTTP mode) besides bot_token"),
+            }
+        }
         let listen = config.server.listen.get_ref().0.clone();
         let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-        let state = crate::server::AppState { escalator: escalator.clone(), api_token: config.server.api_token.clone() };
-        Ok(App { listener, router: crate::server::router(state), escalator, catalogue: Arc::new(catalogue) })
+        Ok(App { listener, router, escalator, catalogue, chat, deliver_wake, slack_socket })
     }
 
     pub fn address(&self) -> std::net::SocketAddr {
@@ -104,12 +143,31 @@ impl App {
         self.catalogue.clone()
     }
 
+    pub fn chat(&self) -> Arc<crate::chat::core::ChatCore> {
+        self.chat.clone()
+    }
+
     /// Serves until `shutdown` is cancelled; in-flight requests finish first.
     pub async fn run_until_stopped(self, shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
-        let engine = tokio::spawn(self.escalator.clone().run(shutdown.clone()));
+        let mut tasks = vec![tokio::spawn(self.escalator.clone().run(shutdown.clone()))];
+        if !self.chat.adapters().is_empty() {
+            let deliverer = crate::chat::deliver::Deliverer::new(self.escalator.clone(), self.chat.adapters().clone(), self.deliver_wake.clone());
+            tasks.push(tokio::spawn(Arc::new(deliverer).run(shutdown.clone())));
+        }
+        if let Some(slack_config) = self.slack_socket.clone() {
+            let handler: Arc<dyn crate::chat::slack::SlackHandler> = Arc::new(self.chat.clone());
+            let socket_shutdown = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(error) = crate::chat::slack::socket::run_socket_mode(&slack_config, handler, socket_shutdown).await {
+                    tracing::error!(error = %format!("{error:#}"), "Slack Socket Mode stopped");
+                }
+            }));
+        }
         axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
         shutdown.cancel();
-        let _ = engine.await;
+        for task in tasks {
+            let _ = task.await;
+        }
         Ok(())
     }
 }

@@ -122,7 +122,7 @@ fn default_concurrency() -> usize {
     8
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
     pub bot_token: Option<Secret>,

@@ -519,3 +519,15 @@ impl ChatCore {
         }
     }
 }
+
+/// Slack hands events to the core through this; the `Arc` lets the work outlive the request.
+#[async_trait::async_trait]
+impl super::slack::SlackHandler for Arc<ChatCore> {
+    async fn handle(&self, event: ChatEvent) -> Reply {
+        ChatCore::handle(self, event).await
+    }
+
+    async fn first_seen(&self, key: &str) -> bool {
+        ChatCore::first_seen(self, key).await
+    }
+}

@@ -1,0 +1,206 @@
+//! Slack's HTTP mode: `POST /slack/commands`, `/slack/interactions` and `/slack/events`.
+//! Every request is verified first — `X-Slack-Signature` is HMAC-SHA256 of
+//! `v0:{timestamp}:{body}` under the signing secret, compared in constant time, and the timestamp
+//! must be within 5 minutes — and a request that fails gets 401 and does nothing.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use slack_morphism::prelude::SlackSigningSecret;
+use slack_morphism::signature_verifier::{
+    SlackEventSignatureVerifier, SlackEventSignatureVerifierError,
+};
+
+use super::SlackAdapter;
+pub use super::SlackHandler;
+use super::inbound::{CommandForm, Dispatcher, InteractionAck, ephemeral_json};
+use crate::config::Secret;
+
+/// Slack's payloads are small; a message's worth of blocks in an interaction is the largest.
+const MAX_BODY: usize = 1024 * 1024;
+
+#[derive(Clone)]
+struct SlackHttp {
+    dispatcher: Dispatcher,
+    verifier: SlackEventSignatureVerifier,
+    secret_is_empty: bool,
+}
+
+/// The three endpoints. Private replies to app mentions need a Web API client: see
+/// [`routes_with_adapter`]; here they are dropped (and logged).
+pub fn routes(handler: Arc<dyn SlackHandler>, signing_secret: Secret) -> Router {
+    build(handler, signing_secret, None)
+}
+
+/// The three endpoints, posting private replies to app mentions with `adapter`
+/// (`chat.postEphemeral`).
+pub fn routes_with_adapter(
+    handler: Arc<dyn SlackHandler>,
+    signing_secret: Secret,
+    adapter: Arc<SlackAdapter>,
+) -> Router {
+    build(handler, signing_secret, Some(adapter))
+}
+
+fn build(
+    handler: Arc<dyn SlackHandler>,
+    signing_secret: Secret,
+    adapter: Option<Arc<SlackAdapter>>,
+) -> Router {
+    let state = SlackHttp {
+        dispatcher: Dispatcher::new(handler, adapter),
+        verifier: SlackEventSignatureVerifier::new(&SlackSigningSecret::new(
+            signing_secret.expose().to_string(),
+        )),
+        secret_is_empty: signing_secret.is_empty(),
+    };
+    Router::new()
+        .route("/slack/commands", post(commands))
+        .route("/slack/interactions", post(interactions))
+        .route("/slack/events", post(events))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// Why a request was refused; the response says it in a few words.
+struct Refusal(StatusCode, &'static str);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.0, self.1).into_response()
+    }
+}
+
+impl SlackHttp {
+    /// The body as text once the request is proven to come from Slack, recently.
+    fn verify<'a>(&self, headers: &HeaderMap, body: &'a Bytes) -> Result<&'a str, Refusal> {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::trim)
+        };
+        if self.secret_is_empty {
+            tracing::error!(
+                "A Slack request arrived but slack.signing_secret is empty; refusing it"
+            );
+            return Err(Refusal(
+                StatusCode::UNAUTHORIZED,
+                "request signing is not configured",
+            ));
+        }
+        let refuse = |reason: &'static str| {
+            tracing::info!(reason, "Refused a Slack request");
+            Refusal(StatusCode::UNAUTHORIZED, reason)
+        };
+        let timestamp = header(SlackEventSignatureVerifier::SLACK_SIGNED_TIMESTAMP)
+            .ok_or_else(|| refuse("missing X-Slack-Request-Timestamp"))?;
+        let signature = header(SlackEventSignatureVerifier::SLACK_SIGNED_HASH_HEADER)
+            .ok_or_else(|| refuse("missing X-Slack-Signature"))?;
+        let text = std::str::from_utf8(body).map_err(|_| refuse("body is not UTF-8"))?;
+        match self.verifier.verify(signature, text, timestamp) {
+            Ok(()) => Ok(text),
+            Err(SlackEventSignatureVerifierError::IncorrectOrExpiredTimestampError(_)) => {
+                Err(refuse("stale or invalid timestamp"))
+            }
+            Err(_) => Err(refuse("invalid signature")),
+        }
+    }
+}
+
+fn bad_request(reason: String) -> Response {
+    tracing::info!(reason, "Refused a malformed Slack request");
+    (StatusCode::BAD_REQUEST, reason).into_response()
+}
+
+async fn commands(State(state): State<SlackHttp>, headers: HeaderMap, body: Bytes) -> Response {
+    let body = match state.verify(&headers, &body) {
+        Ok(body) => body,
+        Err(refusal) => return refusal.into_response(),
+    };
+    if url::form_urlencoded::parse(body.as_bytes())
+        .any(|(key, value)| key == "ssl_check" && value == "1")
+    {
+        return StatusCode::OK.into_response();
+    }
+    let form = match CommandForm::from_urlencoded(body) {
+        Ok(form) => form,
+        Err(reason) => return bad_request(reason),
+    };
+    match state.dispatcher.command(form).await {
+        Some(message) => axum::Json(ephemeral_json(&message)).into_response(),
+        None => StatusCode::OK.into_response(),
+    }
+}
+
+async fn interactions(State(state): State<SlackHttp>, headers: HeaderMap, body: Bytes) -> Response {
+    let body = match state.verify(&headers, &body) {
+        Ok(body) => body,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let payload = url::form_urlencoded::parse(body.as_bytes())
+        .find(|(key, _)| key == "payload")
+        .map(|(_, value)| value.into_owned());
+    let Some(payload) = payload else {
+        return bad_request("an interaction needs a payload field".to_string());
+    };
+    let payload: Value = match serde_json::from_str(&payload) {
+        Ok(payload) => payload,
+        Err(error) => return bad_request(format!("the interaction payload is not JSON: {error}")),
+    };
+    match state.dispatcher.interaction(&payload).await {
+        Ok(InteractionAck::Nothing) => StatusCode::OK.into_response(),
+        Ok(InteractionAck::Errors(errors)) => {
+            axum::Json(json!({"response_action": "errors", "errors": errors})).into_response()
+        }
+        Err(reason) => bad_request(reason),
+    }
+}
+
+async fn events(State(state): State<SlackHttp>, headers: HeaderMap, body: Bytes) -> Response {
+    let body = match state.verify(&headers, &body) {
+        Ok(body) => body,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let envelope: Value = match serde_json::from_str(body) {
+        Ok(envelope) => envelope,
+        Err(error) => return bad_request(format!("the event is not JSON: {error}")),
+    };
+    if let Some(retry) = headers
+        .get("x-slack-retry-num")
+        .and_then(|value| value.to_str().ok())
+    {
+        let reason = headers
+            .get("x-slack-retry-reason")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("");
+        tracing::debug!(retry, reason, "Slack is delivering an event again");
+    }
+    match envelope.get("type").and_then(Value::as_str) {
+        Some("url_verification") => {
+            let challenge = envelope
+                .get("challenge")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            axum::Json(json!({"challenge": challenge})).into_response()
+        }
+        Some("event_callback") => match state.dispatcher.event_callback(&envelope).await {
+            Ok(()) => StatusCode::OK.into_response(),
+            Err(reason) => bad_request(reason),
+        },
+        Some("app_rate_limited") => {
+            tracing::warn!("Slack is dropping events for this app: more than 30,000 in an hour");
+            StatusCode::OK.into_response()
+        }
+        other => {
+            tracing::debug!(kind = other, "Ignored a Slack event envelope");
+            StatusCode::OK.into_response()
+        }
+    }
+}
