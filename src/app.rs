@@ -150,6 +150,7 @@ impl App {
     /// Serves until `shutdown` is cancelled; in-flight requests finish first.
     pub async fn run_until_stopped(self, shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
         let mut tasks = vec![tokio::spawn(self.escalator.clone().run(shutdown.clone()))];
+        tasks.push(tokio::spawn(self.chat.clone().run_expiry(shutdown.clone())));
         if !self.chat.adapters().is_empty() {
             let deliverer = crate::chat::deliver::Deliverer::new(self.escalator.clone(), self.chat.adapters().clone(), self.deliver_wake.clone());
             tasks.push(tokio::spawn(Arc::new(deliverer).run(shutdown.clone())));

@@ -48,6 +48,13 @@ enum Command {
     Serve,
     /// Apply the store's migrations and exit
     Migrate,
+    /// The audit log: remediation requests, approvals, denials, expiries and runs
+    Audit {
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Read incidents from the store
     Incidents {
         #[command(subcommand)]
@@ -117,6 +124,35 @@ pub fn main() -> ExitCode {
             println!("store migrated ({})", store.backend());
             ExitCode::SUCCESS
         }),
+        Command::Audit { limit, json } => with_store(&config, |store| async move {
+            match store.audit(limit.max(1)).await {
+                Ok(entries) if json => {
+                    println!("{}", serde_json::to_string_pretty(&entries).expect("audit entries serialise"));
+                    ExitCode::SUCCESS
+                }
+                Ok(entries) => {
+                    if entries.is_empty() {
+                        println!("the audit log is empty");
+                    }
+                    for entry in entries.iter().rev() {
+                        let request = entry.request_id.map(|id| format!("request #{id}")).unwrap_or_default();
+                        let incident = entry.incident_id.map(|id| format!(" incident #{id}")).unwrap_or_default();
+                        println!(
+                            "{}  {:<22} {:<18} {request}{incident}  {}",
+                            entry.at.format("%Y-%m-%d %H:%M:%S"),
+                            entry.action,
+                            entry.actor.as_deref().unwrap_or("-"),
+                            entry.detail
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("firebell: {error}");
+                    ExitCode::from(1)
+                }
+            }
+        }),
         Command::Incidents { action: IncidentsAction::List { all, json } } => with_store(&config, |store| async move {
             match store.incidents(all, 1000).await {
                 Ok(incidents) if json => {
@@ -143,7 +179,7 @@ pub fn main() -> ExitCode {
                     print_incident(&incident);
                     ExitCode::SUCCESS
                 }
-                Err(error @ crate::store::StoreError::NotFound(_)) => usage(error),
+                Err(error @ (crate::store::StoreError::NotFound(_) | crate::store::StoreError::NoRequest(_))) => usage(error),
                 Err(error) => {
                     eprintln!("firebell: {error}");
                     ExitCode::from(1)

@@ -15,6 +15,7 @@
 //! - [`store`]: the `Store` trait over SQLite or PostgreSQL: incidents, timeline, timers, outbox.
 //! - [`server`]: every HTTP route (health, readiness, the JSON API).
 //! - [`clock`]: time as an input (system clock, manual clock for tests).
+//! - [`remediation`]: approval rules: the action hash and who may approve.
 //! - [`redact`]: masks secrets in everything a person or a log sees.
 //! - [`source`]: `file:line` errors and the value types config and runbooks share.
 
@@ -27,6 +28,7 @@ pub mod config;
 pub mod escalation;
 pub mod incident;
 pub mod redact;
+pub mod remediation;
 pub mod runbook;
 pub mod server;
 pub mod source;

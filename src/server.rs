@@ -37,6 +37,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/incidents/{id}", get(show_incident))
         .route("/api/incidents/{id}/ack", post(acknowledge_incident))
         .route("/api/incidents/{id}/resolve", post(resolve_incident))
+        .route("/api/remediations/{id}", get(show_remediation))
+        .route("/api/audit", get(audit_log))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -59,7 +61,7 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::NotFound(_) => ApiError(StatusCode::NOT_FOUND, error.to_string()),
+            StoreError::NotFound(_) | StoreError::NoRequest(_) => ApiError(StatusCode::NOT_FOUND, error.to_string()),
             StoreError::Transition(_) => ApiError(StatusCode::CONFLICT, error.to_string()),
             StoreError::Database(message) => {
                 tracing::error!(error = %message, "Store failed while serving the API");
@@ -225,4 +227,22 @@ async fn resolve_incident(State(state): State<AppState>, Path(id): Path<String>,
     let resolution = Resolution { root_cause: body.root_cause, fix: body.fix, prevention: body.prevention };
     let incident = state.escalator.resolve(id, &by, resolution).await?;
     Ok(Json(incident).into_response())
+}
+
+async fn show_remediation(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| ApiError::bad_request(format!("'{id}' is not a request id: ids are positive integers")))?;
+    let request = state.escalator.store().request(id).await?;
+    Ok(Json(request).into_response())
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    limit: Option<i64>,
+}
+
+/// Every remediation request, approval, denial, expiry and run: who, when, and what exactly ran.
+async fn audit_log(State(state): State<AppState>, query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|error| ApiError::bad_request(format!("{error}; valid: ?limit=N")))?;
+    let entries = state.escalator.store().audit(query.limit.unwrap_or(200).clamp(1, 5000)).await?;
+    Ok(Json(entries).into_response())
 }

@@ -32,10 +32,10 @@ const MAX_KEPT_OUTPUT_LINES: usize = 200_000;
 /// Who may do what, from `[permissions]`.
 #[derive(Debug, Clone)]
 pub struct Permissions {
-    diagnose: Vec<Principal>,
-    incident: Vec<Principal>,
-    remediate: Vec<Principal>,
-    channels: Vec<String>,
+    pub(crate) diagnose: Vec<Principal>,
+    pub(crate) incident: Vec<Principal>,
+    pub(crate) remediate: Vec<Principal>,
+    pub(crate) channels: Vec<String>,
 }
 
 impl Permissions {
@@ -60,11 +60,11 @@ impl Permissions {
 }
 
 pub struct ChatCore {
-    catalogue: Arc<Catalogue>,
-    runner: Runner,
-    escalator: Arc<Escalator>,
-    permissions: Permissions,
-    adapters: BTreeMap<&'static str, Arc<dyn ChatAdapter>>,
+    pub(crate) catalogue: Arc<Catalogue>,
+    pub(crate) runner: Runner,
+    pub(crate) escalator: Arc<Escalator>,
+    pub(crate) permissions: Permissions,
+    pub(crate) adapters: BTreeMap<&'static str, Arc<dyn ChatAdapter>>,
     /// Wakes the outbox deliverer after something was queued.
     deliver: Arc<Notify>,
 }
@@ -118,7 +118,7 @@ impl ChatCore {
         })
     }
 
-    fn require(&self, list: &[Principal], origin: &Origin, what: &str) -> Result<(), String> {
+    pub(crate) fn require(&self, list: &[Principal], origin: &Origin, what: &str) -> Result<(), String> {
         if self.allowed(list, &origin.user) {
             Ok(())
         } else {
@@ -126,11 +126,11 @@ impl ChatCore {
         }
     }
 
-    fn adapter(&self, platform: &str) -> Result<Arc<dyn ChatAdapter>, String> {
+    pub(crate) fn adapter(&self, platform: &str) -> Result<Arc<dyn ChatAdapter>, String> {
         self.adapters.get(platform).cloned().ok_or_else(|| format!("the {platform} platform is not connected"))
     }
 
-    fn mention(&self, person: &Person) -> String {
+    pub(crate) fn mention(&self, person: &Person) -> String {
         match self.adapters.get(person.platform.as_str()) {
             Some(adapter) => adapter.mention(&person.id),
             None => person.to_string(),
@@ -157,10 +157,11 @@ impl ChatCore {
                 self.start_diagnosis(origin, runbook, args);
                 Ok(Reply::Nothing)
             }
-            Command::Remediate { .. } => {
+            Command::Remediate { action: None, .. } => {
                 self.require(&self.permissions.remediate, &origin, "request remediations")?;
-                Err("approval requests for remediations are not available in this version yet; run the remediation by hand after a second person agrees".to_string())
+                Ok(Reply::Private(views::remediations(&self.catalogue)))
             }
+            Command::Remediate { action: Some(action), args } => self.request_remediation(origin, &action, &args).await,
             Command::Oncall { schedule } => {
                 let now = self.escalator.now();
                 let message = views::oncall(self.escalator.directory(), schedule.as_deref(), now, &|person| self.mention(person))?;
@@ -251,7 +252,7 @@ impl ChatCore {
     }
 
     /// The incident named by `id`, or the one whose thread this is.
-    async fn incident_here(&self, origin: &Origin, id: Option<i64>) -> Result<Incident, String> {
+    pub(crate) async fn incident_here(&self, origin: &Origin, id: Option<i64>) -> Result<Incident, String> {
         let store = self.escalator.store();
         let id = match id {
             Some(id) => id,
@@ -349,8 +350,12 @@ impl ChatCore {
                 Ok(Reply::Nothing)
             }
             views::ACTION_REMEDIATE => {
-                self.require(&self.permissions.remediate, &origin, "request remediations")?;
-                Err("approval requests for remediations are not available in this version yet".to_string())
+                let (name, args) = views::parse_remediation_value(value);
+                self.request_remediation(origin, &name, &args).await
+            }
+            views::ACTION_APPROVE | views::ACTION_DENY => {
+                let id = value.parse::<i64>().map_err(|_| "this button refers to no remediation request".to_string())?;
+                self.vote(origin, id, action == views::ACTION_APPROVE).await
             }
             other => Err(format!("this button ('{other}') is from an older version of firebell and does nothing now")),
         }
@@ -491,7 +496,10 @@ impl ChatCore {
                 }),
                 None => false,
             })
-            .map(|remediation| Button::new(format!("Run {}", remediation.name), views::ACTION_REMEDIATE, &remediation.name).danger())
+            .map(|remediation| {
+                let used: Vec<(String, String)> = args.iter().filter(|(name, _)| remediation.args.contains(*name)).map(|(k, v)| (k.clone(), v.clone())).collect();
+                Button::new(format!("Run {}", remediation.name), views::ACTION_REMEDIATE, views::remediation_value(&remediation.name, &used)).danger()
+            })
             .collect()
     }
 

@@ -5,6 +5,7 @@
 //! [`ChatEvent`], and calls `ChatCore::handle`, which answers at once with a [`Reply`] (the
 //! platform's acknowledgement) and does the work in the background through the adapters.
 
+pub mod approvals;
 pub mod core;
 pub mod deliver;
 pub mod grammar;

@@ -202,3 +202,102 @@ pub fn oncall(directory: &Directory, schedule: Option<&str>, now: DateTime<Utc>,
         .collect();
     Ok(Message::new().header("On call").text(lines.join("\n")))
 }
+
+pub const ACTION_APPROVE: &str = "remediation_approve";
+pub const ACTION_DENY: &str = "remediation_deny";
+
+/// `name` or `name?key=value&key=value`: a suggested remediation with the diagnosis's arguments.
+/// Untrusted when it comes back: the arguments are checked against their patterns again and the
+/// request shows exactly what would run before anyone approves it.
+pub fn remediation_value(name: &str, args: &[(String, String)]) -> String {
+    if args.is_empty() {
+        return name.to_string();
+    }
+    let query: Vec<String> = args
+        .iter()
+        .map(|(key, value)| {
+            let encode = |text: &str| percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string();
+            format!("{}={}", encode(key), encode(value))
+        })
+        .collect();
+    format!("{name}?{}", query.join("&"))
+}
+
+pub fn parse_remediation_value(value: &str) -> (String, Vec<(String, String)>) {
+    let (name, query) = value.split_once('?').unwrap_or((value, ""));
+    let decode = |text: &str| percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned();
+    let args = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(key), decode(value))
+        })
+        .collect();
+    (name.to_string(), args)
+}
+
+pub fn remediations(catalogue: &Catalogue) -> Message {
+    let lines: Vec<String> = catalogue
+        .runbooks()
+        .flat_map(|runbook| runbook.remediations.iter().map(move |remediation| (runbook, remediation)))
+        .map(|(runbook, remediation)| {
+            format!(
+                "• `{}` — {} ({}; {} approval(s) from {})",
+                remediation.name,
+                remediation.summary,
+                runbook.name,
+                remediation.approvals,
+                remediation.approvers.join(", ")
+            )
+        })
+        .collect();
+    Message::new()
+        .header("Remediations")
+        .text(if lines.is_empty() { "No remediations are loaded.".to_string() } else { lines.join("\n") })
+        .context("Request one with /remediate NAME [key=value…]; it runs once approved.")
+}
+
+/// A remediation request as it stands: what runs, who asked, who approved, and its state.
+pub fn remediation_request(request: &crate::store::RemediationRequest, summary: &str, approver_groups: &[String], mention: &dyn Fn(&str) -> String) -> Message {
+    let approvals = request.approvers();
+    let mut fields = vec![
+        ("Requested by".to_string(), mention(&request.requested_by)),
+        (
+            "Approvals".to_string(),
+            format!("{} of {} (from {})", approvals.len(), request.approvals_needed, approver_groups.join(", ")),
+        ),
+        ("Expires".to_string(), request.expires_at.format("%H:%M:%S UTC").to_string()),
+    ];
+    if let Some(incident) = request.incident_id {
+        fields.push(("Incident".to_string(), format!("#{incident}")));
+    }
+    let approved_by = approvals.iter().map(|voter| mention(voter)).collect::<Vec<_>>().join(", ");
+    let denied_by = request.votes.iter().filter(|vote| vote.decision == "deny").map(|vote| mention(&vote.voter)).collect::<Vec<_>>().join(", ");
+    let result = request.result.clone().unwrap_or_default();
+    let state = match request.state.as_str() {
+        "pending" => None,
+        "running" => Some(format!("▶️ Approved by {approved_by} — running…")),
+        "succeeded" => Some(format!("✅ Succeeded (approved by {approved_by}): {result}")),
+        "failed" => Some(format!("❌ Failed (approved by {approved_by}): {result}")),
+        "denied" => Some(format!("🚫 Denied by {denied_by}; nothing ran.")),
+        "expired" => Some("⌛ Expired before it was approved; nothing ran. Request it again if it is still needed.".to_string()),
+        "stale" => Some("⚠️ The runbook changed after this request, so its approvals no longer apply; nothing ran. Request it again.".to_string()),
+        other => Some(format!("State: {other}")),
+    };
+    let mut message = Message::new()
+        .header(format!("🛠 Remediation request #{}: {}", request.id, request.action))
+        .text(summary.to_string())
+        .code(request.command.clone())
+        .fields(fields);
+    match state {
+        None => {
+            message = message.buttons(vec![
+                Button::new("Approve", ACTION_APPROVE, request.id.to_string()).primary(),
+                Button::new("Deny", ACTION_DENY, request.id.to_string()).danger(),
+            ])
+        }
+        Some(state) => message = message.text(state),
+    }
+    message
+}

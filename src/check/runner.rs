@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{mpsc, Semaphore};
 
-use super::{CheckContext, LineSink, Observation, Status, Stream, Targets};
+use super::{Action, CheckContext, LineSink, Observation, Status, Stream, Targets};
 use crate::redact::Redactor;
 use crate::runbook::{Args, CheckSpec, Runbook};
 
@@ -105,31 +105,73 @@ impl Runner {
         args: &Args,
         events: mpsc::UnboundedSender<CheckEvent>,
     ) -> (Status, String, serde_json::Map<String, serde_json::Value>) {
+        match self.observe(&check.name, &check.action, check.timeout, args, false, events).await {
+            Ok(observation) => judge(check, args, observation),
+            Err(reason) => (Status::Error, reason, serde_json::Map::new()),
+        }
+    }
+
+    /// Runs `action` once with its timeout, forwarding its output lines as events.
+    async fn observe(
+        &self,
+        name: &str,
+        action: &Action,
+        timeout: Duration,
+        args: &Args,
+        allow_writes: bool,
+        events: mpsc::UnboundedSender<CheckEvent>,
+    ) -> Result<Observation, String> {
         let (line_sender, mut line_receiver) = mpsc::unbounded_channel();
-        let forward_name = check.name.clone();
+        let forward_name = name.to_string();
         let forward = tokio::spawn(async move {
             while let Some((stream, line)) = line_receiver.recv().await {
                 let _ = events.send(CheckEvent::Line { check: forward_name.clone(), stream, line });
             }
         });
-        let context = CheckContext {
-            args,
-            targets: &self.targets,
-            lines: LineSink::new(line_sender, self.redactor.clone()),
-            allow_writes: false,
-        };
-        let observed = tokio::time::timeout(check.timeout, check.action.as_check().run(&context)).await;
+        let context = CheckContext { args, targets: &self.targets, lines: LineSink::new(line_sender, self.redactor.clone()), allow_writes };
+        let observed = tokio::time::timeout(timeout, action.as_check().run(&context)).await;
         drop(context);
         let _ = forward.await;
         match observed {
-            Err(_) => (
-                Status::Error,
-                format!("timed out after {}", humantime::format_duration(check.timeout)),
-                serde_json::Map::new(),
-            ),
-            Ok(Err(reason)) => (Status::Error, reason, serde_json::Map::new()),
-            Ok(Ok(observation)) => judge(check, args, observation),
+            Err(_) => Err(format!("timed out after {}", humantime::format_duration(timeout))),
+            Ok(result) => result,
         }
+    }
+
+    /// Runs remediation `index` of `runbook` (writes allowed), streaming its output like a check.
+    /// Its verdict is the kind's own: exec exit 0, HTTP 2xx/3xx, a query or command that ran.
+    pub fn run_remediation(&self, runbook: Arc<Runbook>, index: usize, args: Args) -> mpsc::UnboundedReceiver<CheckEvent> {
+        let (events, receiver) = mpsc::unbounded_channel();
+        let runner = self.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let remediation = &runbook.remediations[index];
+            let outcome = {
+                let runner = runner.clone();
+                let runbook = runbook.clone();
+                let events = events.clone();
+                tokio::spawn(async move {
+                    let remediation = &runbook.remediations[index];
+                    runner.observe(&remediation.name, &remediation.action, remediation.timeout, &args, true, events).await
+                })
+                .await
+            };
+            let (status, summary, data) = match outcome {
+                Ok(Ok(observation)) => (observation.default_status, observation.summary, observation.data),
+                Ok(Err(reason)) => (Status::Error, reason, serde_json::Map::new()),
+                Err(join_error) => (Status::Error, format!("the remediation crashed: {}", panic_message(join_error)), serde_json::Map::new()),
+            };
+            let run = CheckRun {
+                name: remediation.name.clone(),
+                kind: remediation.action.kind(),
+                status,
+                summary: runner.redactor.redact(&summary).into_owned(),
+                duration: started.elapsed(),
+                data: redact_data(&runner.redactor, data),
+            };
+            let _ = events.send(CheckEvent::Finished(run));
+        });
+        receiver
     }
 }
 

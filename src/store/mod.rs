@@ -17,6 +17,7 @@ use crate::incident::{Incident, NewIncident, Resolution, TimelineEvent, Transiti
 #[derive(Debug)]
 pub enum StoreError {
     NotFound(i64),
+    NoRequest(i64),
     Transition(TransitionError),
     Database(String),
 }
@@ -25,6 +26,7 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::NotFound(id) => write!(f, "there is no incident {id}"),
+            StoreError::NoRequest(id) => write!(f, "there is no remediation request {id}"),
             StoreError::Transition(error) => write!(f, "{error}"),
             StoreError::Database(message) => write!(f, "store error: {message}"),
         }
@@ -99,6 +101,90 @@ pub struct OutboxItem {
     pub progress: Vec<String>,
 }
 
+/// A request to run a remediation, waiting for (or past) its approvals.
+#[derive(Debug, Clone, Serialize)]
+pub struct RemediationRequest {
+    pub id: i64,
+    pub incident_id: Option<i64>,
+    pub topic: String,
+    pub action: String,
+    pub args: std::collections::BTreeMap<String, String>,
+    /// Exactly what runs, arguments filled in, secrets masked.
+    pub command: String,
+    pub action_hash: String,
+    pub requested_by: String,
+    pub approvals_needed: i64,
+    pub platform: String,
+    pub channel: String,
+    pub thread: Option<String>,
+    pub message: Option<String>,
+    /// pending, running, succeeded, failed, denied, expired or stale.
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub result: Option<String>,
+    pub votes: Vec<Vote>,
+}
+
+impl RemediationRequest {
+    pub fn approvers(&self) -> Vec<String> {
+        self.votes.iter().filter(|vote| vote.decision == "approve").map(|vote| vote.voter.clone()).collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Vote {
+    pub voter: String,
+    pub decision: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    pub incident_id: Option<i64>,
+    pub topic: String,
+    pub action: String,
+    pub args: std::collections::BTreeMap<String, String>,
+    pub command: String,
+    pub action_hash: String,
+    pub requested_by: String,
+    pub approvals_needed: i64,
+    pub platform: String,
+    pub channel: String,
+    pub thread: Option<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What one vote did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VoteOutcome {
+    /// Recorded; more approvals are needed.
+    Counted { approvals: i64, needed: i64 },
+    /// This vote completed the approvals: the caller runs the remediation (exactly one caller
+    /// ever gets this).
+    Approved { approvers: Vec<String> },
+    Denied,
+    /// Already decided: the state it is in.
+    NotPending(String),
+    AlreadyVoted,
+    Expired,
+    /// The runbook changed since the request: approvals are bound to the exact action.
+    Stale,
+}
+
+/// One line of the audit log: who did what to which request, when.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: Option<String>,
+    pub action: String,
+    pub request_id: Option<i64>,
+    pub incident_id: Option<i64>,
+    pub detail: serde_json::Value,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Which backend this is: "sqlite" or "postgres".
@@ -145,6 +231,20 @@ pub trait Store: Send + Sync {
     async fn outbox_retry(&self, id: i64, error: &str, next_attempt_at: DateTime<Utc>) -> Result<i64, StoreError>;
     /// Gives up on an item and says so on its incident's timeline, in one transaction.
     async fn outbox_give_up(&self, id: i64, error: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Stores a remediation request, with its audit entry and timeline event.
+    async fn create_request(&self, new: NewRequest, at: DateTime<Utc>) -> Result<RemediationRequest, StoreError>;
+    async fn request(&self, id: i64) -> Result<RemediationRequest, StoreError>;
+    async fn set_request_message(&self, id: i64, message: &str) -> Result<(), StoreError>;
+    /// Records an approval or denial in one transaction with the state change it causes, so
+    /// racing approvers and repeated clicks run the remediation once.
+    async fn vote(&self, id: i64, voter: &str, approve: bool, current_hash: &str, at: DateTime<Utc>) -> Result<VoteOutcome, StoreError>;
+    /// Records how a run ended.
+    async fn finish_request(&self, id: i64, succeeded: bool, result: &str, at: DateTime<Utc>) -> Result<RemediationRequest, StoreError>;
+    /// Expires the pending requests whose time is up, and returns them.
+    async fn expire_requests(&self, now: DateTime<Utc>) -> Result<Vec<RemediationRequest>, StoreError>;
+    /// Newest first.
+    async fn audit(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError>;
 }
 
 /// Opens the store named by `url` and applies its migrations.

@@ -13,7 +13,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, Row, Transaction};
 
 use super::{
-    from_millis, millis, DueTimer, FiredStep, NewTimer, OutboxItem, StepResolver, Store, StoreError,
+    from_millis, millis, AuditEntry, DueTimer, FiredStep, NewRequest, NewTimer, OutboxItem, RemediationRequest, StepResolver, Store,
+    StoreError, Vote, VoteOutcome,
 };
 use crate::config::Severity;
 use crate::incident::{Incident, IncidentStatus, NewIncident, Resolution, TimelineEvent};
@@ -162,6 +163,56 @@ impl SqlStore {
         Ok(())
     }
 
+    async fn load_request(&self, executor: &mut sqlx::AnyConnection, id: i64, lock: bool) -> Result<RemediationRequest, StoreError> {
+        let suffix = if lock { self.lock_incident() } else { "" };
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM remediation_requests WHERE id = $1{suffix}");
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *executor).await?.ok_or(StoreError::NoRequest(id))?;
+        let mut request = request_from_row(&row)?;
+        let votes = sqlx::query("SELECT voter, decision, at FROM remediation_votes WHERE request_id = $1 ORDER BY at, voter")
+            .bind(id)
+            .fetch_all(&mut *executor)
+            .await?;
+        request.votes = votes
+            .iter()
+            .map(|vote| Ok(Vote { voter: text(vote, "voter")?, decision: text(vote, "decision")?, at: from_millis(vote.try_get("at")?) }))
+            .collect::<Result<_, StoreError>>()?;
+        Ok(request)
+    }
+
+    /// Writes the audit entry and, when the request belongs to an incident, its timeline event.
+    async fn audit_request(
+        transaction: &mut sqlx::AnyConnection,
+        request: &RemediationRequest,
+        actor: Option<&str>,
+        kind: &str,
+        detail: serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO audit_log (at, actor, action, request_id, incident_id, detail) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(millis(at))
+            .bind(actor.map(str::to_string))
+            .bind(kind.to_string())
+            .bind(request.id)
+            .bind(request.incident_id)
+            .bind(detail.to_string())
+            .execute(&mut *transaction)
+            .await?;
+        if let Some(incident_id) = request.incident_id {
+            Self::insert_event(&mut *transaction, incident_id, &TimelineEvent::new(at, kind, actor, detail)).await?;
+        }
+        Ok(())
+    }
+
+    async fn set_request_state(transaction: &mut sqlx::AnyConnection, id: i64, state: &str, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        let updated = sqlx::query("UPDATE remediation_requests SET state = $2, decided_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(state.to_string())
+            .bind(millis(at))
+            .execute(&mut *transaction)
+            .await?;
+        Ok(updated.rows_affected())
+    }
+
     async fn cancel_timers(transaction: &mut sqlx::AnyConnection, id: i64, at: DateTime<Utc>, instance: &str) -> Result<u64, StoreError> {
         let cancelled = sqlx::query("UPDATE timers SET state = 'cancelled', done_at = $2, done_by = $3 WHERE incident_id = $1 AND state = 'pending'")
             .bind(id)
@@ -171,6 +222,33 @@ impl SqlStore {
             .await?;
         Ok(cancelled.rows_affected())
     }
+}
+
+const REQUEST_COLUMNS: &str = "id, incident_id, topic, action, args, command, action_hash, requested_by, approvals_needed, platform, \
+     channel, thread, message, state, created_at, expires_at, decided_at, result";
+
+fn request_from_row(row: &AnyRow) -> Result<RemediationRequest, StoreError> {
+    Ok(RemediationRequest {
+        id: row.try_get("id")?,
+        incident_id: row.try_get("incident_id")?,
+        topic: text(row, "topic")?,
+        action: text(row, "action")?,
+        args: serde_json::from_str(&text(row, "args")?).unwrap_or_default(),
+        command: text(row, "command")?,
+        action_hash: text(row, "action_hash")?,
+        requested_by: text(row, "requested_by")?,
+        approvals_needed: row.try_get("approvals_needed")?,
+        platform: text(row, "platform")?,
+        channel: text(row, "channel")?,
+        thread: optional_text(row, "thread")?,
+        message: optional_text(row, "message")?,
+        state: text(row, "state")?,
+        created_at: from_millis(row.try_get("created_at")?),
+        expires_at: from_millis(row.try_get("expires_at")?),
+        decided_at: optional_time(row, "decided_at")?,
+        result: optional_text(row, "result")?,
+        votes: Vec::new(),
+    })
 }
 
 const OUTBOX_COLUMNS: &str = "id, incident_id, kind, recipients, payload, created_at, attempts, progress";
@@ -547,5 +625,166 @@ impl Store for SqlStore {
         }
         transaction.commit().await?;
         Ok(())
+    }
+
+    async fn create_request(&self, new: NewRequest, at: DateTime<Utc>) -> Result<RemediationRequest, StoreError> {
+        let mut transaction = self.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO remediation_requests (incident_id, topic, action, args, command, action_hash, requested_by, approvals_needed, \
+             platform, channel, thread, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+        )
+        .bind(new.incident_id)
+        .bind(new.topic.clone())
+        .bind(new.action.clone())
+        .bind(json!(new.args).to_string())
+        .bind(new.command.clone())
+        .bind(new.action_hash.clone())
+        .bind(new.requested_by.clone())
+        .bind(new.approvals_needed)
+        .bind(new.platform.clone())
+        .bind(new.channel.clone())
+        .bind(new.thread.clone())
+        .bind(millis(at))
+        .bind(millis(new.expires_at))
+        .fetch_one(&mut *transaction)
+        .await?;
+        let request = self.load_request(&mut transaction, id, false).await?;
+        let detail = json!({"request": id, "name": request.action, "command": request.command, "approvals_needed": request.approvals_needed, "expires_at": request.expires_at});
+        Self::audit_request(&mut transaction, &request, Some(&request.requested_by), "remediation_requested", detail, at).await?;
+        transaction.commit().await?;
+        Ok(request)
+    }
+
+    async fn request(&self, id: i64) -> Result<RemediationRequest, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        self.load_request(&mut connection, id, false).await
+    }
+
+    async fn set_request_message(&self, id: i64, message: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE remediation_requests SET message = $2 WHERE id = $1").bind(id).bind(message.to_string()).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn vote(&self, id: i64, voter: &str, approve: bool, current_hash: &str, at: DateTime<Utc>) -> Result<VoteOutcome, StoreError> {
+        let mut transaction = self.begin().await?;
+        let request = self.load_request(&mut transaction, id, true).await?;
+        if request.state != "pending" {
+            return Ok(VoteOutcome::NotPending(request.state));
+        }
+        let detail = |extra: serde_json::Value| {
+            let mut detail = json!({"request": id, "name": request.action, "command": request.command});
+            if let (Some(map), serde_json::Value::Object(extra)) = (detail.as_object_mut(), extra) {
+                map.extend(extra);
+            }
+            detail
+        };
+        if request.expires_at <= at {
+            Self::set_request_state(&mut transaction, id, "expired", at).await?;
+            Self::audit_request(&mut transaction, &request, None, "remediation_expired", detail(json!({})), at).await?;
+            transaction.commit().await?;
+            return Ok(VoteOutcome::Expired);
+        }
+        if request.action_hash != current_hash {
+            Self::set_request_state(&mut transaction, id, "stale", at).await?;
+            let reason = json!({"reason": "the runbook changed since the request; request it again"});
+            Self::audit_request(&mut transaction, &request, Some(voter), "remediation_stale", detail(reason), at).await?;
+            transaction.commit().await?;
+            return Ok(VoteOutcome::Stale);
+        }
+        let decision = if approve { "approve" } else { "deny" };
+        let inserted = sqlx::query("INSERT INTO remediation_votes (request_id, voter, decision, at) VALUES ($1, $2, $3, $4) ON CONFLICT (request_id, voter) DO NOTHING")
+            .bind(id)
+            .bind(voter.to_string())
+            .bind(decision)
+            .bind(millis(at))
+            .execute(&mut *transaction)
+            .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(VoteOutcome::AlreadyVoted);
+        }
+        if !approve {
+            Self::set_request_state(&mut transaction, id, "denied", at).await?;
+            Self::audit_request(&mut transaction, &request, Some(voter), "remediation_denied", detail(json!({})), at).await?;
+            transaction.commit().await?;
+            return Ok(VoteOutcome::Denied);
+        }
+        let approvers: Vec<String> = sqlx::query_scalar("SELECT voter FROM remediation_votes WHERE request_id = $1 AND decision = 'approve' ORDER BY at, voter")
+            .bind(id)
+            .fetch_all(&mut *transaction)
+            .await?;
+        let approvals = approvers.len() as i64;
+        sqlx::query("INSERT INTO audit_log (at, actor, action, request_id, incident_id, detail) VALUES ($1, $2, 'remediation_approval', $3, $4, $5)")
+            .bind(millis(at))
+            .bind(voter.to_string())
+            .bind(id)
+            .bind(request.incident_id)
+            .bind(detail(json!({"approvals": approvals, "needed": request.approvals_needed})).to_string())
+            .execute(&mut *transaction)
+            .await?;
+        if approvals < request.approvals_needed {
+            transaction.commit().await?;
+            return Ok(VoteOutcome::Counted { approvals, needed: request.approvals_needed });
+        }
+        Self::set_request_state(&mut transaction, id, "running", at).await?;
+        Self::audit_request(&mut transaction, &request, Some(voter), "remediation_approved", detail(json!({"approved_by": approvers})), at).await?;
+        transaction.commit().await?;
+        Ok(VoteOutcome::Approved { approvers })
+    }
+
+    async fn finish_request(&self, id: i64, succeeded: bool, result: &str, at: DateTime<Utc>) -> Result<RemediationRequest, StoreError> {
+        let mut transaction = self.begin().await?;
+        let request = self.load_request(&mut transaction, id, true).await?;
+        let state = if succeeded { "succeeded" } else { "failed" };
+        sqlx::query("UPDATE remediation_requests SET state = $2, result = $3 WHERE id = $1")
+            .bind(id)
+            .bind(state)
+            .bind(result.to_string())
+            .execute(&mut *transaction)
+            .await?;
+        let detail = json!({"request": id, "name": request.action, "command": request.command, "approved_by": request.approvers(), "status": state, "result": result});
+        Self::audit_request(&mut transaction, &request, None, "remediation_ran", detail, at).await?;
+        let finished = self.load_request(&mut transaction, id, false).await?;
+        transaction.commit().await?;
+        Ok(finished)
+    }
+
+    async fn expire_requests(&self, now: DateTime<Utc>) -> Result<Vec<RemediationRequest>, StoreError> {
+        let mut transaction = self.begin().await?;
+        let claim = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
+        let sql = format!("SELECT id FROM remediation_requests WHERE state = 'pending' AND expires_at <= $1 ORDER BY id LIMIT 100{claim}");
+        let ids: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(sql)).bind(millis(now)).fetch_all(&mut *transaction).await?;
+        let mut expired = Vec::with_capacity(ids.len());
+        for id in ids {
+            let request = self.load_request(&mut transaction, id, false).await?;
+            Self::set_request_state(&mut transaction, id, "expired", now).await?;
+            let detail = json!({"request": id, "name": request.action, "command": request.command, "expires_at": request.expires_at});
+            Self::audit_request(&mut transaction, &request, None, "remediation_expired", detail, now).await?;
+            expired.push(RemediationRequest { state: "expired".into(), decided_at: Some(now), ..request });
+        }
+        transaction.commit().await?;
+        Ok(expired)
+    }
+
+    async fn audit(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query("SELECT id, at, actor, action, request_id, incident_id, detail FROM audit_log ORDER BY id DESC LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditEntry {
+                    id: row.try_get("id")?,
+                    at: from_millis(row.try_get("at")?),
+                    actor: optional_text(row, "actor")?,
+                    action: text(row, "action")?,
+                    request_id: row.try_get("request_id")?,
+                    incident_id: row.try_get("incident_id")?,
+                    detail: serde_json::from_str(&text(row, "detail")?).unwrap_or_default(),
+                })
+            })
+            .collect()
     }
 }

@@ -1,0 +1,211 @@
+//! Remediations in chat: a request shows exactly what will run and waits for approvals from
+//! someone else; once approved it runs once and streams its output into the thread; denied,
+//! expired or stale requests say so and nothing runs. Every click is checked against the stored
+//! request and the current runbook — nothing in a button's payload is trusted.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::core::ChatCore;
+use super::message::{FileAttachment, Message};
+use super::{views, MessageRef, Origin, Reply};
+use crate::check::{CheckEvent, Status};
+use crate::remediation::{action_hash, may_approve, REQUEST_LIFETIME};
+use crate::runbook::{Args, Runbook};
+use crate::store::{NewRequest, RemediationRequest, VoteOutcome};
+
+/// Output up to this size is shown inline after a run; beyond it, as a file.
+const INLINE_OUTPUT_CHARS: usize = 2_500;
+
+impl ChatCore {
+    /// `/remediate NAME k=v…` or a suggested-remediation button: posts the approval request.
+    pub(crate) async fn request_remediation(self: &Arc<Self>, origin: Origin, name: &str, pairs: &[(String, String)]) -> Result<Reply, String> {
+        self.require(&self.permissions.remediate, &origin, "request remediations")?;
+        let (runbook, index) = self.catalogue.remediation(name).ok_or_else(|| {
+            let names: Vec<String> = self.catalogue.runbooks().flat_map(|runbook| runbook.remediations.iter().map(|r| r.name.clone())).collect();
+            format!("unknown remediation '{name}'; valid: {}", if names.is_empty() { "(none loaded)".to_string() } else { names.join(", ") })
+        })?;
+        let args = runbook.bind_remediation_args(index, pairs).map_err(|error| error.to_string())?;
+        let remediation = &runbook.remediations[index];
+        let store = self.escalator.store();
+        let incident_id = match &origin.thread {
+            Some(thread) => store.incident_by_chat(origin.platform, &origin.channel, thread).await.map_err(|error| error.to_string())?,
+            None => None,
+        };
+        let now = self.escalator.now();
+        let command = self.runner.redactor().redact(&remediation.action.as_check().describe(&args)).into_owned();
+        let new = NewRequest {
+            incident_id,
+            topic: runbook.name.clone(),
+            action: remediation.name.clone(),
+            args: args.iter().map(|(key, value)| (key.clone(), value.clone())).collect(),
+            command,
+            action_hash: action_hash(&runbook.name, remediation, &args),
+            requested_by: origin.user.to_string(),
+            approvals_needed: i64::from(remediation.approvals),
+            platform: origin.platform.to_string(),
+            channel: origin.channel.clone(),
+            thread: origin.thread.clone(),
+            expires_at: now + REQUEST_LIFETIME,
+        };
+        let request = store.create_request(new, now).await.map_err(|error| error.to_string())?;
+        let core = self.clone();
+        tokio::spawn(async move {
+            let message = core.request_view(&request, &runbook, index);
+            let Ok(adapter) = core.adapter(&request.platform) else { return };
+            match adapter.post(&request.channel, request.thread.as_deref(), &message).await {
+                Ok(posted) => {
+                    if let Err(error) = core.escalator.store().set_request_message(request.id, &posted.id).await {
+                        tracing::error!(%error, request = request.id, "Remembering the request message failed");
+                    }
+                }
+                Err(error) => tracing::warn!(%error, request = request.id, "Posting the remediation request failed"),
+            }
+        });
+        Ok(Reply::Nothing)
+    }
+
+    fn request_view(&self, request: &RemediationRequest, runbook: &Runbook, index: usize) -> Message {
+        let remediation = &runbook.remediations[index];
+        let mention = |person: &str| match crate::config::Person::parse(person) {
+            Ok(person) => self.mention(&person),
+            Err(_) => person.to_string(),
+        };
+        views::remediation_request(request, &remediation.summary, &remediation.approvers, &mention)
+    }
+
+    /// Re-renders the request message from the store, as it stands now.
+    async fn refresh_request(&self, id: i64) {
+        let store = self.escalator.store();
+        let Ok(request) = store.request(id).await else { return };
+        let (Some(message_id), Ok(adapter)) = (request.message.clone(), self.adapter(&request.platform)) else { return };
+        let summary = self.catalogue.remediation(&request.action).map(|(runbook, index)| runbook.remediations[index].summary.clone()).unwrap_or_default();
+        let groups = self.catalogue.remediation(&request.action).map(|(runbook, index)| runbook.remediations[index].approvers.clone()).unwrap_or_default();
+        let mention = |person: &str| match crate::config::Person::parse(person) {
+            Ok(person) => self.mention(&person),
+            Err(_) => person.to_string(),
+        };
+        let view = views::remediation_request(&request, &summary, &groups, &mention);
+        if let Err(error) = adapter.update(&MessageRef { channel: request.channel.clone(), id: message_id }, &view).await {
+            tracing::warn!(%error, request = id, "Updating the remediation request message failed");
+        }
+    }
+
+    /// An Approve or Deny click: checked against the stored request and the current runbook.
+    pub(crate) async fn vote(self: &Arc<Self>, origin: Origin, id: i64, approve: bool) -> Result<Reply, String> {
+        let store = self.escalator.store();
+        let request = store.request(id).await.map_err(|_| format!("there is no remediation request {id}; nothing was approved"))?;
+        if request.platform != origin.platform {
+            return Err(format!("request #{id} belongs to {}; vote there", request.platform));
+        }
+        let current = self.catalogue.remediation(&request.action);
+        let (hash, runbook_and_args) = match &current {
+            Some((runbook, index)) => {
+                let pairs: Vec<(String, String)> = request.args.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                match runbook.bind_remediation_args(*index, &pairs) {
+                    Ok(args) => (action_hash(&runbook.name, &runbook.remediations[*index], &args), Some((runbook.clone(), *index, args))),
+                    Err(_) => (String::new(), None),
+                }
+            }
+            None => (String::new(), None),
+        };
+        if let Some((runbook, index, _)) = &runbook_and_args {
+            let remediation = &runbook.remediations[*index];
+            let requester_cancels = !approve && origin.user.to_string() == request.requested_by;
+            if !requester_cancels {
+                may_approve(remediation, &self.escalator.directory().groups, &request.requested_by, &origin.user)?;
+            }
+        }
+        let outcome = store.vote(id, &origin.user.to_string(), approve, &hash, self.escalator.now()).await.map_err(|error| error.to_string())?;
+        match outcome {
+            VoteOutcome::Counted { approvals, needed } => {
+                self.refresh_request(id).await;
+                Ok(Reply::private(format!("Approval recorded: {approvals} of {needed}. It runs when the last one is in.")))
+            }
+            VoteOutcome::Approved { .. } => {
+                self.refresh_request(id).await;
+                let (runbook, index, args) = runbook_and_args.ok_or("the remediation is no longer loaded")?;
+                let core = self.clone();
+                tokio::spawn(async move { core.run_approved(id, runbook, index, args).await });
+                Ok(Reply::Nothing)
+            }
+            VoteOutcome::Denied => {
+                self.refresh_request(id).await;
+                Ok(Reply::Nothing)
+            }
+            VoteOutcome::AlreadyVoted => Err(format!("you already voted on request #{id}")),
+            VoteOutcome::NotPending(state) => Err(format!("request #{id} is already {state}; nothing more happens")),
+            VoteOutcome::Expired => {
+                self.refresh_request(id).await;
+                Err(format!("request #{id} expired at {}; nothing ran. Request it again.", request.expires_at.format("%H:%M:%S UTC")))
+            }
+            VoteOutcome::Stale => {
+                self.refresh_request(id).await;
+                Err(format!("the runbook for {} changed after request #{id}; its approvals no longer apply and nothing ran. Request it again.", request.action))
+            }
+        }
+    }
+
+    /// Runs an approved request once and reports in its thread, on the timeline and in the audit.
+    async fn run_approved(self: Arc<Self>, id: i64, runbook: Arc<Runbook>, index: usize, args: Args) {
+        let store = self.escalator.store().clone();
+        let Ok(request) = store.request(id).await else { return };
+        let name = runbook.remediations[index].name.clone();
+        let mut events = self.runner.run_remediation(runbook, index, args);
+        let mut output: Vec<String> = Vec::new();
+        let mut finished = None;
+        while let Some(event) = events.recv().await {
+            match event {
+                CheckEvent::Line { line, .. } => output.push(line),
+                CheckEvent::Finished(run) => finished = Some(run),
+            }
+        }
+        let (succeeded, summary) = match &finished {
+            Some(run) => (run.status == Status::Ok, format!("{} — {}", run.status.name().to_uppercase(), run.summary)),
+            None => (false, "the run ended without a result".to_string()),
+        };
+        if let Err(error) = store.finish_request(id, succeeded, &summary, self.escalator.now()).await {
+            tracing::error!(%error, request = id, "Recording the remediation result failed");
+        }
+        tracing::info!(request = id, remediation = name, succeeded, "Remediation ran");
+        self.refresh_request(id).await;
+        let Ok(adapter) = self.adapter(&request.platform) else { return };
+        let thread = request.thread.clone().or(request.message.clone());
+        let mark = if succeeded { "✅" } else { "❌" };
+        let mut message = Message::new().text(format!("{mark} *{name}* (request #{id}): {summary}"));
+        let text = output.join("\n");
+        let inline = !text.is_empty() && text.chars().count() <= INLINE_OUTPUT_CHARS.min(adapter.limits().max_block_text.saturating_sub(100));
+        if inline {
+            message = message.code(text.clone());
+        }
+        if let Err(error) = adapter.post(&request.channel, thread.as_deref(), &message).await {
+            tracing::warn!(%error, request = id, "Posting the remediation result failed");
+        }
+        if !inline && !text.is_empty() {
+            let file = FileAttachment { filename: format!("remediation-{id}-{name}.txt"), title: format!("Output of {name} (request #{id})"), content: text.into_bytes() };
+            if let Err(error) = adapter.upload(&request.channel, thread.as_deref(), &file).await {
+                tracing::warn!(%error, request = id, "Uploading the remediation output failed");
+            }
+        }
+    }
+
+    /// Expires requests whose time is up, every second until `shutdown`; their messages say so.
+    pub async fn run_expiry(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            match self.escalator.store().expire_requests(self.escalator.now()).await {
+                Ok(expired) => {
+                    for request in expired {
+                        tracing::info!(request = request.id, remediation = request.action, "Remediation request expired");
+                        self.refresh_request(request.id).await;
+                    }
+                }
+                Err(error) => tracing::error!(%error, "Expiring remediation requests failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+}
