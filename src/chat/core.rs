@@ -381,6 +381,7 @@ impl ChatCore {
                 format!("Incident #{}: {}", incident.id, incident.title)
             }
         };
+        let text = views::mention_people(&text, adapter.as_ref());
         match adapter.post(&origin.channel, origin.thread.as_deref(), &views::incident_notification(&incident, &text)).await {
             Ok(posted) => {
                 if let Err(error) = self.escalator.store().attach_chat(incident.id, origin.platform, &posted.channel, &posted.id).await {

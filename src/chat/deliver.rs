@@ -120,12 +120,12 @@ impl Deliverer {
         self.escalator.store().outbox_progress(item.id, part).await.map_err(|error| error.to_string())
     }
 
-    fn notification(&self, incident: &Incident) -> Message {
+    fn notification(&self, incident: &Incident, adapter: &dyn ChatAdapter) -> Message {
         let text = self.escalator.templates().notification(incident, self.escalator.now()).unwrap_or_else(|error| {
             tracing::error!(%error, "Rendering the incident notification failed");
             format!("Incident #{}: {} ({})", incident.id, incident.title, incident.status)
         });
-        views::incident_notification(incident, &text)
+        views::incident_notification(incident, &views::mention_people(&text, adapter))
     }
 
     /// Where the incident lives on this platform: (channel, root message id).
@@ -142,7 +142,7 @@ impl Deliverer {
         if Self::home(incident, platform).is_some() {
             return Ok(());
         }
-        let message = self.notification(incident);
+        let message = self.notification(incident, adapter);
         self.part(item, &format!("{platform}:notification"), async {
             let posted = adapter.post(&channel, None, &message).await.map_err(|error| error.to_string())?;
             self.escalator.store().attach_chat(incident.id, platform, &posted.channel, &posted.id).await.map_err(|error| error.to_string())
@@ -159,14 +159,14 @@ impl Deliverer {
         let Some((channel, root)) = Self::home(incident, platform) else {
             return Ok(());
         };
-        let top = self.notification(incident);
+        let top = self.notification(incident, adapter);
         self.part(item, &format!("{platform}:top"), async {
             let at = super::MessageRef { channel: channel.clone(), id: root.clone() };
             adapter.update(&at, &top).await.map_err(|error| error.to_string())
         })
         .await?;
         let note = if resolved {
-            self.escalator.templates().resolution(incident, self.escalator.now())?
+            views::mention_people(&self.escalator.templates().resolution(incident, self.escalator.now())?, adapter)
         } else {
             change_note(incident, adapter, item.created_at)
         };
@@ -196,13 +196,22 @@ impl Deliverer {
         }
         let level = item.payload["step"].as_u64().unwrap_or(0) as usize;
         let round = item.payload["repeat"].as_u64().unwrap_or(0) as u32;
-        if let Some((channel, root)) = Self::home(incident, platform) {
-            let mentions: Vec<String> = people.iter().map(|id| adapter.mention(id)).collect();
-            let page = views::escalation_page(incident, &mentions, level, round);
-            self.part(item, &format!("{platform}:thread"), async {
-                adapter.post(&channel, Some(&root), &page).await.map(|_| ()).map_err(|error| error.to_string())
-            })
-            .await?;
+        // The page belongs in the incident's thread; while the notification that starts it is
+        // still being delivered, the direct messages go now and the page is retried.
+        let mut waiting_for_thread = None;
+        match Self::home(incident, platform) {
+            Some((channel, root)) => {
+                let mentions: Vec<String> = people.iter().map(|id| adapter.mention(id)).collect();
+                let page = views::escalation_page(incident, &mentions, level, round);
+                self.part(item, &format!("{platform}:thread"), async {
+                    adapter.post(&channel, Some(&root), &page).await.map(|_| ()).map_err(|error| error.to_string())
+                })
+                .await?;
+            }
+            None if adapter.incident_channel().is_some() => {
+                waiting_for_thread = Some(format!("incident #{}'s notification is not posted yet, so the page has no thread", incident.id));
+            }
+            None => {}
         }
         let direct = views::page_direct(incident, level);
         for person in &people {
@@ -211,7 +220,7 @@ impl Deliverer {
             })
             .await?;
         }
-        Ok(())
+        waiting_for_thread.map_or(Ok(()), Err)
     }
 }
 

@@ -301,3 +301,13 @@ pub fn remediation_request(request: &crate::store::RemediationRequest, summary: 
     }
     message
 }
+
+/// Turns `slack:U0001` in rendered text into the platform's mention (`<@U0001>`) for people of
+/// that platform; people of other platforms stay as written.
+pub fn mention_people(text: &str, adapter: &dyn super::ChatAdapter) -> String {
+    let pattern = format!(r"\b{}:([A-Za-z0-9][A-Za-z0-9._-]*)", regex::escape(adapter.platform()));
+    match regex::Regex::new(&pattern) {
+        Ok(people) => people.replace_all(text, |captures: &regex::Captures<'_>| adapter.mention(&captures[1])).into_owned(),
+        Err(_) => text.to_string(),
+    }
+}

@@ -1,0 +1,479 @@
+//! The real app in-process on port 0, on the wall clock, connected to a fake Slack Web API in
+//! HTTP mode, and a Slack that talks to it: signed slash commands, button clicks, modal
+//! submissions and Events API callbacks, built the way Slack builds them.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use firebell::clock::SystemClock;
+use firebell::config::Config;
+use firebell::source::SourceFile;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio_util::sync::CancellationToken;
+
+use crate::common::toml_str;
+use crate::fake_slack::{self, FakeSlack, StoredMessage};
+
+pub const SIGNING_SECRET: &str = "e2e0c4a1f9b84d7f9a0b5c3d2e1f0a9b";
+/// Where incident notifications go (`slack.incident_channel`).
+pub const INCIDENTS: &str = "CINC";
+/// An ordinary channel people type commands in.
+pub const OPS: &str = "COPS";
+
+pub const FORM: &str = "application/x-www-form-urlencoded";
+pub const JSON: &str = "application/json";
+
+/// A folder the test writes runbooks and scripts into, before the app starts.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        std::fs::create_dir(dir.path().join("commands")).expect("a commands folder");
+        std::fs::create_dir(dir.path().join("scripts")).expect("a scripts folder");
+        Workspace { dir }
+    }
+
+    pub fn runbook(&self, name: &str, text: &str) {
+        std::fs::write(self.dir.path().join(format!("commands/{name}.toml")), text)
+            .expect("the runbook is written");
+    }
+
+    /// A `#!/bin/sh` script, executable, for exec checks (which run argv without a shell).
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        crate::common::write_script(&self.dir.path().join("scripts"), name, body)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// The running app with its fake Slack.
+pub struct SlackApp {
+    pub fake: FakeSlack,
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    pub workspace: Workspace,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// What the app answered to a request from Slack.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    /// From sending the request to having the whole answer.
+    pub took: Duration,
+    /// When the answer had arrived (to compare with the fake's call times).
+    pub at: Instant,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|error| panic!("the answer is not JSON ({error}): {self:?}"))
+    }
+}
+
+/// Starts the app with the runbooks already in `workspace`; `rest` is appended to the config
+/// (targets, groups, policies).
+pub async fn spawn(workspace: Workspace, rest: &str) -> SlackApp {
+    let fake = FakeSlack::start().await;
+    let dir = workspace.path();
+    let store = format!("sqlite://{}", dir.join("firebell.db").display());
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurl = {store}\n\n[commands]\ndirs = [{commands}]\n\n\
+         [slack]\nbot_token = {token}\nsigning_secret = {secret}\nincident_channel = \"{INCIDENTS}\"\napi_url = {api}\n\n{rest}\n",
+        store = toml_str(&store),
+        commands = toml_str(&dir.join("commands").display().to_string()),
+        token = toml_str(&fake.token()),
+        secret = toml_str(SIGNING_SECRET),
+        api = toml_str(&fake.api_url()),
+    );
+    let path = dir.join("firebell.toml");
+    std::fs::write(&path, &text).expect("the config is written");
+    let config = Config::parse(&SourceFile::new(path, &text))
+        .unwrap_or_else(|errors| panic!("the test config is invalid: {errors}\n{text}"));
+    let app = firebell::app::App::build(config, Arc::new(SystemClock))
+        .await
+        .unwrap_or_else(|error| panic!("the app does not start: {error:#}"));
+    let address = app.address();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    SlackApp {
+        fake,
+        address,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("an HTTP client"),
+        workspace,
+        shutdown,
+        task: Some(task),
+    }
+}
+
+impl Drop for SlackApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64
+}
+
+/// `v0=hex(HMAC-SHA256(secret, "v0:{timestamp}:{body}"))`, as Slack signs requests.
+pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(format!("v0:{timestamp}:{body}").as_bytes());
+    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+pub fn form(fields: &[(&str, &str)]) -> String {
+    let mut serializer = url::form_urlencoded::Serializer::new(String::new());
+    for (key, value) in fields {
+        serializer.append_pair(key, value);
+    }
+    serializer.finish()
+}
+
+/// A trigger id no other test uses (the app remembers triggers process-wide).
+pub fn trigger_id() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}.{}.e2e{}",
+        now(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The body Slack posts to `/slack/commands` when `user` types `command text` in `channel`.
+pub fn slash_command_body(
+    fake: &FakeSlack,
+    user: &str,
+    channel: &str,
+    command: &str,
+    text: &str,
+) -> String {
+    form(&[
+        ("token", "gIkuvaNzQIHg97ATvDxqgjtO"),
+        ("team_id", fake_slack::TEAM),
+        ("team_domain", "fake"),
+        ("channel_id", channel),
+        ("channel_name", "ops"),
+        ("user_id", user),
+        ("user_name", "someone"),
+        ("command", command),
+        ("text", text),
+        ("api_app_id", "A0FAKE"),
+        ("is_enterprise_install", "false"),
+        ("response_url", &fake.response_url(&trigger_id())),
+        ("trigger_id", &trigger_id()),
+    ])
+}
+
+/// An `app_mention` callback: `user` wrote `text` (with the bot's mention) in `channel`.
+pub fn app_mention_body(event_id: &str, user: &str, channel: &str, text: &str) -> String {
+    let ts = format!("{}.000100", now());
+    json!({
+        "token": "XXYYZZ", "team_id": fake_slack::TEAM, "api_app_id": "A0FAKE", "type": "event_callback",
+        "event_id": event_id, "event_time": now(),
+        "authorizations": [{"enterprise_id": null, "team_id": fake_slack::TEAM, "user_id": fake_slack::BOT_USER, "is_bot": true}],
+        "event": {
+            "type": "app_mention", "user": user, "channel": channel, "text": text,
+            "ts": ts, "event_ts": ts
+        }
+    })
+    .to_string()
+}
+
+/// The `(action_id, value, block_id)` of the button labelled `label` on `message`.
+pub fn button(message: &StoredMessage, label: &str) -> Option<(String, String, String)> {
+    for block in message.blocks.as_array().into_iter().flatten() {
+        for element in block
+            .get("elements")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if element["type"] == "button" && element["text"]["text"] == label {
+                return Some((
+                    element["action_id"].as_str().unwrap_or("").to_string(),
+                    element["value"].as_str().unwrap_or("").to_string(),
+                    block["block_id"].as_str().unwrap_or("").to_string(),
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// The labels of the buttons on `message`.
+pub fn button_labels(message: &StoredMessage) -> Vec<String> {
+    let mut labels = Vec::new();
+    for block in message.blocks.as_array().into_iter().flatten() {
+        for element in block
+            .get("elements")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if element["type"] == "button"
+                && let Some(label) = element["text"]["text"].as_str()
+            {
+                labels.push(label.to_string());
+            }
+        }
+    }
+    labels
+}
+
+impl SlackApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// POSTs `body` with exactly these headers.
+    pub async fn send(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &str,
+        headers: &[(&str, String)],
+    ) -> Answer {
+        let mut request = self
+            .client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let started = Instant::now();
+        let response = request.send().await.expect("the app answers");
+        let status = response.status().as_u16();
+        let body = response.text().await.expect("the answer reads");
+        Answer {
+            status,
+            body,
+            took: started.elapsed(),
+            at: Instant::now(),
+        }
+    }
+
+    /// POSTs `body` signed now with the app's signing secret, plus `extra` headers.
+    pub async fn signed(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &str,
+        extra: &[(&str, String)],
+    ) -> Answer {
+        let timestamp = now();
+        let mut headers = vec![
+            ("x-slack-request-timestamp", timestamp.to_string()),
+            (
+                "x-slack-signature",
+                signature(SIGNING_SECRET, timestamp, body),
+            ),
+        ];
+        headers.extend(extra.iter().cloned());
+        self.send(path, content_type, body, &headers).await
+    }
+
+    /// `user` types `command text` in `channel`.
+    pub async fn slash(&self, user: &str, channel: &str, command: &str, text: &str) -> Answer {
+        let body = slash_command_body(&self.fake, user, channel, command, text);
+        self.signed("/slack/commands", FORM, &body, &[]).await
+    }
+
+    /// `user` clicks the button labelled `label` on `message` (a message of the bot's, as the
+    /// fake holds it).
+    pub async fn click(&self, user: &str, message: &StoredMessage, label: &str) -> Answer {
+        let (action_id, value, block_id) = button(message, label).unwrap_or_else(|| {
+            panic!(
+                "no '{label}' button on the message; buttons: {:?}",
+                button_labels(message)
+            )
+        });
+        let mut shown = json!({
+            "type": "message", "user": fake_slack::BOT_USER, "bot_id": fake_slack::BOT_ID,
+            "ts": message.ts, "text": message.text, "blocks": message.blocks,
+        });
+        let mut container = json!({
+            "type": "message", "message_ts": message.ts, "channel_id": message.channel, "is_ephemeral": false,
+        });
+        if let Some(thread) = &message.thread_ts {
+            shown["thread_ts"] = json!(thread);
+            container["thread_ts"] = json!(thread);
+        }
+        let payload = json!({
+            "type": "block_actions",
+            "user": {"id": user, "username": "someone", "name": "someone", "team_id": fake_slack::TEAM},
+            "api_app_id": "A0FAKE", "token": "9s8d9as89d8as9d8as989", "trigger_id": trigger_id(),
+            "team": {"id": fake_slack::TEAM, "domain": "fake"},
+            "container": container,
+            "channel": {"id": message.channel, "name": "incidents"},
+            "message": shown,
+            "response_url": self.fake.response_url(&trigger_id()),
+            "actions": [{
+                "type": "button", "action_id": action_id, "block_id": block_id,
+                "text": {"type": "plain_text", "text": label, "emoji": true},
+                "value": value, "action_ts": format!("{}.000300", now()),
+            }]
+        });
+        self.signed(
+            "/slack/interactions",
+            FORM,
+            &form(&[("payload", &payload.to_string())]),
+            &[],
+        )
+        .await
+    }
+
+    /// `user` fills in the modal `view` (as the app opened it with `views.open`) with
+    /// `values` (block id → text) and presses its submit button.
+    pub async fn submit(&self, user: &str, view: &Value, values: &[(&str, &str)]) -> Answer {
+        let mut state = serde_json::Map::new();
+        for block in view["blocks"].as_array().into_iter().flatten() {
+            let block_id = block["block_id"]
+                .as_str()
+                .expect("an input block has a block_id");
+            let action_id = block["element"]["action_id"]
+                .as_str()
+                .expect("an input has an action_id");
+            let value = values
+                .iter()
+                .find(|(id, _)| *id == block_id)
+                .map(|(_, value)| json!(value))
+                .unwrap_or(Value::Null);
+            state.insert(
+                block_id.to_string(),
+                json!({action_id: {"type": "plain_text_input", "value": value}}),
+            );
+        }
+        let mut submitted = view.clone();
+        submitted["id"] = json!("V0E2E");
+        submitted["team_id"] = json!(fake_slack::TEAM);
+        submitted["state"] = json!({"values": state});
+        submitted["hash"] = json!("1700000000.e2e");
+        submitted["app_id"] = json!("A0FAKE");
+        submitted["bot_id"] = json!(fake_slack::BOT_ID);
+        let payload = json!({
+            "type": "view_submission",
+            "team": {"id": fake_slack::TEAM, "domain": "fake"},
+            "user": {"id": user, "username": "someone", "name": "someone", "team_id": fake_slack::TEAM},
+            "api_app_id": "A0FAKE", "token": "x", "trigger_id": trigger_id(),
+            "view": submitted,
+            "response_urls": [],
+        });
+        self.signed(
+            "/slack/interactions",
+            FORM,
+            &form(&[("payload", &payload.to_string())]),
+            &[],
+        )
+        .await
+    }
+
+    /// Slack delivers an Events API callback; `retry` is its `X-Slack-Retry-Num`.
+    pub async fn event(&self, body: &str, retry: Option<u32>) -> Answer {
+        let extra: Vec<(&str, String)> = match retry {
+            Some(number) => vec![
+                ("x-slack-retry-num", number.to_string()),
+                ("x-slack-retry-reason", "http_timeout".to_string()),
+            ],
+            None => Vec::new(),
+        };
+        self.signed("/slack/events", JSON, body, &extra).await
+    }
+
+    /// `GET path` of the JSON API.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET works");
+        assert_eq!(response.status().as_u16(), 200, "GET {path}");
+        response.json().await.expect("the answer is JSON")
+    }
+
+    /// Waits until the API shows incident `id` satisfying `condition`; returns it.
+    pub async fn wait_incident(
+        &self,
+        id: i64,
+        what: &str,
+        timeout: Duration,
+        condition: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let incident = self.get_json(&format!("/api/incidents/{id}")).await;
+            if condition(&incident) {
+                return incident;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}; incident: {incident:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Top-level messages in `channel` (not thread replies), as they stand now.
+    pub fn top_level(&self, channel: &str) -> Vec<StoredMessage> {
+        self.fake
+            .messages(channel)
+            .into_iter()
+            .filter(|message| message.thread_ts.is_none())
+            .collect()
+    }
+
+    /// Waits for the message in `channel` whose visible text satisfies `condition`.
+    pub async fn wait_message(
+        &self,
+        what: &str,
+        channel: &str,
+        timeout: Duration,
+        condition: impl Fn(&StoredMessage) -> bool,
+    ) -> StoredMessage {
+        self.fake
+            .wait_for(what, timeout, |fake| {
+                fake.messages(channel).iter().any(&condition)
+            })
+            .await;
+        self.fake
+            .messages(channel)
+            .into_iter()
+            .find(condition)
+            .expect("the message is there")
+    }
+
+    /// Stops the app and waits for it (the outbox deliverer and timers end with it).
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("the app task ends cleanly")
+                .expect("the app stops without error");
+        }
+    }
+}
