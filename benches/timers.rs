@@ -50,7 +50,15 @@ fn percentile(sorted: &[i64], fraction: f64) -> i64 {
 }
 
 fn new_incident(title: String) -> NewIncident {
-    NewIncident { title, severity: Severity::High, impact: None, commander: None, fingerprint: None, policy: None, declared_by: Some("bench".into()) }
+    NewIncident {
+        title,
+        severity: Severity::High,
+        impact: None,
+        commander: None,
+        fingerprint: None,
+        policy: None,
+        declared_by: Some("bench".into()),
+    }
 }
 
 async fn run(label: &str, store: Arc<dyn Store>) {
@@ -64,7 +72,12 @@ async fn run(label: &str, store: Arc<dyn Store>) {
     let now = Utc::now();
     for incident in 0..10_000 {
         let timers = (0..10)
-            .map(|step| NewTimer { policy: "default".into(), step: 0, round: step, fire_at: now + chrono::Duration::hours(2 + i64::from(step)) })
+            .map(|step| NewTimer {
+                policy: "default".into(),
+                step: 0,
+                round: step,
+                fire_at: now + chrono::Duration::hours(2 + i64::from(step)),
+            })
             .collect();
         store.declare(new_incident(format!("background {incident}")), timers, now).await.expect("declare");
     }
@@ -76,10 +89,18 @@ async fn run(label: &str, store: Arc<dyn Store>) {
     let spread_ms = window.as_millis() as i64;
     for probe in 0..probes {
         let offset = (probe as i64 * 7919) % spread_ms;
-        let timers = vec![NewTimer { policy: "default".into(), step: 0, round: 0, fire_at: start + chrono::Duration::milliseconds(offset) }];
+        let timers = vec![NewTimer {
+            policy: "default".into(),
+            step: 0,
+            round: 0,
+            fire_at: start + chrono::Duration::milliseconds(offset),
+        }];
         store.declare(new_incident(format!("probe {probe}")), timers, Utc::now()).await.expect("declare probe");
     }
-    println!("{label}: setup {:.1} s, {pending} pending steps in 10,000 open incidents, RSS {rss_loaded:.1} MiB", setup_started.elapsed().as_secs_f64());
+    println!(
+        "{label}: setup {:.1} s, {pending} pending steps in 10,000 open incidents, RSS {rss_loaded:.1} MiB",
+        setup_started.elapsed().as_secs_f64()
+    );
 
     let escalator = Arc::new(Escalator::new(store.clone(), directory, Arc::new(SystemClock)));
     let shutdown = CancellationToken::new();
@@ -118,16 +139,23 @@ fn main() {
             run("sqlite", store).await;
         }
         if only.is_empty() || only == "postgres" {
-            let admin_url = std::env::var("FIREBELL_BENCH_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+            let admin_url = std::env::var("FIREBELL_BENCH_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
             let database = format!("firebell_bench_{}", std::process::id());
             let admin = sqlx::PgPool::connect(&admin_url).await.expect("connect to PostgreSQL");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}"))).execute(&admin).await.expect("create database");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+                .execute(&admin)
+                .await
+                .expect("create database");
             let url = format!("{}/{database}", admin_url.rsplit_once('/').map(|(base, _)| base).unwrap_or(&admin_url));
             {
                 let store = firebell::store::open(&url).await.expect("open postgres");
                 run("postgres", store).await;
             }
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {database} WITH (FORCE)"))).execute(&admin).await.expect("drop database");
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {database} WITH (FORCE)")))
+                .execute(&admin)
+                .await
+                .expect("drop database");
         }
     });
 }

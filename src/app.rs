@@ -88,11 +88,16 @@ impl App {
             anyhow::bail!("{}", crate::source::LoadErrors(errors));
         }
         let catalogue = Arc::new(catalogue);
-        let store = crate::store::open(config.store.url.get_ref().expose()).await.map_err(|error| anyhow::anyhow!("{error}"))?;
-        let directory = crate::escalation::Directory::from_config(&config).map_err(|error| anyhow::anyhow!("{error}"))?;
+        let store = crate::store::open(config.store.url.get_ref().expose())
+            .await
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        let directory =
+            crate::escalation::Directory::from_config(&config).map_err(|error| anyhow::anyhow!("{error}"))?;
         let base_dir = config.path.as_ref().and_then(|path| path.parent()).map(Path::to_path_buf).unwrap_or_default();
-        let templates = crate::incident::summary::Templates::load(&config.templates, &base_dir).map_err(|error| anyhow::anyhow!("{error}"))?;
-        let escalator = Arc::new(crate::escalation::Escalator::new(store, Arc::new(directory), clock).with_templates(templates));
+        let templates = crate::incident::summary::Templates::load(&config.templates, &base_dir)
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        let escalator =
+            Arc::new(crate::escalation::Escalator::new(store, Arc::new(directory), clock).with_templates(templates));
 
         let deliver_wake = Arc::new(tokio::sync::Notify::new());
         let mut chat = crate::chat::core::ChatCore::new(
@@ -103,7 +108,8 @@ impl App {
             deliver_wake.clone(),
         );
         // Slack starts when a bot token is set: Socket Mode with an app token, else HTTP mode.
-        let slack = config.slack.as_ref().filter(|slack| slack.bot_token.as_ref().is_some_and(|token| !token.is_empty()));
+        let slack =
+            config.slack.as_ref().filter(|slack| slack.bot_token.as_ref().is_some_and(|token| !token.is_empty()));
         let mut slack_adapter = None;
         if let Some(slack_config) = slack {
             let adapter = Arc::new(crate::chat::slack::SlackAdapter::new(slack_config).context("cannot set up Slack")?);
@@ -112,7 +118,8 @@ impl App {
         }
         let chat = Arc::new(chat);
 
-        let state = crate::server::AppState { escalator: escalator.clone(), api_token: config.server.api_token.clone() };
+        let state =
+            crate::server::AppState { escalator: escalator.clone(), api_token: config.server.api_token.clone() };
         let mut router = crate::server::router(state);
         let mut slack_socket = None;
         if let (Some(slack_config), Some(adapter)) = (slack, slack_adapter) {
@@ -121,13 +128,17 @@ impl App {
                 (Some(_), _) => slack_socket = Some(slack_config.clone()),
                 (None, Some(secret)) if !secret.is_empty() => {
                     let handler: Arc<dyn crate::chat::slack::SlackHandler> = Arc::new(chat.clone());
-                    router = router.merge(crate::chat::slack::http::routes_with_adapter(handler, secret.clone(), adapter));
+                    router =
+                        router.merge(crate::chat::slack::http::routes_with_adapter(handler, secret.clone(), adapter));
                 }
-                _ => anyhow::bail!("[slack] needs app_token (Socket Mode) or signing_secret (HTTP mode) besides bot_token"),
+                _ => anyhow::bail!(
+                    "[slack] needs app_token (Socket Mode) or signing_secret (HTTP mode) besides bot_token"
+                ),
             }
         }
         let listen = config.server.listen.get_ref().0.clone();
-        let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let listener =
+            tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         Ok(App { listener, router, escalator, catalogue, chat, deliver_wake, slack_socket })
     }
 
@@ -152,14 +163,20 @@ impl App {
         let mut tasks = vec![tokio::spawn(self.escalator.clone().run(shutdown.clone()))];
         tasks.push(tokio::spawn(self.chat.clone().run_expiry(shutdown.clone())));
         if !self.chat.adapters().is_empty() {
-            let deliverer = crate::chat::deliver::Deliverer::new(self.escalator.clone(), self.chat.adapters().clone(), self.deliver_wake.clone());
+            let deliverer = crate::chat::deliver::Deliverer::new(
+                self.escalator.clone(),
+                self.chat.adapters().clone(),
+                self.deliver_wake.clone(),
+            );
             tasks.push(tokio::spawn(Arc::new(deliverer).run(shutdown.clone())));
         }
         if let Some(slack_config) = self.slack_socket.clone() {
             let handler: Arc<dyn crate::chat::slack::SlackHandler> = Arc::new(self.chat.clone());
             let socket_shutdown = shutdown.clone();
             tasks.push(tokio::spawn(async move {
-                if let Err(error) = crate::chat::slack::socket::run_socket_mode(&slack_config, handler, socket_shutdown).await {
+                if let Err(error) =
+                    crate::chat::slack::socket::run_socket_mode(&slack_config, handler, socket_shutdown).await
+                {
                     tracing::error!(error = %format!("{error:#}"), "Slack Socket Mode stopped");
                 }
             }));

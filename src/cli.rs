@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::app;
 use crate::check::{CheckEvent, CheckRun, Status, Stream};
 use crate::config::Config;
-use crate::runbook::{parse_pairs, Catalogue, Runbook};
+use crate::runbook::{Catalogue, Runbook, parse_pairs};
 
 pub const EXIT_USAGE: u8 = 64;
 pub const EXIT_CONFIG: u8 = 78;
@@ -104,7 +104,9 @@ pub fn main() -> ExitCode {
     // The bot logs what it does; one-shot commands only warn.
     let default_level = if matches!(cli.command, Command::Serve) { "info" } else { "warn" };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FIREBELL_LOG").unwrap_or_else(|_| default_level.into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FIREBELL_LOG").unwrap_or_else(|_| default_level.into()),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -179,7 +181,9 @@ pub fn main() -> ExitCode {
                     print_incident(&incident);
                     ExitCode::SUCCESS
                 }
-                Err(error @ (crate::store::StoreError::NotFound(_) | crate::store::StoreError::NoRequest(_))) => usage(error),
+                Err(error @ (crate::store::StoreError::NotFound(_) | crate::store::StoreError::NoRequest(_))) => {
+                    usage(error)
+                }
                 Err(error) => {
                     eprintln!("firebell: {error}");
                     ExitCode::from(1)
@@ -235,7 +239,8 @@ fn serve(config: Config) -> ExitCode {
 
 /// Cancels `shutdown` on Ctrl-C or SIGTERM.
 async fn stop_on_signal(shutdown: tokio_util::sync::CancellationToken) {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM can be handled");
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM can be handled");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
@@ -263,13 +268,25 @@ fn print_incidents(incidents: &[crate::incident::Incident]) {
 }
 
 fn print_incident(incident: &crate::incident::Incident) {
-    println!("#{} {} — {} ({})", incident.id, incident.title, incident.status.name().to_uppercase(), incident.severity.name());
+    println!(
+        "#{} {} — {} ({})",
+        incident.id,
+        incident.title,
+        incident.status.name().to_uppercase(),
+        incident.severity.name()
+    );
     if let Some(impact) = &incident.impact {
         println!("impact: {impact}");
     }
     println!("started: {}", incident.started_at.to_rfc3339());
     for event in &incident.timeline {
-        println!("  {}  {:<22} {:<16} {}", event.at.format("%Y-%m-%d %H:%M:%S"), event.kind, event.by.as_deref().unwrap_or("-"), event.detail);
+        println!(
+            "  {}  {:<22} {:<16} {}",
+            event.at.format("%Y-%m-%d %H:%M:%S"),
+            event.kind,
+            event.by.as_deref().unwrap_or("-"),
+            event.detail
+        );
     }
     let templates = crate::incident::summary::Templates::shipped();
     let message = if incident.is_open() {
@@ -317,7 +334,9 @@ fn run_command(config: &Config, words: &[String], json_output: bool) -> ExitCode
     match verb.as_str() {
         "diagnose" => {}
         "remediate" => {
-            return usage("remediations run only after someone approves them in chat (firebell serve); `firebell run` runs diagnoses: firebell run diagnose TOPIC");
+            return usage(
+                "remediations run only after someone approves them in chat (firebell serve); `firebell run` runs diagnoses: firebell run diagnose TOPIC",
+            );
         }
         other => return usage(format!("unknown command '{other}'; valid: diagnose TOPIC [key=value...]")),
     }
@@ -367,7 +386,13 @@ async fn stream_run(config: &Config, runbook: Arc<Runbook>, args: crate::runbook
                 value.as_object_mut().expect("an object").insert("event".into(), json!("check"));
                 value.to_string()
             }
-            CheckEvent::Finished(run) => format!("{:<5} {} — {} ({} ms)", run.status.name().to_uppercase(), run.name, run.summary, run.duration.as_millis()),
+            CheckEvent::Finished(run) => format!(
+                "{:<5} {} — {} ({} ms)",
+                run.status.name().to_uppercase(),
+                run.name,
+                run.summary,
+                run.duration.as_millis()
+            ),
         };
         let _ = writeln!(stdout, "{line}");
         let _ = stdout.flush();

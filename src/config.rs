@@ -62,11 +62,7 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self {
-            listen: default_listen(),
-            api_token: None,
-            console_token: None,
-        }
+        Self { listen: default_listen(), api_token: None, console_token: None }
     }
 }
 
@@ -84,9 +80,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self {
-            url: default_store_url(),
-        }
+        Self { url: default_store_url() }
     }
 }
 
@@ -107,10 +101,7 @@ pub struct CommandsConfig {
 
 impl Default for CommandsConfig {
     fn default() -> Self {
-        Self {
-            dirs: default_command_dirs(),
-            concurrency: default_concurrency(),
-        }
+        Self { dirs: default_command_dirs(), concurrency: default_concurrency() }
     }
 }
 
@@ -261,10 +252,11 @@ pub const PLATFORMS: [&str; 3] = ["slack", "discord", "console"];
 impl Person {
     pub fn parse(text: &str) -> Result<Self, String> {
         match text.split_once(':') {
-            Some((platform, id)) if PLATFORMS.contains(&platform) && !id.is_empty() && !id.contains(char::is_whitespace) => Ok(Person {
-                platform: platform.to_string(),
-                id: id.to_string(),
-            }),
+            Some((platform, id))
+                if PLATFORMS.contains(&platform) && !id.is_empty() && !id.contains(char::is_whitespace) =>
+            {
+                Ok(Person { platform: platform.to_string(), id: id.to_string() })
+            }
             _ => Err(format!(
                 "invalid person '{text}': write PLATFORM:ID with PLATFORM one of slack, discord, console (e.g. slack:U0001)"
             )),
@@ -335,12 +327,7 @@ pub struct PermissionsConfig {
 
 impl Default for PermissionsConfig {
     fn default() -> Self {
-        Self {
-            diagnose: everyone(),
-            incident: everyone(),
-            remediate: Vec::new(),
-            channels: Vec::new(),
-        }
+        Self { diagnose: everyone(), incident: everyone(), remediate: Vec::new(), channels: Vec::new() }
     }
 }
 
@@ -449,9 +436,7 @@ impl fmt::Debug for EnvString {
 impl<'de> Deserialize<'de> for EnvString {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        expand_env(&text, |name| std::env::var(name).ok())
-            .map(EnvString)
-            .map_err(serde::de::Error::custom)
+        expand_env(&text, |name| std::env::var(name).ok()).map(EnvString).map_err(serde::de::Error::custom)
     }
 }
 
@@ -522,9 +507,7 @@ pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !name.starts_with(|c: char| c.is_ascii_digit());
         if !valid_name {
-            return Err(format!(
-                "invalid variable name '{name}' in '${{{inner}}}': use letters, digits and _"
-            ));
+            return Err(format!("invalid variable name '{name}' in '${{{inner}}}': use letters, digits and _"));
         }
         match (lookup(name), default) {
             (Some(value), _) => output.push_str(&value),
@@ -566,11 +549,7 @@ impl Config {
         let mut config: Config = source.parse().map_err(|error| LoadErrors(vec![error]))?;
         config.path = Some(source.path.clone());
         let errors = config.validate(source);
-        if errors.is_empty() {
-            Ok(config)
-        } else {
-            Err(LoadErrors(errors))
-        }
+        if errors.is_empty() { Ok(config) } else { Err(LoadErrors(errors)) }
     }
 
     /// Cross-checks what serde cannot: references between sections, addresses, time zones.
@@ -590,7 +569,10 @@ impl Config {
             );
         }
         let store_url = self.store.url.get_ref().expose();
-        if !(store_url.starts_with("sqlite:") || store_url.starts_with("postgres://") || store_url.starts_with("postgresql://")) {
+        if !(store_url.starts_with("sqlite:")
+            || store_url.starts_with("postgres://")
+            || store_url.starts_with("postgresql://"))
+        {
             error(
                 self.store.url.span(),
                 "store.url: must start with sqlite: or postgres:// (e.g. sqlite://firebell.db)".to_string(),
@@ -632,11 +614,19 @@ impl Config {
                     match target.get_ref() {
                         NotifyTarget::Group(group) if !self.groups.contains_key(group) => error(
                             target.span(),
-                            format!("policies.{}: unknown group '{group}'; groups: {}", policy.name.get_ref(), names(self.groups.keys())),
+                            format!(
+                                "policies.{}: unknown group '{group}'; groups: {}",
+                                policy.name.get_ref(),
+                                names(self.groups.keys())
+                            ),
                         ),
                         NotifyTarget::Schedule(schedule) if !schedule_names.contains(schedule.as_str()) => error(
                             target.span(),
-                            format!("policies.{}: unknown schedule '{schedule}'; schedules: {}", policy.name.get_ref(), names(schedule_names.iter())),
+                            format!(
+                                "policies.{}: unknown schedule '{schedule}'; schedules: {}",
+                                policy.name.get_ref(),
+                                names(schedule_names.iter())
+                            ),
                         ),
                         _ => {}
                     }
@@ -656,22 +646,32 @@ impl Config {
             if schedule.timezone.get_ref().parse::<chrono_tz::Tz>().is_err() {
                 error(
                     schedule.timezone.span(),
-                    format!("schedules.{name}.timezone: unknown time zone '{}': use an IANA name such as Europe/Berlin or UTC", schedule.timezone.get_ref()),
+                    format!(
+                        "schedules.{name}.timezone: unknown time zone '{}': use an IANA name such as Europe/Berlin or UTC",
+                        schedule.timezone.get_ref()
+                    ),
                 );
             }
             if let Err(message) = parse_handoff(schedule.rotation, schedule.handoff.get_ref()) {
                 error(schedule.handoff.span(), format!("schedules.{name}.handoff: {message}"));
             }
             if let Some(start) = &schedule.start
-                && chrono::NaiveDate::parse_from_str(start.get_ref(), "%Y-%m-%d").is_err() {
-                    error(start.span(), format!("schedules.{name}.start: '{}' is not a date: write YYYY-MM-DD", start.get_ref()));
-                }
+                && chrono::NaiveDate::parse_from_str(start.get_ref(), "%Y-%m-%d").is_err()
+            {
+                error(
+                    start.span(),
+                    format!("schedules.{name}.start: '{}' is not a date: write YYYY-MM-DD", start.get_ref()),
+                );
+            }
             for entry in &schedule.overrides {
                 for time in [&entry.start, &entry.end] {
                     if chrono::DateTime::parse_from_rfc3339(time.get_ref()).is_err() {
                         error(
                             time.span(),
-                            format!("schedules.{name}.overrides: '{}' is not an RFC 3339 time (e.g. 2026-11-20T09:00:00+01:00)", time.get_ref()),
+                            format!(
+                                "schedules.{name}.overrides: '{}' is not an RFC 3339 time (e.g. 2026-11-20T09:00:00+01:00)",
+                                time.get_ref()
+                            ),
                         );
                     }
                 }
@@ -686,29 +686,32 @@ impl Config {
         for (key, list) in permission_lists {
             for entry in list {
                 if let Principal::Group(group) = entry.get_ref()
-                    && !self.groups.contains_key(group) {
-                        error(entry.span(), format!("permissions.{key}: unknown group '{group}'; groups: {}", names(self.groups.keys())));
-                    }
+                    && !self.groups.contains_key(group)
+                {
+                    error(
+                        entry.span(),
+                        format!("permissions.{key}: unknown group '{group}'; groups: {}", names(self.groups.keys())),
+                    );
+                }
             }
         }
 
         for route in &self.routes {
             if let Some(policy) = &route.policy
-                && !seen_policies.contains(policy.get_ref().as_str()) {
-                    error(policy.span(), format!("routes: unknown policy '{}'; policies: {}", policy.get_ref(), names(seen_policies.iter())));
-                }
+                && !seen_policies.contains(policy.get_ref().as_str())
+            {
+                error(
+                    policy.span(),
+                    format!("routes: unknown policy '{}'; policies: {}", policy.get_ref(), names(seen_policies.iter())),
+                );
+            }
         }
         errors
     }
 
     /// The folders runbooks are loaded from, relative to the config file's folder.
     pub fn command_dirs(&self) -> Vec<PathBuf> {
-        let base = self
-            .path
-            .as_ref()
-            .and_then(|path| path.parent())
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let base = self.path.as_ref().and_then(|path| path.parent()).map(Path::to_path_buf).unwrap_or_default();
         self.commands.dirs.iter().map(|dir| base.join(dir)).collect()
     }
 
@@ -743,20 +746,19 @@ pub fn parse_handoff(rotation: Rotation, text: &str) -> Result<(Option<chrono::W
             (Some(weekday), *time)
         }
         (Rotation::Daily, [time]) => (None, *time),
-        (Rotation::Weekly, _) => return Err(format!("'{text}': a weekly handoff is a weekday and a time, e.g. Mon 09:00")),
+        (Rotation::Weekly, _) => {
+            return Err(format!("'{text}': a weekly handoff is a weekday and a time, e.g. Mon 09:00"));
+        }
         (Rotation::Daily, _) => return Err(format!("'{text}': a daily handoff is a time, e.g. 09:00")),
     };
-    let time = chrono::NaiveTime::parse_from_str(time, "%H:%M").map_err(|_| format!("'{time}' is not a time: write HH:MM, e.g. 09:00"))?;
+    let time = chrono::NaiveTime::parse_from_str(time, "%H:%M")
+        .map_err(|_| format!("'{time}' is not a time: write HH:MM, e.g. 09:00"))?;
     Ok((weekday, time))
 }
 
 fn names<T: AsRef<str>>(items: impl Iterator<Item = T>) -> String {
     let list: Vec<String> = items.map(|item| item.as_ref().to_string()).collect();
-    if list.is_empty() {
-        "(none defined)".to_string()
-    } else {
-        list.join(", ")
-    }
+    if list.is_empty() { "(none defined)".to_string() } else { list.join(", ") }
 }
 
 #[cfg(test)]
@@ -847,7 +849,10 @@ overrides = [ { start = "yesterday", end = "2026-11-20T09:00:00Z", person = "sla
         assert!(errors.contains("firebell.toml:2: invalid person 'irc:bob'"), "{errors}");
 
         let errors = parse("[targets.db]\nkind = \"postgres\"\nurl = \"mysql://x@y/z\"\n").unwrap_err().to_string();
-        assert!(errors.contains("firebell.toml:3: targets.db.url: a postgres target needs a URL starting with postgres://"), "{errors}");
+        assert!(
+            errors.contains("firebell.toml:3: targets.db.url: a postgres target needs a URL starting with postgres://"),
+            "{errors}"
+        );
 
         let errors = parse("[targets.db]\nkind = \"oracle\"\nurl = \"\"\n").unwrap_err().to_string();
         assert!(errors.contains("firebell.toml:2: unknown variant `oracle`"), "{errors}");

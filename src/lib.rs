@@ -22,8 +22,8 @@
 pub mod app;
 pub mod chat;
 pub mod check;
-pub mod clock;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod escalation;
 pub mod incident;

@@ -50,10 +50,7 @@ impl std::fmt::Debug for Redactor {
 impl Redactor {
     /// Values shorter than four characters are not masked: they would mangle ordinary words.
     pub fn new(values: impl IntoIterator<Item = String>) -> Self {
-        let mut secret_values: Vec<String> = values
-            .into_iter()
-            .filter(|value| value.len() >= 4)
-            .collect();
+        let mut secret_values: Vec<String> = values.into_iter().filter(|value| value.len() >= 4).collect();
         // A connection string's password is a secret too, wherever it shows up alone.
         let passwords: Vec<String> = secret_values
             .iter()
@@ -63,9 +60,7 @@ impl Redactor {
         secret_values.extend(passwords);
         secret_values.sort_by_key(|value| std::cmp::Reverse(value.len()));
         secret_values.dedup();
-        Self {
-            secret_values: Arc::new(secret_values),
-        }
+        Self { secret_values: Arc::new(secret_values) }
     }
 
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
@@ -105,10 +100,7 @@ pub fn mask_url(url: &str) -> String {
 fn url_password(value: &str) -> Option<String> {
     let parsed = url::Url::parse(value).ok()?;
     let password = parsed.password()?;
-    percent_encoding::percent_decode_str(password)
-        .decode_utf8()
-        .ok()
-        .map(|decoded| decoded.into_owned())
+    percent_encoding::percent_decode_str(password).decode_utf8().ok().map(|decoded| decoded.into_owned())
 }
 
 #[cfg(test)]
@@ -133,14 +125,8 @@ mod tests {
             ("xapp-1-A0123-4567-abcdef", "xapp-1"),
             ("Authorization: Bearer abc.def.ghi-jkl", "abc.def"),
             ("key AKIAIOSFODNN7EXAMPLE here", "AKIAIOSFODNN7EXAMPLE"),
-            (
-                "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-                "wJalrXUtnFEMI",
-            ),
-            (
-                "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----",
-                "MIIEow",
-            ),
+            ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI"),
+            ("-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----", "MIIEow"),
             ("redis://:s3cretpass@cache:6379", "s3cretpass"),
             ("password=swordfish123", "swordfish123"),
             ("{\"api_key\": \"abcd1234efgh\"}", "abcd1234efgh"),
@@ -161,10 +147,7 @@ mod tests {
 
     #[test]
     fn mask_url_keeps_user_and_host() {
-        assert_eq!(
-            mask_url("postgres://user:pa55word@host/db"),
-            "postgres://user:***@host/db"
-        );
+        assert_eq!(mask_url("postgres://user:pa55word@host/db"), "postgres://user:***@host/db");
         assert_eq!(mask_url("sqlite://firebell.db"), "sqlite://firebell.db");
     }
 }

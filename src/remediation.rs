@@ -29,11 +29,17 @@ pub fn action_hash(topic: &str, remediation: &Remediation, args: &Args) -> Strin
 
 /// Whether `voter` may approve a request `requested_by` made: a member of one of the
 /// remediation's approver groups, and not the requester unless `self_approve` allows it.
-pub fn may_approve(remediation: &Remediation, groups: &BTreeMap<String, Vec<Person>>, requested_by: &str, voter: &Person) -> Result<(), String> {
+pub fn may_approve(
+    remediation: &Remediation,
+    groups: &BTreeMap<String, Vec<Person>>,
+    requested_by: &str,
+    voter: &Person,
+) -> Result<(), String> {
     if !remediation.self_approve && voter.to_string() == requested_by {
         return Err("you asked for this remediation, so someone else must approve it".to_string());
     }
-    let member = remediation.approvers.iter().any(|group| groups.get(group).is_some_and(|members| members.contains(voter)));
+    let member =
+        remediation.approvers.iter().any(|group| groups.get(group).is_some_and(|members| members.contains(voter)));
     if member {
         Ok(())
     } else {

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::config::{Secret, Severity};
@@ -81,14 +81,21 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Ok(()) => Json(json!({"status": "ready", "store": store.backend()})).into_response(),
         Err(error) => {
             tracing::warn!(%error, "Not ready: the store does not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not ready", "error": "the store does not answer"}))).into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "not ready", "error": "the store does not answer"})),
+            )
+                .into_response()
         }
     }
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = state.api_token.as_ref().filter(|token| !token.is_empty()) else {
-        return Err(ApiError(StatusCode::FORBIDDEN, "API writes are disabled: set server.api_token in firebell.toml".into()));
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "API writes are disabled: set server.api_token in firebell.toml".into(),
+        ));
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -108,7 +115,9 @@ fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
 /// Parses a JSON body strictly: size, content type, syntax and unknown fields are all reported.
 fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {} KiB", MAX_BODY / 1024)),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {} KiB", MAX_BODY / 1024))
+        }
         status => ApiError(status, rejection.body_text()),
     })?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
@@ -146,7 +155,10 @@ struct ListQuery {
     limit: Option<i64>,
 }
 
-async fn list_incidents(State(state): State<AppState>, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
+async fn list_incidents(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|error| ApiError::bad_request(format!("{error}; valid: ?all=true&limit=N")))?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let incidents = state.escalator.store().incidents(query.all, limit).await?;
@@ -169,14 +181,21 @@ struct DeclareBody {
     by: Option<String>,
 }
 
-async fn declare_incident(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn declare_incident(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let body: DeclareBody = parse_body(&headers, body)?;
     let title = required_text(body.title, "title", "\"Worker queue backlog\"", 200)?;
     let severity = match body.severity.as_deref() {
         None => Severity::High,
         Some(text) => Severity::parse(text).ok_or_else(|| {
-            ApiError::bad_request(format!("\"severity\" must be one of {} (got \"{text}\")", Severity::NAMES.join(", ")))
+            ApiError::bad_request(format!(
+                "\"severity\" must be one of {} (got \"{text}\")",
+                Severity::NAMES.join(", ")
+            ))
         })?,
     };
     let new = NewIncident {
@@ -192,7 +211,8 @@ async fn declare_incident(State(state): State<AppState>, headers: HeaderMap, bod
         DeclareError::UnknownPolicy { .. } => ApiError::bad_request(error.to_string()),
         DeclareError::Store(error) => ApiError::from(error),
     })?;
-    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/incidents/{}", incident.id))], Json(incident)).into_response())
+    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/incidents/{}", incident.id))], Json(incident))
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -201,7 +221,12 @@ struct AckBody {
     by: Option<String>,
 }
 
-async fn acknowledge_incident(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn acknowledge_incident(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let id = parse_id(&id)?;
     let body: AckBody = parse_body(&headers, body)?;
@@ -219,7 +244,12 @@ struct ResolveBody {
     prevention: Option<String>,
 }
 
-async fn resolve_incident(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn resolve_incident(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let id = parse_id(&id)?;
     let body: ResolveBody = parse_body(&headers, body)?;
@@ -230,7 +260,11 @@ async fn resolve_incident(State(state): State<AppState>, Path(id): Path<String>,
 }
 
 async fn show_remediation(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let id = id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| ApiError::bad_request(format!("'{id}' is not a request id: ids are positive integers")))?;
+    let id = id
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::bad_request(format!("'{id}' is not a request id: ids are positive integers")))?;
     let request = state.escalator.store().request(id).await?;
     Ok(Json(request).into_response())
 }
@@ -241,7 +275,10 @@ struct AuditQuery {
 }
 
 /// Every remediation request, approval, denial, expiry and run: who, when, and what exactly ran.
-async fn audit_log(State(state): State<AppState>, query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
+async fn audit_log(
+    State(state): State<AppState>,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|error| ApiError::bad_request(format!("{error}; valid: ?limit=N")))?;
     let entries = state.escalator.store().audit(query.limit.unwrap_or(200).clamp(1, 5000)).await?;
     Ok(Json(entries).into_response())

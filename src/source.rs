@@ -52,49 +52,32 @@ pub struct SourceFile {
 
 impl SourceFile {
     pub fn new(path: impl Into<PathBuf>, text: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            text: text.into(),
-        }
+        Self { path: path.into(), text: text.into() }
     }
 
     pub fn read(path: &Path) -> Result<Self, LoadError> {
-        std::fs::read_to_string(path)
-            .map(|text| Self::new(path, text))
-            .map_err(|error| LoadError {
-                path: path.to_path_buf(),
-                line: 0,
-                message: format!("cannot read file: {error}"),
-            })
+        std::fs::read_to_string(path).map(|text| Self::new(path, text)).map_err(|error| LoadError {
+            path: path.to_path_buf(),
+            line: 0,
+            message: format!("cannot read file: {error}"),
+        })
     }
 
     /// 1-based line of a byte offset.
     pub fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|byte| **byte == b'\n')
-            .count()
-            + 1
+        self.text.as_bytes()[..end].iter().filter(|byte| **byte == b'\n').count() + 1
     }
 
     pub fn error_at(&self, span: Range<usize>, message: impl Into<String>) -> LoadError {
-        LoadError {
-            path: self.path.clone(),
-            line: self.line_of(span.start),
-            message: message.into(),
-        }
+        LoadError { path: self.path.clone(), line: self.line_of(span.start), message: message.into() }
     }
 
     /// Parses the whole file as `T`, turning serde's complaint into `file:line: message`.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, LoadError> {
         toml::from_str(&self.text).map_err(|error| {
             let line = error.span().map(|span| self.line_of(span.start)).unwrap_or(1);
-            LoadError {
-                path: self.path.clone(),
-                line,
-                message: error.message().trim().to_string(),
-            }
+            LoadError { path: self.path.clone(), line, message: error.message().trim().to_string() }
         })
     }
 }
@@ -105,9 +88,9 @@ pub struct Dur(pub Duration);
 
 impl Dur {
     pub fn parse(text: &str) -> Result<Self, String> {
-        humantime::parse_duration(text.trim()).map(Dur).map_err(|_| {
-            format!("invalid duration '{text}': write a number and a unit, e.g. 500ms, 30s, 15m, 1h")
-        })
+        humantime::parse_duration(text.trim())
+            .map(Dur)
+            .map_err(|_| format!("invalid duration '{text}': write a number and a unit, e.g. 500ms, 30s, 15m, 1h"))
     }
 }
 

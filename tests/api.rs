@@ -35,11 +35,7 @@ fn kinds(incident: &Value) -> Vec<&str> {
 }
 
 fn ids(list: &Value) -> Vec<i64> {
-    list.as_array()
-        .expect("a list")
-        .iter()
-        .map(|incident| incident["id"].as_i64().expect("an id"))
-        .collect()
+    list.as_array().expect("a list").iter().map(|incident| incident["id"].as_i64().expect("an id")).collect()
 }
 
 #[tokio::test]
@@ -48,10 +44,7 @@ async fn health_and_readiness_answer() {
     let health = app.get("/healthz").await;
     assert_eq!((health.status, health.body.clone()), (200, json!("ok\n")));
     let ready = app.get("/readyz").await;
-    assert_eq!(
-        (ready.status, ready.body.clone()),
-        (200, json!({"status": "ready", "store": "sqlite"}))
-    );
+    assert_eq!((ready.status, ready.body.clone()), (200, json!({"status": "ready", "store": "sqlite"})));
     app.stop().await;
 }
 
@@ -59,7 +52,12 @@ async fn health_and_readiness_answer() {
 async fn an_incident_is_declared_acknowledged_and_resolved_through_the_api() {
     let app = spawn_app(TOKEN_LINE, POLICY).await;
 
-    let declared = app.post("/api/incidents", json!({"title": "Worker queue backlog", "severity": "critical", "impact": "Signals are 20 minutes late"})).await;
+    let declared = app
+        .post(
+            "/api/incidents",
+            json!({"title": "Worker queue backlog", "severity": "critical", "impact": "Signals are 20 minutes late"}),
+        )
+        .await;
     assert_eq!(declared.status, 201, "{declared:?}");
     assert_eq!(declared.location.as_deref(), Some("/api/incidents/1"));
     let incident = &declared.body;
@@ -75,10 +73,7 @@ async fn an_incident_is_declared_acknowledged_and_resolved_through_the_api() {
         "resolved_at",
         "timeline",
     ] {
-        assert!(
-            incident.get(key).is_some(),
-            "the incident has no \"{key}\": {incident}"
-        );
+        assert!(incident.get(key).is_some(), "the incident has no \"{key}\": {incident}");
     }
     assert_eq!(incident["id"], json!(1));
     assert_eq!(incident["title"], json!("Worker queue backlog"));
@@ -87,24 +82,14 @@ async fn an_incident_is_declared_acknowledged_and_resolved_through_the_api() {
     assert_eq!(incident["impact"], json!("Signals are 20 minutes late"));
     assert_eq!(incident["fingerprint"], Value::Null);
     assert_eq!(incident["started_at"], rfc3339(t0()));
-    assert_eq!(
-        (&incident["acknowledged_at"], &incident["resolved_at"]),
-        (&Value::Null, &Value::Null)
-    );
+    assert_eq!((&incident["acknowledged_at"], &incident["resolved_at"]), (&Value::Null, &Value::Null));
     assert_eq!(kinds(incident), ["declared"]);
     let event = &incident["timeline"][0];
     for key in ["at", "kind", "by", "detail"] {
-        assert!(
-            event.get(key).is_some(),
-            "the timeline event has no \"{key}\": {event}"
-        );
+        assert!(event.get(key).is_some(), "the timeline event has no \"{key}\": {event}");
     }
     assert_eq!(event["at"], rfc3339(t0()));
-    assert_eq!(
-        event["by"],
-        json!("api"),
-        "declared through the API without \"by\""
-    );
+    assert_eq!(event["by"], json!("api"), "declared through the API without \"by\"");
 
     // The Location header leads to the same incident.
     let shown = app.get("/api/incidents/1").await;
@@ -112,30 +97,16 @@ async fn an_incident_is_declared_acknowledged_and_resolved_through_the_api() {
 
     // A second incident, following the slow policy and declared by someone.
     app.clock.advance(secs(30));
-    let second = app
-        .post(
-            "/api/incidents",
-            json!({"title": "Stale signals", "policy": "slow", "by": "console:alice"}),
-        )
-        .await;
+    let second =
+        app.post("/api/incidents", json!({"title": "Stale signals", "policy": "slow", "by": "console:alice"})).await;
     assert_eq!(second.status, 201, "{second:?}");
-    assert_eq!(
-        second.body["severity"],
-        json!("high"),
-        "the default severity"
-    );
+    assert_eq!(second.body["severity"], json!("high"), "the default severity");
     assert_eq!(second.body["timeline"][0]["by"], json!("console:alice"));
     assert_eq!(app.escalator.store().pending_timers().await.unwrap(), 1);
-    assert_eq!(
-        ids(&app.get("/api/incidents").await.body),
-        [2, 1],
-        "newest first"
-    );
+    assert_eq!(ids(&app.get("/api/incidents").await.body), [2, 1], "newest first");
 
     app.clock.set(t0() + mins(4));
-    let acked = app
-        .post("/api/incidents/1/ack", json!({"by": "slack:U1"}))
-        .await;
+    let acked = app.post("/api/incidents/1/ack", json!({"by": "slack:U1"})).await;
     assert_eq!(acked.status, 200, "{acked:?}");
     assert_eq!(acked.body["status"], json!("acknowledged"));
     assert_eq!(acked.body["acknowledged_at"], rfc3339(t0() + mins(4)));
@@ -152,65 +123,32 @@ async fn an_incident_is_declared_acknowledged_and_resolved_through_the_api() {
     assert_eq!(resolved.status, 200, "{resolved:?}");
     assert_eq!(resolved.body["status"], json!("resolved"));
     assert_eq!(resolved.body["resolved_at"], rfc3339(t0() + mins(42)));
-    assert_eq!(
-        resolved.body["acknowledged_at"],
-        rfc3339(t0() + mins(4)),
-        "the ack time is kept"
-    );
-    assert_eq!(
-        kinds(&resolved.body),
-        ["declared", "acknowledged", "resolved"]
-    );
+    assert_eq!(resolved.body["acknowledged_at"], rfc3339(t0() + mins(4)), "the ack time is kept");
+    assert_eq!(kinds(&resolved.body), ["declared", "acknowledged", "resolved"]);
     let detail = &resolved.body["timeline"][2]["detail"];
     assert_eq!(detail["root_cause"], json!("Worker pool exhausted"));
     assert_eq!(detail["fix"], json!("Scaled workers to 8"));
     assert_eq!(detail["prevention"], json!("Autoscale on queue depth"));
 
     // Resolving straight from triggered cancels the pending step.
-    let resolved = app
-        .post("/api/incidents/2/resolve", json!({"by": "console:alice"}))
-        .await;
+    let resolved = app.post("/api/incidents/2/resolve", json!({"by": "console:alice"})).await;
     assert_eq!(resolved.status, 200, "{resolved:?}");
-    assert_eq!(
-        resolved.body["timeline"][1]["detail"]["cancelled_steps"],
-        json!(1)
-    );
+    assert_eq!(resolved.body["timeline"][1]["detail"]["cancelled_steps"], json!(1));
     assert_eq!(app.escalator.store().pending_timers().await.unwrap(), 0);
 
-    let third = app
-        .post("/api/incidents", json!({"title": "Still open"}))
-        .await;
+    let third = app.post("/api/incidents", json!({"title": "Still open"})).await;
     assert_eq!(third.status, 201);
     let open = app.get("/api/incidents").await;
-    assert_eq!(
-        (open.status, ids(&open.body)),
-        (200, vec![3]),
-        "open incidents only by default"
-    );
-    assert_eq!(
-        ids(&app.get("/api/incidents?all=true").await.body),
-        [3, 2, 1]
-    );
-    assert_eq!(
-        ids(&app.get("/api/incidents?all=true&limit=2").await.body),
-        [3, 2]
-    );
+    assert_eq!((open.status, ids(&open.body)), (200, vec![3]), "open incidents only by default");
+    assert_eq!(ids(&app.get("/api/incidents?all=true").await.body), [3, 2, 1]);
+    assert_eq!(ids(&app.get("/api/incidents?all=true&limit=2").await.body), [3, 2]);
 
     // What was resolved reads back the same as the resolve answered, times included.
     let shown = app.get("/api/incidents/1").await.body;
     assert_eq!(shown["root_cause"], json!("Worker pool exhausted"));
-    let at =
-        |field: &str| chrono::DateTime::parse_from_rfc3339(shown[field].as_str().unwrap()).unwrap();
-    assert_eq!(
-        at("acknowledged_at") - at("started_at"),
-        mins(4),
-        "time to acknowledge"
-    );
-    assert_eq!(
-        at("resolved_at") - at("started_at"),
-        mins(42),
-        "time to resolve"
-    );
+    let at = |field: &str| chrono::DateTime::parse_from_rfc3339(shown[field].as_str().unwrap()).unwrap();
+    assert_eq!(at("acknowledged_at") - at("started_at"), mins(4), "time to acknowledge");
+    assert_eq!(at("resolved_at") - at("started_at"), mins(42), "time to resolve");
     app.stop().await;
 }
 
@@ -218,27 +156,15 @@ async fn an_incident_is_declared_acknowledged_and_resolved_through_the_api() {
 async fn app_with_three_incidents() -> TestApp {
     let app = spawn_app(TOKEN_LINE, POLICY).await;
     for title in ["Resolved one", "Acknowledged one", "Triggered one"] {
-        let reply = app
-            .post("/api/incidents", json!({"title": title, "policy": "slow"}))
-            .await;
+        let reply = app.post("/api/incidents", json!({"title": title, "policy": "slow"})).await;
         assert_eq!(reply.status, 201, "{reply:?}");
     }
     app.clock.advance(mins(1));
     assert_eq!(
-        app.post(
-            "/api/incidents/1/resolve",
-            json!({"by": "slack:U1", "root_cause": "first"})
-        )
-        .await
-        .status,
+        app.post("/api/incidents/1/resolve", json!({"by": "slack:U1", "root_cause": "first"})).await.status,
         200
     );
-    assert_eq!(
-        app.post("/api/incidents/2/ack", json!({"by": "slack:U1"}))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(app.post("/api/incidents/2/ack", json!({"by": "slack:U1"})).await.status, 200);
     app.clock.advance(mins(1));
     app
 }
@@ -246,25 +172,11 @@ async fn app_with_three_incidents() -> TestApp {
 /// Sends one bad request and checks the status, that the reason contains `reason`, and that
 /// no incident changed.
 async fn refused(app: &TestApp, before: &Value, status: u16, reason: &str, reply: app::Reply) {
-    assert_eq!(
-        reply.status, status,
-        "expected {status} ({reason}), got {reply:?}"
-    );
+    assert_eq!(reply.status, status, "expected {status} ({reason}), got {reply:?}");
     let error = reply.error();
-    assert!(
-        error.contains(reason),
-        "the reason should mention '{reason}': {error}"
-    );
-    assert_eq!(
-        &app.everything().await,
-        before,
-        "a refused request changed something ({reason})"
-    );
-    assert_eq!(
-        app.escalator.store().pending_timers().await.unwrap(),
-        1,
-        "the triggered incident keeps its step"
-    );
+    assert!(error.contains(reason), "the reason should mention '{reason}': {error}");
+    assert_eq!(&app.everything().await, before, "a refused request changed something ({reason})");
+    assert_eq!(app.escalator.store().pending_timers().await.unwrap(), 1, "the triggered incident keeps its step");
 }
 
 #[tokio::test]
@@ -278,44 +190,17 @@ async fn bad_input_gets_a_clear_4xx_with_the_reason_and_changes_nothing() {
     let raw = |text: &str| text.as_bytes().to_vec();
 
     // Malformed JSON, on each write.
-    for path in [
-        "/api/incidents",
-        "/api/incidents/3/ack",
-        "/api/incidents/3/resolve",
-    ] {
-        let reply = app
-            .post_raw(
-                path,
-                auth,
-                json_type,
-                raw(r#"{"title": "Queue backlog", "by": "slack:U1""#),
-            )
-            .await;
+    for path in ["/api/incidents", "/api/incidents/3/ack", "/api/incidents/3/resolve"] {
+        let reply = app.post_raw(path, auth, json_type, raw(r#"{"title": "Queue backlog", "by": "slack:U1""#)).await;
         refused(&app, &before, 400, "invalid JSON body", reply).await;
     }
-    let reply = app
-        .post_raw("/api/incidents", auth, json_type, raw("[1, 2]"))
-        .await;
+    let reply = app.post_raw("/api/incidents", auth, json_type, raw("[1, 2]")).await;
     refused(&app, &before, 400, "invalid JSON body", reply).await;
 
     // Not JSON at all, or not said to be.
-    let reply = app
-        .post_raw(
-            "/api/incidents",
-            auth,
-            Some("text/plain"),
-            raw(r#"{"title": "Queue backlog"}"#),
-        )
-        .await;
+    let reply = app.post_raw("/api/incidents", auth, Some("text/plain"), raw(r#"{"title": "Queue backlog"}"#)).await;
     refused(&app, &before, 415, "Content-Type: application/json", reply).await;
-    let reply = app
-        .post_raw(
-            "/api/incidents/3/ack",
-            auth,
-            None,
-            raw(r#"{"by": "slack:U1"}"#),
-        )
-        .await;
+    let reply = app.post_raw("/api/incidents/3/ack", auth, None, raw(r#"{"by": "slack:U1"}"#)).await;
     refused(&app, &before, 415, "Content-Type: application/json", reply).await;
 
     // Tokens: missing, wrong, or not a bearer token.
@@ -325,8 +210,7 @@ async fn bad_input_gets_a_clear_4xx_with_the_reason_and_changes_nothing() {
         &before,
         401,
         "missing Authorization: Bearer",
-        app.post_raw("/api/incidents", None, json_type, body())
-            .await,
+        app.post_raw("/api/incidents", None, json_type, body()).await,
     )
     .await;
     refused(
@@ -334,8 +218,7 @@ async fn bad_input_gets_a_clear_4xx_with_the_reason_and_changes_nothing() {
         &before,
         401,
         "wrong bearer token",
-        app.post_raw("/api/incidents", Some("Bearer nope"), json_type, body())
-            .await,
+        app.post_raw("/api/incidents", Some("Bearer nope"), json_type, body()).await,
     )
     .await;
     let ack = || raw(r#"{"by": "slack:U1"}"#);
@@ -344,8 +227,7 @@ async fn bad_input_gets_a_clear_4xx_with_the_reason_and_changes_nothing() {
         &before,
         401,
         "missing Authorization: Bearer",
-        app.post_raw("/api/incidents/3/ack", None, json_type, ack())
-            .await,
+        app.post_raw("/api/incidents/3/ack", None, json_type, ack()).await,
     )
     .await;
     refused(
@@ -353,13 +235,7 @@ async fn bad_input_gets_a_clear_4xx_with_the_reason_and_changes_nothing() {
         &before,
         401,
         "wrong bearer token",
-        app.post_raw(
-            "/api/incidents/3/ack",
-            Some("Bearer s3cret"),
-            json_type,
-            ack(),
-        )
-        .await,
+        app.post_raw("/api/incidents/3/ack", Some("Bearer s3cret"), json_type, ack()).await,
     )
     .await;
     let resolve = || raw(r#"{"by": "slack:U1"}"#);
@@ -368,13 +244,7 @@ async fn bad_input_gets_a_clear_4xx_with_the_reason_and_changes_nothing() {
         &before,
         401,
         "wrong bearer token",
-        app.post_raw(
-            "/api/incidents/3/resolve",
-            Some("Bearer x"),
-            json_type,
-            resolve(),
-        )
-        .await,
+        app.post_raw("/api/incidents/3/resolve", Some("Bearer x"), json_type, resolve()).await,
     )
     .await;
     let basic = format!("Basic {TOKEN}");
@@ -383,23 +253,18 @@ async fn bad_input_gets_a_clear_4xx_with_the_reason_and_changes_nothing() {
         &before,
         401,
         "missing Authorization: Bearer",
-        app.post_raw(
-            "/api/incidents/3/resolve",
-            Some(&basic),
-            json_type,
-            resolve(),
-        )
-        .await,
+        app.post_raw("/api/incidents/3/resolve", Some(&basic), json_type, resolve()).await,
     )
     .await;
 
     // Unknown incidents and ids that are not ids.
+    refused(&app, &before, 404, "there is no incident 999", app.get("/api/incidents/999").await).await;
     refused(
         &app,
         &before,
         404,
         "there is no incident 999",
-        app.get("/api/incidents/999").await,
+        app.post("/api/incidents/999/ack", json!({"by": "slack:U1"})).await,
     )
     .await;
     refused(
@@ -407,38 +272,17 @@ async fn bad_input_gets_a_clear_4xx_with_the_reason_and_changes_nothing() {
         &before,
         404,
         "there is no incident 999",
-        app.post("/api/incidents/999/ack", json!({"by": "slack:U1"}))
-            .await,
-    )
-    .await;
-    refused(
-        &app,
-        &before,
-        404,
-        "there is no incident 999",
-        app.post("/api/incidents/999/resolve", json!({"by": "slack:U1"}))
-            .await,
+        app.post("/api/incidents/999/resolve", json!({"by": "slack:U1"})).await,
     )
     .await;
     for id in ["abc", "0", "-1", "1.5"] {
+        refused(&app, &before, 400, "is not an incident id", app.get(&format!("/api/incidents/{id}")).await).await;
         refused(
             &app,
             &before,
             400,
             "is not an incident id",
-            app.get(&format!("/api/incidents/{id}")).await,
-        )
-        .await;
-        refused(
-            &app,
-            &before,
-            400,
-            "is not an incident id",
-            app.post(
-                &format!("/api/incidents/{id}/ack"),
-                json!({"by": "slack:U1"}),
-            )
-            .await,
+            app.post(&format!("/api/incidents/{id}/ack"), json!({"by": "slack:U1"})).await,
         )
         .await;
     }
@@ -449,8 +293,7 @@ async fn bad_input_gets_a_clear_4xx_with_the_reason_and_changes_nothing() {
         &before,
         409,
         "incident 1 is resolved by slack:U1",
-        app.post("/api/incidents/1/ack", json!({"by": "slack:U2"}))
-            .await,
+        app.post("/api/incidents/1/ack", json!({"by": "slack:U2"})).await,
     )
     .await;
     refused(
@@ -458,8 +301,7 @@ async fn bad_input_gets_a_clear_4xx_with_the_reason_and_changes_nothing() {
         &before,
         409,
         "incident 1 is resolved by slack:U1",
-        app.post("/api/incidents/1/resolve", json!({"by": "slack:U2"}))
-            .await,
+        app.post("/api/incidents/1/resolve", json!({"by": "slack:U2"})).await,
     )
     .await;
     refused(
@@ -467,132 +309,57 @@ async fn bad_input_gets_a_clear_4xx_with_the_reason_and_changes_nothing() {
         &before,
         409,
         "incident 2 was already acknowledged by slack:U1",
-        app.post("/api/incidents/2/ack", json!({"by": "slack:U2"}))
-            .await,
+        app.post("/api/incidents/2/ack", json!({"by": "slack:U2"})).await,
     )
     .await;
 
     // Fields: unknown, invalid, missing.
-    let reply = app
-        .post(
-            "/api/incidents",
-            json!({"title": "Queue backlog", "sevrity": "low"}),
-        )
-        .await;
+    let reply = app.post("/api/incidents", json!({"title": "Queue backlog", "sevrity": "low"})).await;
     refused(&app, &before, 400, "unknown field `sevrity`", reply).await;
     refused(
         &app,
         &before,
         400,
         "unknown field `who`",
-        app.post("/api/incidents/3/ack", json!({"who": "slack:U1"}))
-            .await,
+        app.post("/api/incidents/3/ack", json!({"who": "slack:U1"})).await,
     )
     .await;
-    let reply = app
-        .post(
-            "/api/incidents/3/resolve",
-            json!({"by": "slack:U1", "cause": "x"}),
-        )
-        .await;
+    let reply = app.post("/api/incidents/3/resolve", json!({"by": "slack:U1", "cause": "x"})).await;
     refused(&app, &before, 400, "unknown field `cause`", reply).await;
-    let reply = app
-        .post(
-            "/api/incidents",
-            json!({"title": "Queue backlog", "severity": "urgent"}),
-        )
+    let reply = app.post("/api/incidents", json!({"title": "Queue backlog", "severity": "urgent"})).await;
+    refused(&app, &before, 400, "\"severity\" must be one of critical, high, medium, low (got \"urgent\")", reply)
         .await;
-    refused(
-        &app,
-        &before,
-        400,
-        "\"severity\" must be one of critical, high, medium, low (got \"urgent\")",
-        reply,
-    )
-    .await;
-    refused(
-        &app,
-        &before,
-        400,
-        "\"title\" is required",
-        app.post("/api/incidents", json!({"severity": "low"})).await,
-    )
-    .await;
-    refused(
-        &app,
-        &before,
-        400,
-        "\"title\" is required",
-        app.post("/api/incidents", json!({"title": "   "})).await,
-    )
-    .await;
+    refused(&app, &before, 400, "\"title\" is required", app.post("/api/incidents", json!({"severity": "low"})).await)
+        .await;
+    refused(&app, &before, 400, "\"title\" is required", app.post("/api/incidents", json!({"title": "   "})).await)
+        .await;
     refused(
         &app,
         &before,
         400,
         "\"title\" is longer than 200 characters",
-        app.post("/api/incidents", json!({"title": "x".repeat(201)}))
-            .await,
+        app.post("/api/incidents", json!({"title": "x".repeat(201)})).await,
     )
     .await;
+    refused(&app, &before, 400, "\"by\" is required", app.post("/api/incidents/3/ack", json!({})).await).await;
     refused(
         &app,
         &before,
         400,
         "\"by\" is required",
-        app.post("/api/incidents/3/ack", json!({})).await,
+        app.post("/api/incidents/3/resolve", json!({"root_cause": "x"})).await,
     )
     .await;
-    refused(
-        &app,
-        &before,
-        400,
-        "\"by\" is required",
-        app.post("/api/incidents/3/resolve", json!({"root_cause": "x"}))
-            .await,
-    )
-    .await;
-    let reply = app
-        .post(
-            "/api/incidents",
-            json!({"title": "Queue backlog", "policy": "fast"}),
-        )
-        .await;
-    refused(
-        &app,
-        &before,
-        400,
-        "unknown policy 'fast'; policies: slow",
-        reply,
-    )
-    .await;
-    refused(
-        &app,
-        &before,
-        400,
-        "?all=true&limit=N",
-        app.get("/api/incidents?all=maybe").await,
-    )
-    .await;
+    let reply = app.post("/api/incidents", json!({"title": "Queue backlog", "policy": "fast"})).await;
+    refused(&app, &before, 400, "unknown policy 'fast'; policies: slow", reply).await;
+    refused(&app, &before, 400, "?all=true&limit=N", app.get("/api/incidents?all=maybe").await).await;
 
     // A body over 64 KiB.
     let huge = json!({"title": "Queue backlog", "impact": "x".repeat(70 * 1024)});
-    refused(
-        &app,
-        &before,
-        413,
-        "64 KiB",
-        app.post("/api/incidents", huge).await,
-    )
-    .await;
+    refused(&app, &before, 413, "64 KiB", app.post("/api/incidents", huge).await).await;
 
     // And the same requests done right do change things.
-    assert_eq!(
-        app.post("/api/incidents/3/ack", json!({"by": "slack:U1"}))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(app.post("/api/incidents/3/ack", json!({"by": "slack:U1"})).await.status, 200);
     assert_ne!(app.everything().await, before);
     app.stop().await;
 }
@@ -605,14 +372,7 @@ async fn without_an_api_token_writes_are_forbidden_and_reads_still_work() {
     let body = br#"{"title": "Queue backlog"}"#.to_vec();
     let bearer = format!("Bearer {TOKEN}");
     for authorization in [None, Some(bearer.as_str())] {
-        let reply = app
-            .post_raw(
-                "/api/incidents",
-                authorization,
-                Some("application/json"),
-                body.clone(),
-            )
-            .await;
+        let reply = app.post_raw("/api/incidents", authorization, Some("application/json"), body.clone()).await;
         assert_eq!(reply.status, 403, "{reply:?}");
         assert!(reply.error().contains("set server.api_token"), "{reply:?}");
         let reply = app

@@ -43,15 +43,11 @@ async fn postgres_queue_depth_goes_ok_then_warn_then_crit_as_messages_arrive() {
     let Some(database) = common::postgres_database().await else {
         return;
     };
-    database
-        .execute("CREATE TABLE queue_messages (id bigserial PRIMARY KEY, queue text NOT NULL)")
-        .await;
+    database.execute("CREATE TABLE queue_messages (id bigserial PRIMARY KEY, queue text NOT NULL)").await;
     // Another queue is already deep: the bind parameter must keep its rows out of the count.
     database.execute("INSERT INTO queue_messages (queue) SELECT 'trade_execution' FROM generate_series(1, 1000)").await;
     let enqueue = |count: u32| {
-        format!(
-            "INSERT INTO queue_messages (queue) SELECT 'ingest_indicators' FROM generate_series(1, {count})"
-        )
+        format!("INSERT INTO queue_messages (queue) SELECT 'ingest_indicators' FROM generate_series(1, {count})")
     };
     let engine = Engine::new(&[("signals_db", TargetKind::Postgres, &database.url)]);
     let runbook = engine.load(QUEUE_RUNBOOK);
@@ -64,32 +60,17 @@ async fn postgres_queue_depth_goes_ok_then_warn_then_crit_as_messages_arrive() {
     assert_eq!(run.data["count"], json!(1));
 
     database.execute(&enqueue(100)).await;
-    let run = engine
-        .run_one(&runbook, &[("queue", "ingest_indicators")])
-        .await;
-    assert_eq!(
-        verdict(&run),
-        (Status::Warn, "1 row: depth=150 (warn: row.depth > 100)")
-    );
+    let run = engine.run_one(&runbook, &[("queue", "ingest_indicators")]).await;
+    assert_eq!(verdict(&run), (Status::Warn, "1 row: depth=150 (warn: row.depth > 100)"));
 
     database.execute(&enqueue(400)).await;
-    let run = engine
-        .run_one(&runbook, &[("queue", "ingest_indicators")])
-        .await;
-    assert_eq!(
-        verdict(&run),
-        (Status::Crit, "1 row: depth=550 (crit: row.depth > 500)")
-    );
+    let run = engine.run_one(&runbook, &[("queue", "ingest_indicators")]).await;
+    assert_eq!(verdict(&run), (Status::Crit, "1 row: depth=550 (crit: row.depth > 500)"));
     assert_eq!(run.kind, "sql");
 
     // The same runbook, pointed at the other queue by its argument.
-    let run = engine
-        .run_one(&runbook, &[("queue", "trade_execution")])
-        .await;
-    assert_eq!(
-        verdict(&run),
-        (Status::Crit, "1 row: depth=1000 (crit: row.depth > 500)")
-    );
+    let run = engine.run_one(&runbook, &[("queue", "trade_execution")]).await;
+    assert_eq!(verdict(&run), (Status::Crit, "1 row: depth=1000 (crit: row.depth > 500)"));
 }
 
 const CONNECTIONS_RUNBOOK: &str = r#"
@@ -119,9 +100,7 @@ async fn postgres_pg_stat_activity_by_state_flags_an_idle_transaction() {
     let runbook = engine.load(CONNECTIONS_RUNBOOK);
 
     // A session that opened a transaction and went quiet: what the seed runbooks hunt for.
-    let mut stuck = sqlx::PgConnection::connect(&database.url)
-        .await
-        .expect("a second session connects");
+    let mut stuck = sqlx::PgConnection::connect(&database.url).await.expect("a second session connects");
     sqlx::query("BEGIN").execute(&mut stuck).await.unwrap();
     sqlx::query("SELECT 1").execute(&mut stuck).await.unwrap();
 
@@ -129,28 +108,12 @@ async fn postgres_pg_stat_activity_by_state_flags_an_idle_transaction() {
     assert_eq!(run.status, Status::Warn, "{}", run.summary);
     let rows = run.data["rows"].as_array().expect("rows is a list");
     // The check's own session is the active one; connection counts are numbers.
-    assert!(
-        rows.contains(&json!({"state": "active", "connections": 1})),
-        "{rows:?}"
-    );
-    assert!(
-        rows.contains(&json!({"state": "idle in transaction", "connections": 1})),
-        "{rows:?}"
-    );
+    assert!(rows.contains(&json!({"state": "active", "connections": 1})), "{rows:?}");
+    assert!(rows.contains(&json!({"state": "idle in transaction", "connections": 1})), "{rows:?}");
     assert_eq!(run.data["count"], json!(rows.len()));
-    assert!(
-        run.summary
-            .starts_with(&format!("{} rows; first: ", rows.len())),
-        "{}",
-        run.summary
-    );
+    assert!(run.summary.starts_with(&format!("{} rows; first: ", rows.len())), "{}", run.summary);
     assert!(run.summary.contains("state=active"), "{}", run.summary);
-    assert!(
-        run.summary
-            .ends_with("(warn: rows.exists(r, r.state == 'idle in transaction'))"),
-        "{}",
-        run.summary
-    );
+    assert!(run.summary.ends_with("(warn: rows.exists(r, r.state == 'idle in transaction'))"), "{}", run.summary);
 
     sqlx::query("ROLLBACK").execute(&mut stuck).await.unwrap();
     let run = engine.run_one(&runbook, &[]).await;
@@ -164,11 +127,7 @@ async fn postgres_pg_stat_activity_by_state_flags_an_idle_transaction() {
         .map(|row| row["connections"].as_i64().unwrap());
     assert!(idle >= Some(1), "{:?}", run.data);
     assert!(
-        !run.data["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|row| row["state"] == "idle in transaction"),
+        !run.data["rows"].as_array().unwrap().iter().any(|row| row["state"] == "idle in transaction"),
         "{:?}",
         run.data
     );
@@ -185,10 +144,7 @@ async fn postgres_query_error_is_an_error_with_the_database_message() {
     let run = engine.run_one(&runbook, &[]).await;
     assert_eq!(
         verdict(&run),
-        (
-            Status::Error,
-            r#"query on 'signals_db' failed: relation "no_such_table" does not exist"#
-        )
+        (Status::Error, r#"query on 'signals_db' failed: relation "no_such_table" does not exist"#)
     );
 }
 
@@ -197,9 +153,7 @@ async fn postgres_checks_run_in_a_read_only_transaction() {
     let Some(database) = common::postgres_database().await else {
         return;
     };
-    database
-        .execute("CREATE TABLE queue_messages (id bigserial PRIMARY KEY, queue text NOT NULL)")
-        .await;
+    database.execute("CREATE TABLE queue_messages (id bigserial PRIMARY KEY, queue text NOT NULL)").await;
     let engine = Engine::new(&[("signals_db", TargetKind::Postgres, &database.url)]);
     let runbook = engine.load(&QUEUE_RUNBOOK.replace(
         "SELECT count(*) AS depth FROM queue_messages WHERE queue = $1",
@@ -208,16 +162,9 @@ async fn postgres_checks_run_in_a_read_only_transaction() {
     let run = engine.run_one(&runbook, &[]).await;
     assert_eq!(
         verdict(&run),
-        (
-            Status::Error,
-            "query on 'signals_db' failed: cannot execute INSERT in a read-only transaction"
-        )
+        (Status::Error, "query on 'signals_db' failed: cannot execute INSERT in a read-only transaction")
     );
-    assert_eq!(
-        database.count("SELECT count(*) FROM queue_messages").await,
-        0,
-        "nothing was written"
-    );
+    assert_eq!(database.count("SELECT count(*) FROM queue_messages").await, 0, "nothing was written");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -246,7 +193,11 @@ async fn mariadb_query_with_a_bind_parameter_crosses_its_threshold() {
     let Some(database) = common::mysql_database().await else {
         return;
     };
-    database.execute("CREATE TABLE jobs (id INT AUTO_INCREMENT PRIMARY KEY, queue VARCHAR(32) NOT NULL, done TINYINT NOT NULL)").await;
+    database
+        .execute(
+            "CREATE TABLE jobs (id INT AUTO_INCREMENT PRIMARY KEY, queue VARCHAR(32) NOT NULL, done TINYINT NOT NULL)",
+        )
+        .await;
     database.execute("INSERT INTO jobs (queue, done) VALUES ('mail', 0), ('mail', 0), ('mail', 1), ('billing', 0), ('billing', 0), ('billing', 0)").await;
     let engine = Engine::new(&[("jobs_db", TargetKind::Mysql, &database.url)]);
     let runbook = engine.load(JOBS_RUNBOOK);
@@ -255,26 +206,12 @@ async fn mariadb_query_with_a_bind_parameter_crosses_its_threshold() {
     assert_eq!(verdict(&run), (Status::Ok, "1 row: pending=2, queue=mail"));
     assert_eq!(run.data["row"], json!({"pending": 2, "queue": "mail"}));
 
-    database
-        .execute("INSERT INTO jobs (queue, done) VALUES ('mail', 0)")
-        .await;
+    database.execute("INSERT INTO jobs (queue, done) VALUES ('mail', 0)").await;
     let run = engine.run_one(&runbook, &[("queue", "mail")]).await;
-    assert_eq!(
-        verdict(&run),
-        (
-            Status::Warn,
-            "1 row: pending=3, queue=mail (warn: row.pending >= 3)"
-        )
-    );
+    assert_eq!(verdict(&run), (Status::Warn, "1 row: pending=3, queue=mail (warn: row.pending >= 3)"));
 
     let run = engine.run_one(&runbook, &[("queue", "billing")]).await;
-    assert_eq!(
-        verdict(&run),
-        (
-            Status::Warn,
-            "1 row: pending=3, queue=billing (warn: row.pending >= 3)"
-        )
-    );
+    assert_eq!(verdict(&run), (Status::Warn, "1 row: pending=3, queue=billing (warn: row.pending >= 3)"));
 
     // Checks only read here too.
     let writer = engine.load(&JOBS_RUNBOOK.replace(
@@ -284,16 +221,9 @@ async fn mariadb_query_with_a_bind_parameter_crosses_its_threshold() {
     let run = engine.run_one(&writer, &[("queue", "mail")]).await;
     assert_eq!(
         verdict(&run),
-        (
-            Status::Error,
-            "query on 'jobs_db' failed: Cannot execute statement in a READ ONLY transaction"
-        )
+        (Status::Error, "query on 'jobs_db' failed: Cannot execute statement in a READ ONLY transaction")
     );
-    assert_eq!(
-        database.count("SELECT COUNT(*) FROM jobs").await,
-        7,
-        "nothing was written"
-    );
+    assert_eq!(database.count("SELECT COUNT(*) FROM jobs").await, 7, "nothing was written");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -303,22 +233,16 @@ async fn mariadb_query_with_a_bind_parameter_crosses_its_threshold() {
 async fn sqlite_values_come_back_as_numbers_and_strings() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("signals.db");
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true);
-    let mut setup = sqlx::SqliteConnection::connect_with(&options)
-        .await
-        .expect("the SQLite file is created");
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+    let mut setup = sqlx::SqliteConnection::connect_with(&options).await.expect("the SQLite file is created");
     sqlx::query("CREATE TABLE signals (source TEXT NOT NULL, code TEXT NOT NULL, age_seconds INTEGER NOT NULL, score REAL NOT NULL)")
         .execute(&mut setup)
         .await
         .unwrap();
-    sqlx::query(
-        "INSERT INTO signals VALUES ('binance', '007', 420, 0.25), ('kraken', '042', 30, 0.75)",
-    )
-    .execute(&mut setup)
-    .await
-    .unwrap();
+    sqlx::query("INSERT INTO signals VALUES ('binance', '007', 420, 0.25), ('kraken', '042', 30, 0.75)")
+        .execute(&mut setup)
+        .await
+        .unwrap();
     setup.close().await.unwrap();
 
     let url = format!("sqlite://{}", path.display());
@@ -347,31 +271,16 @@ crit = "row.age_seconds > 3600"
     let run = engine.run_one(&runbook, &[("source", "binance")]).await;
     assert_eq!(run.status, Status::Warn, "{}", run.summary);
     // '007' stays the text it is; integers and reals become numbers the expressions compare.
-    assert_eq!(
-        run.data["row"],
-        json!({"code": "007", "age_seconds": 420, "score": 0.25})
-    );
-    assert!(
-        run.summary.ends_with("(warn: row.age_seconds > 300)"),
-        "{}",
-        run.summary
-    );
+    assert_eq!(run.data["row"], json!({"code": "007", "age_seconds": 420, "score": 0.25}));
+    assert!(run.summary.ends_with("(warn: row.age_seconds > 300)"), "{}", run.summary);
 
     let run = engine.run_one(&runbook, &[("source", "kraken")]).await;
     assert_eq!(run.status, Status::Ok, "{}", run.summary);
-    assert_eq!(
-        run.data["row"],
-        json!({"code": "042", "age_seconds": 30, "score": 0.75})
-    );
+    assert_eq!(run.data["row"], json!({"code": "042", "age_seconds": 30, "score": 0.75}));
 
     let run = engine.run_one(&runbook, &[("source", "bitstamp")]).await;
     assert_eq!(run.data["count"], json!(0));
-    assert_eq!(
-        run.status,
-        Status::Error,
-        "no row: the expression cannot read row.score: {}",
-        run.summary
-    );
+    assert_eq!(run.status, Status::Error, "no row: the expression cannot read row.score: {}", run.summary);
 
     // Checks open the file read-only.
     let writer = engine.load(
@@ -389,8 +298,7 @@ query = "INSERT INTO signals VALUES ('x', 'y', 1, 1.0)"
     let run = engine.run_one(&writer, &[]).await;
     assert_eq!(run.status, Status::Error, "{}", run.summary);
     assert!(
-        run.summary
-            .starts_with("query on 'signals' failed: attempt to write a readonly database"),
+        run.summary.starts_with("query on 'signals' failed: attempt to write a readonly database"),
         "{}",
         run.summary
     );
@@ -428,33 +336,16 @@ crit = "value > 10"
 
     redis.command(&["RPUSH", &key, "t1", "t2", "t3"]).await;
     let run = engine.run_one(&runbook, &args).await;
-    assert_eq!(
-        verdict(&run),
-        (Status::Ok, format!("LLEN {key} = 3").as_str())
-    );
+    assert_eq!(verdict(&run), (Status::Ok, format!("LLEN {key} = 3").as_str()));
     assert_eq!(run.data["value"], json!(3));
 
     redis.command(&["RPUSH", &key, "t4", "t5", "t6"]).await;
     let run = engine.run_one(&runbook, &args).await;
-    assert_eq!(
-        verdict(&run),
-        (
-            Status::Warn,
-            format!("LLEN {key} = 6 (warn: value > 5)").as_str()
-        )
-    );
+    assert_eq!(verdict(&run), (Status::Warn, format!("LLEN {key} = 6 (warn: value > 5)").as_str()));
 
-    redis
-        .command(&["RPUSH", &key, "t7", "t8", "t9", "t10", "t11"])
-        .await;
+    redis.command(&["RPUSH", &key, "t7", "t8", "t9", "t10", "t11"]).await;
     let run = engine.run_one(&runbook, &args).await;
-    assert_eq!(
-        verdict(&run),
-        (
-            Status::Crit,
-            format!("LLEN {key} = 11 (crit: value > 10)").as_str()
-        )
-    );
+    assert_eq!(verdict(&run), (Status::Crit, format!("LLEN {key} = 11 (crit: value > 10)").as_str()));
 }
 
 #[tokio::test]
@@ -492,21 +383,12 @@ expect = "value == 'normal'"
     );
     let results = engine.results(&engine.load(&text), &[]).await;
     let run = &results["last price"];
-    assert_eq!(
-        verdict(run),
-        (
-            Status::Warn,
-            format!("GET {price} = 42 (warn: value > 40)").as_str()
-        )
-    );
+    assert_eq!(verdict(run), (Status::Warn, format!("GET {price} = 42 (warn: value > 40)").as_str()));
     assert_eq!(run.data["value"], json!(42));
     let run = &results["mode"];
     assert_eq!(
         verdict(run),
-        (
-            Status::Crit,
-            format!("GET {label} = maintenance (expected value == 'normal')").as_str()
-        )
+        (Status::Crit, format!("GET {label} = maintenance (expected value == 'normal')").as_str())
     );
     assert_eq!(run.data["value"], json!("maintenance"));
 }
@@ -530,13 +412,13 @@ kind = "redis"
 target = "jobs"
 command = ["DEL", "trade_execution_queue"]
 "#;
-    let errors = engine
-        .try_load(text)
-        .expect_err("a check that writes must not load");
+    let errors = engine.try_load(text).expect_err("a check that writes must not load");
     let line = line_of(text, r#"command = ["DEL""#);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
-        errors[0].starts_with(&format!("commands/trades.toml:{line}: check 'drain': command: DEL is not a read-only Redis command")),
+        errors[0].starts_with(&format!(
+            "commands/trades.toml:{line}: check 'drain': command: DEL is not a read-only Redis command"
+        )),
         "{errors:?}"
     );
     // The same command is fine where writes belong: in a remediation.
@@ -544,11 +426,7 @@ command = ["DEL", "trade_execution_queue"]
         "[[checks]]\nname = \"drain\"\nkind = \"redis\"",
         "[[remediations]]\nname = \"drain\"\nsummary = \"Empty the queue\"\napprovers = [\"oncall\"]\nkind = \"redis\"",
     );
-    assert!(
-        engine.try_load(&remediation).is_ok(),
-        "{:?}",
-        engine.try_load(&remediation).err()
-    );
+    assert!(engine.try_load(&remediation).is_ok(), "{:?}", engine.try_load(&remediation).err());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -561,19 +439,8 @@ async fn spawn_http_server() -> SocketAddr {
     use axum::routing::get;
 
     let app = axum::Router::new()
-        .route(
-            "/health",
-            get(|| async { axum::Json(json!({"status": "ok", "version": "1.4.2"})) }),
-        )
-        .route(
-            "/broken",
-            get(|| async {
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "database unavailable\nretry later",
-                )
-            }),
-        )
+        .route("/health", get(|| async { axum::Json(json!({"status": "ok", "version": "1.4.2"})) }))
+        .route("/broken", get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "database unavailable\nretry later") }))
         .route(
             "/slow",
             get(|| async {
@@ -582,9 +449,7 @@ async fn spawn_http_server() -> SocketAddr {
             }),
         )
         .fallback(|uri: Uri| async move { format!("seen {}", uri.path()) });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a free port");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     address
@@ -616,52 +481,26 @@ expect = "status == 200 && json.status == 'ok'"
     );
     let run = run_http_check(&check, &[]).await;
     assert_eq!(run.status, Status::Ok, "{}", run.summary);
-    assert!(
-        run.summary.starts_with("200 OK in ") && run.summary.ends_with(" ms"),
-        "{}",
-        run.summary
-    );
+    assert!(run.summary.starts_with("200 OK in ") && run.summary.ends_with(" ms"), "{}", run.summary);
     assert_eq!(run.data["status"], json!(200));
-    assert_eq!(
-        run.data["json"],
-        json!({"status": "ok", "version": "1.4.2"})
-    );
-    assert!(
-        run.data["latency_ms"].is_u64(),
-        "latency_ms is a whole number of milliseconds: {:?}",
-        run.data
-    );
+    assert_eq!(run.data["json"], json!({"status": "ok", "version": "1.4.2"}));
+    assert!(run.data["latency_ms"].is_u64(), "latency_ms is a whole number of milliseconds: {:?}", run.data);
 
     // The same expectation against a different field value fails, and says which.
     let failing = check.replace("json.status == 'ok'", "json.version == '2.0.0'");
     let run = run_http_check(&failing, &[]).await;
     assert_eq!(run.status, Status::Crit, "{}", run.summary);
-    assert!(
-        run.summary
-            .ends_with(" ms (expected status == 200 && json.version == '2.0.0')"),
-        "{}",
-        run.summary
-    );
+    assert!(run.summary.ends_with(" ms (expected status == 200 && json.version == '2.0.0')"), "{}", run.summary);
 }
 
 #[tokio::test]
 async fn http_500_is_crit_by_default_and_shows_the_body() {
     let address = spawn_http_server().await;
-    let check = format!(
-        "[[checks]]\nname = \"health\"\nkind = \"http\"\nurl = \"http://{address}/broken\"\n"
-    );
+    let check = format!("[[checks]]\nname = \"health\"\nkind = \"http\"\nurl = \"http://{address}/broken\"\n");
     let run = run_http_check(&check, &[]).await;
     assert_eq!(run.status, Status::Crit, "{}", run.summary);
-    assert!(
-        run.summary.starts_with("500 Internal Server Error in "),
-        "{}",
-        run.summary
-    );
-    assert!(
-        run.summary.ends_with(" ms: database unavailable"),
-        "{}",
-        run.summary
-    );
+    assert!(run.summary.starts_with("500 Internal Server Error in "), "{}", run.summary);
+    assert!(run.summary.ends_with(" ms: database unavailable"), "{}", run.summary);
     assert_eq!(run.data["status"], json!(500));
     assert_eq!(run.data["body"], json!("database unavailable\nretry later"));
 }
@@ -672,30 +511,18 @@ async fn http_connection_refused_is_an_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let check = format!(
-        "[[checks]]\nname = \"health\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/health\"\n"
-    );
+    let check = format!("[[checks]]\nname = \"health\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/health\"\n");
     let run = run_http_check(&check, &[]).await;
     assert_eq!(run.status, Status::Error, "{}", run.summary);
-    assert!(
-        run.summary
-            .starts_with(&format!("GET http://127.0.0.1:{port}/health: ")),
-        "{}",
-        run.summary
-    );
-    assert!(
-        run.summary.to_lowercase().contains("connection refused"),
-        "{}",
-        run.summary
-    );
+    assert!(run.summary.starts_with(&format!("GET http://127.0.0.1:{port}/health: ")), "{}", run.summary);
+    assert!(run.summary.to_lowercase().contains("connection refused"), "{}", run.summary);
 }
 
 #[tokio::test]
 async fn http_slower_than_the_timeout_is_an_error() {
     let address = spawn_http_server().await;
-    let check = format!(
-        "[[checks]]\nname = \"health\"\nkind = \"http\"\nurl = \"http://{address}/slow\"\ntimeout = \"1s\"\n"
-    );
+    let check =
+        format!("[[checks]]\nname = \"health\"\nkind = \"http\"\nurl = \"http://{address}/slow\"\ntimeout = \"1s\"\n");
     let run = run_http_check(&check, &[]).await;
     assert_eq!(verdict(&run), (Status::Error, "timed out after 1s"));
 }
@@ -714,10 +541,7 @@ url = "http://{address}/items/{{{{item}}}}?q={{{{item}}}}"
     assert_eq!(run.status, Status::Ok, "{}", run.summary);
     // The slash in the value stays inside one path segment; the server sees it encoded.
     assert_eq!(run.data["body"], json!("seen /items/a%20b%2Fc"));
-    assert_eq!(
-        run.data["url"],
-        json!(format!("http://{address}/items/a%20b%2Fc?q=a%20b%2Fc"))
-    );
+    assert_eq!(run.data["url"], json!(format!("http://{address}/items/a%20b%2Fc?q=a%20b%2Fc")));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -739,9 +563,7 @@ fn unix_now() -> i64 {
 /// Sets a certificate's validity in seconds relative to now (rcgen takes `time` dates, which
 /// are built here from the Unix epoch so this crate needs no `time` dependency of its own).
 fn set_validity(params: &mut rcgen::CertificateParams, not_before: i64, not_after: i64) {
-    let at = |unix: i64| {
-        rcgen::date_time_ymd(1970, 1, 1) + Duration::from_secs(u64::try_from(unix).unwrap())
-    };
+    let at = |unix: i64| rcgen::date_time_ymd(1970, 1, 1) + Duration::from_secs(u64::try_from(unix).unwrap());
     params.not_before = at(not_before);
     params.not_after = at(not_after);
 }
@@ -751,47 +573,35 @@ impl TestCa {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "firebell test CA");
+        params.distinguished_name.push(rcgen::DnType::CommonName, "firebell test CA");
         params.key_usages = vec![
             rcgen::KeyUsagePurpose::KeyCertSign,
             rcgen::KeyUsagePurpose::CrlSign,
             rcgen::KeyUsagePurpose::DigitalSignature,
         ];
         set_validity(&mut params, unix_now() - 365 * DAY, unix_now() + 3650 * DAY);
-        let issuer =
-            rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
-                .unwrap();
+        let issuer = rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let pem_path = dir.path().join("ca.pem");
         std::fs::write(&pem_path, issuer.pem()).unwrap();
-        TestCa {
-            issuer,
-            pem_path,
-            _dir: dir,
-        }
+        TestCa { issuer, pem_path, _dir: dir }
     }
 
     /// Serves a `localhost` certificate valid between the given Unix times on a loopback port.
     async fn serve_leaf(&self, not_before: i64, not_after: i64) -> u16 {
         let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
         params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "localhost");
+        params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
         set_validity(&mut params, not_before, not_after);
         let key = rcgen::KeyPair::generate().unwrap();
         let certificate = params.signed_by(&key, &*self.issuer).unwrap();
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![certificate.der().clone()], key)
-        .expect("the server accepts its certificate");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![certificate.der().clone()], key)
+            .expect("the server accepts its certificate");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -808,9 +618,8 @@ impl TestCa {
 }
 
 async fn run_tls_check(port: u16, ca_file: Option<&Path>) -> firebell::check::CheckRun {
-    let ca_line = ca_file
-        .map(|path| format!("ca_file = {}", toml_str(&path.display().to_string())))
-        .unwrap_or_default();
+    let ca_line =
+        ca_file.map(|path| format!("ca_file = {}", toml_str(&path.display().to_string()))).unwrap_or_default();
     let engine = Engine::new(&[]);
     let runbook = engine.load(&format!(
         r#"
@@ -830,10 +639,7 @@ server_name = "localhost"
 }
 
 fn date_of(unix: i64) -> String {
-    chrono::DateTime::from_timestamp(unix, 0)
-        .unwrap()
-        .format("%Y-%m-%d %H:%M UTC")
-        .to_string()
+    chrono::DateTime::from_timestamp(unix, 0).unwrap().format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 #[tokio::test]
@@ -846,24 +652,13 @@ async fn tls_certificate_valid_for_60_days_is_ok() {
         verdict(&run),
         (
             Status::Ok,
-            format!(
-                "certificate valid until {}, 60 days left; subject CN=localhost",
-                date_of(not_after)
-            )
-            .as_str()
+            format!("certificate valid until {}, 60 days left; subject CN=localhost", date_of(not_after)).as_str()
         )
     );
     assert_eq!(run.data["days_left"], json!(60));
     assert_eq!(run.data["trusted"], json!(true));
     assert_eq!(run.data["issuer"], json!("CN=firebell test CA"));
-    assert_eq!(
-        run.data["not_after"],
-        json!(
-            chrono::DateTime::from_timestamp(not_after, 0)
-                .unwrap()
-                .to_rfc3339()
-        )
-    );
+    assert_eq!(run.data["not_after"], json!(chrono::DateTime::from_timestamp(not_after, 0).unwrap().to_rfc3339()));
 }
 
 #[tokio::test]
@@ -876,11 +671,7 @@ async fn tls_certificate_expiring_in_5_days_is_crit() {
         verdict(&run),
         (
             Status::Crit,
-            format!(
-                "certificate expires {}, 5 days left; subject CN=localhost",
-                date_of(not_after)
-            )
-            .as_str()
+            format!("certificate expires {}, 5 days left; subject CN=localhost", date_of(not_after)).as_str()
         )
     );
     assert_eq!(run.data["days_left"], json!(5));
@@ -897,44 +688,22 @@ async fn tls_certificate_already_expired_is_crit_and_names_its_date() {
         verdict(&run),
         (
             Status::Crit,
-            format!(
-                "certificate EXPIRED on {} (2 days ago); subject CN=localhost",
-                date_of(not_after)
-            )
-            .as_str()
+            format!("certificate EXPIRED on {} (2 days ago); subject CN=localhost", date_of(not_after)).as_str()
         )
     );
-    assert!(
-        run.data["days_left"].as_i64().unwrap() < 0,
-        "{:?}",
-        run.data
-    );
-    assert_eq!(
-        run.data["trusted"],
-        json!(true),
-        "expired, but signed by the trusted CA"
-    );
+    assert!(run.data["days_left"].as_i64().unwrap() < 0, "{:?}", run.data);
+    assert_eq!(run.data["trusted"], json!(true), "expired, but signed by the trusted CA");
 }
 
 #[tokio::test]
 async fn tls_certificate_not_signed_by_a_trusted_ca_is_crit() {
     let ca = TestCa::new();
-    let port = ca
-        .serve_leaf(unix_now() - DAY, unix_now() + 60 * DAY + 3600)
-        .await;
+    let port = ca.serve_leaf(unix_now() - DAY, unix_now() + 60 * DAY + 3600).await;
     // Without ca_file only the public roots are trusted, and they did not sign this.
     let run = run_tls_check(port, None).await;
     assert_eq!(run.status, Status::Crit, "{}", run.summary);
-    assert!(
-        run.summary.starts_with("certificate valid until "),
-        "{}",
-        run.summary
-    );
-    assert!(
-        run.summary.contains("60 days left; NOT TRUSTED: "),
-        "{}",
-        run.summary
-    );
+    assert!(run.summary.starts_with("certificate valid until "), "{}", run.summary);
+    assert!(run.summary.contains("60 days left; NOT TRUSTED: "), "{}", run.summary);
     assert_eq!(run.data["trusted"], json!(false));
     assert_eq!(run.data["days_left"], json!(60));
 }
@@ -966,39 +735,19 @@ async fn exec_exit_codes_follow_the_monitoring_plugin_convention() {
     let engine = Engine::new(&[]);
     let runbook = engine.load(&text);
     let events = engine.run(&runbook, &[]).await;
-    let results: std::collections::BTreeMap<String, _> = finished(&events)
-        .into_iter()
-        .map(|run| (run.name.clone(), run))
-        .collect();
-    assert_eq!(
-        verdict(&results["exit 0"]),
-        (Status::Ok, "exit 0: all good")
-    );
-    assert_eq!(
-        verdict(&results["exit 1"]),
-        (Status::Warn, "exit 1: disk 85% full")
-    );
-    assert_eq!(
-        verdict(&results["exit 2"]),
-        (Status::Crit, "exit 2: disk 97% full")
-    );
-    assert_eq!(
-        verdict(&results["exit 3"]),
-        (Status::Error, "exit 3: cannot read /proc/mounts")
-    );
+    let results: std::collections::BTreeMap<String, _> =
+        finished(&events).into_iter().map(|run| (run.name.clone(), run)).collect();
+    assert_eq!(verdict(&results["exit 0"]), (Status::Ok, "exit 0: all good"));
+    assert_eq!(verdict(&results["exit 1"]), (Status::Warn, "exit 1: disk 85% full"));
+    assert_eq!(verdict(&results["exit 2"]), (Status::Crit, "exit 2: disk 97% full"));
+    assert_eq!(verdict(&results["exit 3"]), (Status::Error, "exit 3: cannot read /proc/mounts"));
     assert_eq!(results["exit 1"].data["exit_code"], json!(1));
     assert_eq!(results["exit 1"].data["stdout"], json!("disk 85% full\n"));
-    assert_eq!(
-        results["exit 3"].data["stderr"],
-        json!("cannot read /proc/mounts\n")
-    );
+    assert_eq!(results["exit 3"].data["stderr"], json!("cannot read /proc/mounts\n"));
     let stderr_line = events.iter().any(|event| {
         matches!(event, CheckEvent::Line { check, stream: Stream::Stderr, line } if check == "exit 3" && line == "cannot read /proc/mounts")
     });
-    assert!(
-        stderr_line,
-        "stderr is streamed as stderr lines: {events:?}"
-    );
+    assert!(stderr_line, "stderr is streamed as stderr lines: {events:?}");
 }
 
 #[tokio::test]
@@ -1009,10 +758,7 @@ async fn exec_lines_stream_in_order_while_the_process_runs() {
     let script = write_script(
         dir.path(),
         "two_lines",
-        &format!(
-            "echo 'line 1'\nwhile [ ! -e '{}' ]; do sleep 0.02; done\necho 'line 2'",
-            release.display()
-        ),
+        &format!("echo 'line 1'\nwhile [ ! -e '{}' ]; do sleep 0.02; done\necho 'line 2'", release.display()),
     );
     let engine = Engine::new(&[]);
     let runbook = engine.load(&format!(
@@ -1022,15 +768,8 @@ async fn exec_lines_stream_in_order_while_the_process_runs() {
     let mut events = engine.start(&runbook, &[]);
 
     match events.recv().await {
-        Some(CheckEvent::Line {
-            check,
-            stream,
-            line,
-        }) => {
-            assert_eq!(
-                (check.as_str(), stream, line.as_str()),
-                ("worker", Stream::Stdout, "line 1")
-            );
+        Some(CheckEvent::Line { check, stream, line }) => {
+            assert_eq!((check.as_str(), stream, line.as_str()), ("worker", Stream::Stdout, "line 1"));
         }
         other => panic!("the first line must arrive while the process still runs, got {other:?}"),
     }
@@ -1064,39 +803,24 @@ async fn exec_timeout_kills_the_process_and_its_children() {
         ),
     );
     let engine = Engine::new(&[]);
-    let runbook = engine.load(&format!(
-        "name = \"hang\"\nsummary = \"Hangs\"\n{}",
-        exec_check("hang", &script, "timeout = \"1s\"")
-    ));
+    let runbook = engine
+        .load(&format!("name = \"hang\"\nsummary = \"Hangs\"\n{}", exec_check("hang", &script, "timeout = \"1s\"")));
     let events = engine.run(&runbook, &[]).await;
     let run = finished(&events).remove(0);
     assert_eq!(verdict(&run), (Status::Error, "timed out after 1s"));
     let script_pid = common::read_pid(&script_pid).await;
     let child_pid = common::read_pid(&child_pid).await;
-    assert!(
-        common::wait_until_gone(script_pid).await,
-        "the script (pid {script_pid}) still runs after the timeout"
-    );
-    assert!(
-        common::wait_until_gone(child_pid).await,
-        "its child sleep (pid {child_pid}) still runs after the timeout"
-    );
+    assert!(common::wait_until_gone(script_pid).await, "the script (pid {script_pid}) still runs after the timeout");
+    assert!(common::wait_until_gone(child_pid).await, "its child sleep (pid {child_pid}) still runs after the timeout");
 }
 
 #[tokio::test]
 async fn exec_output_that_is_not_utf8_keeps_streaming() {
     let dir = tempfile::tempdir().unwrap();
     // \351 is a lone Latin-1 byte: not UTF-8. The lines after it must still arrive.
-    let script = write_script(
-        dir.path(),
-        "latin1",
-        "printf 'caf\\351\\n'\necho 'after'\nprintf 'no newline'",
-    );
+    let script = write_script(dir.path(), "latin1", "printf 'caf\\351\\n'\necho 'after'\nprintf 'no newline'");
     let engine = Engine::new(&[]);
-    let runbook = engine.load(&format!(
-        "name = \"bytes\"\nsummary = \"Bytes\"\n{}",
-        exec_check("latin1", &script, "")
-    ));
+    let runbook = engine.load(&format!("name = \"bytes\"\nsummary = \"Bytes\"\n{}", exec_check("latin1", &script, "")));
     let events = engine.run(&runbook, &[]).await;
     let lines: Vec<&str> = events
         .iter()
@@ -1113,9 +837,7 @@ async fn exec_output_that_is_not_utf8_keeps_streaming() {
 
 /// The 1-based line of the first occurrence of `needle` in `text`.
 fn line_of(text: &str, needle: &str) -> usize {
-    let offset = text
-        .find(needle)
-        .unwrap_or_else(|| panic!("{needle} is not in the text"));
+    let offset = text.find(needle).unwrap_or_else(|| panic!("{needle} is not in the text"));
     text[..offset].matches('\n').count() + 1
 }
 
@@ -1155,20 +877,26 @@ async fn spawn_prometheus() -> (SocketAddr, Arc<std::sync::Mutex<String>>) {
     let app = axum::Router::new()
         .route(
             "/api/v1/query",
-            get(|State(seen): State<Seen>, Query(params): Query<std::collections::HashMap<String, String>>| async move {
-                let query = params.get("query").cloned().unwrap_or_default();
-                *seen.lock().unwrap() = query.clone();
-                if query.contains("[5m]") && !query.contains("rate(") {
-                    return axum::Json(json!({"status": "success", "data": {"resultType": "matrix", "result": []}}));
-                }
-                if query.starts_with("bad") {
-                    return axum::Json(json!({"status": "error", "errorType": "bad_data", "error": "parse error at char 4"}));
-                }
-                axum::Json(json!({"status": "success", "data": {"resultType": "vector", "result": [
-                    {"metric": {"job": "api", "instance": "a:9100"}, "value": [1700000000.1, "0.25"]},
-                    {"metric": {"job": "api", "instance": "b:9100"}, "value": [1700000000.1, "0.75"]}
-                ]}}))
-            }),
+            get(
+                |State(seen): State<Seen>, Query(params): Query<std::collections::HashMap<String, String>>| async move {
+                    let query = params.get("query").cloned().unwrap_or_default();
+                    *seen.lock().unwrap() = query.clone();
+                    if query.contains("[5m]") && !query.contains("rate(") {
+                        return axum::Json(
+                            json!({"status": "success", "data": {"resultType": "matrix", "result": []}}),
+                        );
+                    }
+                    if query.starts_with("bad") {
+                        return axum::Json(
+                            json!({"status": "error", "errorType": "bad_data", "error": "parse error at char 4"}),
+                        );
+                    }
+                    axum::Json(json!({"status": "success", "data": {"resultType": "vector", "result": [
+                        {"metric": {"job": "api", "instance": "a:9100"}, "value": [1700000000.1, "0.25"]},
+                        {"metric": {"job": "api", "instance": "b:9100"}, "value": [1700000000.1, "0.75"]}
+                    ]}}))
+                },
+            ),
         )
         .with_state(seen.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1239,7 +967,11 @@ async fn http_target_sends_its_headers_and_the_body_with_the_method() {
     headers.insert("Authorization".to_string(), firebell::config::Secret::new("Bearer s3cr3t-t0ken-value"));
     let targets = std::collections::BTreeMap::from([(
         "rpc".to_string(),
-        firebell::check::TargetInfo { kind: TargetKind::Http, url: firebell::config::Secret::new(&format!("http://{address}")), headers },
+        firebell::check::TargetInfo {
+            kind: TargetKind::Http,
+            url: firebell::config::Secret::new(&format!("http://{address}")),
+            headers,
+        },
     )]);
     let runner = firebell::check::Runner::new(
         Arc::new(firebell::check::Targets::new(targets)),
@@ -1265,7 +997,10 @@ expect = "status == 200 && json.echo.contains('\"latest\"')"
 "#;
     let (catalogue, errors) = firebell::runbook::Catalogue::load(
         &[firebell::source::SourceFile::new("commands/rpc.toml", text)],
-        &firebell::runbook::TargetRefs::Known(std::collections::BTreeMap::from([("rpc".to_string(), TargetKind::Http)])),
+        &firebell::runbook::TargetRefs::Known(std::collections::BTreeMap::from([(
+            "rpc".to_string(),
+            TargetKind::Http,
+        )])),
     );
     assert!(errors.is_empty(), "{errors:?}");
     let runbook = catalogue.get("rpc").unwrap();

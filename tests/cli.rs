@@ -48,34 +48,20 @@ fn run_prints_each_check_as_it_finishes() {
     );
     workspace.runbook(
         "workers.toml",
-        &exec_runbook(
-            "workers",
-            "",
-            &[("slow check", &slow, &[]), ("fast check", &fast, &[])],
-        ),
+        &exec_runbook("workers", "", &[("slow check", &slow, &[]), ("fast check", &fast, &[])]),
     );
 
-    let child = workspace
-        .command(&["run", "diagnose", "workers"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("firebell starts");
+    let child =
+        workspace.command(&["run", "diagnose", "workers"]).stdout(Stdio::piped()).spawn().expect("firebell starts");
     let mut child = KillOnDrop(child);
     let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();
     // The slow check cannot finish before the release file exists, so the fast check's result
     // line must be on the terminal while the slow one still runs.
     loop {
-        let line = lines
-            .next()
-            .expect("firebell ended before printing the fast check's result")
-            .unwrap();
-        assert!(
-            !line.starts_with("OK    slow check"),
-            "the slow check finished before its release: {seen:?}"
-        );
-        let fast_result =
-            line.starts_with("OK    fast check — exit 0: fast done (") && line.ends_with(" ms)");
+        let line = lines.next().expect("firebell ended before printing the fast check's result").unwrap();
+        assert!(!line.starts_with("OK    slow check"), "the slow check finished before its release: {seen:?}");
+        let fast_result = line.starts_with("OK    fast check — exit 0: fast done (") && line.ends_with(" ms)");
         seen.push(line);
         if fast_result {
             break;
@@ -86,21 +72,10 @@ fn run_prints_each_check_as_it_finishes() {
     let rest: Vec<String> = lines.map(Result::unwrap).collect();
     let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{seen:?} {rest:?}");
-    assert!(
-        rest.iter()
-            .any(|line| line == "      slow check | released"),
-        "{rest:?}"
-    );
-    assert!(
-        rest.iter()
-            .any(|line| line.starts_with("OK    slow check — exit 0: waiting for release (")),
-        "{rest:?}"
-    );
+    assert!(rest.iter().any(|line| line == "      slow check | released"), "{rest:?}");
+    assert!(rest.iter().any(|line| line.starts_with("OK    slow check — exit 0: waiting for release (")), "{rest:?}");
     let last = rest.last().expect("a summary line");
-    assert!(
-        last.starts_with("OK — 2 checks: 2 ok, 0 warn, 0 crit, 0 error in "),
-        "{last}"
-    );
+    assert!(last.starts_with("OK — 2 checks: 2 ok, 0 warn, 0 crit, 0 error in "), "{last}");
 }
 
 #[test]
@@ -111,55 +86,29 @@ fn run_json_prints_one_event_per_line_ending_with_done_matching_the_exit_code() 
     let args = "[args.code]\npattern = '^[0-9]$'\nhelp = \"exit code\"\n";
     workspace.runbook(
         "plugin.toml",
-        &exec_runbook(
-            "plugin",
-            args,
-            &[("fine", &fine, &[]), ("plugin", &exits, &["{{code}}"])],
-        ),
+        &exec_runbook("plugin", args, &[("fine", &fine, &[]), ("plugin", &exits, &["{{code}}"])]),
     );
 
     for (code, status) in [(0, "ok"), (1, "warn"), (2, "crit"), (3, "error")] {
-        let finished = workspace.run(&[
-            "run",
-            "diagnose",
-            "plugin",
-            &format!("code={code}"),
-            "--json",
-        ]);
+        let finished = workspace.run(&["run", "diagnose", "plugin", &format!("code={code}"), "--json"]);
         assert_eq!(finished.code, code, "{finished:?}");
         let events: Vec<Value> = finished
             .stdout
             .lines()
-            .map(|line| {
-                serde_json::from_str(line)
-                    .unwrap_or_else(|error| panic!("not JSON: {line}: {error}"))
-            })
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON: {line}: {error}")))
             .collect();
         let done = events.last().expect("at least the done event");
         assert_eq!(done["event"], json!("done"), "{events:?}");
         assert_eq!(done["status"], json!(status));
         assert_eq!(
             (done["ok"].clone(), done[status].clone()),
-            if code == 0 {
-                (json!(2), json!(2))
-            } else {
-                (json!(1), json!(1))
-            }
+            if code == 0 { (json!(2), json!(2)) } else { (json!(1), json!(1)) }
         );
-        let checks: Vec<&Value> = events
-            .iter()
-            .filter(|event| event["event"] == "check")
-            .collect();
+        let checks: Vec<&Value> = events.iter().filter(|event| event["event"] == "check").collect();
         assert_eq!(checks.len(), 2, "{events:?}");
-        let plugin = checks
-            .iter()
-            .find(|event| event["name"] == "plugin")
-            .expect("the plugin check");
+        let plugin = checks.iter().find(|event| event["name"] == "plugin").expect("the plugin check");
         assert_eq!(plugin["status"], json!(status));
-        assert_eq!(
-            plugin["summary"],
-            json!(format!("exit {code}: exiting with {code}"))
-        );
+        assert_eq!(plugin["summary"], json!(format!("exit {code}: exiting with {code}")));
         assert_eq!(plugin["data"]["exit_code"], json!(code));
         assert!(plugin["duration_ms"].is_u64(), "{plugin}");
         let line = events
@@ -169,10 +118,7 @@ fn run_json_prints_one_event_per_line_ending_with_done_matching_the_exit_code() 
         assert_eq!(line["stream"], json!("stdout"));
         assert_eq!(line["line"], json!(format!("exiting with {code}")));
         assert!(
-            events
-                .iter()
-                .all(|event| ["line", "check", "done"]
-                    .contains(&event["event"].as_str().unwrap_or(""))),
+            events.iter().all(|event| ["line", "check", "done"].contains(&event["event"].as_str().unwrap_or(""))),
             "{events:?}"
         );
     }
@@ -180,20 +126,11 @@ fn run_json_prints_one_event_per_line_ending_with_done_matching_the_exit_code() 
 
 fn two_topics(workspace: &Workspace) {
     let marker = workspace.path().join("ran");
-    let touch = workspace.script(
-        "touch_marker",
-        &format!("touch '{}-'\"$1\"", marker.display()),
-    );
+    let touch = workspace.script("touch_marker", &format!("touch '{}-'\"$1\"", marker.display()));
     let args = "[args.queue]\npattern = '[a-z0-9_]{1,64}'\nhelp = \"queue name\"\nexample = \"ingest_indicators\"\n";
-    workspace.runbook(
-        "queue.toml",
-        &exec_runbook("queue", args, &[("touch", &touch, &["{{queue}}"])]),
-    );
+    workspace.runbook("queue.toml", &exec_runbook("queue", args, &[("touch", &touch, &["{{queue}}"])]));
     let fine = workspace.script("fine", "echo fine");
-    workspace.runbook(
-        "alpha.toml",
-        &exec_runbook("alpha", "", &[("fine", &fine, &[])]),
-    );
+    workspace.runbook("alpha.toml", &exec_runbook("alpha", "", &[("fine", &fine, &[])]));
 }
 
 #[test]
@@ -202,10 +139,7 @@ fn run_unknown_topic_is_a_usage_error_listing_the_topics() {
     two_topics(&workspace);
     let finished = workspace.run(&["run", "diagnose", "qeue"]);
     assert_eq!(finished.code, 64, "{finished:?}");
-    assert_eq!(
-        finished.stderr.trim(),
-        "firebell: unknown topic 'qeue'; valid topics: alpha, queue"
-    );
+    assert_eq!(finished.stderr.trim(), "firebell: unknown topic 'qeue'; valid topics: alpha, queue");
     assert_eq!(finished.stdout, "");
 }
 
@@ -215,13 +149,9 @@ fn run_bad_argument_is_refused_before_anything_runs() {
     two_topics(&workspace);
     let ran = |value: &str| workspace.path().join(format!("ran-{value}")).exists();
     let any_ran = || {
-        std::fs::read_dir(workspace.path()).unwrap().any(|entry| {
-            entry
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with("ran-")
-        })
+        std::fs::read_dir(workspace.path())
+            .unwrap()
+            .any(|entry| entry.unwrap().file_name().to_string_lossy().starts_with("ran-"))
     };
 
     // The pattern is written without anchors and must still match the whole value.
@@ -235,10 +165,7 @@ fn run_bad_argument_is_refused_before_anything_runs() {
             )
         );
         assert_eq!(finished.stdout, "", "nothing ran, so nothing was printed");
-        assert!(
-            !any_ran(),
-            "the check ran although its argument was refused"
-        );
+        assert!(!any_ran(), "the check ran although its argument was refused");
     }
     let finished = workspace.run(&["run", "diagnose", "queue"]);
     assert_eq!(finished.code, 64, "{finished:?}");
@@ -281,16 +208,9 @@ argv = ["printf", "%s", "{{x}}"]
         .map(|line| serde_json::from_str::<Value>(line).unwrap())
         .find(|event| event["event"] == "check")
         .expect("a check event");
-    assert_eq!(
-        check["data"]["stdout"],
-        json!(value),
-        "printf received the value as one literal argument"
-    );
+    assert_eq!(check["data"]["stdout"], json!(value), "printf received the value as one literal argument");
     assert_eq!(check["summary"], json!(format!("exit 0: {value}")));
-    assert!(
-        !workspace.path().join("pwned").exists(),
-        "a shell ran the argument"
-    );
+    assert!(!workspace.path().join("pwned").exists(), "a shell ran the argument");
 }
 
 #[test]
@@ -301,14 +221,8 @@ fn secrets_are_masked_in_summary_lines_and_data() {
     workspace.config(&format!(
         "[targets.signals_db]\nkind = \"postgres\"\nurl = \"postgres://app:{password}@127.0.0.1:5432/signals\"\n"
     ));
-    let leak = workspace.script(
-        "leak",
-        &format!("echo 'connecting with {password}'\necho 'slack token {token}' >&2"),
-    );
-    workspace.runbook(
-        "leak.toml",
-        &exec_runbook("leak", "", &[("leaky", &leak, &[])]),
-    );
+    let leak = workspace.script("leak", &format!("echo 'connecting with {password}'\necho 'slack token {token}' >&2"));
+    workspace.runbook("leak.toml", &exec_runbook("leak", "", &[("leaky", &leak, &[])]));
 
     for json_output in [true, false] {
         let mut args = vec!["run", "diagnose", "leak"];
@@ -317,29 +231,13 @@ fn secrets_are_masked_in_summary_lines_and_data() {
         }
         let finished = workspace.run(&args);
         assert_eq!(finished.code, 0, "{finished:?}");
-        assert!(
-            !finished.stdout.contains(password) && !finished.stderr.contains(password),
-            "{finished:?}"
-        );
-        assert!(
-            !finished.stdout.contains("abcdefghijkl") && !finished.stderr.contains("abcdefghijkl"),
-            "{finished:?}"
-        );
+        assert!(!finished.stdout.contains(password) && !finished.stderr.contains(password), "{finished:?}");
+        assert!(!finished.stdout.contains("abcdefghijkl") && !finished.stderr.contains("abcdefghijkl"), "{finished:?}");
         if !json_output {
-            assert!(
-                finished
-                    .stdout
-                    .contains("OK    leaky — exit 0: connecting with *** ("),
-                "{}",
-                finished.stdout
-            );
+            assert!(finished.stdout.contains("OK    leaky — exit 0: connecting with *** ("), "{}", finished.stdout);
             continue;
         }
-        let events: Vec<Value> = finished
-            .stdout
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect();
+        let events: Vec<Value> = finished.stdout.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
         let lines: Vec<&str> = events
             .iter()
             .filter(|event| event["event"] == "line")
@@ -347,10 +245,7 @@ fn secrets_are_masked_in_summary_lines_and_data() {
             .collect();
         assert!(lines.contains(&"connecting with ***"), "{lines:?}");
         assert!(lines.contains(&"slack token ***"), "{lines:?}");
-        let check = events
-            .iter()
-            .find(|event| event["event"] == "check")
-            .unwrap();
+        let check = events.iter().find(|event| event["event"] == "check").unwrap();
         assert_eq!(check["summary"], json!("exit 0: connecting with ***"));
         assert_eq!(check["data"]["stdout"], json!("connecting with ***\n"));
         assert_eq!(check["data"]["stderr"], json!("slack token ***\n"));
@@ -359,9 +254,7 @@ fn secrets_are_masked_in_summary_lines_and_data() {
 
 /// The 1-based line of the first occurrence of `needle` in `text`.
 fn line_of(text: &str, needle: &str) -> usize {
-    let offset = text
-        .find(needle)
-        .unwrap_or_else(|| panic!("{needle} is not in the text"));
+    let offset = text.find(needle).unwrap_or_else(|| panic!("{needle} is not in the text"));
     text[..offset].matches('\n').count() + 1
 }
 
@@ -387,17 +280,12 @@ timeout = "5s"
 #[test]
 fn commands_check_reports_each_broken_file_with_its_line() {
     let workspace = Workspace::new();
-    workspace.config("[targets.signals_db]\nkind = \"postgres\"\nurl = \"postgres://firebell@127.0.0.1:5432/signals\"\n");
+    workspace
+        .config("[targets.signals_db]\nkind = \"postgres\"\nurl = \"postgres://firebell@127.0.0.1:5432/signals\"\n");
     // Each file breaks the good runbook in one way: (file, what to replace, with what, the
     // text on the broken line, what the message must say).
     let cases = [
-        (
-            "unknown_key",
-            "timeout = \"5s\"",
-            "timout = \"5s\"",
-            "timout",
-            "unknown field `timout`",
-        ),
+        ("unknown_key", "timeout = \"5s\"", "timout = \"5s\"", "timout", "unknown field `timout`"),
         (
             "bad_regex",
             "'^[a-z0-9_]{1,64}$'",
@@ -439,74 +327,44 @@ fn commands_check_reports_each_broken_file_with_its_line() {
         assert!(GOOD_RUNBOOK.contains(from), "case {file} does not apply");
         let text = GOOD_RUNBOOK.replace("NAME", file).replacen(from, to, 1);
         workspace.runbook(&format!("{file}.toml"), &text);
-        expected.push(format!(
-            "commands/{file}.toml:{}: {message}",
-            line_of(&text, broken_line)
-        ));
+        expected.push(format!("commands/{file}.toml:{}: {message}", line_of(&text, broken_line)));
     }
     workspace.runbook("good.toml", &GOOD_RUNBOOK.replace("NAME", "good"));
 
     let finished = workspace.run(&["commands", "check"]);
     assert_eq!(finished.code, 1, "{finished:?}");
-    let reported: Vec<&str> = finished
-        .stdout
-        .lines()
-        .filter(|line| line.starts_with("commands/"))
-        .collect();
+    let reported: Vec<&str> = finished.stdout.lines().filter(|line| line.starts_with("commands/")).collect();
     for expected in &expected {
         assert_eq!(
-            reported
-                .iter()
-                .filter(|line| line.starts_with(expected.as_str()))
-                .count(),
+            reported.iter().filter(|line| line.starts_with(expected.as_str())).count(),
             1,
             "missing {expected}\nin:\n{}",
             finished.stdout
         );
     }
-    assert_eq!(
-        reported.len(),
-        cases.len(),
-        "one problem per broken file, none in good.toml:\n{}",
-        finished.stdout
-    );
-    assert!(
-        finished.stdout.contains("6 problem(s) in 7 files"),
-        "{}",
-        finished.stdout
-    );
+    assert_eq!(reported.len(), cases.len(), "one problem per broken file, none in good.toml:\n{}", finished.stdout);
+    assert!(finished.stdout.contains("6 problem(s) in 7 files"), "{}", finished.stdout);
 
     // `run` refuses to start with broken runbooks, and says where to look.
     let finished = workspace.run(&["run", "diagnose", "good"]);
     assert_eq!(finished.code, 78, "{finished:?}");
-    assert!(
-        finished.stderr.contains("commands/bad_cel.toml:"),
-        "{}",
-        finished.stderr
-    );
+    assert!(finished.stderr.contains("commands/bad_cel.toml:"), "{}", finished.stderr);
 }
 
 #[test]
 fn commands_list_json_describes_the_catalogue() {
     let workspace = Workspace::new();
-    workspace.config("[targets.signals_db]\nkind = \"postgres\"\nurl = \"postgres://firebell@127.0.0.1:5432/signals\"\n");
+    workspace
+        .config("[targets.signals_db]\nkind = \"postgres\"\nurl = \"postgres://firebell@127.0.0.1:5432/signals\"\n");
     workspace.runbook("queue.toml", &GOOD_RUNBOOK.replace("NAME", "queue"));
     let fine = workspace.script("fine", "echo fine");
-    workspace.runbook(
-        "alpha.toml",
-        &exec_runbook("alpha", "", &[("fine", &fine, &[])]),
-    );
+    workspace.runbook("alpha.toml", &exec_runbook("alpha", "", &[("fine", &fine, &[])]));
 
     let finished = workspace.run(&["commands", "list", "--json"]);
     assert_eq!(finished.code, 0, "{finished:?}");
-    let topics: Value = serde_json::from_str(&finished.stdout)
-        .unwrap_or_else(|error| panic!("not JSON: {error}\n{}", finished.stdout));
-    let names: Vec<&str> = topics
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|topic| topic["name"].as_str().unwrap())
-        .collect();
+    let topics: Value =
+        serde_json::from_str(&finished.stdout).unwrap_or_else(|error| panic!("not JSON: {error}\n{}", finished.stdout));
+    let names: Vec<&str> = topics.as_array().unwrap().iter().map(|topic| topic["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["alpha", "queue"]);
     let queue = &topics[1];
     assert_eq!(queue["summary"], json!("Depth of the worker queues"));
@@ -514,10 +372,7 @@ fn commands_list_json_describes_the_catalogue() {
         queue["args"],
         json!([{"name": "queue", "pattern": "^[a-z0-9_]{1,64}$", "default": "ingest_indicators", "help": "queue name"}])
     );
-    assert_eq!(
-        queue["checks"],
-        json!([{"name": "queue depth", "kind": "sql", "timeout_ms": 5000}])
-    );
+    assert_eq!(queue["checks"], json!([{"name": "queue depth", "kind": "sql", "timeout_ms": 5000}]));
     assert_eq!(queue["remediations"], json!([]));
 }
 
@@ -525,52 +380,26 @@ fn commands_list_json_describes_the_catalogue() {
 fn check_shipped_commands(args: &[&str]) -> common::Finished {
     let root = env!("CARGO_MANIFEST_DIR");
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_firebell"));
-    command
-        .args(args)
-        .current_dir(root)
-        .env_remove("FIREBELL_CONFIG")
-        .env_remove("FIREBELL_LOG");
+    command.args(args).current_dir(root).env_remove("FIREBELL_CONFIG").env_remove("FIREBELL_LOG");
     common::Finished::from(command.output().expect("firebell starts"))
 }
 
 #[test]
 fn tidy_every_shipped_runbook_loads_against_the_example_config() {
-    let finished =
-        check_shipped_commands(&["commands", "check", "--config", "firebell.example.toml"]);
+    let finished = check_shipped_commands(&["commands", "check", "--config", "firebell.example.toml"]);
     assert_eq!(finished.code, 0, "{}{}", finished.stdout, finished.stderr);
     let shipped = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("commands"))
         .unwrap()
-        .filter(|entry| {
-            entry
-                .as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|ext| ext == "toml")
-        })
+        .filter(|entry| entry.as_ref().unwrap().path().extension().is_some_and(|ext| ext == "toml"))
         .count();
     assert!(shipped > 0);
-    assert!(
-        finished
-            .stdout
-            .contains(&format!("ok: {shipped} files, {shipped} topics")),
-        "{}",
-        finished.stdout
-    );
-    assert!(
-        !finished.stdout.contains("note: no firebell.toml"),
-        "target names were checked: {}",
-        finished.stdout
-    );
+    assert!(finished.stdout.contains(&format!("ok: {shipped} files, {shipped} topics")), "{}", finished.stdout);
+    assert!(!finished.stdout.contains("note: no firebell.toml"), "target names were checked: {}", finished.stdout);
 }
 
 #[test]
 fn tidy_every_shipped_runbook_loads_without_a_config() {
     let finished = check_shipped_commands(&["commands", "check"]);
     assert_eq!(finished.code, 0, "{}{}", finished.stdout, finished.stderr);
-    assert!(
-        finished.stdout.lines().any(|line| line.starts_with("ok: ")),
-        "{}",
-        finished.stdout
-    );
+    assert!(finished.stdout.lines().any(|line| line.starts_with("ok: ")), "{}", finished.stdout);
 }

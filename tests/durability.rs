@@ -15,10 +15,8 @@ use serde_json::Value;
 
 /// One person, so every step has someone to notify.
 fn policy(offsets: &[&str]) -> String {
-    let steps: Vec<String> = offsets
-        .iter()
-        .map(|after| format!("{{ after = \"{after}\", notify = [\"group:oncall\"] }}"))
-        .collect();
+    let steps: Vec<String> =
+        offsets.iter().map(|after| format!("{{ after = \"{after}\", notify = [\"group:oncall\"] }}")).collect();
     format!(
         "[groups]\noncall = [\"console:alice\"]\n\n[[policies]]\nname = \"default\"\nsteps = [ {} ]\n",
         steps.join(", ")
@@ -69,9 +67,7 @@ async fn wait_for_escalations(
 
 /// Every step of every incident, once.
 fn each_once(ids: &[i64], steps: u64) -> BTreeMap<(i64, u64, u64), usize> {
-    ids.iter()
-        .flat_map(|id| (0..steps).map(move |step| ((*id, step, 0), 1)))
-        .collect()
+    ids.iter().flat_map(|id| (0..steps).map(move |step| ((*id, step, 0), 1))).collect()
 }
 
 #[tokio::test]
@@ -86,15 +82,8 @@ async fn a_step_that_came_due_while_firebell_was_down_fires_once_after_restart()
     // Killed before the first step was due: both steps are still pending in the store.
     {
         let store = dir.open_store().await;
-        let stored = store
-            .incident(id)
-            .await
-            .expect("the incident survived the kill");
-        let kinds: Vec<&str> = stored
-            .timeline
-            .iter()
-            .map(|event| event.kind.as_str())
-            .collect();
+        let stored = store.incident(id).await.expect("the incident survived the kill");
+        let kinds: Vec<&str> = stored.timeline.iter().map(|event| event.kind.as_str()).collect();
         assert_eq!(
             kinds,
             ["declared"],
@@ -109,35 +98,17 @@ async fn a_step_that_came_due_while_firebell_was_down_fires_once_after_restart()
     let second = dir.start("second").await;
     let restarted = second.started_at;
     let counts = wait_for_escalations(&second, &[id], 2, Duration::from_secs(10)).await;
-    assert_eq!(
-        counts,
-        each_once(&[id], 2),
-        "after the restart each step fires once:\n{}",
-        dir.logs()
-    );
+    assert_eq!(counts, each_once(&[id], 2), "after the restart each step fires once:\n{}", dir.logs());
 
     let incident = second.incident(id).await;
     for (step, _, at) in api_escalations(&incident) {
-        assert!(
-            at >= restarted,
-            "step {step} is recorded at {at}, before the restart at {restarted}"
-        );
-        eprintln!(
-            "step {step} fired {} ms after the restart",
-            (at - restarted).num_milliseconds()
-        );
+        assert!(at >= restarted, "step {step} is recorded at {at}, before the restart at {restarted}");
+        eprintln!("step {step} fired {} ms after the restart", (at - restarted).num_milliseconds());
     }
-    let escalated: Vec<&Value> = incident["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|event| event["kind"] == "escalated")
-        .collect();
+    let escalated: Vec<&Value> =
+        incident["timeline"].as_array().unwrap().iter().filter(|event| event["kind"] == "escalated").collect();
     for event in &escalated {
-        assert_eq!(
-            event["detail"]["notified"],
-            serde_json::json!(["console:alice"])
-        );
+        assert_eq!(event["detail"]["notified"], serde_json::json!(["console:alice"]));
     }
 
     // A moment later still once each, and one notification each in the outbox.
@@ -146,14 +117,7 @@ async fn a_step_that_came_due_while_firebell_was_down_fires_once_after_restart()
     let store = dir.open_store().await;
     assert_eq!(store.pending_timers().await.unwrap(), 0);
     let outbox = store.undelivered(100).await.unwrap();
-    assert_eq!(
-        outbox
-            .iter()
-            .filter(|item| item.kind == "escalation")
-            .count(),
-        2,
-        "{outbox:?}"
-    );
+    assert_eq!(outbox.iter().filter(|item| item.kind == "escalation").count(), 2, "{outbox:?}");
 }
 
 #[tokio::test]
@@ -162,13 +126,8 @@ async fn repeated_kill_9_cycles_lose_no_step_and_fire_none_twice() {
     let mut dir = ServeDir::new(None, &policy(&["1s", "2s", "3s", "4s", "5s"]));
     // (incidents declared, time up after that, time down after the kill), in milliseconds:
     // kills land before, between and right on the steps' due times.
-    let cycles: [(usize, u64, u64); 5] = [
-        (2, 1_300, 700),
-        (1, 400, 1_500),
-        (1, 2_100, 200),
-        (0, 900, 1_100),
-        (0, 100, 600),
-    ];
+    let cycles: [(usize, u64, u64); 5] =
+        [(2, 1_300, 700), (1, 400, 1_500), (1, 2_100, 200), (0, 900, 1_100), (0, 100, 600)];
     let mut ids = Vec::new();
     let mut last_due = Utc::now();
     for (cycle, (declare, up, down)) in cycles.into_iter().enumerate() {
@@ -186,45 +145,21 @@ async fn repeated_kill_9_cycles_lose_no_step_and_fire_none_twice() {
 
     let last = dir.start("last").await;
     sleep_until(last_due).await;
-    let counts = wait_for_escalations(
-        &last,
-        &ids,
-        ids.len() * STEPS as usize,
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(
-        counts,
-        each_once(&ids, STEPS),
-        "every step of every incident fires exactly once:\n{}",
-        dir.logs()
-    );
+    let counts = wait_for_escalations(&last, &ids, ids.len() * STEPS as usize, Duration::from_secs(10)).await;
+    assert_eq!(counts, each_once(&ids, STEPS), "every step of every incident fires exactly once:\n{}", dir.logs());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        fired_counts(&last, &ids).await,
-        each_once(&ids, STEPS),
-        "and no step fires again later"
-    );
+    assert_eq!(fired_counts(&last, &ids).await, each_once(&ids, STEPS), "and no step fires again later");
 
     let store = dir.open_store().await;
     assert_eq!(store.pending_timers().await.unwrap(), 0);
     let outbox = store.undelivered(1_000).await.unwrap();
-    assert_eq!(
-        outbox
-            .iter()
-            .filter(|item| item.kind == "escalation")
-            .count(),
-        ids.len() * STEPS as usize
-    );
+    assert_eq!(outbox.iter().filter(|item| item.kind == "escalation").count(), ids.len() * STEPS as usize);
     // The kills really did interrupt the escalation: some steps came due while nobody ran and
     // fired late, after a restart.
     let mut latest = 0;
     for id in &ids {
-        for event in last.incident(*id).await["timeline"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|event| event["kind"] == "escalated")
+        for event in
+            last.incident(*id).await["timeline"].as_array().unwrap().iter().filter(|event| event["kind"] == "escalated")
         {
             latest = latest.max(event["detail"]["late_ms"].as_i64().expect("detail.late_ms"));
         }
@@ -258,34 +193,13 @@ async fn two_replicas_on_postgresql_fire_each_step_once_when_one_is_killed() {
     sleep_until(last_due - chrono::Duration::milliseconds(5_000)).await;
     a.kill();
     sleep_until(last_due).await;
-    let counts = wait_for_escalations(
-        &b,
-        &ids,
-        ids.len() * STEPS as usize,
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(
-        counts,
-        each_once(&ids, STEPS),
-        "every step of every incident fires exactly once:\n{}",
-        dir.logs()
-    );
+    let counts = wait_for_escalations(&b, &ids, ids.len() * STEPS as usize, Duration::from_secs(10)).await;
+    assert_eq!(counts, each_once(&ids, STEPS), "every step of every incident fires exactly once:\n{}", dir.logs());
     tokio::time::sleep(Duration::from_millis(1_000)).await;
-    assert_eq!(
-        fired_counts(&b, &ids).await,
-        each_once(&ids, STEPS),
-        "and no step fires again later"
-    );
+    assert_eq!(fired_counts(&b, &ids).await, each_once(&ids, STEPS), "and no step fires again later");
 
     let store = dir.open_store().await;
     assert_eq!(store.pending_timers().await.unwrap(), 0);
     let outbox = store.undelivered(1_000).await.unwrap();
-    assert_eq!(
-        outbox
-            .iter()
-            .filter(|item| item.kind == "escalation")
-            .count(),
-        ids.len() * STEPS as usize
-    );
+    assert_eq!(outbox.iter().filter(|item| item.kind == "escalation").count(), ids.len() * STEPS as usize);
 }

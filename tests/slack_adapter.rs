@@ -12,8 +12,7 @@ use fake_slack::{FakeSlack, Outcome};
 use firebell::chat::slack::render::TRUNCATED;
 use firebell::chat::slack::{SlackAdapter, SlackHandler, http};
 use firebell::chat::{
-    Button, ChatAdapter, ChatError, ChatEvent, FileAttachment, Form, FormField, Message,
-    MessageRef, Reply,
+    Button, ChatAdapter, ChatError, ChatEvent, FileAttachment, Form, FormField, Message, MessageRef, Reply,
 };
 use firebell::config::{EnvString, Secret, SlackConfig};
 use hmac::{Hmac, KeyInit, Mac};
@@ -36,10 +35,7 @@ fn adapter_for(fake: &FakeSlack) -> SlackAdapter {
 fn incident_message(title: &str) -> Message {
     Message::new()
         .header(title)
-        .fields(vec![
-            ("Severity".into(), "high".into()),
-            ("Status".into(), "investigating".into()),
-        ])
+        .fields(vec![("Severity".into(), "high".into()), ("Status".into(), "investigating".into())])
         .text("Declared by <@U0001>")
         .buttons(vec![
             Button::new("Acknowledge", "ack", "7").primary(),
@@ -55,18 +51,8 @@ fn resolve_form() -> Form {
         action: "resolve".into(),
         value: "7".into(),
         fields: vec![
-            FormField {
-                id: "root_cause".into(),
-                label: "Root cause".into(),
-                multiline: true,
-                optional: false,
-            },
-            FormField {
-                id: "prevention".into(),
-                label: "Prevention".into(),
-                multiline: false,
-                optional: true,
-            },
+            FormField { id: "root_cause".into(), label: "Root cause".into(), multiline: true, optional: false },
+            FormField { id: "prevention".into(), label: "Prevention".into(), multiline: false, optional: true },
         ],
     }
 }
@@ -77,48 +63,20 @@ async fn posts_threads_edits_direct_messages_uploads_and_forms_reach_slack_with_
     let slack = adapter_for(&fake);
     assert_eq!(slack.incident_channel().as_deref(), Some("CINCIDENTS"));
 
-    let root = slack
-        .post(
-            "CINCIDENTS",
-            None,
-            &incident_message("Incident #7: queue backlog"),
-        )
-        .await
-        .unwrap();
+    let root = slack.post("CINCIDENTS", None, &incident_message("Incident #7: queue backlog")).await.unwrap();
     let post = &fake.accepted("chat.postMessage")[0];
     assert_eq!(post.body["channel"], "CINCIDENTS");
     assert!(post.body.get("thread_ts").is_none());
-    assert!(
-        post.body["text"]
-            .as_str()
-            .unwrap()
-            .starts_with("Incident #7: queue backlog")
-    );
+    assert!(post.body["text"].as_str().unwrap().starts_with("Incident #7: queue backlog"));
     assert_eq!(post.body["blocks"][0]["type"], "header");
-    assert_eq!(
-        fake.message("CINCIDENTS", &root.id).unwrap().action_ids(),
-        ["ack", "diagnose", "resolve"]
-    );
+    assert_eq!(fake.message("CINCIDENTS", &root.id).unwrap().action_ids(), ["ack", "diagnose", "resolve"]);
 
-    let reply = slack
-        .post(
-            "CINCIDENTS",
-            Some(&root.id),
-            &Message::plain("Diagnosis started"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        fake.accepted("chat.postMessage")[1].body["thread_ts"],
-        root.id.as_str()
-    );
+    let reply = slack.post("CINCIDENTS", Some(&root.id), &Message::plain("Diagnosis started")).await.unwrap();
+    assert_eq!(fake.accepted("chat.postMessage")[1].body["thread_ts"], root.id.as_str());
     assert_eq!(fake.thread("CINCIDENTS", &root.id).len(), 1);
     assert_ne!(reply.id, root.id);
 
-    slack
-        .update(&root, &incident_message("Incident #7: RESOLVED"))
-        .await
-        .unwrap();
+    slack.update(&root, &incident_message("Incident #7: RESOLVED")).await.unwrap();
     let update = &fake.accepted("chat.update")[0];
     assert_eq!(
         (update.body["channel"].as_str(), update.body["ts"].as_str()),
@@ -128,25 +86,12 @@ async fn posts_threads_edits_direct_messages_uploads_and_forms_reach_slack_with_
     assert_eq!(edited.edits, 1);
     assert!(edited.visible_text().contains("RESOLVED"));
 
-    let direct = slack
-        .direct("U0002", &Message::plain("You are paged for incident #7"))
-        .await
-        .unwrap();
-    assert_eq!(
-        fake.accepted("conversations.open")[0].body["users"],
-        json!(["U0002"])
-    );
+    let direct = slack.direct("U0002", &Message::plain("You are paged for incident #7")).await.unwrap();
+    assert_eq!(fake.accepted("conversations.open")[0].body["users"], json!(["U0002"]));
     assert_eq!(direct.channel, "D0002");
     assert_eq!(fake.messages("D0002").len(), 1);
-    slack
-        .direct("slack:U0002", &Message::plain("Still paged"))
-        .await
-        .unwrap();
-    assert_eq!(
-        fake.calls_to("conversations.open").len(),
-        1,
-        "the direct channel is remembered"
-    );
+    slack.direct("slack:U0002", &Message::plain("Still paged")).await.unwrap();
+    assert_eq!(fake.calls_to("conversations.open").len(), 1, "the direct channel is remembered");
 
     let output = "line\n".repeat(5_000).into_bytes();
     let file = FileAttachment {
@@ -154,10 +99,7 @@ async fn posts_threads_edits_direct_messages_uploads_and_forms_reach_slack_with_
         title: "Full output of queue".into(),
         content: output.clone(),
     };
-    slack
-        .upload("CINCIDENTS", Some(&root.id), &file)
-        .await
-        .unwrap();
+    slack.upload("CINCIDENTS", Some(&root.id), &file).await.unwrap();
     let url_call = &fake.accepted("files.getUploadURLExternal")[0];
     assert_eq!(url_call.body["filename"], "queue-diagnosis.txt");
     assert_eq!(url_call.body["length"], output.len().to_string());
@@ -167,21 +109,12 @@ async fn posts_threads_edits_direct_messages_uploads_and_forms_reach_slack_with_
     assert_eq!(complete.body["thread_ts"], root.id.as_str());
     assert_eq!(complete.body["files"][0]["title"], "Full output of queue");
     let shared = &fake.files()[0];
-    assert_eq!(
-        (shared.channel.as_str(), shared.thread_ts.as_deref()),
-        ("CINCIDENTS", Some(root.id.as_str()))
-    );
+    assert_eq!((shared.channel.as_str(), shared.thread_ts.as_deref()), ("CINCIDENTS", Some(root.id.as_str())));
     assert_eq!(shared.content, output);
 
-    slack
-        .open_form("trigger-basic", &resolve_form())
-        .await
-        .unwrap();
+    slack.open_form("trigger-basic", &resolve_form()).await.unwrap();
     let view = &fake.views()[0];
-    assert_eq!(
-        fake.accepted("views.open")[0].body["trigger_id"],
-        "trigger-basic"
-    );
+    assert_eq!(fake.accepted("views.open")[0].body["trigger_id"], "trigger-basic");
     assert_eq!(view["callback_id"], "resolve");
     let metadata: Value = serde_json::from_str(view["private_metadata"].as_str().unwrap()).unwrap();
     assert_eq!(metadata["value"], "7");
@@ -207,11 +140,7 @@ async fn posts_to_one_channel_are_a_second_apart_and_other_channels_do_not_wait(
     for result in [first, second, third, other] {
         result.unwrap();
     }
-    assert!(
-        fake.rate_limited().is_empty(),
-        "the adapter paced itself: {:?}",
-        fake.rate_limited()
-    );
+    assert!(fake.rate_limited().is_empty(), "the adapter paced itself: {:?}", fake.rate_limited());
     let mut paced = fake
         .accepted("chat.postMessage")
         .into_iter()
@@ -221,28 +150,13 @@ async fn posts_to_one_channel_are_a_second_apart_and_other_channels_do_not_wait(
     paced.sort();
     assert_eq!(paced.len(), 3);
     for pair in paced.windows(2) {
-        assert!(
-            pair[1] - pair[0] >= Duration::from_secs(1),
-            "posts {:?} apart",
-            pair[1] - pair[0]
-        );
+        assert!(pair[1] - pair[0] >= Duration::from_secs(1), "posts {:?} apart", pair[1] - pair[0]);
     }
     assert!(paced[2] - paced[0] >= Duration::from_secs(2));
-    let other_at = fake
-        .accepted("chat.postMessage")
-        .into_iter()
-        .find(|call| call.body["channel"] == "COTHER")
-        .unwrap()
-        .at;
-    let gap = if other_at > paced[0] {
-        other_at - paced[0]
-    } else {
-        paced[0] - other_at
-    };
-    assert!(
-        gap < Duration::from_millis(500),
-        "another channel waited {gap:?}"
-    );
+    let other_at =
+        fake.accepted("chat.postMessage").into_iter().find(|call| call.body["channel"] == "COTHER").unwrap().at;
+    let gap = if other_at > paced[0] { other_at - paced[0] } else { paced[0] - other_at };
+    assert!(gap < Duration::from_millis(500), "another channel waited {gap:?}");
     fake.assert_all_accepted();
 }
 
@@ -251,30 +165,14 @@ async fn a_429_is_waited_out_for_its_retry_after_and_the_call_succeeds() {
     let fake = FakeSlack::start().await;
     let slack = adapter_for(&fake);
     fake.rate_limit_next("chat.postMessage", 1, 1);
-    let posted = slack
-        .post("CBUSY", None, &Message::plain("after a 429"))
-        .await
-        .unwrap();
+    let posted = slack.post("CBUSY", None, &Message::plain("after a 429")).await.unwrap();
     let calls = fake.calls_to("chat.postMessage");
-    assert_eq!(
-        calls
-            .iter()
-            .map(|call| call.outcome.clone())
-            .collect::<Vec<_>>(),
-        [Outcome::RateLimited, Outcome::Ok]
-    );
-    assert!(
-        calls[1].at - calls[0].at >= Duration::from_secs(1),
-        "retried after {:?}",
-        calls[1].at - calls[0].at
-    );
+    assert_eq!(calls.iter().map(|call| call.outcome.clone()).collect::<Vec<_>>(), [Outcome::RateLimited, Outcome::Ok]);
+    assert!(calls[1].at - calls[0].at >= Duration::from_secs(1), "retried after {:?}", calls[1].at - calls[0].at);
     assert!(fake.message("CBUSY", &posted.id).is_some());
 
     fake.rate_limit_next("chat.update", 2, 1);
-    slack
-        .update(&posted, &Message::plain("edited after two 429s"))
-        .await
-        .unwrap();
+    slack.update(&posted, &Message::plain("edited after two 429s")).await.unwrap();
     assert_eq!(fake.calls_to("chat.update").len(), 3);
     fake.assert_all_accepted();
 }
@@ -285,19 +183,8 @@ async fn a_call_still_rate_limited_after_three_retries_gives_up() {
     let slack = adapter_for(&fake);
     fake.rate_limit_next("views.open", 4, 1);
     let started = Instant::now();
-    let error = slack
-        .open_form("trigger-busy", &resolve_form())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            error,
-            ChatError::RateLimited {
-                retry_after_secs: 1
-            }
-        ),
-        "{error:?}"
-    );
+    let error = slack.open_form("trigger-busy", &resolve_form()).await.unwrap_err();
+    assert!(matches!(error, ChatError::RateLimited { retry_after_secs: 1 }), "{error:?}");
     assert_eq!(fake.calls_to("views.open").len(), 4);
     assert!(started.elapsed() >= Duration::from_secs(3));
 }
@@ -314,9 +201,7 @@ async fn ten_thousand_lines_of_output_never_go_over_slacks_limits() {
         .header("Diagnosis `bigexec`")
         .text(output.clone())
         .code(output)
-        .buttons(vec![
-            Button::new("Restart", "remediate", "restart").danger(),
-        ]);
+        .buttons(vec![Button::new("Restart", "remediate", "restart").danger()]);
     slack.post("CBIG", None, &message).await.unwrap();
     fake.assert_all_accepted();
     let stored = &fake.messages("CBIG")[0];
@@ -325,11 +210,7 @@ async fn ten_thousand_lines_of_output_never_go_over_slacks_limits() {
     assert!(fake_slack::block_text_len(&stored.blocks) <= 12_000);
     assert!(stored.text.chars().count() <= fake_slack::MAX_TEXT);
     assert!(stored.visible_text().contains(TRUNCATED));
-    assert_eq!(
-        stored.action_ids(),
-        ["remediate"],
-        "the buttons survive the cut"
-    );
+    assert_eq!(stored.action_ids(), ["remediate"], "the buttons survive the cut");
 }
 
 #[tokio::test]
@@ -337,11 +218,7 @@ async fn the_fake_refuses_what_slack_refuses() {
     let fake = FakeSlack::start().await;
     let client = reqwest::Client::new();
     let send = |body: Value| {
-        client
-            .post(format!("{}chat.postMessage", fake.api_url()))
-            .bearer_auth(fake.token())
-            .json(&body)
-            .send()
+        client.post(format!("{}chat.postMessage", fake.api_url())).bearer_auth(fake.token()).json(&body).send()
     };
     let long_section = json!({"channel": "CA1", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "x".repeat(3_001)}}]});
     let answer: Value = send(long_section).await.unwrap().json().await.unwrap();
@@ -351,12 +228,8 @@ async fn the_fake_refuses_what_slack_refuses() {
     let answer: Value = send(many_blocks).await.unwrap().json().await.unwrap();
     assert_eq!(answer["error"], "invalid_blocks");
     tokio::time::sleep(Duration::from_millis(1_050)).await;
-    let answer: Value = send(json!({"channel": "CA1", "text": "x".repeat(40_001)}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer: Value =
+        send(json!({"channel": "CA1", "text": "x".repeat(40_001)})).await.unwrap().json().await.unwrap();
     assert_eq!(answer["error"], "msg_too_long");
     let too_soon = send(json!({"channel": "CA1", "text": "hi"})).await.unwrap();
     assert_eq!(too_soon.status(), 429);
@@ -391,10 +264,7 @@ async fn the_fake_records_calls_slack_would_not_expect() {
         .await
         .unwrap();
     assert_eq!(fake.unexpected().len(), 3, "{:?}", fake.unexpected());
-    assert!(
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fake.assert_no_unexpected()))
-            .is_err()
-    );
+    assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fake.assert_no_unexpected())).is_err());
     fake.allow_unexpected();
 }
 
@@ -402,14 +272,8 @@ async fn the_fake_records_calls_slack_would_not_expect() {
 async fn slack_errors_never_carry_the_token() {
     let fake = FakeSlack::start().await;
     let slack = adapter_for(&fake);
-    let refused = slack
-        .post("not-a-channel", None, &Message::plain("hi"))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&refused, ChatError::Refused(reason) if reason == "channel_not_found"),
-        "{refused:?}"
-    );
+    let refused = slack.post("not-a-channel", None, &Message::plain("hi")).await.unwrap_err();
+    assert!(matches!(&refused, ChatError::Refused(reason) if reason == "channel_not_found"), "{refused:?}");
 
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dead_url = format!("http://{}/api/", closed.local_addr().unwrap());
@@ -419,34 +283,18 @@ async fn slack_errors_never_carry_the_token() {
         .post("C1", None, &Message::plain("hi"))
         .await
         .unwrap_err();
-    assert!(
-        matches!(unreachable, ChatError::Unreachable(_)),
-        "{unreachable:?}"
-    );
+    assert!(matches!(unreachable, ChatError::Unreachable(_)), "{unreachable:?}");
 
-    let wrong = SlackAdapter::with_api_url(&Secret::new("xoxb-wrong-token"), &fake.api_url(), None)
-        .unwrap();
+    let wrong = SlackAdapter::with_api_url(&Secret::new("xoxb-wrong-token"), &fake.api_url(), None).unwrap();
     let invalid = wrong
-        .update(
-            &MessageRef {
-                channel: "C1".into(),
-                id: "1.000001".into(),
-            },
-            &Message::plain("x"),
-        )
+        .update(&MessageRef { channel: "C1".into(), id: "1.000001".into() }, &Message::plain("x"))
         .await
         .unwrap_err();
-    assert!(
-        matches!(&invalid, ChatError::Refused(reason) if reason == "invalid_auth"),
-        "{invalid:?}"
-    );
+    assert!(matches!(&invalid, ChatError::Refused(reason) if reason == "invalid_auth"), "{invalid:?}");
 
     for error in [&refused, &unreachable, &invalid] {
         for shown in [error.to_string(), format!("{error:?}")] {
-            assert!(
-                !shown.contains(&fake.token()) && !shown.contains("xoxb-wrong-token"),
-                "{shown}"
-            );
+            assert!(!shown.contains(&fake.token()) && !shown.contains("xoxb-wrong-token"), "{shown}");
         }
     }
     assert!(!format!("{slack:?}").contains(&fake.token()));
@@ -466,12 +314,7 @@ impl Recorder {
     }
 
     fn slow(reply: Reply, delay: Duration) -> Arc<Recorder> {
-        Arc::new(Recorder {
-            events: Mutex::new(Vec::new()),
-            seen: Mutex::new(HashSet::new()),
-            reply,
-            delay,
-        })
+        Arc::new(Recorder { events: Mutex::new(Vec::new()), seen: Mutex::new(HashSet::new()), reply, delay })
     }
 
     fn events(&self) -> Vec<ChatEvent> {
@@ -501,10 +344,7 @@ async fn serve(router: axum::Router) -> Endpoints {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    Endpoints {
-        base,
-        client: reqwest::Client::new(),
-    }
+    Endpoints { base, client: reqwest::Client::new() }
 }
 
 async fn endpoints(handler: Arc<Recorder>) -> Endpoints {
@@ -512,10 +352,7 @@ async fn endpoints(handler: Arc<Recorder>) -> Endpoints {
 }
 
 fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 fn signature(secret: &str, timestamp: i64, body: &str) -> String {
@@ -554,13 +391,7 @@ fn slash_command_answered_at(text: &str, response_url: &str) -> String {
 }
 
 impl Endpoints {
-    async fn send(
-        &self,
-        path: &str,
-        content_type: &str,
-        body: &str,
-        headers: &[(&str, String)],
-    ) -> reqwest::Response {
+    async fn send(&self, path: &str, content_type: &str, body: &str, headers: &[(&str, String)]) -> reqwest::Response {
         let mut request = self
             .client
             .post(format!("{}{path}", self.base))
@@ -573,20 +404,11 @@ impl Endpoints {
     }
 
     /// Sends `body` signed as Slack signs it.
-    async fn signed(
-        &self,
-        path: &str,
-        content_type: &str,
-        body: &str,
-        extra: &[(&str, String)],
-    ) -> reqwest::Response {
+    async fn signed(&self, path: &str, content_type: &str, body: &str, extra: &[(&str, String)]) -> reqwest::Response {
         let timestamp = now();
         let mut headers = vec![
             ("x-slack-request-timestamp", timestamp.to_string()),
-            (
-                "x-slack-signature",
-                signature(SIGNING_SECRET, timestamp, body),
-            ),
+            ("x-slack-signature", signature(SIGNING_SECRET, timestamp, body)),
         ];
         headers.extend(extra.iter().cloned());
         self.send(path, content_type, body, &headers).await
@@ -597,57 +419,31 @@ const FORM: &str = "application/x-www-form-urlencoded";
 
 #[tokio::test]
 async fn a_signed_slash_command_is_answered_at_once_with_the_private_reply() {
-    let handler = Recorder::new(Reply::private(
-        "Unknown topic 'queu'. Valid: `queue`, `postgres`.",
-    ));
+    let handler = Recorder::new(Reply::private("Unknown topic 'queu'. Valid: `queue`, `postgres`."));
     let slack = endpoints(handler.clone()).await;
     let started = Instant::now();
-    let response = slack
-        .signed(
-            "/slack/commands",
-            FORM,
-            &slash_command("queu queue=signals"),
-            &[],
-        )
-        .await;
+    let response = slack.signed("/slack/commands", FORM, &slash_command("queu queue=signals"), &[]).await;
     let elapsed = started.elapsed();
     assert_eq!(response.status(), 200);
-    assert!(
-        elapsed < Duration::from_millis(500),
-        "answered in {elapsed:?}"
-    );
+    assert!(elapsed < Duration::from_millis(500), "answered in {elapsed:?}");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["response_type"], "ephemeral");
-    assert_eq!(
-        body["text"],
-        "Unknown topic 'queu'. Valid: `queue`, `postgres`."
-    );
+    assert_eq!(body["text"], "Unknown topic 'queu'. Valid: `queue`, `postgres`.");
     assert_eq!(body["blocks"][0]["type"], "section");
     match &handler.events()[..] {
-        [
-            ChatEvent::Command {
-                origin,
-                text,
-                trigger,
-            },
-        ] => {
+        [ChatEvent::Command { origin, text, trigger }] => {
             assert_eq!(text, "/diagnose queu queue=signals");
             assert_eq!(origin.user.to_string(), "slack:U2147483697");
             assert_eq!(origin.channel, "C2147483705");
             assert_eq!(origin.thread, None);
-            assert_eq!(
-                trigger.as_deref(),
-                Some("13345224609.738474920.8088930838d88f008e0")
-            );
+            assert_eq!(trigger.as_deref(), Some("13345224609.738474920.8088930838d88f008e0"));
         }
         other => panic!("{other:?}"),
     }
 
     let nothing = Recorder::new(Reply::Nothing);
     let slack = endpoints(nothing).await;
-    let response = slack
-        .signed("/slack/commands", FORM, &slash_command("queue"), &[])
-        .await;
+    let response = slack.signed("/slack/commands", FORM, &slash_command("queue"), &[]).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "");
 }
@@ -663,51 +459,30 @@ async fn bad_missing_and_stale_signatures_are_refused_and_nothing_happens() {
             "bad signature",
             vec![
                 ("x-slack-request-timestamp", timestamp.to_string()),
-                (
-                    "x-slack-signature",
-                    signature("not-the-secret", timestamp, &body),
-                ),
+                ("x-slack-signature", signature("not-the-secret", timestamp, &body)),
             ],
         ),
-        (
-            "missing signature",
-            vec![("x-slack-request-timestamp", timestamp.to_string())],
-        ),
-        (
-            "missing timestamp",
-            vec![(
-                "x-slack-signature",
-                signature(SIGNING_SECRET, timestamp, &body),
-            )],
-        ),
+        ("missing signature", vec![("x-slack-request-timestamp", timestamp.to_string())]),
+        ("missing timestamp", vec![("x-slack-signature", signature(SIGNING_SECRET, timestamp, &body))]),
         (
             "six minutes old",
             vec![
                 ("x-slack-request-timestamp", (timestamp - 360).to_string()),
-                (
-                    "x-slack-signature",
-                    signature(SIGNING_SECRET, timestamp - 360, &body),
-                ),
+                ("x-slack-signature", signature(SIGNING_SECRET, timestamp - 360, &body)),
             ],
         ),
         (
             "six minutes ahead",
             vec![
                 ("x-slack-request-timestamp", (timestamp + 360).to_string()),
-                (
-                    "x-slack-signature",
-                    signature(SIGNING_SECRET, timestamp + 360, &body),
-                ),
+                ("x-slack-signature", signature(SIGNING_SECRET, timestamp + 360, &body)),
             ],
         ),
         (
             "body changed after signing",
             vec![
                 ("x-slack-request-timestamp", timestamp.to_string()),
-                (
-                    "x-slack-signature",
-                    signature(SIGNING_SECRET, timestamp, "command=%2Fother"),
-                ),
+                ("x-slack-signature", signature(SIGNING_SECRET, timestamp, "command=%2Fother")),
             ],
         ),
     ];
@@ -715,35 +490,19 @@ async fn bad_missing_and_stale_signatures_are_refused_and_nothing_happens() {
         for (what, headers) in &attempts {
             let response = slack.send(path, FORM, &body, headers).await;
             assert_eq!(response.status(), 401, "{what} on {path}");
-            assert!(
-                !response.text().await.unwrap().is_empty(),
-                "{what} says why"
-            );
+            assert!(!response.text().await.unwrap().is_empty(), "{what} says why");
         }
     }
-    assert!(
-        handler.events().is_empty(),
-        "the handler was called: {:?}",
-        handler.events()
-    );
+    assert!(handler.events().is_empty(), "the handler was called: {:?}", handler.events());
     assert!(handler.seen.lock().unwrap().is_empty());
 
     // Within the window is fine (clocks drift a little).
     let timestamp = now() - 240;
     let headers = [
         ("x-slack-request-timestamp", timestamp.to_string()),
-        (
-            "x-slack-signature",
-            signature(SIGNING_SECRET, timestamp, &body),
-        ),
+        ("x-slack-signature", signature(SIGNING_SECRET, timestamp, &body)),
     ];
-    assert_eq!(
-        slack
-            .send("/slack/commands", FORM, &body, &headers)
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(slack.send("/slack/commands", FORM, &body, &headers).await.status(), 200);
 }
 
 fn app_mention(event_id: &str) -> String {
@@ -764,19 +523,14 @@ async fn an_event_delivered_twice_reaches_the_handler_once() {
     let handler = Recorder::new(Reply::Nothing);
     let slack = endpoints(handler.clone()).await;
     let body = app_mention("Ev0PV52K21");
-    let first = slack
-        .signed("/slack/events", "application/json", &body, &[])
-        .await;
+    let first = slack.signed("/slack/events", "application/json", &body, &[]).await;
     assert_eq!(first.status(), 200);
     let retry = slack
         .signed(
             "/slack/events",
             "application/json",
             &body,
-            &[
-                ("x-slack-retry-num", "1".into()),
-                ("x-slack-retry-reason", "http_timeout".into()),
-            ],
+            &[("x-slack-retry-num", "1".into()), ("x-slack-retry-reason", "http_timeout".into())],
         )
         .await;
     assert_eq!(retry.status(), 200);
@@ -786,13 +540,7 @@ async fn an_event_delivered_twice_reaches_the_handler_once() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     match &handler.events()[..] {
-        [
-            ChatEvent::Command {
-                origin,
-                text,
-                trigger: None,
-            },
-        ] => {
+        [ChatEvent::Command { origin, text, trigger: None }] => {
             assert_eq!(text, "/diagnose queue queue=signals");
             assert_eq!(origin.channel, "C0001");
             assert_eq!(origin.thread.as_deref(), Some("1700000000.000100"));
@@ -800,14 +548,7 @@ async fn an_event_delivered_twice_reaches_the_handler_once() {
         other => panic!("expected one command, got {other:?}"),
     }
 
-    slack
-        .signed(
-            "/slack/events",
-            "application/json",
-            &app_mention("Ev0PV52K22"),
-            &[],
-        )
-        .await;
+    slack.signed("/slack/events", "application/json", &app_mention("Ev0PV52K22"), &[]).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(handler.events().len(), 2, "a different event is handled");
 }
@@ -816,15 +557,10 @@ async fn an_event_delivered_twice_reaches_the_handler_once() {
 async fn url_verification_echoes_the_challenge() {
     let slack = endpoints(Recorder::new(Reply::Nothing)).await;
     let body = json!({"token": "Jhj5dZrVaK7ZwHHjRyZWjbDl", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification"}).to_string();
-    let response = slack
-        .signed("/slack/events", "application/json", &body, &[])
-        .await;
+    let response = slack.signed("/slack/events", "application/json", &body, &[]).await;
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.unwrap();
-    assert_eq!(
-        answer["challenge"],
-        "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
-    );
+    assert_eq!(answer["challenge"], "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P");
 }
 
 fn button_click(response_url: &str, trigger: &str) -> String {
@@ -848,79 +584,41 @@ fn button_click(response_url: &str, trigger: &str) -> String {
 #[tokio::test]
 async fn a_button_click_becomes_a_button_event_and_a_private_reply_goes_to_response_url() {
     let fake = FakeSlack::start().await;
-    let handler = Recorder::new(Reply::private(
-        "Incident #7 is already acknowledged by <@U0001>.",
-    ));
+    let handler = Recorder::new(Reply::private("Incident #7 is already acknowledged by <@U0001>."));
     let slack = endpoints(handler.clone()).await;
-    let response = slack
-        .signed(
-            "/slack/interactions",
-            FORM,
-            &button_click(&fake.response_url("r1"), "trigger-click"),
-            &[],
-        )
-        .await;
+    let response =
+        slack.signed("/slack/interactions", FORM, &button_click(&fake.response_url("r1"), "trigger-click"), &[]).await;
     assert_eq!(response.status(), 200);
     match &handler.events()[..] {
-        [
-            ChatEvent::Button {
-                origin,
-                action,
-                value,
-                trigger,
-                message,
-            },
-        ] => {
+        [ChatEvent::Button { origin, action, value, trigger, message }] => {
             assert_eq!((action.as_str(), value.as_str()), ("ack", "7"));
             assert_eq!(origin.user.to_string(), "slack:U0003");
             assert_eq!(origin.channel, "C0001");
             assert_eq!(origin.thread.as_deref(), Some("1700000000.000100"));
             assert_eq!(trigger.as_deref(), Some("trigger-click"));
-            assert_eq!(
-                message,
-                &Some(MessageRef {
-                    channel: "C0001".into(),
-                    id: "1700000000.000100".into()
-                })
-            );
+            assert_eq!(message, &Some(MessageRef { channel: "C0001".into(), id: "1700000000.000100".into() }));
         }
         other => panic!("{other:?}"),
     }
-    fake.wait_for("the private reply", Duration::from_secs(2), |fake| {
-        !fake.responses().is_empty()
-    })
-    .await;
+    fake.wait_for("the private reply", Duration::from_secs(2), |fake| !fake.responses().is_empty()).await;
     let reply = &fake.responses()[0];
     assert_eq!(reply["response_type"], "ephemeral");
     assert_eq!(reply["replace_original"], false);
-    assert_eq!(
-        reply["text"],
-        "Incident #7 is already acknowledged by <@U0001>."
-    );
+    assert_eq!(reply["text"], "Incident #7 is already acknowledged by <@U0001>.");
 }
 
 #[tokio::test]
 async fn a_slow_handler_is_acknowledged_in_time_and_its_reply_follows() {
     let fake = FakeSlack::start().await;
-    let handler = Recorder::slow(
-        Reply::private("Here is the list of topics"),
-        Duration::from_millis(3_200),
-    );
+    let handler = Recorder::slow(Reply::private("Here is the list of topics"), Duration::from_millis(3_200));
     let slack = endpoints(handler).await;
     let body = slash_command_answered_at("", &fake.response_url("late"));
     let started = Instant::now();
     let response = slack.signed("/slack/commands", FORM, &body, &[]).await;
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "acknowledged after {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(3), "acknowledged after {:?}", started.elapsed());
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["text"], "Working on it…");
-    fake.wait_for("the late reply", Duration::from_secs(3), |fake| {
-        !fake.responses().is_empty()
-    })
-    .await;
+    fake.wait_for("the late reply", Duration::from_secs(3), |fake| !fake.responses().is_empty()).await;
     assert_eq!(fake.responses()[0]["text"], "Here is the list of topics");
 }
 
@@ -954,43 +652,16 @@ async fn a_form_opened_from_a_click_comes_back_as_form_submitted_from_the_same_p
     let handler = Recorder::new(Reply::Nothing);
     let slack = endpoints(handler.clone()).await;
     slack
-        .signed(
-            "/slack/interactions",
-            FORM,
-            &button_click(&fake.response_url("r2"), "trigger-resolve-form"),
-            &[],
-        )
+        .signed("/slack/interactions", FORM, &button_click(&fake.response_url("r2"), "trigger-resolve-form"), &[])
         .await;
-    adapter
-        .open_form("trigger-resolve-form", &resolve_form())
-        .await
-        .unwrap();
-    let metadata = fake.views()[0]["private_metadata"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    adapter.open_form("trigger-resolve-form", &resolve_form()).await.unwrap();
+    let metadata = fake.views()[0]["private_metadata"].as_str().unwrap().to_string();
 
-    let response = slack
-        .signed(
-            "/slack/interactions",
-            FORM,
-            &view_submission(&metadata),
-            &[],
-        )
-        .await;
+    let response = slack.signed("/slack/interactions", FORM, &view_submission(&metadata), &[]).await;
     assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.text().await.unwrap(),
-        "",
-        "an empty answer closes the modal"
-    );
+    assert_eq!(response.text().await.unwrap(), "", "an empty answer closes the modal");
     match &handler.events()[1] {
-        ChatEvent::FormSubmitted {
-            origin,
-            action,
-            value,
-            fields,
-        } => {
+        ChatEvent::FormSubmitted { origin, action, value, fields } => {
             assert_eq!((action.as_str(), value.as_str()), ("resolve", "7"));
             assert_eq!(origin.user.to_string(), "slack:U0003");
             assert_eq!(origin.channel, "C0001");
@@ -1001,18 +672,8 @@ async fn a_form_opened_from_a_click_comes_back_as_form_submitted_from_the_same_p
         other => panic!("{other:?}"),
     }
 
-    let refusing = endpoints(Recorder::new(Reply::private(
-        "Incident #7 is already resolved.",
-    )))
-    .await;
-    let response = refusing
-        .signed(
-            "/slack/interactions",
-            FORM,
-            &view_submission(&metadata),
-            &[],
-        )
-        .await;
+    let refusing = endpoints(Recorder::new(Reply::private("Incident #7 is already resolved."))).await;
+    let response = refusing.signed("/slack/interactions", FORM, &view_submission(&metadata), &[]).await;
     let answer: Value = response.json().await.unwrap();
     assert_eq!(
         answer,
@@ -1025,32 +686,12 @@ async fn a_form_opened_from_a_click_comes_back_as_form_submitted_from_the_same_p
 async fn a_private_reply_to_an_app_mention_is_posted_ephemerally() {
     let fake = FakeSlack::start().await;
     let adapter = Arc::new(adapter_for(&fake));
-    let handler = Recorder::new(Reply::private(
-        "Unknown command `/diagnose queue queue=signals`?",
-    ));
-    let slack = serve(http::routes_with_adapter(
-        handler,
-        Secret::new(SIGNING_SECRET),
-        adapter,
-    ))
-    .await;
-    slack
-        .signed(
-            "/slack/events",
-            "application/json",
-            &app_mention("Ev0EPHEMERAL"),
-            &[],
-        )
-        .await;
-    fake.wait_for("the ephemeral reply", Duration::from_secs(2), |fake| {
-        !fake.ephemerals().is_empty()
-    })
-    .await;
+    let handler = Recorder::new(Reply::private("Unknown command `/diagnose queue queue=signals`?"));
+    let slack = serve(http::routes_with_adapter(handler, Secret::new(SIGNING_SECRET), adapter)).await;
+    slack.signed("/slack/events", "application/json", &app_mention("Ev0EPHEMERAL"), &[]).await;
+    fake.wait_for("the ephemeral reply", Duration::from_secs(2), |fake| !fake.ephemerals().is_empty()).await;
     let ephemeral = &fake.ephemerals()[0];
-    assert_eq!(
-        (ephemeral["channel"].as_str(), ephemeral["user"].as_str()),
-        (Some("C0001"), Some("U0001"))
-    );
+    assert_eq!((ephemeral["channel"].as_str(), ephemeral["user"].as_str()), (Some("C0001"), Some("U0001")));
     assert_eq!(ephemeral["thread_ts"], "1700000000.000100");
     fake.assert_all_accepted();
 }

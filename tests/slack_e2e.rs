@@ -13,8 +13,8 @@ use common::toml_str;
 use fake_slack::{Call, StoredMessage};
 use serde_json::{Value, json};
 use slack_e2e_support::{
-    FORM, INCIDENTS, OPS, SIGNING_SECRET, SlackApp, Workspace, app_mention_body, button_labels,
-    now, signature, slash_command_body, spawn,
+    FORM, INCIDENTS, OPS, SIGNING_SECRET, SlackApp, Workspace, app_mention_body, button_labels, now, signature,
+    slash_command_body, spawn,
 };
 
 /// Long enough for any of these stories on a loaded machine; they take seconds.
@@ -24,22 +24,14 @@ const ACK_BOUND: Duration = Duration::from_secs(1);
 
 /// `chat.update` calls of the message `ts`, in order.
 fn edits_of(app: &SlackApp, ts: &str) -> Vec<Call> {
-    app.fake
-        .calls_to("chat.update")
-        .into_iter()
-        .filter(|call| call.body["ts"] == ts)
-        .collect()
+    app.fake.calls_to("chat.update").into_iter().filter(|call| call.body["ts"] == ts).collect()
 }
 
 /// The text a call's blocks showed (every text object, joined), or its `text`.
 fn call_text(call: &Call) -> String {
     let mut texts = Vec::new();
     collect(&call.body["blocks"], &mut texts);
-    if texts.is_empty() {
-        call.body["text"].as_str().unwrap_or("").to_string()
-    } else {
-        texts.join("\n")
-    }
+    if texts.is_empty() { call.body["text"].as_str().unwrap_or("").to_string() } else { texts.join("\n") }
 }
 
 fn collect(value: &Value, texts: &mut Vec<String>) {
@@ -60,26 +52,18 @@ fn assert_spaced(what: &str, times: &[Instant], gap: Duration) {
         assert!(
             apart >= gap,
             "{what}: two were {apart:?} apart (at least {gap:?} expected); gaps: {:?}",
-            times
-                .windows(2)
-                .map(|pair| pair[1].duration_since(pair[0]))
-                .collect::<Vec<_>>()
+            times.windows(2).map(|pair| pair[1].duration_since(pair[0])).collect::<Vec<_>>()
         );
     }
 }
 
 /// What a person reads: mrkdwn carries `&`, `<` and `>` as entities, Slack shows the characters.
 fn seen(text: &str) -> String {
-    text.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
+    text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 }
 
 fn lines_of(message: &StoredMessage) -> Vec<String> {
-    seen(&message.visible_text())
-        .lines()
-        .map(str::to_string)
-        .collect()
+    seen(&message.visible_text()).lines().map(str::to_string).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -93,11 +77,7 @@ async fn diagnose_is_acknowledged_at_once_and_streams_one_message_that_ends_with
     let emails = redis.key("email_queue");
     let trades = redis.key("trade_queue");
     redis.command(&["RPUSH", &emails, "e1", "e2"]).await;
-    redis
-        .command(&[
-            "RPUSH", &trades, "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8",
-        ])
-        .await;
+    redis.command(&["RPUSH", &trades, "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8"]).await;
     let workspace = Workspace::new();
     // Slower than the first edit, so the stream shows the Redis verdicts while it still runs.
     let drain = workspace.script("drain", "sleep 4\necho 'workers drained'");
@@ -131,26 +111,12 @@ argv = [{drain}]
             drain = toml_str(&drain.display().to_string()),
         ),
     );
-    let app = spawn(
-        workspace,
-        &format!(
-            "[targets.jobs]\nkind = \"redis\"\nurl = {}\n",
-            toml_str(&redis.url)
-        ),
-    )
-    .await;
+    let app = spawn(workspace, &format!("[targets.jobs]\nkind = \"redis\"\nurl = {}\n", toml_str(&redis.url))).await;
 
     let answer = app.slash("U0001", OPS, "/diagnose", "backlog").await;
     assert_eq!(answer.status, 200, "{answer:?}");
-    assert_eq!(
-        answer.body, "",
-        "an empty 200 acknowledges without a private reply"
-    );
-    assert!(
-        answer.took < ACK_BOUND,
-        "acknowledged after {:?}",
-        answer.took
-    );
+    assert_eq!(answer.body, "", "an empty 200 acknowledges without a private reply");
+    assert!(answer.took < ACK_BOUND, "acknowledged after {:?}", answer.took);
 
     let finished = app
         .wait_message("the finished diagnosis", OPS, WAIT, |message| {
@@ -158,12 +124,7 @@ argv = [{drain}]
         })
         .await;
     let top = app.top_level(OPS);
-    assert_eq!(
-        top.len(),
-        1,
-        "one message for the diagnosis: {:#?}",
-        app.fake.messages(OPS)
-    );
+    assert_eq!(top.len(), 1, "one message for the diagnosis: {:#?}", app.fake.messages(OPS));
     assert_eq!(top[0].ts, finished.ts);
     let lines = lines_of(&finished);
     for expected in [
@@ -194,11 +155,7 @@ argv = [{drain}]
         .expect("the diagnosis was posted");
     assert!(call_text(&post).contains("diagnose backlog — running"));
     let edits = edits_of(&app, &finished.ts);
-    assert!(
-        edits.len() >= 2,
-        "expected an edit while running and a final one, got {}",
-        edits.len()
-    );
+    assert!(edits.len() >= 2, "expected an edit while running and a final one, got {}", edits.len());
     assert_eq!(finished.edits, edits.len());
     let streamed = call_text(&edits[0]);
     assert!(
@@ -207,11 +164,7 @@ argv = [{drain}]
     );
     let mut times = vec![post.at];
     times.extend(edits.iter().map(|call| call.at));
-    assert_spaced(
-        "edits of the diagnosis message",
-        &times,
-        Duration::from_secs(2),
-    );
+    assert_spaced("edits of the diagnosis message", &times, Duration::from_secs(2));
     assert!(
         answer.at < edits.last().expect("a final edit").at,
         "the command was answered only after the diagnosis had finished"
@@ -220,9 +173,7 @@ argv = [{drain}]
     // The exec's output went into the thread the bot started under its message.
     let thread = app.fake.thread(OPS, &finished.ts);
     assert!(
-        thread
-            .iter()
-            .any(|reply| reply.visible_text().contains("workers drained")),
+        thread.iter().any(|reply| reply.visible_text().contains("workers drained")),
         "no output in the thread: {thread:#?}"
     );
     assert!(app.fake.rate_limited().is_empty());
@@ -231,13 +182,10 @@ argv = [{drain}]
 }
 
 #[tokio::test]
-async fn ten_thousand_lines_of_output_end_as_a_file_in_the_thread_and_no_message_is_over_the_limits()
- {
+async fn ten_thousand_lines_of_output_end_as_a_file_in_the_thread_and_no_message_is_over_the_limits() {
     let workspace = Workspace::new();
-    let flood = workspace.script(
-        "flood",
-        r#"awk 'BEGIN { for (i = 1; i <= 10000; i++) printf "output line %05d of the flood\n", i }'"#,
-    );
+    let flood = workspace
+        .script("flood", r#"awk 'BEGIN { for (i = 1; i <= 10000; i++) printf "output line %05d of the flood\n", i }'"#);
     workspace.runbook(
         "flood",
         &format!(
@@ -249,24 +197,12 @@ async fn ten_thousand_lines_of_output_end_as_a_file_in_the_thread_and_no_message
 
     let answer = app.slash("U0001", OPS, "/diagnose", "flood").await;
     assert_eq!(answer.status, 200, "{answer:?}");
-    assert!(
-        answer.took < ACK_BOUND,
-        "acknowledged after {:?}",
-        answer.took
-    );
+    assert!(answer.took < ACK_BOUND, "acknowledged after {:?}", answer.took);
 
-    app.fake
-        .wait_for("the output file", WAIT, |fake| !fake.files().is_empty())
-        .await;
-    let diagnosis = app
-        .top_level(OPS)
-        .into_iter()
-        .next()
-        .expect("the diagnosis message");
+    app.fake.wait_for("the output file", WAIT, |fake| !fake.files().is_empty()).await;
+    let diagnosis = app.top_level(OPS).into_iter().next().expect("the diagnosis message");
     assert!(
-        lines_of(&diagnosis)
-            .iter()
-            .any(|line| line.starts_with("✅ *OK* dump — exit 0")),
+        lines_of(&diagnosis).iter().any(|line| line.starts_with("✅ *OK* dump — exit 0")),
         "{}",
         diagnosis.visible_text()
     );
@@ -274,38 +210,21 @@ async fn ten_thousand_lines_of_output_end_as_a_file_in_the_thread_and_no_message
     assert_eq!(files.len(), 1, "one file: {files:#?}");
     let file = &files[0];
     assert_eq!(file.channel, OPS);
-    assert_eq!(
-        file.thread_ts.as_deref(),
-        Some(diagnosis.ts.as_str()),
-        "the file goes in the diagnosis's thread"
-    );
-    assert!(
-        file.title.as_deref().unwrap_or("").contains("10000 lines"),
-        "{:?}",
-        file.title
-    );
+    assert_eq!(file.thread_ts.as_deref(), Some(diagnosis.ts.as_str()), "the file goes in the diagnosis's thread");
+    assert!(file.title.as_deref().unwrap_or("").contains("10000 lines"), "{:?}", file.title);
     let content = String::from_utf8(file.content.clone()).expect("the file is text");
-    let lines: Vec<&str> = content
-        .lines()
-        .filter(|line| line.starts_with("output line "))
-        .collect();
+    let lines: Vec<&str> = content.lines().filter(|line| line.starts_with("output line ")).collect();
     assert_eq!(lines.len(), 10_000, "every line is in the file");
     assert_eq!(lines[0], "output line 00001 of the flood");
     assert_eq!(lines[9_999], "output line 10000 of the flood");
 
     // Nothing tried to put the output into a message: every call was within Slack's limits,
     // and the only messages are the diagnosis (the fake refuses anything over the limits).
-    assert_eq!(
-        app.fake.messages(OPS).len(),
-        1,
-        "{:#?}",
-        app.fake.messages(OPS)
-    );
+    assert_eq!(app.fake.messages(OPS).len(), 1, "{:#?}", app.fake.messages(OPS));
     for call in app.fake.calls() {
         assert!(
             call.body["text"].as_str().unwrap_or("").chars().count() <= fake_slack::MAX_TEXT
-                && fake_slack::block_text_len(&call.body["blocks"])
-                    <= fake_slack::MAX_TOTAL_BLOCK_TEXT,
+                && fake_slack::block_text_len(&call.body["blocks"]) <= fake_slack::MAX_TOTAL_BLOCK_TEXT,
             "{} over the limits",
             call.method
         );
@@ -323,45 +242,23 @@ async fn declare_acknowledge_and_resolve_from_slack_show_in_the_notification_and
     workspace.runbook("ping", PING);
     let app = spawn(workspace, "").await;
 
-    let answer = app
-        .slash(
-            "U0001",
-            OPS,
-            "/incident",
-            r#"declare API down sev=critical impact="checkout fails""#,
-        )
-        .await;
+    let answer = app.slash("U0001", OPS, "/incident", r#"declare API down sev=critical impact="checkout fails""#).await;
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(answer.body, "");
-    assert!(
-        answer.took < ACK_BOUND,
-        "acknowledged after {:?}",
-        answer.took
-    );
+    assert!(answer.took < ACK_BOUND, "acknowledged after {:?}", answer.took);
 
     let notification = app
         .wait_message("the notification", INCIDENTS, WAIT, |message| {
             message.visible_text().contains("INCIDENT #1: API down")
         })
         .await;
-    assert_eq!(
-        notification.thread_ts, None,
-        "the notification is top level"
-    );
+    assert_eq!(notification.thread_ts, None, "the notification is top level");
     let text = notification.visible_text();
-    for expected in [
-        "*Status:* TRIGGERED",
-        "*Severity:* CRITICAL",
-        "*Impact:* checkout fails",
-        "*Started:*",
-        "*ETA:*",
-    ] {
+    for expected in ["*Status:* TRIGGERED", "*Severity:* CRITICAL", "*Impact:* checkout fails", "*Started:*", "*ETA:*"]
+    {
         assert!(text.contains(expected), "no {expected:?} in:\n{text}");
     }
-    assert_eq!(
-        button_labels(&notification),
-        ["Acknowledge", "Diagnose", "Resolve"]
-    );
+    assert_eq!(button_labels(&notification), ["Acknowledge", "Diagnose", "Resolve"]);
     assert!(
         app.fake.messages(OPS).is_empty(),
         "nothing is posted where it was declared when there is an incident channel"
@@ -370,106 +267,63 @@ async fn declare_acknowledge_and_resolve_from_slack_show_in_the_notification_and
     // Acknowledge, clicked by U0002.
     let answer = app.click("U0002", &notification, "Acknowledge").await;
     assert_eq!((answer.status, answer.body.as_str()), (200, ""));
-    assert!(
-        answer.took < ACK_BOUND,
-        "acknowledged after {:?}",
-        answer.took
-    );
+    assert!(answer.took < ACK_BOUND, "acknowledged after {:?}", answer.took);
     let root = notification.ts.clone();
     app.fake
         .wait_for("the acknowledgement in the thread", WAIT, |fake| {
-            fake.thread(INCIDENTS, &root)
-                .iter()
-                .any(|reply| reply.visible_text().contains("Acknowledged by <@U0002>"))
+            fake.thread(INCIDENTS, &root).iter().any(|reply| reply.visible_text().contains("Acknowledged by <@U0002>"))
         })
         .await;
     let acknowledged = app
-        .wait_message("the edited notification", INCIDENTS, WAIT, |message| {
-            message.ts == root && message.edits >= 1
-        })
+        .wait_message("the edited notification", INCIDENTS, WAIT, |message| message.ts == root && message.edits >= 1)
         .await;
-    assert!(
-        acknowledged
-            .visible_text()
-            .contains("*Status:* ACKNOWLEDGED"),
-        "{}",
-        acknowledged.visible_text()
-    );
+    assert!(acknowledged.visible_text().contains("*Status:* ACKNOWLEDGED"), "{}", acknowledged.visible_text());
     assert_eq!(button_labels(&acknowledged), ["Diagnose", "Resolve"]);
 
     // Someone else clicks Acknowledge on the message as it was before the edit: a private
     // answer through the click's response_url, and nothing changes.
     let answer = app.click("U0003", &notification, "Acknowledge").await;
     assert_eq!((answer.status, answer.body.as_str()), (200, ""));
-    app.fake
-        .wait_for("the private answer", WAIT, |fake| {
-            !fake.responses().is_empty()
-        })
-        .await;
+    app.fake.wait_for("the private answer", WAIT, |fake| !fake.responses().is_empty()).await;
     let late = &app.fake.responses()[0];
     assert_eq!(late["response_type"], "ephemeral");
-    assert!(
-        late["text"]
-            .as_str()
-            .unwrap_or("")
-            .contains("already acknowledged by slack:U0002"),
-        "{late}"
-    );
+    assert!(late["text"].as_str().unwrap_or("").contains("already acknowledged by slack:U0002"), "{late}");
 
     // Diagnose: a menu of runbooks in the thread, and the chosen one runs there.
     let answer = app.click("U0002", &acknowledged, "Diagnose").await;
     assert_eq!((answer.status, answer.body.as_str()), (200, ""));
     app.fake
         .wait_for("the runbook menu", WAIT, |fake| {
-            fake.thread(INCIDENTS, &root)
-                .iter()
-                .any(|reply| button_labels(reply) == ["ping"])
+            fake.thread(INCIDENTS, &root).iter().any(|reply| button_labels(reply) == ["ping"])
         })
         .await;
-    let menu = app
-        .fake
-        .thread(INCIDENTS, &root)
-        .into_iter()
-        .find(|reply| button_labels(reply) == ["ping"])
-        .expect("the menu");
+    let menu =
+        app.fake.thread(INCIDENTS, &root).into_iter().find(|reply| button_labels(reply) == ["ping"]).expect("the menu");
     let answer = app.click("U0002", &menu, "ping").await;
     assert_eq!((answer.status, answer.body.as_str()), (200, ""));
     app.fake
         .wait_for("the diagnosis in the thread", WAIT, |fake| {
-            fake.thread(INCIDENTS, &root)
-                .iter()
-                .any(|reply| reply.visible_text().contains("diagnose ping: OK"))
+            fake.thread(INCIDENTS, &root).iter().any(|reply| reply.visible_text().contains("diagnose ping: OK"))
         })
         .await;
     app.wait_incident(1, "the diagnosis on the timeline", WAIT, |incident| {
-        incident["timeline"]
-            .as_array()
-            .is_some_and(|events| events.iter().any(|event| event["kind"] == "diagnosis"))
+        incident["timeline"].as_array().is_some_and(|events| events.iter().any(|event| event["kind"] == "diagnosis"))
     })
     .await;
 
     // Resolve, clicked on the message as it stands now: a modal opens.
     let answer = app.click("U0002", &acknowledged, "Resolve").await;
     assert_eq!((answer.status, answer.body.as_str()), (200, ""));
-    app.fake
-        .wait_for("the resolve modal", WAIT, |fake| !fake.views().is_empty())
-        .await;
+    app.fake.wait_for("the resolve modal", WAIT, |fake| !fake.views().is_empty()).await;
     let views = app.fake.views();
     assert_eq!(views.len(), 1);
     let view = &views[0];
     assert_eq!(view["title"]["text"], "Resolve incident #1");
-    let fields: Vec<&str> = view["blocks"]
-        .as_array()
-        .expect("blocks")
-        .iter()
-        .filter_map(|block| block["block_id"].as_str())
-        .collect();
+    let fields: Vec<&str> =
+        view["blocks"].as_array().expect("blocks").iter().filter_map(|block| block["block_id"].as_str()).collect();
     assert_eq!(fields, ["root_cause", "fix", "prevention"]);
     assert!(
-        !app.fake
-            .thread(INCIDENTS, &root)
-            .iter()
-            .any(|reply| reply.visible_text().contains("RESOLVED")),
+        !app.fake.thread(INCIDENTS, &root).iter().any(|reply| reply.visible_text().contains("RESOLVED")),
         "opening the modal resolves nothing yet"
     );
 
@@ -484,16 +338,10 @@ async fn declare_acknowledge_and_resolve_from_slack_show_in_the_notification_and
             ],
         )
         .await;
-    assert_eq!(
-        (answer.status, answer.body.as_str()),
-        (200, ""),
-        "an empty answer closes the modal"
-    );
+    assert_eq!((answer.status, answer.body.as_str()), (200, ""), "an empty answer closes the modal");
     app.fake
         .wait_for("the resolution summary", WAIT, |fake| {
-            fake.thread(INCIDENTS, &root)
-                .iter()
-                .any(|reply| reply.visible_text().contains("RESOLVED #1: API down"))
+            fake.thread(INCIDENTS, &root).iter().any(|reply| reply.visible_text().contains("RESOLVED #1: API down"))
         })
         .await;
     let summary = app
@@ -511,39 +359,22 @@ async fn declare_acknowledge_and_resolve_from_slack_show_in_the_notification_and
         "*Duration:*",
         "[OK] ping / true",
     ] {
-        assert!(
-            summary_text.contains(expected),
-            "no {expected:?} in the summary:\n{summary_text}"
-        );
+        assert!(summary_text.contains(expected), "no {expected:?} in the summary:\n{summary_text}");
     }
     let resolved = app
-        .wait_message(
-            "the notification turned resolved",
-            INCIDENTS,
-            WAIT,
-            |message| message.ts == root && message.visible_text().contains("*Status:* RESOLVED"),
-        )
+        .wait_message("the notification turned resolved", INCIDENTS, WAIT, |message| {
+            message.ts == root && message.visible_text().contains("*Status:* RESOLVED")
+        })
         .await;
-    assert!(
-        button_labels(&resolved).is_empty(),
-        "a resolved incident has no buttons: {:?}",
-        button_labels(&resolved)
-    );
-    assert_eq!(
-        app.top_level(INCIDENTS).len(),
-        1,
-        "edits, not new notifications"
-    );
+    assert!(button_labels(&resolved).is_empty(), "a resolved incident has no buttons: {:?}", button_labels(&resolved));
+    assert_eq!(app.top_level(INCIDENTS).len(), 1, "edits, not new notifications");
 
     let incident = app.get_json("/api/incidents/1").await;
     assert_eq!(incident["status"], "resolved");
     assert_eq!(incident["acknowledged_by"], "slack:U0002");
     assert_eq!(incident["resolved_by"], "slack:U0002");
     assert_eq!(incident["declared_by"], "slack:U0001");
-    assert_eq!(
-        incident["root_cause"],
-        "Connection pool exhausted by a retry storm"
-    );
+    assert_eq!(incident["root_cause"], "Connection pool exhausted by a retry storm");
     assert_eq!(incident["impact"], "checkout fails");
     assert_eq!(incident["severity"], "critical");
     app.fake.assert_all_accepted();
@@ -558,34 +389,20 @@ async fn an_escalation_pages_in_the_thread_and_by_direct_message_paced_and_throu
     // Slack's next post answers 429 with Retry-After: 1.
     app.fake.rate_limit_next("chat.postMessage", 1, 1);
 
-    let answer = app
-        .slash(
-            "U0001",
-            OPS,
-            "/incident",
-            "declare Payments failing sev=high",
-        )
-        .await;
+    let answer = app.slash("U0001", OPS, "/incident", "declare Payments failing sev=high").await;
     assert_eq!((answer.status, answer.body.as_str()), (200, ""));
 
     let direct = app
         .wait_message("the direct message to U0007", "D0007", WAIT, |message| {
-            message
-                .visible_text()
-                .contains("You are paged for incident #1")
+            message.visible_text().contains("You are paged for incident #1")
         })
         .await;
-    let notification = app
-        .wait_message("the notification", INCIDENTS, WAIT, |message| {
-            message.thread_ts.is_none()
-        })
-        .await;
+    let notification =
+        app.wait_message("the notification", INCIDENTS, WAIT, |message| message.thread_ts.is_none()).await;
     let root = notification.ts.clone();
     app.fake
         .wait_for("the page in the thread", WAIT, |fake| {
-            fake.thread(INCIDENTS, &root)
-                .iter()
-                .any(|reply| reply.visible_text().contains("<@U0007>"))
+            fake.thread(INCIDENTS, &root).iter().any(|reply| reply.visible_text().contains("<@U0007>"))
         })
         .await;
     assert!(direct.visible_text().contains("Payments failing"));
@@ -595,11 +412,7 @@ async fn an_escalation_pages_in_the_thread_and_by_direct_message_paced_and_throu
 
     // The 429 was waited out for its Retry-After, and the notification arrived once.
     let limited = app.fake.rate_limited();
-    assert_eq!(
-        limited.len(),
-        1,
-        "only the forced 429: the app paces itself"
-    );
+    assert_eq!(limited.len(), 1, "only the forced 429: the app paces itself");
     assert_eq!(limited[0].method, "chat.postMessage");
     assert_eq!(limited[0].body["channel"], INCIDENTS);
     let retried = app
@@ -621,9 +434,7 @@ async fn an_escalation_pages_in_the_thread_and_by_direct_message_paced_and_throu
     assert_eq!((answer.status, answer.body.as_str()), (200, ""));
     app.fake
         .wait_for("the acknowledgement in the thread", WAIT, |fake| {
-            fake.thread(INCIDENTS, &root)
-                .iter()
-                .any(|reply| reply.visible_text().contains("Acknowledged by <@U0007>"))
+            fake.thread(INCIDENTS, &root).iter().any(|reply| reply.visible_text().contains("Acknowledged by <@U0007>"))
         })
         .await;
     let pages: Vec<StoredMessage> = app
@@ -644,16 +455,8 @@ async fn an_escalation_pages_in_the_thread_and_by_direct_message_paced_and_throu
         .filter(|call| call.body["channel"] == INCIDENTS)
         .map(|call| call.at)
         .collect();
-    assert_eq!(
-        posts.len(),
-        4,
-        "429, notification, page, acknowledgement note"
-    );
-    assert_spaced(
-        "posts to the incident channel",
-        &posts,
-        Duration::from_secs(1),
-    );
+    assert_eq!(posts.len(), 4, "429, notification, page, acknowledgement note");
+    assert_spaced("posts to the incident channel", &posts, Duration::from_secs(1));
     assert_eq!(app.fake.rate_limited().len(), 1);
 
     let incident = app.get_json("/api/incidents/1").await;
@@ -687,38 +490,23 @@ async fn a_page_still_reaches_the_thread_when_the_notification_took_a_second_del
     // each, while the page for the same incident is already due.
     app.fake.rate_limit_next("chat.postMessage", 8, 1);
 
-    let answer = app
-        .slash("U0001", OPS, "/incident", "declare Ledger lagging sev=high")
-        .await;
+    let answer = app.slash("U0001", OPS, "/incident", "declare Ledger lagging sev=high").await;
     assert_eq!((answer.status, answer.body.as_str()), (200, ""));
 
-    let notification = app
-        .wait_message("the notification", INCIDENTS, WAIT, |message| {
-            message.thread_ts.is_none()
-        })
-        .await;
+    let notification =
+        app.wait_message("the notification", INCIDENTS, WAIT, |message| message.thread_ts.is_none()).await;
     let root = notification.ts.clone();
     app.fake
         .wait_for("the page in the thread", WAIT, |fake| {
-            fake.thread(INCIDENTS, &root)
-                .iter()
-                .any(|reply| reply.visible_text().contains("<@U0007>"))
+            fake.thread(INCIDENTS, &root).iter().any(|reply| reply.visible_text().contains("<@U0007>"))
         })
         .await;
-    app.fake
-        .wait_for("the direct message", WAIT, |fake| {
-            !fake.messages("D0007").is_empty()
-        })
-        .await;
+    app.fake.wait_for("the direct message", WAIT, |fake| !fake.messages("D0007").is_empty()).await;
     // Give a repeated delivery the time to show.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(app.top_level(INCIDENTS).len(), 1, "the notification once");
     assert_eq!(app.fake.thread(INCIDENTS, &root).len(), 1, "the page once");
-    assert_eq!(
-        app.fake.messages("D0007").len(),
-        1,
-        "the direct message once"
-    );
+    assert_eq!(app.fake.messages("D0007").len(), 1, "the direct message once");
     assert_eq!(app.fake.rate_limited().len(), 8);
     app.fake.assert_all_accepted();
     app.stop().await;
@@ -748,45 +536,29 @@ async fn a_bad_or_stale_signature_is_refused_and_nothing_is_posted() {
             "signed with another secret",
             vec![
                 ("x-slack-request-timestamp", timestamp.to_string()),
-                (
-                    "x-slack-signature",
-                    signature("not-the-signing-secret", timestamp, &body),
-                ),
+                ("x-slack-signature", signature("not-the-signing-secret", timestamp, &body)),
             ],
         ),
         (
             "signed six minutes ago",
             vec![
                 ("x-slack-request-timestamp", (timestamp - 360).to_string()),
-                (
-                    "x-slack-signature",
-                    signature(SIGNING_SECRET, timestamp - 360, &body),
-                ),
+                ("x-slack-signature", signature(SIGNING_SECRET, timestamp - 360, &body)),
             ],
         ),
-        (
-            "not signed",
-            vec![("x-slack-request-timestamp", timestamp.to_string())],
-        ),
+        ("not signed", vec![("x-slack-request-timestamp", timestamp.to_string())]),
     ];
     for (what, headers) in &attempts {
         let answer = app.send("/slack/commands", FORM, &body, headers).await;
         assert_eq!(answer.status, 401, "{what}: {answer:?}");
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        app.fake.calls().is_empty(),
-        "a refused request reached Slack: {:#?}",
-        app.fake.calls()
-    );
+    assert!(app.fake.calls().is_empty(), "a refused request reached Slack: {:#?}", app.fake.calls());
 
     // The same command, signed now, runs: the refusals above are what kept it quiet.
     let answer = app.signed("/slack/commands", FORM, &body, &[]).await;
     assert_eq!(answer.status, 200);
-    app.wait_message("the diagnosis", OPS, WAIT, |message| {
-        message.visible_text().contains("diagnose ping: OK")
-    })
-    .await;
+    app.wait_message("the diagnosis", OPS, WAIT, |message| message.visible_text().contains("diagnose ping: OK")).await;
     app.fake.assert_all_accepted();
     app.stop().await;
 }
@@ -796,48 +568,22 @@ async fn an_app_mention_delivered_twice_runs_its_diagnosis_once() {
     let workspace = Workspace::new();
     workspace.runbook("ping", PING);
     let app = spawn(workspace, "").await;
-    let body = app_mention_body(
-        "Ev0E2EONCE01",
-        "U0001",
-        OPS,
-        &format!("<@{}> diagnose ping", fake_slack::BOT_USER),
-    );
+    let body = app_mention_body("Ev0E2EONCE01", "U0001", OPS, &format!("<@{}> diagnose ping", fake_slack::BOT_USER));
     let first = app.event(&body, None).await;
     assert_eq!(first.status, 200, "{first:?}");
-    assert!(
-        first.took < ACK_BOUND,
-        "acknowledged after {:?}",
-        first.took
-    );
+    assert!(first.took < ACK_BOUND, "acknowledged after {:?}", first.took);
     let retry = app.event(&body, Some(1)).await;
     assert_eq!(retry.status, 200, "{retry:?}");
 
-    app.wait_message("the diagnosis", OPS, WAIT, |message| {
-        message.visible_text().contains("diagnose ping: OK")
-    })
-    .await;
+    app.wait_message("the diagnosis", OPS, WAIT, |message| message.visible_text().contains("diagnose ping: OK")).await;
     // A second run would have posted its first message long before the first one finished.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        app.fake.calls_to("chat.postMessage").len(),
-        1,
-        "{:#?}",
-        app.fake.messages(OPS)
-    );
+    assert_eq!(app.fake.calls_to("chat.postMessage").len(), 1, "{:#?}", app.fake.messages(OPS));
 
     // Another event is not mistaken for the retry.
-    let other = app_mention_body(
-        "Ev0E2EONCE02",
-        "U0001",
-        OPS,
-        &format!("<@{}> diagnose ping", fake_slack::BOT_USER),
-    );
+    let other = app_mention_body("Ev0E2EONCE02", "U0001", OPS, &format!("<@{}> diagnose ping", fake_slack::BOT_USER));
     assert_eq!(app.event(&other, None).await.status, 200);
-    app.fake
-        .wait_for("a second diagnosis", WAIT, |fake| {
-            fake.calls_to("chat.postMessage").len() == 2
-        })
-        .await;
+    app.fake.wait_for("a second diagnosis", WAIT, |fake| fake.calls_to("chat.postMessage").len() == 2).await;
     app.fake.assert_all_accepted();
     app.stop().await;
 }
@@ -854,11 +600,7 @@ async fn a_mistyped_topic_gets_a_private_reply_with_the_valid_topics_and_nothing
 
     let answer = app.slash("U0001", OPS, "/diagnose", "nope").await;
     assert_eq!(answer.status, 200, "{answer:?}");
-    assert!(
-        answer.took < ACK_BOUND,
-        "acknowledged after {:?}",
-        answer.took
-    );
+    assert!(answer.took < ACK_BOUND, "acknowledged after {:?}", answer.took);
     let reply = answer.json();
     assert_eq!(reply["response_type"], "ephemeral", "{reply}");
     let text = reply["text"].as_str().expect("a text");
@@ -868,39 +610,18 @@ async fn a_mistyped_topic_gets_a_private_reply_with_the_valid_topics_and_nothing
     );
 
     // The same mistake in a mention is answered privately with chat.postEphemeral.
-    let mention = app_mention_body(
-        "Ev0E2ENOPE01",
-        "U0001",
-        OPS,
-        &format!("<@{}> diagnose nope", fake_slack::BOT_USER),
-    );
+    let mention = app_mention_body("Ev0E2ENOPE01", "U0001", OPS, &format!("<@{}> diagnose nope", fake_slack::BOT_USER));
     assert_eq!(app.event(&mention, None).await.status, 200);
-    app.fake
-        .wait_for("the private reply", WAIT, |fake| {
-            !fake.ephemerals().is_empty()
-        })
-        .await;
+    app.fake.wait_for("the private reply", WAIT, |fake| !fake.ephemerals().is_empty()).await;
     let ephemeral = &app.fake.ephemerals()[0];
     assert_eq!(ephemeral["channel"], OPS);
     assert_eq!(ephemeral["user"], "U0001");
     let text = ephemeral["text"].as_str().unwrap_or("");
-    assert!(
-        text.contains("'nope'") && text.contains("disk") && text.contains("ping"),
-        "{ephemeral}"
-    );
+    assert!(text.contains("'nope'") && text.contains("disk") && text.contains("ping"), "{ephemeral}");
 
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let methods: Vec<String> = app
-        .fake
-        .calls()
-        .into_iter()
-        .map(|call| call.method)
-        .collect();
-    assert_eq!(
-        methods,
-        ["chat.postEphemeral"],
-        "nothing but the private reply reached Slack"
-    );
+    let methods: Vec<String> = app.fake.calls().into_iter().map(|call| call.method).collect();
+    assert_eq!(methods, ["chat.postEphemeral"], "nothing but the private reply reached Slack");
     assert!(app.fake.all_messages().is_empty());
     app.fake.assert_all_accepted();
     app.stop().await;

@@ -9,9 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::core::ChatCore;
 use super::message::{FileAttachment, Message};
-use super::{views, MessageRef, Origin, Reply};
+use super::{MessageRef, Origin, Reply, views};
 use crate::check::{CheckEvent, Status};
-use crate::remediation::{action_hash, may_approve, REQUEST_LIFETIME};
+use crate::remediation::{REQUEST_LIFETIME, action_hash, may_approve};
 use crate::runbook::{Args, Runbook};
 use crate::store::{NewRequest, RemediationRequest, VoteOutcome};
 
@@ -20,17 +20,32 @@ const INLINE_OUTPUT_CHARS: usize = 2_500;
 
 impl ChatCore {
     /// `/remediate NAME k=v…` or a suggested-remediation button: posts the approval request.
-    pub(crate) async fn request_remediation(self: &Arc<Self>, origin: Origin, name: &str, pairs: &[(String, String)]) -> Result<Reply, String> {
+    pub(crate) async fn request_remediation(
+        self: &Arc<Self>,
+        origin: Origin,
+        name: &str,
+        pairs: &[(String, String)],
+    ) -> Result<Reply, String> {
         self.require(&self.permissions.remediate, &origin, "request remediations")?;
         let (runbook, index) = self.catalogue.remediation(name).ok_or_else(|| {
-            let names: Vec<String> = self.catalogue.runbooks().flat_map(|runbook| runbook.remediations.iter().map(|r| r.name.clone())).collect();
-            format!("unknown remediation '{name}'; valid: {}", if names.is_empty() { "(none loaded)".to_string() } else { names.join(", ") })
+            let names: Vec<String> = self
+                .catalogue
+                .runbooks()
+                .flat_map(|runbook| runbook.remediations.iter().map(|r| r.name.clone()))
+                .collect();
+            format!(
+                "unknown remediation '{name}'; valid: {}",
+                if names.is_empty() { "(none loaded)".to_string() } else { names.join(", ") }
+            )
         })?;
         let args = runbook.bind_remediation_args(index, pairs).map_err(|error| error.to_string())?;
         let remediation = &runbook.remediations[index];
         let store = self.escalator.store();
         let incident_id = match &origin.thread {
-            Some(thread) => store.incident_by_chat(origin.platform, &origin.channel, thread).await.map_err(|error| error.to_string())?,
+            Some(thread) => store
+                .incident_by_chat(origin.platform, &origin.channel, thread)
+                .await
+                .map_err(|error| error.to_string())?,
             None => None,
         };
         let now = self.escalator.now();
@@ -79,15 +94,27 @@ impl ChatCore {
     async fn refresh_request(&self, id: i64) {
         let store = self.escalator.store();
         let Ok(request) = store.request(id).await else { return };
-        let (Some(message_id), Ok(adapter)) = (request.message.clone(), self.adapter(&request.platform)) else { return };
-        let summary = self.catalogue.remediation(&request.action).map(|(runbook, index)| runbook.remediations[index].summary.clone()).unwrap_or_default();
-        let groups = self.catalogue.remediation(&request.action).map(|(runbook, index)| runbook.remediations[index].approvers.clone()).unwrap_or_default();
+        let (Some(message_id), Ok(adapter)) = (request.message.clone(), self.adapter(&request.platform)) else {
+            return;
+        };
+        let summary = self
+            .catalogue
+            .remediation(&request.action)
+            .map(|(runbook, index)| runbook.remediations[index].summary.clone())
+            .unwrap_or_default();
+        let groups = self
+            .catalogue
+            .remediation(&request.action)
+            .map(|(runbook, index)| runbook.remediations[index].approvers.clone())
+            .unwrap_or_default();
         let mention = |person: &str| match crate::config::Person::parse(person) {
             Ok(person) => self.mention(&person),
             Err(_) => person.to_string(),
         };
         let view = views::remediation_request(&request, &summary, &groups, &mention);
-        if let Err(error) = adapter.update(&MessageRef { channel: request.channel.clone(), id: message_id }, &view).await {
+        if let Err(error) =
+            adapter.update(&MessageRef { channel: request.channel.clone(), id: message_id }, &view).await
+        {
             tracing::warn!(%error, request = id, "Updating the remediation request message failed");
         }
     }
@@ -95,7 +122,10 @@ impl ChatCore {
     /// An Approve or Deny click: checked against the stored request and the current runbook.
     pub(crate) async fn vote(self: &Arc<Self>, origin: Origin, id: i64, approve: bool) -> Result<Reply, String> {
         let store = self.escalator.store();
-        let request = store.request(id).await.map_err(|_| format!("there is no remediation request {id}; nothing was approved"))?;
+        let request = store
+            .request(id)
+            .await
+            .map_err(|_| format!("there is no remediation request {id}; nothing was approved"))?;
         if request.platform != origin.platform {
             return Err(format!("request #{id} belongs to {}; vote there", request.platform));
         }
@@ -104,7 +134,10 @@ impl ChatCore {
             Some((runbook, index)) => {
                 let pairs: Vec<(String, String)> = request.args.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                 match runbook.bind_remediation_args(*index, &pairs) {
-                    Ok(args) => (action_hash(&runbook.name, &runbook.remediations[*index], &args), Some((runbook.clone(), *index, args))),
+                    Ok(args) => (
+                        action_hash(&runbook.name, &runbook.remediations[*index], &args),
+                        Some((runbook.clone(), *index, args)),
+                    ),
                     Err(_) => (String::new(), None),
                 }
             }
@@ -117,11 +150,16 @@ impl ChatCore {
                 may_approve(remediation, &self.escalator.directory().groups, &request.requested_by, &origin.user)?;
             }
         }
-        let outcome = store.vote(id, &origin.user.to_string(), approve, &hash, self.escalator.now()).await.map_err(|error| error.to_string())?;
+        let outcome = store
+            .vote(id, &origin.user.to_string(), approve, &hash, self.escalator.now())
+            .await
+            .map_err(|error| error.to_string())?;
         match outcome {
             VoteOutcome::Counted { approvals, needed } => {
                 self.refresh_request(id).await;
-                Ok(Reply::private(format!("Approval recorded: {approvals} of {needed}. It runs when the last one is in.")))
+                Ok(Reply::private(format!(
+                    "Approval recorded: {approvals} of {needed}. It runs when the last one is in."
+                )))
             }
             VoteOutcome::Approved { .. } => {
                 self.refresh_request(id).await;
@@ -138,11 +176,17 @@ impl ChatCore {
             VoteOutcome::NotPending(state) => Err(format!("request #{id} is already {state}; nothing more happens")),
             VoteOutcome::Expired => {
                 self.refresh_request(id).await;
-                Err(format!("request #{id} expired at {}; nothing ran. Request it again.", request.expires_at.format("%H:%M:%S UTC")))
+                Err(format!(
+                    "request #{id} expired at {}; nothing ran. Request it again.",
+                    request.expires_at.format("%H:%M:%S UTC")
+                ))
             }
             VoteOutcome::Stale => {
                 self.refresh_request(id).await;
-                Err(format!("the runbook for {} changed after request #{id}; its approvals no longer apply and nothing ran. Request it again.", request.action))
+                Err(format!(
+                    "the runbook for {} changed after request #{id}; its approvals no longer apply and nothing ran. Request it again.",
+                    request.action
+                ))
             }
         }
     }
@@ -175,7 +219,8 @@ impl ChatCore {
         let mark = if succeeded { "✅" } else { "❌" };
         let mut message = Message::new().text(format!("{mark} *{name}* (request #{id}): {summary}"));
         let text = output.join("\n");
-        let inline = !text.is_empty() && text.chars().count() <= INLINE_OUTPUT_CHARS.min(adapter.limits().max_block_text.saturating_sub(100));
+        let inline = !text.is_empty()
+            && text.chars().count() <= INLINE_OUTPUT_CHARS.min(adapter.limits().max_block_text.saturating_sub(100));
         if inline {
             message = message.code(text.clone());
         }
@@ -183,7 +228,11 @@ impl ChatCore {
             tracing::warn!(%error, request = id, "Posting the remediation result failed");
         }
         if !inline && !text.is_empty() {
-            let file = FileAttachment { filename: format!("remediation-{id}-{name}.txt"), title: format!("Output of {name} (request #{id})"), content: text.into_bytes() };
+            let file = FileAttachment {
+                filename: format!("remediation-{id}-{name}.txt"),
+                title: format!("Output of {name} (request #{id})"),
+                content: text.into_bytes(),
+            };
             if let Err(error) = adapter.upload(&request.channel, thread.as_deref(), &file).await {
                 tracing::warn!(%error, request = id, "Uploading the remediation output failed");
             }
@@ -196,7 +245,11 @@ impl ChatCore {
             match self.escalator.store().expire_requests(self.escalator.now()).await {
                 Ok(expired) => {
                     for request in expired {
-                        tracing::info!(request = request.id, remediation = request.action, "Remediation request expired");
+                        tracing::info!(
+                            request = request.id,
+                            remediation = request.action,
+                            "Remediation request expired"
+                        );
                         self.refresh_request(request.id).await;
                     }
                 }

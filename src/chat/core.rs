@@ -40,8 +40,14 @@ pub struct Permissions {
 
 impl Permissions {
     pub fn from_config(config: &PermissionsConfig) -> Self {
-        let list = |entries: &Vec<toml::Spanned<Principal>>| entries.iter().map(|entry| entry.get_ref().clone()).collect();
-        Self { diagnose: list(&config.diagnose), incident: list(&config.incident), remediate: list(&config.remediate), channels: config.channels.clone() }
+        let list =
+            |entries: &Vec<toml::Spanned<Principal>>| entries.iter().map(|entry| entry.get_ref().clone()).collect();
+        Self {
+            diagnose: list(&config.diagnose),
+            incident: list(&config.incident),
+            remediate: list(&config.remediate),
+            channels: config.channels.clone(),
+        }
     }
 
     fn describe(list: &[Principal]) -> String {
@@ -70,7 +76,13 @@ pub struct ChatCore {
 }
 
 impl ChatCore {
-    pub fn new(catalogue: Arc<Catalogue>, runner: Runner, escalator: Arc<Escalator>, permissions: Permissions, deliver: Arc<Notify>) -> Self {
+    pub fn new(
+        catalogue: Arc<Catalogue>,
+        runner: Runner,
+        escalator: Arc<Escalator>,
+        permissions: Permissions,
+        deliver: Arc<Notify>,
+    ) -> Self {
         Self { catalogue, runner, escalator, permissions, adapters: BTreeMap::new(), deliver }
     }
 
@@ -103,8 +115,12 @@ impl ChatCore {
     pub async fn handle(self: &Arc<Self>, event: ChatEvent) -> Reply {
         let outcome = match event {
             ChatEvent::Command { origin, text, trigger } => self.command(origin, &text, trigger).await,
-            ChatEvent::Button { origin, action, value, trigger, message } => self.button(origin, &action, &value, trigger, message).await,
-            ChatEvent::FormSubmitted { origin, action, value, fields } => self.form(origin, &action, &value, fields).await,
+            ChatEvent::Button { origin, action, value, trigger, message } => {
+                self.button(origin, &action, &value, trigger, message).await
+            }
+            ChatEvent::FormSubmitted { origin, action, value, fields } => {
+                self.form(origin, &action, &value, fields).await
+            }
         };
         outcome.unwrap_or_else(Reply::private)
     }
@@ -141,7 +157,10 @@ impl ChatCore {
         // Typed commands only: buttons and forms are on the bot's own messages, which include
         // the incident channel, direct messages with pages and forms that have no channel.
         if !self.permissions.channels.is_empty() && !self.permissions.channels.contains(&origin.channel) {
-            return Err(format!("commands are not accepted in this channel; use one of: {}", self.permissions.channels.join(", ")));
+            return Err(format!(
+                "commands are not accepted in this channel; use one of: {}",
+                self.permissions.channels.join(", ")
+            ));
         }
         match grammar::parse(text)? {
             Command::Diagnose { topic: None, .. } => {
@@ -164,14 +183,21 @@ impl ChatCore {
             Command::Remediate { action: Some(action), args } => self.request_remediation(origin, &action, &args).await,
             Command::Oncall { schedule } => {
                 let now = self.escalator.now();
-                let message = views::oncall(self.escalator.directory(), schedule.as_deref(), now, &|person| self.mention(person))?;
+                let message = views::oncall(self.escalator.directory(), schedule.as_deref(), now, &|person| {
+                    self.mention(person)
+                })?;
                 Ok(Reply::Private(message))
             }
             Command::Incident(command) => self.incident_command(origin, command, trigger).await,
         }
     }
 
-    async fn incident_command(self: &Arc<Self>, origin: Origin, command: IncidentCommand, trigger: Option<String>) -> Result<Reply, String> {
+    async fn incident_command(
+        self: &Arc<Self>,
+        origin: Origin,
+        command: IncidentCommand,
+        trigger: Option<String>,
+    ) -> Result<Reply, String> {
         if !matches!(command, IncidentCommand::List | IncidentCommand::Summary { .. }) {
             self.require(&self.permissions.incident, &origin, "change incidents")?;
         }
@@ -205,7 +231,11 @@ impl ChatCore {
                 let incident = self.incident_here(&origin, id).await?;
                 let now = self.escalator.now();
                 let templates = self.escalator.templates();
-                let text = if incident.is_open() { templates.notification(&incident, now) } else { templates.resolution(&incident, now) };
+                let text = if incident.is_open() {
+                    templates.notification(&incident, now)
+                } else {
+                    templates.resolution(&incident, now)
+                };
                 Ok(Reply::Private(Message::plain(text?)))
             }
             IncidentCommand::Ack { id } => {
@@ -224,12 +254,19 @@ impl ChatCore {
                 if !incident.is_open() {
                     return Err(format!("incident #{} is resolved; there is nobody left to escalate to", incident.id));
                 }
-                let pulled = store.escalate_now(incident.id, self.escalator.now()).await.map_err(|error| error.to_string())?;
+                let pulled =
+                    store.escalate_now(incident.id, self.escalator.now()).await.map_err(|error| error.to_string())?;
                 if !pulled {
-                    return Err(format!("incident #{} has no escalation steps left (acknowledged, or its policy is done)", incident.id));
+                    return Err(format!(
+                        "incident #{} has no escalation steps left (acknowledged, or its policy is done)",
+                        incident.id
+                    ));
                 }
                 let detail = json!({"requested": true});
-                self.escalator.record(incident.id, "escalation_requested", Some(&origin.user.to_string()), detail).await.map_err(|error| error.to_string())?;
+                self.escalator
+                    .record(incident.id, "escalation_requested", Some(&origin.user.to_string()), detail)
+                    .await
+                    .map_err(|error| error.to_string())?;
                 self.escalator.wake();
                 Ok(Reply::private(format!("Escalating incident #{} to its next step now.", incident.id)))
             }
@@ -244,7 +281,10 @@ impl ChatCore {
                     Some(&origin.user.to_string()),
                     json!({"phase": phase.name(), "text": text, "eta": eta}),
                 );
-                store.record_with_notice(incident.id, event, "incident_updated").await.map_err(|error| error.to_string())?;
+                store
+                    .record_with_notice(incident.id, event, "incident_updated")
+                    .await
+                    .map_err(|error| error.to_string())?;
                 self.deliver.notify_one();
                 Ok(Reply::Nothing)
             }
@@ -259,7 +299,10 @@ impl ChatCore {
             None => {
                 let thread = origin.thread.as_deref();
                 let found = match thread {
-                    Some(thread) => store.incident_by_chat(origin.platform, &origin.channel, thread).await.map_err(|error| error.to_string())?,
+                    Some(thread) => store
+                        .incident_by_chat(origin.platform, &origin.channel, thread)
+                        .await
+                        .map_err(|error| error.to_string())?,
                     None => None,
                 };
                 match found {
@@ -269,7 +312,11 @@ impl ChatCore {
                         let ids: Vec<String> = open.iter().map(|incident| format!("#{}", incident.id)).collect();
                         return Err(format!(
                             "which incident? type the command in its thread or add id=N{}",
-                            if ids.is_empty() { " (there are no open incidents)".to_string() } else { format!("; open: {}", ids.join(", ")) }
+                            if ids.is_empty() {
+                                " (there are no open incidents)".to_string()
+                            } else {
+                                format!("; open: {}", ids.join(", "))
+                            }
                         ));
                     }
                 }
@@ -302,7 +349,12 @@ impl ChatCore {
         let Some(trigger) = trigger else {
             return Err(format!("resolve with: /incident resolve id={id} root_cause=\"…\" fix=\"…\" prevention=\"…\""));
         };
-        let field = |id: &str, label: &str| FormField { id: id.into(), label: label.into(), multiline: true, optional: id != "root_cause" };
+        let field = |id: &str, label: &str| FormField {
+            id: id.into(),
+            label: label.into(),
+            multiline: true,
+            optional: id != "root_cause",
+        };
         let form = Form {
             title: format!("Resolve incident #{id}"),
             submit: "Resolve".into(),
@@ -310,11 +362,21 @@ impl ChatCore {
             value: id.to_string(),
             fields: vec![field("root_cause", "Root cause"), field("fix", "Fix"), field("prevention", "Prevention")],
         };
-        self.adapter(origin.platform)?.open_form(&trigger, &form).await.map_err(|error| format!("could not open the resolve form: {error}"))?;
+        self.adapter(origin.platform)?
+            .open_form(&trigger, &form)
+            .await
+            .map_err(|error| format!("could not open the resolve form: {error}"))?;
         Ok(Reply::Nothing)
     }
 
-    async fn button(self: &Arc<Self>, origin: Origin, action: &str, value: &str, trigger: Option<String>, message: Option<MessageRef>) -> Result<Reply, String> {
+    async fn button(
+        self: &Arc<Self>,
+        origin: Origin,
+        action: &str,
+        value: &str,
+        trigger: Option<String>,
+        message: Option<MessageRef>,
+    ) -> Result<Reply, String> {
         let incident_id = || value.parse::<i64>().map_err(|_| "this button refers to no incident".to_string());
         match action {
             views::ACTION_ACK => {
@@ -344,8 +406,11 @@ impl ChatCore {
             }
             views::ACTION_DIAGNOSE => {
                 self.require(&self.permissions.diagnose, &origin, "run diagnoses")?;
-                let runbook = self.catalogue.get(value).ok_or_else(|| format!("the runbook '{value}' is no longer loaded"))?;
-                let args = runbook.bind_args(&[]).map_err(|error| format!("{error}; type /diagnose {value} key=value… instead"))?;
+                let runbook =
+                    self.catalogue.get(value).ok_or_else(|| format!("the runbook '{value}' is no longer loaded"))?;
+                let args = runbook
+                    .bind_args(&[])
+                    .map_err(|error| format!("{error}; type /diagnose {value} key=value… instead"))?;
                 self.start_diagnosis(origin, runbook, args);
                 Ok(Reply::Nothing)
             }
@@ -354,21 +419,29 @@ impl ChatCore {
                 self.request_remediation(origin, &name, &args).await
             }
             views::ACTION_APPROVE | views::ACTION_DENY => {
-                let id = value.parse::<i64>().map_err(|_| "this button refers to no remediation request".to_string())?;
+                let id =
+                    value.parse::<i64>().map_err(|_| "this button refers to no remediation request".to_string())?;
                 self.vote(origin, id, action == views::ACTION_APPROVE).await
             }
             other => Err(format!("this button ('{other}') is from an older version of firebell and does nothing now")),
         }
     }
 
-    async fn form(self: &Arc<Self>, origin: Origin, action: &str, value: &str, fields: BTreeMap<String, String>) -> Result<Reply, String> {
+    async fn form(
+        self: &Arc<Self>,
+        origin: Origin,
+        action: &str,
+        value: &str,
+        fields: BTreeMap<String, String>,
+    ) -> Result<Reply, String> {
         if action != views::FORM_RESOLVE {
             return Err(format!("unknown form '{action}'"));
         }
         self.require(&self.permissions.incident, &origin, "resolve incidents")?;
         let id = value.parse::<i64>().map_err(|_| "this form refers to no incident".to_string())?;
         let field = |name: &str| fields.get(name).map(|text| text.trim().to_string()).filter(|text| !text.is_empty());
-        let resolution = Resolution { root_cause: field("root_cause"), fix: field("fix"), prevention: field("prevention") };
+        let resolution =
+            Resolution { root_cause: field("root_cause"), fix: field("fix"), prevention: field("prevention") };
         self.resolve(id, &origin.user, resolution).await
     }
 
@@ -382,9 +455,14 @@ impl ChatCore {
             }
         };
         let text = views::mention_people(&text, adapter.as_ref());
-        match adapter.post(&origin.channel, origin.thread.as_deref(), &views::incident_notification(&incident, &text)).await {
+        match adapter
+            .post(&origin.channel, origin.thread.as_deref(), &views::incident_notification(&incident, &text))
+            .await
+        {
             Ok(posted) => {
-                if let Err(error) = self.escalator.store().attach_chat(incident.id, origin.platform, &posted.channel, &posted.id).await {
+                if let Err(error) =
+                    self.escalator.store().attach_chat(incident.id, origin.platform, &posted.channel, &posted.id).await
+                {
                     tracing::error!(%error, "Remembering where the incident was posted failed");
                 }
             }
@@ -408,12 +486,16 @@ impl ChatCore {
         let adapter = self.adapter(origin.platform)?;
         let store = self.escalator.store();
         let incident_id = match &origin.thread {
-            Some(thread) => store.incident_by_chat(origin.platform, &origin.channel, thread).await.map_err(|error: StoreError| error.to_string())?,
+            Some(thread) => store
+                .incident_by_chat(origin.platform, &origin.channel, thread)
+                .await
+                .map_err(|error: StoreError| error.to_string())?,
             None => None,
         };
         let requested_by = self.mention(&origin.user);
         let args_text: String = args.iter().map(|(key, value)| format!("{key}={value}")).collect::<Vec<_>>().join(" ");
-        let mut lines: Vec<CheckLine> = runbook.checks.iter().map(|check| CheckLine::Running { name: check.name.clone() }).collect();
+        let mut lines: Vec<CheckLine> =
+            runbook.checks.iter().map(|check| CheckLine::Running { name: check.name.clone() }).collect();
         let render = |lines: &[CheckLine], finished: Option<Status>, suggestions: Vec<Button>| {
             views::diagnosis(DiagnosisView {
                 topic: &runbook.name,
@@ -426,7 +508,10 @@ impl ChatCore {
                 suggestions,
             })
         };
-        let posted = adapter.post(&origin.channel, origin.thread.as_deref(), &render(&lines, None, Vec::new())).await.map_err(|error| error.to_string())?;
+        let posted = adapter
+            .post(&origin.channel, origin.thread.as_deref(), &render(&lines, None, Vec::new()))
+            .await
+            .map_err(|error| error.to_string())?;
         let output_thread = origin.thread.clone().unwrap_or_else(|| posted.id.clone());
 
         let mut events = self.runner.run(runbook.clone(), args.clone());
@@ -468,12 +553,19 @@ impl ChatCore {
         adapter.update(&posted, &render(&lines, Some(worst), suggestions)).await.map_err(|error| error.to_string())?;
 
         if !output.is_empty() {
-            self.post_output(adapter.as_ref(), &origin.channel, &output_thread, &runbook.name, &output, output_lines).await;
+            self.post_output(adapter.as_ref(), &origin.channel, &output_thread, &runbook.name, &output, output_lines)
+                .await;
         }
         if let Some(id) = incident_id {
-            let checks: Vec<serde_json::Value> = results.iter().map(|run| json!({"name": run.name, "status": run.status, "summary": run.summary})).collect();
+            let checks: Vec<serde_json::Value> = results
+                .iter()
+                .map(|run| json!({"name": run.name, "status": run.status, "summary": run.summary}))
+                .collect();
             let detail = json!({"topic": runbook.name, "args": args_text, "status": worst, "checks": checks});
-            self.escalator.record(id, "diagnosis", Some(&origin.user.to_string()), detail).await.map_err(|error| error.to_string())?;
+            self.escalator
+                .record(id, "diagnosis", Some(&origin.user.to_string()), detail)
+                .await
+                .map_err(|error| error.to_string())?;
         }
         Ok(())
     }
@@ -484,9 +576,14 @@ impl ChatCore {
             .iter()
             .map(|run| (run.name.clone(), json!({"status": run.status, "summary": run.summary, "data": run.data})))
             .collect();
-        let args_json: serde_json::Map<String, serde_json::Value> = args.iter().map(|(key, value)| (key.clone(), json!(value))).collect();
-        let variables: serde_json::Map<String, serde_json::Value> =
-            [("checks".to_string(), serde_json::Value::Object(checks)), ("args".to_string(), serde_json::Value::Object(args_json))].into_iter().collect();
+        let args_json: serde_json::Map<String, serde_json::Value> =
+            args.iter().map(|(key, value)| (key.clone(), json!(value))).collect();
+        let variables: serde_json::Map<String, serde_json::Value> = [
+            ("checks".to_string(), serde_json::Value::Object(checks)),
+            ("args".to_string(), serde_json::Value::Object(args_json)),
+        ]
+        .into_iter()
+        .collect();
         runbook
             .remediations
             .iter()
@@ -498,13 +595,30 @@ impl ChatCore {
                 None => false,
             })
             .map(|remediation| {
-                let used: Vec<(String, String)> = args.iter().filter(|(name, _)| remediation.args.contains(*name)).map(|(k, v)| (k.clone(), v.clone())).collect();
-                Button::new(format!("Run {}", remediation.name), views::ACTION_REMEDIATE, views::remediation_value(&remediation.name, &used)).danger()
+                let used: Vec<(String, String)> = args
+                    .iter()
+                    .filter(|(name, _)| remediation.args.contains(*name))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                Button::new(
+                    format!("Run {}", remediation.name),
+                    views::ACTION_REMEDIATE,
+                    views::remediation_value(&remediation.name, &used),
+                )
+                .danger()
             })
             .collect()
     }
 
-    async fn post_output(&self, adapter: &dyn ChatAdapter, channel: &str, thread: &str, topic: &str, output: &BTreeMap<String, Vec<String>>, total_lines: usize) {
+    async fn post_output(
+        &self,
+        adapter: &dyn ChatAdapter,
+        channel: &str,
+        thread: &str,
+        topic: &str,
+        output: &BTreeMap<String, Vec<String>>,
+        total_lines: usize,
+    ) {
         let mut text = String::new();
         for (check, lines) in output {
             text.push_str(&format!("== {check} ==\n"));
@@ -520,7 +634,11 @@ impl ChatCore {
         let result = if text.chars().count() <= limit && total_lines <= INLINE_OUTPUT_LINES {
             adapter.post(channel, Some(thread), &Message::new().code(text.trim_end())).await.map(|_| ())
         } else {
-            let file = FileAttachment { filename: format!("diagnose-{topic}-output.txt"), title: format!("Output of diagnose {topic} ({total_lines} lines)"), content: text.into_bytes() };
+            let file = FileAttachment {
+                filename: format!("diagnose-{topic}-output.txt"),
+                title: format!("Output of diagnose {topic} ({total_lines} lines)"),
+                content: text.into_bytes(),
+            };
             adapter.upload(channel, Some(thread), &file).await
         };
         if let Err(error) = result {

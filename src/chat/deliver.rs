@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::message::{FileAttachment, Message};
-use super::{views, ChatAdapter};
+use super::{ChatAdapter, views};
 use crate::escalation::Escalator;
 use crate::incident::Incident;
 use crate::store::OutboxItem;
@@ -26,7 +26,11 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    pub fn new(escalator: Arc<Escalator>, adapters: BTreeMap<&'static str, Arc<dyn ChatAdapter>>, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        escalator: Arc<Escalator>,
+        adapters: BTreeMap<&'static str, Arc<dyn ChatAdapter>>,
+        wake: Arc<Notify>,
+    ) -> Self {
         Self { escalator, adapters, wake }
     }
 
@@ -78,7 +82,13 @@ impl Deliverer {
             return;
         }
         let backoff = chrono::Duration::seconds(1 << item.attempts.clamp(0, 6));
-        tracing::warn!(item = item.id, kind = item.kind, error, retry_in_s = backoff.num_seconds(), "Delivering a chat message failed; will retry");
+        tracing::warn!(
+            item = item.id,
+            kind = item.kind,
+            error,
+            retry_in_s = backoff.num_seconds(),
+            "Delivering a chat message failed; will retry"
+        );
         if let Err(store_error) = store.outbox_retry(item.id, error, now + backoff).await {
             tracing::error!(%store_error, "Scheduling the retry failed");
         }
@@ -134,7 +144,12 @@ impl Deliverer {
         Some((entry.get("channel")?.as_str()?.to_string(), entry.get("message")?.as_str()?.to_string()))
     }
 
-    async fn declared(&self, item: &OutboxItem, adapter: &dyn ChatAdapter, incident: &mut Incident) -> Result<(), String> {
+    async fn declared(
+        &self,
+        item: &OutboxItem,
+        adapter: &dyn ChatAdapter,
+        incident: &mut Incident,
+    ) -> Result<(), String> {
         let platform = adapter.platform();
         let Some(channel) = adapter.incident_channel() else {
             return Ok(());
@@ -145,7 +160,11 @@ impl Deliverer {
         let message = self.notification(incident, adapter);
         self.part(item, &format!("{platform}:notification"), async {
             let posted = adapter.post(&channel, None, &message).await.map_err(|error| error.to_string())?;
-            self.escalator.store().attach_chat(incident.id, platform, &posted.channel, &posted.id).await.map_err(|error| error.to_string())
+            self.escalator
+                .store()
+                .attach_chat(incident.id, platform, &posted.channel, &posted.id)
+                .await
+                .map_err(|error| error.to_string())
         })
         .await?;
         if let Ok(fresh) = self.escalator.store().incident(incident.id).await {
@@ -154,7 +173,13 @@ impl Deliverer {
         Ok(())
     }
 
-    async fn updated(&self, item: &OutboxItem, adapter: &dyn ChatAdapter, incident: &Incident, resolved: bool) -> Result<(), String> {
+    async fn updated(
+        &self,
+        item: &OutboxItem,
+        adapter: &dyn ChatAdapter,
+        incident: &Incident,
+        resolved: bool,
+    ) -> Result<(), String> {
         let platform = adapter.platform();
         let Some((channel, root)) = Self::home(incident, platform) else {
             return Ok(());
@@ -175,16 +200,29 @@ impl Deliverer {
         }
         self.part(item, &format!("{platform}:thread"), async {
             if note.chars().count() > adapter.limits().max_block_text {
-                let file = FileAttachment { filename: format!("incident-{}-summary.md", incident.id), title: format!("Incident #{} summary", incident.id), content: note.clone().into_bytes() };
+                let file = FileAttachment {
+                    filename: format!("incident-{}-summary.md", incident.id),
+                    title: format!("Incident #{} summary", incident.id),
+                    content: note.clone().into_bytes(),
+                };
                 adapter.upload(&channel, Some(&root), &file).await.map_err(|error| error.to_string())
             } else {
-                adapter.post(&channel, Some(&root), &Message::plain(note.clone())).await.map(|_| ()).map_err(|error| error.to_string())
+                adapter
+                    .post(&channel, Some(&root), &Message::plain(note.clone()))
+                    .await
+                    .map(|_| ())
+                    .map_err(|error| error.to_string())
             }
         })
         .await
     }
 
-    async fn escalation(&self, item: &OutboxItem, adapter: &dyn ChatAdapter, incident: &Incident) -> Result<(), String> {
+    async fn escalation(
+        &self,
+        item: &OutboxItem,
+        adapter: &dyn ChatAdapter,
+        incident: &Incident,
+    ) -> Result<(), String> {
         let platform = adapter.platform();
         let people: Vec<String> = item
             .recipients
@@ -209,7 +247,10 @@ impl Deliverer {
                 .await?;
             }
             None if adapter.incident_channel().is_some() => {
-                waiting_for_thread = Some(format!("incident #{}'s notification is not posted yet, so the page has no thread", incident.id));
+                waiting_for_thread = Some(format!(
+                    "incident #{}'s notification is not posted yet, so the page has no thread",
+                    incident.id
+                ));
             }
             None => {}
         }
@@ -235,7 +276,12 @@ fn change_note(incident: &Incident, adapter: &dyn ChatAdapter, queued_at: chrono
             })
             .unwrap_or_else(|| "someone".to_string())
     };
-    let Some(event) = incident.timeline.iter().rev().find(|event| event.at <= queued_at && matches!(event.kind.as_str(), "acknowledged" | "status")) else {
+    let Some(event) = incident
+        .timeline
+        .iter()
+        .rev()
+        .find(|event| event.at <= queued_at && matches!(event.kind.as_str(), "acknowledged" | "status"))
+    else {
         return String::new();
     };
     match event.kind.as_str() {

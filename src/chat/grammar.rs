@@ -6,10 +6,18 @@ use crate::config::Severity;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// `/diagnose` lists topics; `/diagnose TOPIC k=v…` runs one.
-    Diagnose { topic: Option<String>, args: Vec<(String, String)> },
-    Remediate { action: Option<String>, args: Vec<(String, String)> },
+    Diagnose {
+        topic: Option<String>,
+        args: Vec<(String, String)>,
+    },
+    Remediate {
+        action: Option<String>,
+        args: Vec<(String, String)>,
+    },
     Incident(IncidentCommand),
-    Oncall { schedule: Option<String> },
+    Oncall {
+        schedule: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +97,9 @@ pub fn split_words(text: &str) -> Result<Vec<String>, String> {
 }
 
 fn is_pair(word: &str) -> bool {
-    word.split_once('=').is_some_and(|(key, _)| !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+    word.split_once('=').is_some_and(|(key, _)| {
+        !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    })
 }
 
 /// Separates `key=value` words from the others, keeping order in each.
@@ -144,7 +154,9 @@ pub fn parse(text: &str) -> Result<Command, String> {
                 [] if pairs.is_empty() => Ok(Command::Diagnose { topic: None, args: pairs }),
                 [] => Err("name the topic first: /diagnose TOPIC key=value…".to_string()),
                 [topic] => Ok(Command::Diagnose { topic: Some(topic.clone()), args: pairs }),
-                [_, extra, ..] => Err(format!("'{extra}' is not an argument: write key=value after the topic, e.g. /diagnose queue queue=signals")),
+                [_, extra, ..] => Err(format!(
+                    "'{extra}' is not an argument: write key=value after the topic, e.g. /diagnose queue queue=signals"
+                )),
             }
         }
         "remediate" => {
@@ -172,10 +184,13 @@ fn parse_incident(words: &[String]) -> Result<IncidentCommand, String> {
     let (mut pairs, free) = pairs_and_words(rest);
     match verb.as_str() {
         "declare" => {
-            let severity = match take(&mut pairs, "sev").or_else(|| take(&mut pairs, "severity")) {
-                None => None,
-                Some(text) => Some(Severity::parse(&text).ok_or_else(|| format!("sev={text} is not a severity: write sev={}", Severity::NAMES.join("|")))?),
-            };
+            let severity =
+                match take(&mut pairs, "sev").or_else(|| take(&mut pairs, "severity")) {
+                    None => None,
+                    Some(text) => Some(Severity::parse(&text).ok_or_else(|| {
+                        format!("sev={text} is not a severity: write sev={}", Severity::NAMES.join("|"))
+                    })?),
+                };
             let impact = take(&mut pairs, "impact");
             refuse_leftovers(&pairs, "/incident declare", "sev= and impact=")?;
             let title = free.join(" ");
@@ -206,7 +221,9 @@ fn parse_incident(words: &[String]) -> Result<IncidentCommand, String> {
             let prevention = take(&mut pairs, "prevention");
             refuse_leftovers(&pairs, "/incident resolve", "id=, root_cause=, fix= and prevention=")?;
             if let Some(word) = free.first() {
-                return Err(format!("'{word}' is not understood: /incident resolve [id=N] [root_cause=\"…\" fix=\"…\" prevention=\"…\"]"));
+                return Err(format!(
+                    "'{word}' is not understood: /incident resolve [id=N] [root_cause=\"…\" fix=\"…\" prevention=\"…\"]"
+                ));
             }
             Ok(IncidentCommand::Resolve { id, root_cause, fix, prevention })
         }
@@ -221,7 +238,9 @@ fn parse_incident(words: &[String]) -> Result<IncidentCommand, String> {
                 "investigating" => StatusPhase::Investigating,
                 "identified" => StatusPhase::Identified,
                 "monitoring" => StatusPhase::Monitoring,
-                other => return Err(format!("'{other}' is not a phase: write investigating, identified or monitoring")),
+                other => {
+                    return Err(format!("'{other}' is not a phase: write investigating, identified or monitoring"));
+                }
             };
             let text = text.join(" ");
             if text.trim().is_empty() {
@@ -230,7 +249,9 @@ fn parse_incident(words: &[String]) -> Result<IncidentCommand, String> {
             Ok(IncidentCommand::Status { id, phase, text, eta })
         }
         "list" => Ok(IncidentCommand::List),
-        other => Err(format!("'/incident {other}' is not a command; valid: declare, ack, resolve, escalate, status, list, summary")),
+        other => Err(format!(
+            "'/incident {other}' is not a command; valid: declare, ack, resolve, escalate, status, list, summary"
+        )),
     }
 }
 
@@ -250,7 +271,8 @@ mod tests {
 
     #[test]
     fn declare_with_quotes_severity_and_impact() {
-        let command = parse("/incident declare API returns 502s sev=critical impact=\"checkout fails for everyone\"").unwrap();
+        let command =
+            parse("/incident declare API returns 502s sev=critical impact=\"checkout fails for everyone\"").unwrap();
         assert_eq!(
             command,
             Command::Incident(IncidentCommand::Declare {
@@ -271,12 +293,22 @@ mod tests {
         assert!(parse("/incident ack id=x").unwrap_err().contains("write id=42"));
         assert_eq!(
             parse("/incident status identified “bad deploy” rolling back eta=15m").unwrap(),
-            Command::Incident(IncidentCommand::Status { id: None, phase: StatusPhase::Identified, text: "bad deploy rolling back".into(), eta: Some("15m".into()) })
+            Command::Incident(IncidentCommand::Status {
+                id: None,
+                phase: StatusPhase::Identified,
+                text: "bad deploy rolling back".into(),
+                eta: Some("15m".into())
+            })
         );
         assert!(parse("/incident status fixing it").unwrap_err().contains("investigating, identified or monitoring"));
         assert_eq!(
             parse("/incident resolve root_cause='disk full' fix=\"cleaned up\"").unwrap(),
-            Command::Incident(IncidentCommand::Resolve { id: None, root_cause: Some("disk full".into()), fix: Some("cleaned up".into()), prevention: None })
+            Command::Incident(IncidentCommand::Resolve {
+                id: None,
+                root_cause: Some("disk full".into()),
+                fix: Some("cleaned up".into()),
+                prevention: None
+            })
         );
         assert!(parse("/incident frobnicate").unwrap_err().contains("valid: declare, ack"));
         assert!(parse("/incident declare \"unclosed").unwrap_err().contains("quote is not closed"));

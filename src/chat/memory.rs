@@ -47,7 +47,11 @@ impl MemoryAdapter {
     /// The latest text of message `id`, after every edit.
     pub fn current_text(&self, id: &str) -> Option<String> {
         self.recorded().iter().rev().find_map(|entry| match entry {
-            Recorded::Update { id: updated, message, .. } | Recorded::Post { id: updated, message, .. } if updated == id => Some(message.plain_text()),
+            Recorded::Update { id: updated, message, .. } | Recorded::Post { id: updated, message, .. }
+                if updated == id =>
+            {
+                Some(message.plain_text())
+            }
             _ => None,
         })
     }
@@ -80,7 +84,12 @@ impl ChatAdapter for MemoryAdapter {
     async fn post(&self, channel: &str, thread: Option<&str>, message: &Message) -> Result<MessageRef, ChatError> {
         let mut recorded = self.recorded.lock().expect("recorder lock");
         let id = format!("m{}", recorded.len() + 1);
-        recorded.push(Recorded::Post { channel: channel.into(), thread: thread.map(str::to_string), id: id.clone(), message: message.clone() });
+        recorded.push(Recorded::Post {
+            channel: channel.into(),
+            thread: thread.map(str::to_string),
+            id: id.clone(),
+            message: message.clone(),
+        });
         Ok(MessageRef { channel: channel.into(), id })
     }
 

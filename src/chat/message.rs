@@ -14,16 +14,28 @@ pub struct Message {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Block {
     /// A title line.
-    Header { text: String },
+    Header {
+        text: String,
+    },
     /// A paragraph of text with the common markup.
-    Text { text: String },
+    Text {
+        text: String,
+    },
     /// Label/value pairs shown as a grid (severity, status, started…).
-    Fields { fields: Vec<(String, String)> },
+    Fields {
+        fields: Vec<(String, String)>,
+    },
     /// Preformatted text (command output).
-    Code { text: String },
+    Code {
+        text: String,
+    },
     /// Small, secondary text (who asked, durations).
-    Context { text: String },
-    Buttons { buttons: Vec<Button> },
+    Context {
+        text: String,
+    },
+    Buttons {
+        buttons: Vec<Button>,
+    },
     Divider,
 }
 
@@ -112,7 +124,8 @@ impl Message {
                     lines.extend(fields.iter().map(|(label, value)| format!("{label}: {value}")));
                 }
                 Block::Buttons { buttons } => {
-                    lines.push(buttons.iter().map(|button| format!("[{}]", button.label)).collect::<Vec<_>>().join(" "));
+                    lines
+                        .push(buttons.iter().map(|button| format!("[{}]", button.label)).collect::<Vec<_>>().join(" "));
                 }
                 Block::Divider => lines.push("---".to_string()),
             }
@@ -128,12 +141,7 @@ impl Message {
 
 impl Button {
     pub fn new(label: impl Into<String>, action: impl Into<String>, value: impl Into<String>) -> Self {
-        Self {
-            label: label.into(),
-            action: action.into(),
-            value: value.into(),
-            style: ButtonStyle::Default,
-        }
+        Self { label: label.into(), action: action.into(), value: value.into(), style: ButtonStyle::Default }
     }
 
     pub fn primary(mut self) -> Self {

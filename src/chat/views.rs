@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::message::{Button, Message};
 use crate::check::Status;
 use crate::escalation::Directory;
-use crate::incident::{human_duration, Incident, IncidentStatus};
+use crate::incident::{Incident, IncidentStatus, human_duration};
 use crate::runbook::Catalogue;
 
 pub const ACTION_ACK: &str = "incident_ack";
@@ -29,7 +29,8 @@ pub fn status_mark(status: Status) -> &'static str {
 }
 
 pub fn topics(catalogue: &Catalogue) -> Message {
-    let lines: Vec<String> = catalogue.runbooks().map(|runbook| format!("• `{}` — {}", runbook.name, runbook.summary)).collect();
+    let lines: Vec<String> =
+        catalogue.runbooks().map(|runbook| format!("• `{}` — {}", runbook.name, runbook.summary)).collect();
     Message::new()
         .header("Diagnosis topics")
         .text(if lines.is_empty() { "No runbooks are loaded.".to_string() } else { lines.join("\n") })
@@ -66,7 +67,11 @@ pub fn diagnosis(view: DiagnosisView<'_>) -> Message {
         .map(|line| match line {
             CheckLine::Running { name } => format!("⏳ *{name}* — running"),
             CheckLine::Done { name, status, summary, duration_ms } => {
-                format!("{} *{}* {name} — {summary} ({duration_ms} ms)", status_mark(*status), status.name().to_uppercase())
+                format!(
+                    "{} *{}* {name} — {summary} ({duration_ms} ms)",
+                    status_mark(*status),
+                    status.name().to_uppercase()
+                )
             }
         })
         .collect();
@@ -108,7 +113,10 @@ pub fn incident_notification(incident: &Incident, rendered: &str) -> Message {
             Button::new("Diagnose", ACTION_DIAGNOSE_MENU, &id),
             Button::new("Resolve", ACTION_RESOLVE, &id).danger(),
         ],
-        IncidentStatus::Acknowledged => vec![Button::new("Diagnose", ACTION_DIAGNOSE_MENU, &id), Button::new("Resolve", ACTION_RESOLVE, &id).danger()],
+        IncidentStatus::Acknowledged => vec![
+            Button::new("Diagnose", ACTION_DIAGNOSE_MENU, &id),
+            Button::new("Resolve", ACTION_RESOLVE, &id).danger(),
+        ],
         IncidentStatus::Resolved => Vec::new(),
     };
     Message::new().text(rendered).buttons(buttons)
@@ -116,7 +124,11 @@ pub fn incident_notification(incident: &Incident, rendered: &str) -> Message {
 
 /// Topics as buttons, to run one in the incident's thread.
 pub fn diagnose_menu(catalogue: &Catalogue) -> Message {
-    let buttons: Vec<Button> = catalogue.runbooks().take(25).map(|runbook| Button::new(&runbook.name, ACTION_DIAGNOSE, &runbook.name)).collect();
+    let buttons: Vec<Button> = catalogue
+        .runbooks()
+        .take(25)
+        .map(|runbook| Button::new(&runbook.name, ACTION_DIAGNOSE, &runbook.name))
+        .collect();
     Message::new().text("Which runbook should run here?").buttons(buttons)
 }
 
@@ -153,7 +165,8 @@ pub fn incident_list(incidents: &[Incident], now: DateTime<Utc>) -> Message {
     let lines: Vec<String> = incidents
         .iter()
         .map(|incident| {
-            let acknowledged = incident.acknowledged_by.as_deref().map(|by| format!(", acknowledged by {by}")).unwrap_or_default();
+            let acknowledged =
+                incident.acknowledged_by.as_deref().map(|by| format!(", acknowledged by {by}")).unwrap_or_default();
             format!(
                 "• #{} *{}* — {} {}, open {}{acknowledged}",
                 incident.id,
@@ -167,7 +180,12 @@ pub fn incident_list(incidents: &[Incident], now: DateTime<Utc>) -> Message {
     Message::new().header("Open incidents").text(lines.join("\n"))
 }
 
-pub fn oncall(directory: &Directory, schedule: Option<&str>, now: DateTime<Utc>, mention: &dyn Fn(&crate::config::Person) -> String) -> Result<Message, String> {
+pub fn oncall(
+    directory: &Directory,
+    schedule: Option<&str>,
+    now: DateTime<Utc>,
+    mention: &dyn Fn(&crate::config::Person) -> String,
+) -> Result<Message, String> {
     let names: Vec<&String> = match schedule {
         Some(name) => {
             if !directory.schedules.contains_key(name) {
@@ -216,7 +234,9 @@ pub fn remediation_value(name: &str, args: &[(String, String)]) -> String {
     let query: Vec<String> = args
         .iter()
         .map(|(key, value)| {
-            let encode = |text: &str| percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string();
+            let encode = |text: &str| {
+                percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+            };
             format!("{}={}", encode(key), encode(value))
         })
         .collect();
@@ -259,7 +279,12 @@ pub fn remediations(catalogue: &Catalogue) -> Message {
 }
 
 /// A remediation request as it stands: what runs, who asked, who approved, and its state.
-pub fn remediation_request(request: &crate::store::RemediationRequest, summary: &str, approver_groups: &[String], mention: &dyn Fn(&str) -> String) -> Message {
+pub fn remediation_request(
+    request: &crate::store::RemediationRequest,
+    summary: &str,
+    approver_groups: &[String],
+    mention: &dyn Fn(&str) -> String,
+) -> Message {
     let approvals = request.approvers();
     let mut fields = vec![
         ("Requested by".to_string(), mention(&request.requested_by)),
@@ -273,7 +298,13 @@ pub fn remediation_request(request: &crate::store::RemediationRequest, summary: 
         fields.push(("Incident".to_string(), format!("#{incident}")));
     }
     let approved_by = approvals.iter().map(|voter| mention(voter)).collect::<Vec<_>>().join(", ");
-    let denied_by = request.votes.iter().filter(|vote| vote.decision == "deny").map(|vote| mention(&vote.voter)).collect::<Vec<_>>().join(", ");
+    let denied_by = request
+        .votes
+        .iter()
+        .filter(|vote| vote.decision == "deny")
+        .map(|vote| mention(&vote.voter))
+        .collect::<Vec<_>>()
+        .join(", ");
     let result = request.result.clone().unwrap_or_default();
     let state = match request.state.as_str() {
         "pending" => None,
@@ -307,7 +338,9 @@ pub fn remediation_request(request: &crate::store::RemediationRequest, summary: 
 pub fn mention_people(text: &str, adapter: &dyn super::ChatAdapter) -> String {
     let pattern = format!(r"\b{}:([A-Za-z0-9][A-Za-z0-9._-]*)", regex::escape(adapter.platform()));
     match regex::Regex::new(&pattern) {
-        Ok(people) => people.replace_all(text, |captures: &regex::Captures<'_>| adapter.mention(&captures[1])).into_owned(),
+        Ok(people) => {
+            people.replace_all(text, |captures: &regex::Captures<'_>| adapter.mention(&captures[1])).into_owned()
+        }
         Err(_) => text.to_string(),
     }
 }

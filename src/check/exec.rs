@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
-use super::{truncate, Check, CheckContext, LineSink, Observation, Status, Stream};
+use super::{Check, CheckContext, LineSink, Observation, Status, Stream, truncate};
 use crate::runbook::{Args, Encoding, Fields, Template};
 
 /// Output beyond this is streamed but not kept for the expressions.
@@ -41,11 +41,15 @@ impl ExecCheck {
             return None;
         };
         if !program.is_literal() {
-            fields.error(field.span(), "argv: the program (argv[0]) must be written out; arguments may only fill in later elements");
+            fields.error(
+                field.span(),
+                "argv: the program (argv[0]) must be written out; arguments may only fill in later elements",
+            );
             return None;
         }
         let program_name = field.get_ref()[0].rsplit('/').next().unwrap_or_default().to_string();
-        let runs_shell = SHELLS.contains(&program_name.as_str()) && field.get_ref().iter().skip(1).any(|word| word.starts_with('-') && word.contains('c'));
+        let runs_shell = SHELLS.contains(&program_name.as_str())
+            && field.get_ref().iter().skip(1).any(|word| word.starts_with('-') && word.contains('c'));
         if runs_shell || (program_name == "env" && field.get_ref().len() > 1) {
             fields.error(field.span(), format!("argv: runs a shell ({program_name} -c); write the program and each argument as its own argv element, no shell"));
             return None;
@@ -138,12 +142,19 @@ impl Check for ExecCheck {
                 2 => Status::Crit,
                 _ => Status::Error,
             };
-            let first_line = stdout.lines().find(|line| !line.trim().is_empty()).or_else(|| stderr.lines().find(|line| !line.trim().is_empty()));
+            let first_line = stdout
+                .lines()
+                .find(|line| !line.trim().is_empty())
+                .or_else(|| stderr.lines().find(|line| !line.trim().is_empty()));
             let summary = match first_line {
                 Some(line) => format!("exit {exit_code}: {}", truncate(line.trim(), 160)),
                 None => format!("exit {exit_code}"),
             };
-            Ok(Observation::new(summary, default_status, json!({"exit_code": exit_code, "stdout": stdout, "stderr": stderr})))
+            Ok(Observation::new(
+                summary,
+                default_status,
+                json!({"exit_code": exit_code, "stdout": stdout, "stderr": stderr}),
+            ))
         })
     }
 

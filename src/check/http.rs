@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use futures::future::BoxFuture;
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use serde_json::json;
 
-use super::{millis, truncate, Check, CheckContext, Observation, Status};
+use super::{Check, CheckContext, Observation, Status, millis, truncate};
 use crate::config::TargetKind;
 use crate::redact::mask_url;
 use crate::runbook::{Args, Encoding, Fields, Template};
@@ -40,22 +40,28 @@ impl HttpCheck {
         let body = fields.template("body", &raw.body);
         match (&raw.url, &raw.target) {
             (Some(_), Some(target)) => fields.error(target.span(), "give either `url` or `target` + `path`, not both"),
-            (None, None) => fields.error(fields.kind_span(), "needs `url` (e.g. https://api.example.com/health) or `target` + `path`"),
-            (Some(_), None) if raw.path.is_some() => fields.error(raw.path.as_ref().unwrap().span(), "`path` goes with `target`; put the whole address in `url`"),
+            (None, None) => fields
+                .error(fields.kind_span(), "needs `url` (e.g. https://api.example.com/health) or `target` + `path`"),
+            (Some(_), None) if raw.path.is_some() => fields
+                .error(raw.path.as_ref().unwrap().span(), "`path` goes with `target`; put the whole address in `url`"),
             _ => {}
         }
         if let (Some(template), Some(field)) = (&url, &raw.url) {
             let sample = template.render(&Args::default(), Encoding::Url);
             match url::Url::parse(&sample) {
                 Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
-                _ => fields.error(field.span(), format!("url '{}' is not an http:// or https:// address", field.get_ref())),
+                _ => fields
+                    .error(field.span(), format!("url '{}' is not an http:// or https:// address", field.get_ref())),
             }
             // Arguments may fill in the path and query, never the scheme or host.
             let source = template.source();
             let prefix = source.split("{{").next().unwrap_or("");
             let host_written = prefix.split_once("://").is_some_and(|(_, rest)| rest.contains(['/', '?']));
             if !template.is_literal() && !host_written {
-                fields.error(field.span(), "the scheme and host of `url` must be written out; arguments may fill in the path and query");
+                fields.error(
+                    field.span(),
+                    "the scheme and host of `url` must be written out; arguments may fill in the path and query",
+                );
             }
         }
         let method_text = raw.method.as_ref().map(|m| m.get_ref().to_ascii_uppercase()).unwrap_or_else(|| "GET".into());
@@ -87,7 +93,8 @@ impl HttpCheck {
             }
             (None, None) => return Err("no url".into()),
         };
-        headers.extend(self.headers.iter().map(|(name, value)| (name.clone(), value.render(context.args, Encoding::Raw))));
+        headers
+            .extend(self.headers.iter().map(|(name, value)| (name.clone(), value.render(context.args, Encoding::Raw))));
         Ok((url, headers))
     }
 }
@@ -105,13 +112,16 @@ impl Check for HttpCheck {
                 request = request.body(body.render(context.args, Encoding::Raw));
             }
             let started = Instant::now();
-            let response = request.send().await.map_err(|error| format!("{} {shown_url}: {}", self.method, root_cause(&error)))?;
+            let response =
+                request.send().await.map_err(|error| format!("{} {shown_url}: {}", self.method, root_cause(&error)))?;
             let latency_ms = millis(started.elapsed());
             let status = response.status();
             let mut body = Vec::new();
             let mut stream = response.bytes_stream();
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|error| format!("{} {shown_url}: reading the body failed: {}", self.method, root_cause(&error)))?;
+                let chunk = chunk.map_err(|error| {
+                    format!("{} {shown_url}: reading the body failed: {}", self.method, root_cause(&error))
+                })?;
                 let room = MAX_BODY_BYTES.saturating_sub(body.len());
                 body.extend_from_slice(&chunk[..chunk.len().min(room)]);
                 if room <= chunk.len() {
@@ -144,7 +154,9 @@ impl Check for HttpCheck {
             ),
         };
         match &self.body {
-            Some(body) => format!("{} {address} with body {}", self.method, truncate(&body.render(args, Encoding::Raw), 200)),
+            Some(body) => {
+                format!("{} {address} with body {}", self.method, truncate(&body.render(args, Encoding::Raw), 200))
+            }
             None => format!("{} {address}", self.method),
         }
     }

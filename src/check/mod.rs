@@ -84,11 +84,7 @@ impl Observation {
             serde_json::Value::Object(map) => map,
             _ => serde_json::Map::new(),
         };
-        Self {
-            data,
-            summary: summary.into(),
-            default_status,
-        }
+        Self { data, summary: summary.into(), default_status }
     }
 }
 
@@ -109,17 +105,11 @@ pub struct LineSink {
 
 impl LineSink {
     pub fn new(sender: mpsc::UnboundedSender<(Stream, String)>, redactor: Redactor) -> Self {
-        Self {
-            sender: Some(sender),
-            redactor,
-        }
+        Self { sender: Some(sender), redactor }
     }
 
     pub fn discard() -> Self {
-        Self {
-            sender: None,
-            redactor: Redactor::default(),
-        }
+        Self { sender: None, redactor: Redactor::default() }
     }
 
     pub fn send(&self, stream: Stream, line: &str) {

@@ -1,10 +1,10 @@
 //! `kind = "prometheus"`: an instant query; sees `value` (the first sample) and `series`.
 
 use futures::future::BoxFuture;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::http::root_cause;
-use super::{truncate, Check, CheckContext, Observation, Status};
+use super::{Check, CheckContext, Observation, Status, truncate};
 use crate::config::TargetKind;
 use crate::runbook::{Args, Encoding, Fields, Template};
 
@@ -33,7 +33,10 @@ impl PrometheusCheck {
                 }
                 '"' => in_quotes = !in_quotes,
                 '{' if source[index..].starts_with("{{") && !in_quotes => {
-                    fields.error(raw.query.as_ref().unwrap().span(), "query: an argument may only fill in a quoted label value, e.g. up{job=\"{{job}}\"}");
+                    fields.error(
+                        raw.query.as_ref().unwrap().span(),
+                        "query: an argument may only fill in a quoted label value, e.g. up{job=\"{{job}}\"}",
+                    );
                     return None;
                 }
                 '{' if source[index..].starts_with("{{") => {
@@ -56,9 +59,15 @@ impl Check for PrometheusCheck {
             for (name, value) in &info.headers {
                 request = request.header(name, value.expose());
             }
-            let response = request.send().await.map_err(|error| format!("Prometheus '{}': {}", self.target, root_cause(&error)))?;
+            let response = request
+                .send()
+                .await
+                .map_err(|error| format!("Prometheus '{}': {}", self.target, root_cause(&error)))?;
             let status = response.status();
-            let body: Value = response.json().await.map_err(|error| format!("Prometheus '{}' answered {status} without JSON: {error}", self.target))?;
+            let body: Value = response
+                .json()
+                .await
+                .map_err(|error| format!("Prometheus '{}' answered {status} without JSON: {error}", self.target))?;
             if body["status"] != "success" {
                 let reason = body["error"].as_str().unwrap_or("unknown error");
                 return Err(format!("Prometheus '{}' refused the query: {reason}", self.target));
@@ -67,10 +76,17 @@ impl Check for PrometheusCheck {
             let series: Vec<Value> = match data["resultType"].as_str() {
                 Some("vector") => data["result"]
                     .as_array()
-                    .map(|items| items.iter().map(|item| json!({"metric": item["metric"], "value": sample(&item["value"])})).collect())
+                    .map(|items| {
+                        items
+                            .iter()
+                            .map(|item| json!({"metric": item["metric"], "value": sample(&item["value"])}))
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 Some("scalar") | Some("string") => vec![json!({"metric": {}, "value": sample(&data["result"])})],
-                Some("matrix") => return Err("the query returned a range vector; write an instant query (no [5m] at the end)".into()),
+                Some("matrix") => {
+                    return Err("the query returned a range vector; write an instant query (no [5m] at the end)".into());
+                }
                 _ => Vec::new(),
             };
             let value = series.first().map(|first| first["value"].clone()).unwrap_or(Value::Null);

@@ -2,17 +2,50 @@
 //! remediations may write. Numeric replies become numbers and `INFO` becomes a map.
 
 use futures::future::BoxFuture;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use super::{truncate, Check, CheckContext, Observation, Status};
+use super::{Check, CheckContext, Observation, Status, truncate};
 use crate::config::TargetKind;
 use crate::runbook::{Args, Encoding, Fields, Template};
 
 /// Commands a check may run: they read and never change data.
 const READ_ONLY: [&str; 36] = [
-    "GET", "MGET", "STRLEN", "GETRANGE", "EXISTS", "TTL", "PTTL", "TYPE", "LLEN", "LRANGE", "LINDEX", "LPOS", "SCARD",
-    "SISMEMBER", "SMISMEMBER", "SMEMBERS", "ZCARD", "ZCOUNT", "ZSCORE", "ZRANGE", "ZRANK", "HLEN", "HGET", "HMGET",
-    "HGETALL", "HEXISTS", "HKEYS", "XLEN", "XINFO", "XPENDING", "XRANGE", "INFO", "PING", "DBSIZE", "LASTSAVE", "TIME",
+    "GET",
+    "MGET",
+    "STRLEN",
+    "GETRANGE",
+    "EXISTS",
+    "TTL",
+    "PTTL",
+    "TYPE",
+    "LLEN",
+    "LRANGE",
+    "LINDEX",
+    "LPOS",
+    "SCARD",
+    "SISMEMBER",
+    "SMISMEMBER",
+    "SMEMBERS",
+    "ZCARD",
+    "ZCOUNT",
+    "ZSCORE",
+    "ZRANGE",
+    "ZRANK",
+    "HLEN",
+    "HGET",
+    "HMGET",
+    "HGETALL",
+    "HEXISTS",
+    "HKEYS",
+    "XLEN",
+    "XINFO",
+    "XPENDING",
+    "XRANGE",
+    "INFO",
+    "PING",
+    "DBSIZE",
+    "LASTSAVE",
+    "TIME",
 ];
 /// Two-word commands whose sub-command decides whether they read.
 const READ_ONLY_SUBCOMMANDS: [(&str, &[&str]); 5] = [
@@ -42,11 +75,17 @@ impl RedisCheck {
         };
         let command = fields.template_list("command", &raw.command)?;
         let Some(name) = command.first() else {
-            fields.error(field.span(), "command is empty: write the command and its arguments, e.g. [\"LLEN\", \"jobs\"]");
+            fields.error(
+                field.span(),
+                "command is empty: write the command and its arguments, e.g. [\"LLEN\", \"jobs\"]",
+            );
             return None;
         };
         if !name.is_literal() {
-            fields.error(field.span(), "command: the command name must be written out; arguments may only fill in its arguments");
+            fields.error(
+                field.span(),
+                "command: the command name must be written out; arguments may only fill in its arguments",
+            );
             return None;
         }
         if fields.is_check {
@@ -74,9 +113,9 @@ fn is_read_only(words: &[String]) -> bool {
     if READ_ONLY.contains(&name) {
         return true;
     }
-    READ_ONLY_SUBCOMMANDS
-        .iter()
-        .any(|(command, subcommands)| *command == name && words.get(1).is_some_and(|sub| subcommands.contains(&sub.as_str())))
+    READ_ONLY_SUBCOMMANDS.iter().any(|(command, subcommands)| {
+        *command == name && words.get(1).is_some_and(|sub| subcommands.contains(&sub.as_str()))
+    })
 }
 
 impl Check for RedisCheck {
@@ -99,9 +138,10 @@ impl Check for RedisCheck {
             };
             let mut value = reply_to_json(&reply);
             if words[0].eq_ignore_ascii_case("INFO")
-                && let Value::String(text) = &value {
-                    value = parse_info(text);
-                }
+                && let Value::String(text) = &value
+            {
+                value = parse_info(text);
+            }
             let shown = match &value {
                 Value::String(text) => truncate(text, 120),
                 Value::Object(map) => format!("{} fields", map.len()),
@@ -122,9 +162,11 @@ fn text_to_json(text: String) -> Value {
         return json!(int);
     }
     if let Ok(float) = text.parse::<f64>()
-        && float.is_finite() && !text.trim().is_empty() {
-            return json!(float);
-        }
+        && float.is_finite()
+        && !text.trim().is_empty()
+    {
+        return json!(float);
+    }
     Value::String(text)
 }
 

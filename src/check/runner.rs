@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{Semaphore, mpsc};
 
 use super::{Action, CheckContext, LineSink, Observation, Status, Stream, Targets};
 use crate::redact::Redactor;
@@ -32,7 +32,11 @@ fn as_millis<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result
 #[derive(Debug, Clone)]
 pub enum CheckEvent {
     /// A line of output from a running check (exec), already redacted.
-    Line { check: String, stream: Stream, line: String },
+    Line {
+        check: String,
+        stream: Stream,
+        line: String,
+    },
     Finished(CheckRun),
 }
 
@@ -46,11 +50,7 @@ pub struct Runner {
 
 impl Runner {
     pub fn new(targets: Arc<Targets>, redactor: Redactor, concurrency: usize) -> Self {
-        Self {
-            targets,
-            redactor,
-            concurrency: concurrency.max(1),
-        }
+        Self { targets, redactor, concurrency: concurrency.max(1) }
     }
 
     pub fn redactor(&self) -> &Redactor {
@@ -83,7 +83,11 @@ impl Runner {
                 };
                 let (status, summary, data) = match outcome {
                     Ok(judged) => judged,
-                    Err(join_error) => (Status::Error, format!("the check crashed: {}", panic_message(join_error)), serde_json::Map::new()),
+                    Err(join_error) => (
+                        Status::Error,
+                        format!("the check crashed: {}", panic_message(join_error)),
+                        serde_json::Map::new(),
+                    ),
                 };
                 let run = CheckRun {
                     name: check.name.clone(),
@@ -128,7 +132,12 @@ impl Runner {
                 let _ = events.send(CheckEvent::Line { check: forward_name.clone(), stream, line });
             }
         });
-        let context = CheckContext { args, targets: &self.targets, lines: LineSink::new(line_sender, self.redactor.clone()), allow_writes };
+        let context = CheckContext {
+            args,
+            targets: &self.targets,
+            lines: LineSink::new(line_sender, self.redactor.clone()),
+            allow_writes,
+        };
         let observed = tokio::time::timeout(timeout, action.as_check().run(&context)).await;
         drop(context);
         let _ = forward.await;
@@ -140,7 +149,12 @@ impl Runner {
 
     /// Runs remediation `index` of `runbook` (writes allowed), streaming its output like a check.
     /// Its verdict is the kind's own: exec exit 0, HTTP 2xx/3xx, a query or command that ran.
-    pub fn run_remediation(&self, runbook: Arc<Runbook>, index: usize, args: Args) -> mpsc::UnboundedReceiver<CheckEvent> {
+    pub fn run_remediation(
+        &self,
+        runbook: Arc<Runbook>,
+        index: usize,
+        args: Args,
+    ) -> mpsc::UnboundedReceiver<CheckEvent> {
         let (events, receiver) = mpsc::unbounded_channel();
         let runner = self.clone();
         tokio::spawn(async move {
@@ -152,14 +166,20 @@ impl Runner {
                 let events = events.clone();
                 tokio::spawn(async move {
                     let remediation = &runbook.remediations[index];
-                    runner.observe(&remediation.name, &remediation.action, remediation.timeout, &args, true, events).await
+                    runner
+                        .observe(&remediation.name, &remediation.action, remediation.timeout, &args, true, events)
+                        .await
                 })
                 .await
             };
             let (status, summary, data) = match outcome {
                 Ok(Ok(observation)) => (observation.default_status, observation.summary, observation.data),
                 Ok(Err(reason)) => (Status::Error, reason, serde_json::Map::new()),
-                Err(join_error) => (Status::Error, format!("the remediation crashed: {}", panic_message(join_error)), serde_json::Map::new()),
+                Err(join_error) => (
+                    Status::Error,
+                    format!("the remediation crashed: {}", panic_message(join_error)),
+                    serde_json::Map::new(),
+                ),
             };
             let run = CheckRun {
                 name: remediation.name.clone(),
@@ -177,7 +197,11 @@ impl Runner {
 
 /// Applies the runbook's expressions: `expect` (when given) replaces the kind's own verdict,
 /// then `crit` and `warn` can only make it worse.
-fn judge(check: &CheckSpec, args: &Args, observation: Observation) -> (Status, String, serde_json::Map<String, serde_json::Value>) {
+fn judge(
+    check: &CheckSpec,
+    args: &Args,
+    observation: Observation,
+) -> (Status, String, serde_json::Map<String, serde_json::Value>) {
     let mut variables = observation.data.clone();
     let args_json: serde_json::Map<String, serde_json::Value> =
         args.iter().map(|(name, value)| (name.clone(), serde_json::Value::String(value.clone()))).collect();
@@ -218,12 +242,19 @@ fn judge(check: &CheckSpec, args: &Args, observation: Observation) -> (Status, S
     (status, summary, observation.data)
 }
 
-fn redact_data(redactor: &Redactor, data: serde_json::Map<String, serde_json::Value>) -> serde_json::Map<String, serde_json::Value> {
+fn redact_data(
+    redactor: &Redactor,
+    data: serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
     fn walk(redactor: &Redactor, value: serde_json::Value) -> serde_json::Value {
         match value {
             serde_json::Value::String(text) => serde_json::Value::String(redactor.redact(&text).into_owned()),
-            serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(|item| walk(redactor, item)).collect()),
-            serde_json::Value::Object(map) => serde_json::Value::Object(map.into_iter().map(|(k, v)| (k, walk(redactor, v))).collect()),
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.into_iter().map(|item| walk(redactor, item)).collect())
+            }
+            serde_json::Value::Object(map) => {
+                serde_json::Value::Object(map.into_iter().map(|(k, v)| (k, walk(redactor, v))).collect())
+            }
             other => other,
         }
     }

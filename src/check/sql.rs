@@ -2,11 +2,11 @@
 //! `rows`, `row` (the first) and `count`. Checks run read-only; arguments never enter SQL text.
 
 use futures::future::BoxFuture;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use sqlx::{AssertSqlSafe, Column, Row, TypeInfo, ValueRef};
 
 use super::targets::SqlPool;
-use super::{truncate, Check, CheckContext, Observation, Status};
+use super::{Check, CheckContext, Observation, Status, truncate};
 use crate::config::TargetKind;
 use crate::runbook::{Args, Encoding, Fields, Template};
 
@@ -29,7 +29,10 @@ impl SqlCheck {
         let target = fields.required_target(&[TargetKind::Postgres, TargetKind::Mysql, TargetKind::Sqlite]);
         let params = fields.template_list("params", &raw.params).unwrap_or_default();
         let Some(query) = &raw.query else {
-            fields.error(fields.kind_span(), "a sql check needs `query` (placeholders $1, $2 … or ? for MySQL, values in `params`)");
+            fields.error(
+                fields.kind_span(),
+                "a sql check needs `query` (placeholders $1, $2 … or ? for MySQL, values in `params`)",
+            );
             return None;
         };
         if let Some(start) = query.get_ref().find("{{") {
@@ -144,9 +147,10 @@ fn describe_error(error: &sqlx::Error) -> String {
 fn decimal_json(decimal: rust_decimal::Decimal) -> Value {
     use rust_decimal::prelude::ToPrimitive;
     if decimal.fract().is_zero()
-        && let Some(int) = decimal.to_i64() {
-            return json!(int);
-        }
+        && let Some(int) = decimal.to_i64()
+    {
+        return json!(int);
+    }
     decimal.to_f64().map(|float| json!(float)).unwrap_or_else(|| json!(decimal.to_string()))
 }
 
@@ -171,14 +175,20 @@ fn postgres_row(row: &sqlx::postgres::PgRow) -> Map<String, Value> {
                 "FLOAT4" => row.try_get::<f32, _>(index).map(|f| json!(f)),
                 "FLOAT8" => row.try_get::<f64, _>(index).map(|f| json!(f)),
                 "NUMERIC" => row.try_get::<rust_decimal::Decimal, _>(index).map(decimal_json),
-                "TEXT" | "VARCHAR" | "NAME" | "BPCHAR" | "CHAR" | "UNKNOWN" | "CITEXT" => row.try_get::<String, _>(index).map(Value::from),
-                "TIMESTAMPTZ" => row.try_get::<chrono::DateTime<chrono::Utc>, _>(index).map(|t| Value::from(t.to_rfc3339())),
+                "TEXT" | "VARCHAR" | "NAME" | "BPCHAR" | "CHAR" | "UNKNOWN" | "CITEXT" => {
+                    row.try_get::<String, _>(index).map(Value::from)
+                }
+                "TIMESTAMPTZ" => {
+                    row.try_get::<chrono::DateTime<chrono::Utc>, _>(index).map(|t| Value::from(t.to_rfc3339()))
+                }
                 "TIMESTAMP" => row.try_get::<chrono::NaiveDateTime, _>(index).map(|t| Value::from(t.to_string())),
                 "DATE" => row.try_get::<chrono::NaiveDate, _>(index).map(|t| Value::from(t.to_string())),
                 "TIME" => row.try_get::<chrono::NaiveTime, _>(index).map(|t| Value::from(t.to_string())),
                 "JSON" | "JSONB" => row.try_get::<Value, _>(index),
                 "INTERVAL" => row.try_get::<sqlx::postgres::types::PgInterval, _>(index).map(|interval| {
-                    let seconds = interval.months as f64 * 30.0 * 86400.0 + interval.days as f64 * 86400.0 + interval.microseconds as f64 / 1e6;
+                    let seconds = interval.months as f64 * 30.0 * 86400.0
+                        + interval.days as f64 * 86400.0
+                        + interval.microseconds as f64 / 1e6;
                     json!(seconds)
                 }),
                 "TEXT[]" | "VARCHAR[]" | "NAME[]" => row.try_get::<Vec<String>, _>(index).map(|v| json!(v)),
@@ -203,22 +213,25 @@ fn mysql_row(row: &sqlx::mysql::MySqlRow) -> Map<String, Value> {
         } else {
             let decoded: Result<Value, sqlx::Error> = match type_name.as_str() {
                 "BOOLEAN" => row.try_get::<bool, _>(index).map(Value::from),
-                "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" | "YEAR" => row.try_get_unchecked::<i64, _>(index).map(Value::from),
-                "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED" | "INT UNSIGNED" | "BIGINT UNSIGNED" => {
-                    row.try_get_unchecked::<u64, _>(index).map(Value::from)
+                "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" | "YEAR" => {
+                    row.try_get_unchecked::<i64, _>(index).map(Value::from)
                 }
+                "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED" | "INT UNSIGNED"
+                | "BIGINT UNSIGNED" => row.try_get_unchecked::<u64, _>(index).map(Value::from),
                 "FLOAT" => row.try_get::<f32, _>(index).map(|f| json!(f)),
                 "DOUBLE" => row.try_get::<f64, _>(index).map(|f| json!(f)),
                 "DECIMAL" => row.try_get::<rust_decimal::Decimal, _>(index).map(decimal_json),
                 "DATETIME" => row.try_get::<chrono::NaiveDateTime, _>(index).map(|t| Value::from(t.to_string())),
-                "TIMESTAMP" => row.try_get::<chrono::DateTime<chrono::Utc>, _>(index).map(|t| Value::from(t.to_rfc3339())),
+                "TIMESTAMP" => {
+                    row.try_get::<chrono::DateTime<chrono::Utc>, _>(index).map(|t| Value::from(t.to_rfc3339()))
+                }
                 "DATE" => row.try_get::<chrono::NaiveDate, _>(index).map(|t| Value::from(t.to_string())),
                 "TIME" => row.try_get::<chrono::NaiveTime, _>(index).map(|t| Value::from(t.to_string())),
                 "JSON" => row.try_get::<Value, _>(index),
-                _ => row
-                    .try_get::<String, _>(index)
-                    .map(Value::from)
-                    .or_else(|_| row.try_get_unchecked::<Vec<u8>, _>(index).map(|bytes| Value::from(String::from_utf8_lossy(&bytes).into_owned()))),
+                _ => row.try_get::<String, _>(index).map(Value::from).or_else(|_| {
+                    row.try_get_unchecked::<Vec<u8>, _>(index)
+                        .map(|bytes| Value::from(String::from_utf8_lossy(&bytes).into_owned()))
+                }),
             };
             decoded.unwrap_or_else(|_| unsupported(&type_name))
         };
@@ -240,7 +253,9 @@ fn sqlite_row(row: &sqlx::sqlite::SqliteRow) -> Map<String, Value> {
             "NULL" => Ok(Value::Null),
             "INTEGER" | "BOOLEAN" => row.try_get_unchecked::<i64, _>(index).map(Value::from),
             "REAL" | "NUMERIC" => row.try_get_unchecked::<f64, _>(index).map(|f| json!(f)),
-            "BLOB" => row.try_get_unchecked::<Vec<u8>, _>(index).map(|bytes| Value::from(String::from_utf8_lossy(&bytes).into_owned())),
+            "BLOB" => row
+                .try_get_unchecked::<Vec<u8>, _>(index)
+                .map(|bytes| Value::from(String::from_utf8_lossy(&bytes).into_owned())),
             _ => row.try_get_unchecked::<String, _>(index).map(Value::from),
         };
         map.insert(column.name().to_string(), decoded.unwrap_or_else(|_| unsupported(&storage)));

@@ -51,12 +51,7 @@ impl Targets {
             .user_agent(concat!("firebell/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client builds with rustls");
-        Self {
-            targets,
-            sql: Mutex::new(HashMap::new()),
-            redis: Mutex::new(HashMap::new()),
-            http,
-        }
+        Self { targets, sql: Mutex::new(HashMap::new()), redis: Mutex::new(HashMap::new()), http }
     }
 
     pub fn from_config(config: &Config) -> Self {
@@ -86,7 +81,9 @@ impl Targets {
             format!("target '{name}' is not configured: add [targets.{name}] with kind and url to firebell.toml")
         })?;
         if info.url.is_empty() {
-            return Err(format!("target '{name}' has no url: set it in firebell.toml [targets.{name}] (or the variable it names)"));
+            return Err(format!(
+                "target '{name}' has no url: set it in firebell.toml [targets.{name}] (or the variable it names)"
+            ));
         }
         Ok(info)
     }
@@ -106,16 +103,22 @@ impl Targets {
         let pool = match info.kind {
             TargetKind::Postgres => {
                 let options = PgConnectOptions::from_str(url).map_err(invalid)?.application_name("firebell");
-                SqlPool::Postgres(PgPoolOptions::new().max_connections(4).acquire_timeout(timeout).connect_lazy_with(options))
+                SqlPool::Postgres(
+                    PgPoolOptions::new().max_connections(4).acquire_timeout(timeout).connect_lazy_with(options),
+                )
             }
             TargetKind::Mysql => {
                 let options = MySqlConnectOptions::from_str(url).map_err(invalid)?;
-                SqlPool::Mysql(MySqlPoolOptions::new().max_connections(4).acquire_timeout(timeout).connect_lazy_with(options))
+                SqlPool::Mysql(
+                    MySqlPoolOptions::new().max_connections(4).acquire_timeout(timeout).connect_lazy_with(options),
+                )
             }
             TargetKind::Sqlite => {
                 // Checks only read: open read-only so a check cannot create or change the file.
                 let options = SqliteConnectOptions::from_str(url).map_err(invalid)?.read_only(read_only);
-                SqlPool::Sqlite(SqlitePoolOptions::new().max_connections(2).acquire_timeout(timeout).connect_lazy_with(options))
+                SqlPool::Sqlite(
+                    SqlitePoolOptions::new().max_connections(2).acquire_timeout(timeout).connect_lazy_with(options),
+                )
             }
             other => return Err(format!("target '{name}' is a {} target, not a SQL database", other.name())),
         };
@@ -133,7 +136,8 @@ impl Targets {
         if let Some(connection) = connections.get(name) {
             return Ok(connection.clone());
         }
-        let client = redis::Client::open(info.url.expose()).map_err(|error| format!("target '{name}': invalid Redis URL: {error}"))?;
+        let client = redis::Client::open(info.url.expose())
+            .map_err(|error| format!("target '{name}': invalid Redis URL: {error}"))?;
         let connection = client
             .get_multiplexed_async_connection()
             .await

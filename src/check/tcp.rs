@@ -5,7 +5,7 @@ use std::time::Instant;
 use futures::future::BoxFuture;
 use serde_json::json;
 
-use super::{millis, Check, CheckContext, Observation, Status};
+use super::{Check, CheckContext, Observation, Status, millis};
 use crate::runbook::{Args, Encoding, Fields, Template};
 
 #[derive(Debug)]

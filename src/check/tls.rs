@@ -6,8 +6,8 @@
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -87,16 +87,27 @@ impl ServerCertVerifier for RecordingVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let verdict = self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now).map(|_| ());
+        let verdict =
+            self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now).map(|_| ());
         *self.seen.lock().expect("verifier lock") = Some((end_entity.to_vec(), verdict));
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.inner.verify_tls12_signature(message, cert, dss)
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.inner.verify_tls13_signature(message, cert, dss)
     }
 
@@ -109,7 +120,11 @@ impl Check for TlsCheck {
     fn run<'a>(&'a self, context: &'a CheckContext<'a>) -> BoxFuture<'a, Result<Observation, String>> {
         Box::pin(async move {
             let host = self.host.render(context.args, Encoding::Raw);
-            let name = self.server_name.as_ref().map(|name| name.render(context.args, Encoding::Raw)).unwrap_or_else(|| host.clone());
+            let name = self
+                .server_name
+                .as_ref()
+                .map(|name| name.render(context.args, Encoding::Raw))
+                .unwrap_or_else(|| host.clone());
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(self.roots()?), provider.clone())
                 .build()
@@ -121,14 +136,16 @@ impl Check for TlsCheck {
                 .dangerous()
                 .with_custom_certificate_verifier(verifier.clone())
                 .with_no_client_auth();
-            let server_name = ServerName::try_from(name.clone()).map_err(|_| format!("'{name}' is not a valid server name"))?;
+            let server_name =
+                ServerName::try_from(name.clone()).map_err(|_| format!("'{name}' is not a valid server name"))?;
             let stream = tokio::net::TcpStream::connect((host.as_str(), self.port))
                 .await
                 .map_err(|error| format!("cannot connect to {host}:{}: {error}", self.port))?;
             let handshake = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(server_name, stream).await;
             let seen = verifier.seen.lock().expect("verifier lock").take();
             let Some((der, verdict)) = seen else {
-                let reason = handshake.err().map(|error| error.to_string()).unwrap_or_else(|| "no certificate presented".into());
+                let reason =
+                    handshake.err().map(|error| error.to_string()).unwrap_or_else(|| "no certificate presented".into());
                 return Err(format!("TLS handshake with {host}:{} failed: {reason}", self.port));
             };
             judge_certificate(&der, verdict, self.verify, chrono::Utc::now())
@@ -140,9 +157,16 @@ impl Check for TlsCheck {
     }
 }
 
-fn judge_certificate(der: &[u8], verdict: Result<(), rustls::Error>, verify: bool, now: chrono::DateTime<chrono::Utc>) -> Result<Observation, String> {
-    let (_, certificate) = x509_parser::parse_x509_certificate(der).map_err(|error| format!("cannot parse the server's certificate: {error}"))?;
-    let not_after = chrono::DateTime::from_timestamp(certificate.validity().not_after.timestamp(), 0).unwrap_or_default();
+fn judge_certificate(
+    der: &[u8],
+    verdict: Result<(), rustls::Error>,
+    verify: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Observation, String> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der)
+        .map_err(|error| format!("cannot parse the server's certificate: {error}"))?;
+    let not_after =
+        chrono::DateTime::from_timestamp(certificate.validity().not_after.timestamp(), 0).unwrap_or_default();
     let seconds_left = (not_after - now).num_seconds();
     let days_left = seconds_left.div_euclid(86_400);
     let subject = certificate.subject().to_string();

@@ -103,7 +103,13 @@ impl Escalator {
         }
     }
 
-    pub async fn record(&self, id: i64, kind: &str, by: Option<&str>, detail: serde_json::Value) -> Result<(), StoreError> {
+    pub async fn record(
+        &self,
+        id: i64,
+        kind: &str,
+        by: Option<&str>,
+        detail: serde_json::Value,
+    ) -> Result<(), StoreError> {
         self.store.record(id, TimelineEvent::new(self.clock.now(), kind, by, detail)).await
     }
 
@@ -115,10 +121,16 @@ impl Escalator {
         // step forward per incident.
         for _ in 0..10_000 {
             let batch = self.store.fire_due(now, BATCH, self.directory.as_ref()).await?;
-            let more = batch.len() as i64 == BATCH || (!batch.is_empty() && self.store.next_due().await?.is_some_and(|next| next <= now));
+            let more = batch.len() as i64 == BATCH
+                || (!batch.is_empty() && self.store.next_due().await?.is_some_and(|next| next <= now));
             for step in &batch {
                 if step.notified.is_empty() {
-                    tracing::info!(incident = step.incident_id, step = step.step, round = step.round, "Escalation step skipped: nobody to notify");
+                    tracing::info!(
+                        incident = step.incident_id,
+                        step = step.step,
+                        round = step.round,
+                        "Escalation step skipped: nobody to notify"
+                    );
                 } else {
                     tracing::info!(incident = step.incident_id, step = step.step, round = step.round, notified = ?step.notified, "Escalation step fired");
                 }
@@ -170,7 +182,9 @@ impl std::fmt::Display for DeclareError {
             DeclareError::UnknownPolicy { name, known } if known.is_empty() => {
                 write!(f, "unknown policy '{name}': firebell.toml defines no [[policies]]")
             }
-            DeclareError::UnknownPolicy { name, known } => write!(f, "unknown policy '{name}'; policies: {}", known.join(", ")),
+            DeclareError::UnknownPolicy { name, known } => {
+                write!(f, "unknown policy '{name}'; policies: {}", known.join(", "))
+            }
             DeclareError::Store(error) => write!(f, "{error}"),
         }
     }

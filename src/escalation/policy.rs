@@ -34,7 +34,10 @@ impl Policy {
         let mut steps: Vec<PolicyStep> = config
             .steps
             .iter()
-            .map(|step| PolicyStep { after: step.after.0, notify: step.notify.iter().map(|target| target.get_ref().clone()).collect() })
+            .map(|step| PolicyStep {
+                after: step.after.0,
+                notify: step.notify.iter().map(|target| target.get_ref().clone()).collect(),
+            })
             .collect();
         steps.sort_by_key(|step| step.after);
         let round_length = config.repeat_every.map(|every| every.0).unwrap_or_else(|| default_round_length(&steps));
@@ -85,7 +88,11 @@ impl Directory {
             .map(|schedule| Schedule::from_config(schedule).map(|built| (schedule.name.get_ref().clone(), built)))
             .collect::<Result<_, _>>()?;
         Ok(Directory {
-            policies: config.policies.iter().map(|policy| (policy.name.get_ref().clone(), Policy::from_config(policy))).collect(),
+            policies: config
+                .policies
+                .iter()
+                .map(|policy| (policy.name.get_ref().clone(), Policy::from_config(policy)))
+                .collect(),
             groups: config
                 .groups
                 .iter()
@@ -107,7 +114,9 @@ impl Directory {
             let found: Vec<Person> = match target {
                 NotifyTarget::User(person) => vec![person.clone()],
                 NotifyTarget::Group(group) => self.groups.get(group).cloned().unwrap_or_default(),
-                NotifyTarget::Schedule(schedule) => self.schedules.get(schedule).map(|s| vec![s.on_call(at).person]).unwrap_or_default(),
+                NotifyTarget::Schedule(schedule) => {
+                    self.schedules.get(schedule).map(|s| vec![s.on_call(at).person]).unwrap_or_default()
+                }
             };
             for person in found {
                 if !people.contains(&person) {
@@ -133,7 +142,10 @@ impl StepResolver for Directory {
         let Some(step) = self.policies.get(&timer.policy).and_then(|policy| policy.steps.get(timer.step)) else {
             return StepRecipients::default();
         };
-        StepRecipients { people: self.people(&step.notify, now), targets: step.notify.iter().map(target_name).collect() }
+        StepRecipients {
+            people: self.people(&step.notify, now),
+            targets: step.notify.iter().map(target_name).collect(),
+        }
     }
 }
 
@@ -160,8 +172,12 @@ steps = [ { after = "15m", notify = ["group:a"] }, { after = "0s", notify = ["gr
 "#,
         );
         let start = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap().to_utc();
-        let minutes: Vec<(u32, usize, i64)> = policy.timers(start).iter().map(|t| (t.round, t.step, (t.fire_at - start).num_minutes())).collect();
-        assert_eq!(minutes, vec![(0, 0, 0), (0, 1, 15), (0, 2, 30), (0, 3, 60), (1, 0, 90), (1, 1, 105), (1, 2, 120), (1, 3, 150)]);
+        let minutes: Vec<(u32, usize, i64)> =
+            policy.timers(start).iter().map(|t| (t.round, t.step, (t.fire_at - start).num_minutes())).collect();
+        assert_eq!(
+            minutes,
+            vec![(0, 0, 0), (0, 1, 15), (0, 2, 30), (0, 3, 60), (1, 0, 90), (1, 1, 105), (1, 2, 120), (1, 3, 150)]
+        );
     }
 
     #[test]

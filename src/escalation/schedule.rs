@@ -6,8 +6,7 @@
 //! walk from the first handoff.
 
 use chrono::{
-    DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta,
-    TimeZone, Utc,
+    DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta, TimeZone, Utc,
 };
 use chrono_tz::Tz;
 use serde::Serializer;
@@ -64,31 +63,20 @@ impl Schedule {
         let time_zone = time_zone_name.parse::<Tz>().map_err(|_| {
             format!("schedules.{name}.timezone: unknown time zone '{time_zone_name}': use an IANA name such as Europe/Berlin or UTC")
         })?;
-        let (handoff_weekday, handoff_time) =
-            parse_handoff(config.rotation, config.handoff.get_ref())
-                .map_err(|message| format!("schedules.{name}.handoff: {message}"))?;
+        let (handoff_weekday, handoff_time) = parse_handoff(config.rotation, config.handoff.get_ref())
+            .map_err(|message| format!("schedules.{name}.handoff: {message}"))?;
         let start = match &config.start {
-            Some(start) => {
-                NaiveDate::parse_from_str(start.get_ref(), "%Y-%m-%d").map_err(|_| {
-                    format!(
-                        "schedules.{name}.start: '{}' is not a date: write YYYY-MM-DD",
-                        start.get_ref()
-                    )
-                })?
-            }
-            None => NaiveDate::from_ymd_opt(2024, 1, 1)
-                .ok_or("the default start date 2024-01-01 is not a date")?,
+            Some(start) => NaiveDate::parse_from_str(start.get_ref(), "%Y-%m-%d").map_err(|_| {
+                format!("schedules.{name}.start: '{}' is not a date: write YYYY-MM-DD", start.get_ref())
+            })?,
+            None => NaiveDate::from_ymd_opt(2024, 1, 1).ok_or("the default start date 2024-01-01 is not a date")?,
         };
         let first_handoff_date = match handoff_weekday {
             Some(weekday) => {
-                let days_ahead = (weekday.num_days_from_monday() + 7
-                    - start.weekday().num_days_from_monday())
-                    % 7;
+                let days_ahead = (weekday.num_days_from_monday() + 7 - start.weekday().num_days_from_monday()) % 7;
                 start
                     .checked_add_days(Days::new(days_ahead.into()))
-                    .ok_or_else(|| {
-                        format!("schedules.{name}.start: no {weekday} on or after {start}")
-                    })?
+                    .ok_or_else(|| format!("schedules.{name}.start: no {weekday} on or after {start}"))?
             }
             None => start,
         };
@@ -96,9 +84,11 @@ impl Schedule {
         let mut overrides = Vec::with_capacity(config.overrides.len());
         for entry in &config.overrides {
             let parse = |text: &str| {
-                DateTime::parse_from_rfc3339(text)
-                    .map(|time| time.with_timezone(&Utc))
-                    .map_err(|_| format!("schedules.{name}.overrides: '{text}' is not an RFC 3339 time (e.g. 2026-11-20T09:00:00+01:00)"))
+                DateTime::parse_from_rfc3339(text).map(|time| time.with_timezone(&Utc)).map_err(|_| {
+                    format!(
+                        "schedules.{name}.overrides: '{text}' is not an RFC 3339 time (e.g. 2026-11-20T09:00:00+01:00)"
+                    )
+                })
             };
             let from = parse(entry.start.get_ref())?;
             let until = parse(entry.end.get_ref())?;
@@ -110,11 +100,7 @@ impl Schedule {
                     entry.start.get_ref()
                 ));
             }
-            overrides.push(Override {
-                person: entry.person.clone(),
-                from,
-                until,
-            });
+            overrides.push(Override { person: entry.person.clone(), from, until });
         }
 
         Ok(Schedule {
@@ -137,38 +123,19 @@ impl Schedule {
     /// later (winning) override takes over; a rotation shift runs from handoff to handoff, cut
     /// where an override takes over or hands back. So `until` is always where `next` starts.
     pub fn on_call(&self, at: DateTime<Utc>) -> Shift {
-        match self
-            .overrides
-            .iter()
-            .rposition(|entry| entry.from <= at && at < entry.until)
-        {
+        match self.overrides.iter().rposition(|entry| entry.from <= at && at < entry.until) {
             Some(index) => {
                 let chosen = &self.overrides[index];
                 // Only later entries can interrupt this one; earlier ones lose wherever they overlap.
-                let (from, until) =
-                    cut_around(&self.overrides[index + 1..], at, chosen.from, chosen.until);
-                Shift {
-                    person: chosen.person.clone(),
-                    from,
-                    until,
-                    is_override: true,
-                }
+                let (from, until) = cut_around(&self.overrides[index + 1..], at, chosen.from, chosen.until);
+                Shift { person: chosen.person.clone(), from, until, is_override: true }
             }
             None => {
                 let shift_index = self.shift_index_at(at);
-                let handoff = self
-                    .handoff(shift_index)
-                    .unwrap_or(DateTime::<Utc>::MIN_UTC);
-                let next_handoff = self
-                    .handoff(shift_index + 1)
-                    .unwrap_or(DateTime::<Utc>::MAX_UTC);
+                let handoff = self.handoff(shift_index).unwrap_or(DateTime::<Utc>::MIN_UTC);
+                let next_handoff = self.handoff(shift_index + 1).unwrap_or(DateTime::<Utc>::MAX_UTC);
                 let (from, until) = cut_around(&self.overrides, at, handoff, next_handoff);
-                Shift {
-                    person: self.member_for(shift_index).clone(),
-                    from,
-                    until,
-                    is_override: false,
-                }
+                Shift { person: self.member_for(shift_index).clone(), from, until, is_override: false }
             }
         }
     }
@@ -195,17 +162,12 @@ impl Schedule {
     /// The index of the rotation shift in force at `at`, in O(1) of the shifts elapsed.
     fn shift_index_at(&self, at: DateTime<Utc>) -> i64 {
         // Only an estimate is needed, so the UTC date will do at the very ends of time.
-        let local_date = local_time(self.time_zone, at)
-            .unwrap_or(at.naive_utc())
-            .date();
+        let local_date = local_time(self.time_zone, at).unwrap_or(at.naive_utc()).date();
         let elapsed_days = (local_date - self.first_handoff_date).num_days();
         let mut shift_index = elapsed_days.div_euclid(self.period_days());
         // The estimate is off by at most one: on a handoff day before the handoff time, or when a
         // DST gap moved the handoff past midnight.
-        while self
-            .handoff(shift_index)
-            .is_some_and(|handoff| handoff > at)
-        {
+        while self.handoff(shift_index).is_some_and(|handoff| handoff > at) {
             shift_index -= 1;
         }
         while let Some(next_handoff) = self.handoff(shift_index + 1)
@@ -220,10 +182,7 @@ impl Schedule {
     fn handoff(&self, shift_index: i64) -> Option<DateTime<Utc>> {
         let offset = TimeDelta::try_days(shift_index.checked_mul(self.period_days())?)?;
         let date = self.first_handoff_date.checked_add_signed(offset)?;
-        Some(resolve_local(
-            self.time_zone,
-            date.and_time(self.handoff_time),
-        ))
+        Some(resolve_local(self.time_zone, date.and_time(self.handoff_time)))
     }
 }
 
@@ -259,9 +218,7 @@ fn resolve_local(time_zone: Tz, local: NaiveDateTime) -> DateTime<Utc> {
 /// The wall-clock time at `instant`, or None past the ends of chrono's calendar (where
 /// `DateTime::naive_local` would panic).
 fn local_time(time_zone: Tz, instant: DateTime<Utc>) -> Option<NaiveDateTime> {
-    let offset = time_zone
-        .offset_from_utc_datetime(&instant.naive_utc())
-        .fix();
+    let offset = time_zone.offset_from_utc_datetime(&instant.naive_utc()).fix();
     instant.naive_utc().checked_add_offset(offset)
 }
 
@@ -301,25 +258,15 @@ mod tests {
     }
 
     fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
     }
 
     fn rotation(person: &str, from: &str, until: &str) -> Shift {
-        Shift {
-            person: Person::parse(person).unwrap(),
-            from: utc(from),
-            until: utc(until),
-            is_override: false,
-        }
+        Shift { person: Person::parse(person).unwrap(), from: utc(from), until: utc(until), is_override: false }
     }
 
     fn covering(person: &str, from: &str, until: &str) -> Shift {
-        Shift {
-            is_override: true,
-            ..rotation(person, from, until)
-        }
+        Shift { is_override: true, ..rotation(person, from, until) }
     }
 
     const WEEKLY_UTC: &str = r#"
@@ -433,10 +380,7 @@ start = "2026-05-01"
         assert_eq!(shift.until - shift.from, TimeDelta::days(7));
         assert_eq!(
             (shift.from.weekday(), shift.from.time()),
-            (
-                chrono::Weekday::Mon,
-                NaiveTime::from_hms_opt(9, 0, 0).unwrap()
-            )
+            (chrono::Weekday::Mon, NaiveTime::from_hms_opt(9, 0, 0).unwrap())
         );
     }
 
@@ -455,10 +399,7 @@ start = "2026-03-23"
         // 09:00 CET is 08:00 UTC; after the spring-forward on 2026-03-29, 09:00 CEST is 07:00 UTC.
         let before_spring = rotation("slack:A", "2026-03-23T08:00:00Z", "2026-03-30T07:00:00Z");
         assert_eq!(berlin.on_call(utc("2026-03-30T06:59:59Z")), before_spring);
-        assert_eq!(
-            before_spring.until - before_spring.from,
-            TimeDelta::hours(167)
-        );
+        assert_eq!(before_spring.until - before_spring.from, TimeDelta::hours(167));
         assert_eq!(
             berlin.on_call(utc("2026-03-30T07:30:00Z")),
             rotation("slack:B", "2026-03-30T07:00:00Z", "2026-04-06T07:00:00Z")
@@ -600,10 +541,7 @@ overrides = [
     fn overlapping_overrides_the_later_entry_wins() {
         let primary = schedule(&format!("{WEEKLY_UTC}{WITH_OVERRIDES}"));
         // X (earlier) and Y (later) overlap from 2026-01-08 12:00 to 2026-01-09 00:00: Y has it.
-        assert_eq!(
-            primary.on_call(utc("2026-01-08T18:00:00Z")).person,
-            Person::parse("slack:Y").unwrap()
-        );
+        assert_eq!(primary.on_call(utc("2026-01-08T18:00:00Z")).person, Person::parse("slack:Y").unwrap());
         // W (later) sits inside Z (earlier): Z, then W, then Z again until Z's end.
         assert_eq!(
             primary.on_call(utc("2026-01-20T12:00:00Z")),
@@ -676,27 +614,15 @@ members = ["console:alice"]
         );
         assert_eq!(
             solo.on_call(utc("2023-06-01T12:00:00Z")),
-            rotation(
-                "console:alice",
-                "2023-06-01T09:00:00Z",
-                "2023-06-02T09:00:00Z"
-            )
+            rotation("console:alice", "2023-06-01T09:00:00Z", "2023-06-02T09:00:00Z")
         );
         assert_eq!(
             solo.on_call(utc("2026-06-01T08:00:00Z")),
-            rotation(
-                "console:alice",
-                "2026-05-31T09:00:00Z",
-                "2026-06-01T09:00:00Z"
-            )
+            rotation("console:alice", "2026-05-31T09:00:00Z", "2026-06-01T09:00:00Z")
         );
         assert_eq!(
             solo.next(utc("2026-06-01T08:00:00Z")),
-            rotation(
-                "console:alice",
-                "2026-06-01T09:00:00Z",
-                "2026-06-02T09:00:00Z"
-            )
+            rotation("console:alice", "2026-06-01T09:00:00Z", "2026-06-02T09:00:00Z")
         );
     }
 
@@ -707,33 +633,18 @@ members = ["console:alice"]
             Schedule::from_config(&config).unwrap_err()
         };
         let error = error_for(&WEEKLY_UTC.replace("\"UTC\"", "\"Mars/Olympus\""));
-        assert!(
-            error.contains("schedules.primary.timezone: unknown time zone 'Mars/Olympus'"),
-            "{error}"
-        );
+        assert!(error.contains("schedules.primary.timezone: unknown time zone 'Mars/Olympus'"), "{error}");
         let error = error_for(&WEEKLY_UTC.replace("Mon 09:00", "Someday 09:00"));
-        assert!(
-            error.contains("schedules.primary.handoff: 'Someday' is not a weekday"),
-            "{error}"
-        );
+        assert!(error.contains("schedules.primary.handoff: 'Someday' is not a weekday"), "{error}");
         let error = error_for(&WEEKLY_UTC.replace("2026-01-05", "January"));
-        assert!(
-            error.contains("schedules.primary.start: 'January' is not a date"),
-            "{error}"
-        );
+        assert!(error.contains("schedules.primary.start: 'January' is not a date"), "{error}");
         let error = error_for(&WEEKLY_UTC.replace(r#"["slack:U1", "slack:U2", "slack:U3"]"#, "[]"));
-        assert!(
-            error.contains("schedules.primary: needs at least one member"),
-            "{error}"
-        );
+        assert!(error.contains("schedules.primary: needs at least one member"), "{error}");
         let error = error_for(&format!(
             "{WEEKLY_UTC}{}",
             r#"overrides = [ { start = "2026-01-09T00:00:00Z", end = "2026-01-08T00:00:00Z", person = "slack:X" } ]"#
         ));
-        assert!(
-            error.contains("the override for slack:X ends (2026-01-08T00:00:00Z) before it starts"),
-            "{error}"
-        );
+        assert!(error.contains("the override for slack:X ends (2026-01-08T00:00:00Z) before it starts"), "{error}");
         let error = error_for(&format!(
             "{WEEKLY_UTC}{}",
             r#"overrides = [ { start = "soon", end = "2026-01-08T00:00:00Z", person = "slack:X" } ]"#

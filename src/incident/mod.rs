@@ -54,12 +54,7 @@ pub struct TimelineEvent {
 
 impl TimelineEvent {
     pub fn new(at: DateTime<Utc>, kind: &str, by: Option<&str>, detail: serde_json::Value) -> Self {
-        Self {
-            at,
-            kind: kind.to_string(),
-            by: by.map(str::to_string),
-            detail,
-        }
+        Self { at, kind: kind.to_string(), by: by.map(str::to_string), detail }
     }
 }
 
@@ -232,7 +227,10 @@ mod tests {
         let error = incident(IncidentStatus::Acknowledged).check_acknowledge().unwrap_err();
         assert_eq!(error.to_string(), "incident 7 was already acknowledged by slack:U1 at 2026-11-22T10:04:00+00:00");
         let error = incident(IncidentStatus::Resolved).check_acknowledge().unwrap_err();
-        assert!(error.to_string().starts_with("incident 7 is resolved by slack:U2 since 2026-11-22T10:42:00+00:00"), "{error}");
+        assert!(
+            error.to_string().starts_with("incident 7 is resolved by slack:U2 since 2026-11-22T10:42:00+00:00"),
+            "{error}"
+        );
         assert!(incident(IncidentStatus::Resolved).check_resolve().is_err());
     }
 

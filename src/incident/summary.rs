@@ -95,10 +95,7 @@ impl Templates {
         let mut templates = Templates::shipped();
         let mut errors = Vec::new();
         let mut loaded = Vec::new();
-        let overrides = [
-            ("notification", &config.notification),
-            ("resolution", &config.resolution),
-        ];
+        let overrides = [("notification", &config.notification), ("resolution", &config.resolution)];
         for (which, path) in overrides {
             let Some(path) = path else { continue };
             let path = base_dir.join(path);
@@ -110,10 +107,7 @@ impl Templates {
                     continue;
                 }
             };
-            if let Err(error) = templates
-                .environment
-                .add_template_owned(name.clone(), source)
-            {
+            if let Err(error) = templates.environment.add_template_owned(name.clone(), source) {
                 errors.push(describe_error(&error, &name));
                 continue;
             }
@@ -132,11 +126,7 @@ impl Templates {
                 }
             }
         }
-        if errors.is_empty() {
-            Ok(templates)
-        } else {
-            Err(errors.join("\n"))
-        }
+        if errors.is_empty() { Ok(templates) } else { Err(errors.join("\n")) }
     }
 
     /// The incident notification: title, status, severity, impact, started, ETA.
@@ -150,21 +140,11 @@ impl Templates {
         self.render(&self.resolution_name, incident, now)
     }
 
-    fn render(
-        &self,
-        name: &str,
-        incident: &Incident,
-        now: DateTime<Utc>,
-    ) -> Result<String, String> {
-        let template = self
-            .environment
-            .get_template(name)
-            .map_err(|error| describe_error(&error, name))?;
+    fn render(&self, name: &str, incident: &Incident, now: DateTime<Utc>) -> Result<String, String> {
+        let template = self.environment.get_template(name).map_err(|error| describe_error(&error, name))?;
         let context = Context::new(incident, now);
         // A chat message never needs to end in blank lines, whatever the template's last line.
-        let text = template
-            .render(Serde(&context))
-            .map_err(|error| describe_error(&error, name))?;
+        let text = template.render(Serde(&context)).map_err(|error| describe_error(&error, name))?;
         Ok(text.trim_end().to_string())
     }
 }
@@ -200,9 +180,7 @@ fn describe_error(error: &minijinja::Error, name: &str) -> String {
         None => error.kind().to_string(),
     };
     let hint = match error.kind() {
-        ErrorKind::OutOfFuel => {
-            " (the template does too much work: a loop runs too long or the output is too large)"
-        }
+        ErrorKind::OutOfFuel => " (the template does too much work: a loop runs too long or the output is too large)",
         _ => "",
     };
     format!("{location}: {what}{hint}")
@@ -287,26 +265,17 @@ struct Remediation {
 
 impl<'a> Context<'a> {
     fn new(incident: &'a Incident, now: DateTime<Utc>) -> Context<'a> {
-        let not_recorded =
-            |text: &Option<String>| text.clone().unwrap_or_else(|| "not recorded".to_string());
-        let events = |kind: &'static str| {
-            incident
-                .timeline
-                .iter()
-                .filter(move |event| event.kind == kind)
-        };
+        let not_recorded = |text: &Option<String>| text.clone().unwrap_or_else(|| "not recorded".to_string());
+        let events = |kind: &'static str| incident.timeline.iter().filter(move |event| event.kind == kind);
         // The latest by time; on a tie the one recorded last, which is what `max_by_key` keeps.
-        let latest_update = events("status")
-            .max_by_key(|event| event.at)
-            .map(status_update);
+        let latest_update = events("status").max_by_key(|event| event.at).map(status_update);
         // An update without an ETA (`monitoring`, say) doesn't withdraw the one given before.
         let latest_eta = events("status")
             .filter_map(|event| Some((event.at, text_field(&event.detail, "eta")?)))
             .max_by_key(|(at, _)| *at)
             .map(|(_, eta)| eta);
-        let escalations: Vec<Escalation> = events("escalated")
-            .map(|event| escalation(event, incident.started_at))
-            .collect();
+        let escalations: Vec<Escalation> =
+            events("escalated").map(|event| escalation(event, incident.started_at)).collect();
         Context {
             id: incident.id,
             title: &incident.title,
@@ -314,14 +283,8 @@ impl<'a> Context<'a> {
             status_upper: incident.status.name().to_uppercase(),
             severity: incident.severity.name(),
             severity_upper: incident.severity.name().to_uppercase(),
-            impact: incident
-                .impact
-                .clone()
-                .unwrap_or_else(|| "not assessed yet".to_string()),
-            commander: incident
-                .commander
-                .clone()
-                .unwrap_or_else(|| "unassigned".to_string()),
+            impact: incident.impact.clone().unwrap_or_else(|| "not assessed yet".to_string()),
+            commander: incident.commander.clone().unwrap_or_else(|| "unassigned".to_string()),
             declared_by: incident.declared_by.as_deref(),
             open: incident.is_open(),
             now: rfc3339(now),
@@ -340,11 +303,7 @@ impl<'a> Context<'a> {
             fix: not_recorded(&incident.fix),
             prevention: not_recorded(&incident.prevention),
             latest_update,
-            highest_level: escalations
-                .iter()
-                .map(|escalation| escalation.level)
-                .max()
-                .unwrap_or(0),
+            highest_level: escalations.iter().map(|escalation| escalation.level).max().unwrap_or(0),
             escalations,
             checks: events("diagnosis").flat_map(check_verdicts).collect(),
             remediations: events("remediation_ran").map(remediation).collect(),
@@ -454,19 +413,12 @@ fn human_time(time: DateTime<Utc>) -> String {
 /// by the lead fixes it; it is resolved at 10:42.
 pub fn sample_incident() -> Incident {
     use serde_json::json;
-    let started_at = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
-        .expect("a valid time")
-        .to_utc();
+    let started_at = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").expect("a valid time").to_utc();
     let at = |minutes: i64| started_at + chrono::Duration::minutes(minutes);
     let (oncall, secondary, lead) = ("slack:U01ONCALL", "slack:U02SECOND", "slack:U03LEAD");
     let timeline = vec![
         TimelineEvent::new(at(0), "declared", None, json!({"source": "alertmanager"})),
-        TimelineEvent::new(
-            at(0),
-            "escalated",
-            None,
-            json!({"step": 0, "repeat": 0, "notified": [oncall]}),
-        ),
+        TimelineEvent::new(at(0), "escalated", None, json!({"step": 0, "repeat": 0, "notified": [oncall]})),
         TimelineEvent::new(
             at(1),
             "diagnosis",
@@ -490,12 +442,7 @@ pub fn sample_incident() -> Incident {
             Some(secondary),
             json!({"phase": "identified", "text": "Workers crash on a malformed order; restarting them.", "eta": "10:45 UTC"}),
         ),
-        TimelineEvent::new(
-            at(20),
-            "remediation_approved",
-            Some(lead),
-            json!({"name": "restart workers"}),
-        ),
+        TimelineEvent::new(at(20), "remediation_approved", Some(lead), json!({"name": "restart workers"})),
         TimelineEvent::new(
             at(21),
             "remediation_ran",
@@ -526,12 +473,8 @@ pub fn sample_incident() -> Incident {
         resolved_at: Some(at(42)),
         resolved_by: Some(secondary.to_string()),
         root_cause: Some("A malformed order crashed every worker that picked it up.".to_string()),
-        fix: Some(
-            "Moved the order to the dead-letter queue and restarted the workers.".to_string(),
-        ),
-        prevention: Some(
-            "Validate orders before queueing; alert on worker heartbeats.".to_string(),
-        ),
+        fix: Some("Moved the order to the dead-letter queue and restarted the workers.".to_string()),
+        prevention: Some("Validate orders before queueing; alert on worker heartbeats.".to_string()),
         chat: json!({"slack": {"channel": "C0INCIDENTS", "ts": "1795341600.000100"}}),
         timeline,
     }
@@ -567,12 +510,7 @@ mod tests {
             fix: None,
             prevention: None,
             chat: Json::Null,
-            timeline: vec![TimelineEvent::new(
-                started_at,
-                "declared",
-                None,
-                serde_json::json!({}),
-            )],
+            timeline: vec![TimelineEvent::new(started_at, "declared", None, serde_json::json!({}))],
         }
     }
 
@@ -581,36 +519,24 @@ mod tests {
     }
 
     fn overrides(notification: Option<&str>, resolution: Option<&str>) -> TemplatesConfig {
-        TemplatesConfig {
-            notification: notification.map(Into::into),
-            resolution: resolution.map(Into::into),
-        }
+        TemplatesConfig { notification: notification.map(Into::into), resolution: resolution.map(Into::into) }
     }
 
     #[test]
     fn notification_of_a_fresh_incident() {
-        let text = Templates::shipped()
-            .notification(&fresh_incident(), time("2026-11-22T10:03:00Z"))
-            .unwrap();
+        let text = Templates::shipped().notification(&fresh_incident(), time("2026-11-22T10:03:00Z")).unwrap();
         insta::assert_snapshot!("notification_fresh", text);
     }
 
     #[test]
     fn notification_shows_the_latest_status_update_and_the_last_eta_given() {
-        let text = Templates::shipped()
-            .notification(&sample_incident(), time("2026-11-22T10:42:00Z"))
-            .unwrap();
+        let text = Templates::shipped().notification(&sample_incident(), time("2026-11-22T10:42:00Z")).unwrap();
         assert!(text.contains("*Status:* RESOLVED · Monitoring\n"), "{text}");
         // The monitoring update gave no ETA; the identified one before it did.
         assert!(text.contains("*ETA:* 10:45 UTC\n"), "{text}");
+        assert!(text.contains("*Acknowledged:* by slack:U02SECOND after 17m 0s\n"), "{text}");
         assert!(
-            text.contains("*Acknowledged:* by slack:U02SECOND after 17m 0s\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                "*Latest update* (Sun 22 Nov 2026 10:25 UTC, slack:U02SECOND): Queue is draining"
-            ),
+            text.contains("*Latest update* (Sun 22 Nov 2026 10:25 UTC, slack:U02SECOND): Queue is draining"),
             "{text}"
         );
     }
@@ -623,32 +549,21 @@ mod tests {
             let detail = serde_json::json!({"step": step, "repeat": repeat, "notified": notified});
             TimelineEvent::new(at(minutes), "escalated", None, detail)
         };
-        let events = [
-            escalated(0, 0, 0, &["slack:U1"]),
-            escalated(10, 1, 0, &[]),
-            escalated(20, 0, 1, &["slack:U1"]),
-        ];
+        let events = [escalated(0, 0, 0, &["slack:U1"]), escalated(10, 1, 0, &[]), escalated(20, 0, 1, &["slack:U1"])];
         incident.timeline.extend(events);
-        let text = Templates::shipped()
-            .resolution(&incident, time("2026-11-22T10:30:00Z"))
-            .unwrap();
+        let text = Templates::shipped().resolution(&incident, time("2026-11-22T10:30:00Z")).unwrap();
         let expected = "*Escalation levels reached:* 2\n\
                         • Level 1 (+0s): slack:U1\n\
                         • Level 2 (+10m 0s): nobody to notify\n\
                         • Level 1, round 2 (+20m 0s): slack:U1\n";
         assert!(text.contains(expected), "{text}");
         assert!(text.contains("*Duration:* 30m 0s\n"), "{text}");
-        assert!(
-            text.contains("*Time to resolve:* not resolved yet\n"),
-            "{text}"
-        );
+        assert!(text.contains("*Time to resolve:* not resolved yet\n"), "{text}");
     }
 
     #[test]
     fn resolution_of_a_fully_populated_incident() {
-        let text = Templates::shipped()
-            .resolution(&sample_incident(), time("2026-11-22T11:00:00Z"))
-            .unwrap();
+        let text = Templates::shipped().resolution(&sample_incident(), time("2026-11-22T11:00:00Z")).unwrap();
         insta::assert_snapshot!("resolution_full", text);
     }
 
@@ -657,9 +572,7 @@ mod tests {
         let mut incident = fresh_incident();
         incident.status = IncidentStatus::Resolved;
         incident.resolved_at = Some(time("2026-11-22T10:09:30Z"));
-        let text = Templates::shipped()
-            .resolution(&incident, time("2026-11-22T11:00:00Z"))
-            .unwrap();
+        let text = Templates::shipped().resolution(&incident, time("2026-11-22T11:00:00Z")).unwrap();
         for line in [
             "*Duration:* 9m 30s\n",
             "*Root cause:* not recorded\n",
@@ -680,13 +593,9 @@ mod tests {
         let check = serde_json::json!({"name": "replica lag", "status": "warn", "summary": "x".repeat(200)});
         for round in 0..50 {
             let detail = serde_json::json!({"step": 0, "repeat": round, "notified": ["slack:U1", "slack:U2"]});
-            incident
-                .timeline
-                .push(TimelineEvent::new(at, "escalated", None, detail));
+            incident.timeline.push(TimelineEvent::new(at, "escalated", None, detail));
             let detail = serde_json::json!({"topic": "db", "checks": [check.clone(), check.clone(), check.clone()]});
-            incident
-                .timeline
-                .push(TimelineEvent::new(at, "diagnosis", None, detail));
+            incident.timeline.push(TimelineEvent::new(at, "diagnosis", None, detail));
         }
         let templates = Templates::shipped();
         let text = templates.resolution(&incident, at).unwrap();
@@ -703,64 +612,39 @@ mod tests {
             "page.txt.j2",
             "{{ severity_upper }} #{{ id }} {{ title }} since {{ started }} ({{ duration }})",
         );
-        let templates =
-            Templates::load(&overrides(Some("templates/page.txt.j2"), None), dir.path()).unwrap();
+        let templates = Templates::load(&overrides(Some("templates/page.txt.j2"), None), dir.path()).unwrap();
         let now = time("2026-11-22T10:03:00Z");
         let text = templates.notification(&fresh_incident(), now).unwrap();
-        assert_eq!(
-            text,
-            "CRITICAL #12 Checkout API returning 502 since 2026-11-22T10:00:00Z (3m 0s)"
-        );
+        assert_eq!(text, "CRITICAL #12 Checkout API returning 502 since 2026-11-22T10:00:00Z (3m 0s)");
         // The other message stays the shipped one.
         let resolution = templates.resolution(&sample_incident(), now).unwrap();
-        assert!(
-            resolution.starts_with("✅ *RESOLVED #7: Trade queue backlog*"),
-            "{resolution}"
-        );
+        assert!(resolution.starts_with("✅ *RESOLVED #7: Trade queue backlog*"), "{resolution}");
     }
 
     #[test]
     fn a_syntax_error_fails_loading_with_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "resolution.md.j2",
-            "Resolved: {{ title }}\n{% if root_cause %}\n{{ root_cause }}\n",
-        );
-        let error =
-            Templates::load(&overrides(None, Some("resolution.md.j2")), dir.path()).unwrap_err();
+        write(dir.path(), "resolution.md.j2", "Resolved: {{ title }}\n{% if root_cause %}\n{{ root_cause }}\n");
+        let error = Templates::load(&overrides(None, Some("resolution.md.j2")), dir.path()).unwrap_err();
         let file = dir.path().join("resolution.md.j2").display().to_string();
-        assert!(
-            error.starts_with(&format!("{file}:3: syntax error: ")),
-            "{error}"
-        );
+        assert!(error.starts_with(&format!("{file}:3: syntax error: ")), "{error}");
         assert!(error.contains("end of input"), "{error}");
     }
 
     #[test]
     fn a_misspelt_variable_fails_loading_with_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "notify.j2",
-            "Incident {{ title }}\nStarted {{ started_at }}\n",
-        );
+        write(dir.path(), "notify.j2", "Incident {{ title }}\nStarted {{ started_at }}\n");
         let error = Templates::load(&overrides(Some("notify.j2"), None), dir.path()).unwrap_err();
         let file = dir.path().join("notify.j2").display().to_string();
-        assert!(
-            error.starts_with(&format!("{file}:2: undefined value")),
-            "{error}"
-        );
+        assert!(error.starts_with(&format!("{file}:2: undefined value")), "{error}");
     }
 
     #[test]
     fn a_missing_template_file_fails_loading() {
         let dir = tempfile::tempdir().unwrap();
         let error = Templates::load(&overrides(Some("nope.j2"), None), dir.path()).unwrap_err();
-        assert!(
-            error.contains("nope.j2: cannot read templates.notification: "),
-            "{error}"
-        );
+        assert!(error.contains("nope.j2: cannot read templates.notification: "), "{error}");
     }
 
     #[test]
@@ -781,18 +665,12 @@ mod tests {
             };
             let error = templates.notification(&fresh_incident(), now).unwrap_err();
             assert!(error.starts_with("runaway.j2:1: "), "{error}");
-            assert!(
-                error.contains("ran out of fuel") || error.contains("recursion limit"),
-                "{source}: {error}"
-            );
+            assert!(error.contains("ran out of fuel") || error.contains("recursion limit"), "{source}: {error}");
         }
         // Loading reports the same at start-up.
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "loop.j2", runaway[0]);
         let error = Templates::load(&overrides(Some("loop.j2"), None), dir.path()).unwrap_err();
-        assert!(
-            error.contains("engine ran out of fuel (the template does too much work"),
-            "{error}"
-        );
+        assert!(error.contains("engine ran out of fuel (the template does too much work"), "{error}");
     }
 }

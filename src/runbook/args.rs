@@ -120,12 +120,32 @@ impl Args {
 /// Why the given arguments were refused; every message says what would have been valid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArgError {
-    Unknown { command: String, name: String, valid: Vec<String> },
-    Repeated { name: String },
-    NoMatch { name: String, value: String, pattern: String, help: String, example: Option<String> },
-    Missing { command: String, name: String, pattern: String, help: String, example: Option<String> },
+    Unknown {
+        command: String,
+        name: String,
+        valid: Vec<String>,
+    },
+    Repeated {
+        name: String,
+    },
+    NoMatch {
+        name: String,
+        value: String,
+        pattern: String,
+        help: String,
+        example: Option<String>,
+    },
+    Missing {
+        command: String,
+        name: String,
+        pattern: String,
+        help: String,
+        example: Option<String>,
+    },
     /// A word that is not `key=value`.
-    NotKeyValue { word: String },
+    NotKeyValue {
+        word: String,
+    },
 }
 
 impl fmt::Display for ArgError {
@@ -205,12 +225,13 @@ impl Template {
                 parts.push(Part::Text(rest[..start].to_string()));
             }
             let after = &rest[start + 2..];
-            let end = after
-                .find("}}")
-                .ok_or_else(|| format!("unclosed '{{{{' in '{text}': write {{{{name}}}}"))?;
+            let end = after.find("}}").ok_or_else(|| format!("unclosed '{{{{' in '{text}': write {{{{name}}}}"))?;
             let name = after[..end].trim();
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!("'{{{{{}}}}}' is not an argument reference: write {{{{name}}}} with letters, digits and _", &after[..end]));
+                return Err(format!(
+                    "'{{{{{}}}}}' is not an argument reference: write {{{{name}}}} with letters, digits and _",
+                    &after[..end]
+                ));
             }
             parts.push(Part::Arg(name.to_string()));
             rest = &after[end + 2..];
@@ -222,9 +243,7 @@ impl Template {
     }
 
     pub fn literal(text: &str) -> Template {
-        Template {
-            parts: vec![Part::Text(text.to_string())],
-        }
+        Template { parts: vec![Part::Text(text.to_string())] }
     }
 
     /// Names of the arguments this template uses.
@@ -248,7 +267,8 @@ impl Template {
                     let value = args.get(name).unwrap_or_default();
                     match encoding {
                         Encoding::Raw => output.push_str(value),
-                        Encoding::Url => output.extend(percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)),
+                        Encoding::Url => output
+                            .extend(percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)),
                         Encoding::Promql => {
                             for c in value.chars() {
                                 if matches!(c, '\\' | '"' | '\'') {
@@ -310,7 +330,9 @@ mod tests {
         let specs = queue_spec();
         let ok = Args::bind(&specs, &all(&specs), &[("queue".into(), "signals".into())], "diagnose queue").unwrap();
         assert_eq!(ok.get("queue"), Some("signals"));
-        let error = Args::bind(&specs, &all(&specs), &[("queue".into(), "signals; DROP TABLE x".into())], "diagnose queue").unwrap_err();
+        let error =
+            Args::bind(&specs, &all(&specs), &[("queue".into(), "signals; DROP TABLE x".into())], "diagnose queue")
+                .unwrap_err();
         assert_eq!(
             error.to_string(),
             "argument queue='signals; DROP TABLE x' does not match [a-z0-9_]{1,64} (queue name); example: queue=ingest_indicators"
@@ -324,9 +346,17 @@ mod tests {
     #[test]
     fn defaults_unknown_and_missing() {
         let specs = queue_spec();
-        assert_eq!(Args::bind(&specs, &all(&specs), &[], "diagnose queue").unwrap().get("queue"), Some("ingest_indicators"));
+        assert_eq!(
+            Args::bind(&specs, &all(&specs), &[], "diagnose queue").unwrap().get("queue"),
+            Some("ingest_indicators")
+        );
         let error = Args::bind(&specs, &all(&specs), &[("qeue".into(), "x".into())], "diagnose queue").unwrap_err();
-        assert!(error.to_string().starts_with("unknown argument 'qeue' for diagnose queue; valid: queue (queue name; must match"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("unknown argument 'qeue' for diagnose queue; valid: queue (queue name; must match"),
+            "{error}"
+        );
         let mut required = queue_spec();
         required.get_mut("queue").unwrap().default = None;
         let error = Args::bind(&required, &all(&required), &[], "diagnose queue").unwrap_err();
@@ -339,7 +369,10 @@ mod tests {
         assert_eq!(template.arg_names().collect::<Vec<_>>(), ["queue", "queue"]);
         let args = Args::from_pairs([("queue", "a b/c")]);
         assert_eq!(template.render(&args, Encoding::Url), "https://h/api/a%20b%2Fc?q=a%20b%2Fc");
-        assert_eq!(Template::parse("x{{ q }}").unwrap().render(&Args::from_pairs([("q", "a\"b")]), Encoding::Promql), "xa\\\"b");
+        assert_eq!(
+            Template::parse("x{{ q }}").unwrap().render(&Args::from_pairs([("q", "a\"b")]), Encoding::Promql),
+            "xa\\\"b"
+        );
         assert!(Template::parse("{{oops").is_err());
         assert!(Template::parse("{{a-b}}").is_err());
         assert_eq!(Template::parse("{{queue}}").unwrap().source(), "{{queue}}");

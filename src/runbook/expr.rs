@@ -39,15 +39,9 @@ impl Expr {
             .filter(|name| !variables.contains(name) && !is_macro_variable(source, name))
             .collect();
         if let Some(name) = unknown.first() {
-            return Err(format!(
-                "unknown variable '{name}' in '{source}'; available here: {}",
-                variables.join(", ")
-            ));
+            return Err(format!("unknown variable '{name}' in '{source}'; available here: {}", variables.join(", ")));
         }
-        Ok(Expr {
-            source: source.to_string(),
-            program: Arc::new(program),
-        })
+        Ok(Expr { source: source.to_string(), program: Arc::new(program) })
     }
 
     pub fn source(&self) -> &str {
@@ -106,14 +100,21 @@ mod tests {
 
     #[test]
     fn compares_numbers_strings_and_lists() {
-        let variables = vars(json!({"row": {"depth": 120, "ratio": 0.5}, "status": 200, "body": "OK ready", "checks": {"trade queue": {"status": "warn"}}}));
+        let variables = vars(
+            json!({"row": {"depth": 120, "ratio": 0.5}, "status": 200, "body": "OK ready", "checks": {"trade queue": {"status": "warn"}}}),
+        );
         let all = ["row", "status", "body", "checks"];
         assert!(Expr::compile("row.depth > 100", &all).unwrap().eval_bool(&variables).unwrap());
         assert!(!Expr::compile("row.depth > 500", &all).unwrap().eval_bool(&variables).unwrap());
         assert!(Expr::compile("row.ratio < 1.0", &all).unwrap().eval_bool(&variables).unwrap());
         assert!(Expr::compile("status == 200 && body.contains('ready')", &all).unwrap().eval_bool(&variables).unwrap());
         assert!(Expr::compile("body.lowerAscii().startsWith('ok')", &all).unwrap().eval_bool(&variables).unwrap());
-        assert!(Expr::compile("checks['trade queue'].status in ['warn', 'crit']", &all).unwrap().eval_bool(&variables).unwrap());
+        assert!(
+            Expr::compile("checks['trade queue'].status in ['warn', 'crit']", &all)
+                .unwrap()
+                .eval_bool(&variables)
+                .unwrap()
+        );
         let in_macro = Expr::compile("[1, 200].exists(x, x == status)", &all).unwrap();
         assert!(in_macro.eval_bool(&variables).unwrap());
         assert!(Expr::compile("[1].exists(x, y > 1)", &all).is_err());

@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use super::args::{ArgSpec, Template};
 use super::expr::Expr;
-use super::{CheckSpec, Remediation, Runbook, DEFAULT_TIMEOUT};
+use super::{CheckSpec, DEFAULT_TIMEOUT, Remediation, Runbook};
 use crate::check::Action;
 use crate::config::TargetKind;
 use crate::source::{Dur, LoadError, SourceFile};
@@ -171,14 +171,14 @@ impl Fields<'_> {
     pub fn template_list(&mut self, key: &str, field: &Option<Spanned<Vec<String>>>) -> Option<Vec<Template>> {
         let field = field.as_ref()?;
         let span = field.span();
-        field
-            .get_ref()
-            .iter()
-            .map(|item| self.parse_template(key, item, span.clone()))
-            .collect()
+        field.get_ref().iter().map(|item| self.parse_template(key, item, span.clone())).collect()
     }
 
-    pub fn template_map(&mut self, key: &str, field: &Option<Spanned<BTreeMap<String, String>>>) -> Option<BTreeMap<String, Template>> {
+    pub fn template_map(
+        &mut self,
+        key: &str,
+        field: &Option<Spanned<BTreeMap<String, String>>>,
+    ) -> Option<BTreeMap<String, Template>> {
         let Some(field) = field.as_ref() else {
             return Some(BTreeMap::new());
         };
@@ -230,12 +230,16 @@ impl Fields<'_> {
                     } else {
                         format!("defined: {}", known.keys().cloned().collect::<Vec<_>>().join(", "))
                     };
-                    self.error(field.span(), format!("unknown target '{name}' ({list}); add [targets.{name}] to firebell.toml"));
+                    self.error(
+                        field.span(),
+                        format!("unknown target '{name}' ({list}); add [targets.{name}] to firebell.toml"),
+                    );
                     return None;
                 }
                 Some(kind) if !allowed.contains(kind) => {
                     let kinds: Vec<&str> = allowed.iter().map(|kind| kind.name()).collect();
-                    let message = format!("target '{name}' is a {} target; this kind needs {}", kind.name(), kinds.join(" or "));
+                    let message =
+                        format!("target '{name}' is a {} target; this kind needs {}", kind.name(), kinds.join(" or "));
                     self.error(field.span(), message);
                     return None;
                 }
@@ -249,7 +253,10 @@ impl Fields<'_> {
         if self.raw.target.is_none() {
             let span = self.kind_span();
             let kind = self.raw.kind.get_ref().clone();
-            self.error(span, format!("a {kind} {} needs `target`, a name from [targets] in firebell.toml", self.what()));
+            self.error(
+                span,
+                format!("a {kind} {} needs `target`, a name from [targets] in firebell.toml", self.what()),
+            );
             return None;
         }
         self.target(allowed)
@@ -262,19 +269,29 @@ pub(super) fn load_runbook(source: &SourceFile, targets: &TargetRefs) -> Result<
 
     let name = raw.name.get_ref().clone();
     if !TOPIC_NAME.is_match(&name) {
-        errors.push(source.error_at(raw.name.span(), format!("name '{name}' must match ^[a-z][a-z0-9_-]{{0,31}}$ (it is typed as /diagnose {name})")));
+        errors.push(source.error_at(
+            raw.name.span(),
+            format!("name '{name}' must match ^[a-z][a-z0-9_-]{{0,31}}$ (it is typed as /diagnose {name})"),
+        ));
     }
     let stem = source.path.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default();
     if stem != name {
-        errors.push(source.error_at(raw.name.span(), format!("name '{name}' must equal the file name '{stem}', so each topic has one file")));
+        errors.push(source.error_at(
+            raw.name.span(),
+            format!("name '{name}' must equal the file name '{stem}', so each topic has one file"),
+        ));
     }
     if raw.summary.get_ref().trim().is_empty() || raw.summary.get_ref().contains('\n') {
         errors.push(source.error_at(raw.summary.span(), "summary must be one non-empty line"));
     }
     if let Some(link) = &raw.runbook
-        && url::Url::parse(link.get_ref()).is_err() {
-            errors.push(source.error_at(link.span(), format!("runbook '{}' is not a URL (e.g. https://wiki.example/oncall#queue)", link.get_ref())));
-        }
+        && url::Url::parse(link.get_ref()).is_err()
+    {
+        errors.push(source.error_at(
+            link.span(),
+            format!("runbook '{}' is not a URL (e.g. https://wiki.example/oncall#queue)", link.get_ref()),
+        ));
+    }
 
     let mut args = BTreeMap::new();
     let mut broken_args = BTreeSet::new();
@@ -295,9 +312,21 @@ pub(super) fn load_runbook(source: &SourceFile, targets: &TargetRefs) -> Result<
     let mut check_names = BTreeSet::new();
     for raw_check in &raw.checks {
         if !check_names.insert(raw_check.name.get_ref().clone()) {
-            errors.push(source.error_at(raw_check.name.span(), format!("check name '{}' is used twice in this file", raw_check.name.get_ref())));
+            errors.push(source.error_at(
+                raw_check.name.span(),
+                format!("check name '{}' is used twice in this file", raw_check.name.get_ref()),
+            ));
         }
-        let mut fields = Fields { raw: raw_check, is_check: true, source, args: &args, broken_args: &broken_args, targets, errors: &mut errors, used_args: BTreeSet::new() };
+        let mut fields = Fields {
+            raw: raw_check,
+            is_check: true,
+            source,
+            args: &args,
+            broken_args: &broken_args,
+            targets,
+            errors: &mut errors,
+            used_args: BTreeSet::new(),
+        };
         if let Some(check) = load_check(&mut fields) {
             checks.push(check);
         }
@@ -309,9 +338,21 @@ pub(super) fn load_runbook(source: &SourceFile, targets: &TargetRefs) -> Result<
     let mut remediation_names = BTreeSet::new();
     for raw_remediation in &raw.remediations {
         if !remediation_names.insert(raw_remediation.name.get_ref().clone()) {
-            errors.push(source.error_at(raw_remediation.name.span(), format!("remediation name '{}' is used twice in this file", raw_remediation.name.get_ref())));
+            errors.push(source.error_at(
+                raw_remediation.name.span(),
+                format!("remediation name '{}' is used twice in this file", raw_remediation.name.get_ref()),
+            ));
         }
-        let mut fields = Fields { raw: raw_remediation, is_check: false, source, args: &args, broken_args: &broken_args, targets, errors: &mut errors, used_args: BTreeSet::new() };
+        let mut fields = Fields {
+            raw: raw_remediation,
+            is_check: false,
+            source,
+            args: &args,
+            broken_args: &broken_args,
+            targets,
+            errors: &mut errors,
+            used_args: BTreeSet::new(),
+        };
         if let Some(mut remediation) = load_remediation(&mut fields) {
             remediation.args = fields.used_args.clone();
             remediations.push(remediation);
@@ -320,11 +361,16 @@ pub(super) fn load_runbook(source: &SourceFile, targets: &TargetRefs) -> Result<
     }
 
     if raw.checks.is_empty() && raw.remediations.is_empty() {
-        errors.push(source.error_at(raw.name.span(), "a runbook needs at least one [[checks]] or [[remediations]] entry"));
+        errors.push(
+            source.error_at(raw.name.span(), "a runbook needs at least one [[checks]] or [[remediations]] entry"),
+        );
     }
     for (arg_name, arg) in &raw.args {
         if !used_args.contains(arg_name) {
-            errors.push(source.error_at(arg.span(), format!("argument '{arg_name}' is declared but no check or remediation uses {{{{{arg_name}}}}}")));
+            errors.push(source.error_at(
+                arg.span(),
+                format!("argument '{arg_name}' is declared but no check or remediation uses {{{{{arg_name}}}}}"),
+            ));
         }
     }
 
@@ -348,10 +394,16 @@ fn load_arg(source: &SourceFile, name: &str, arg: &Spanned<RawArg>, errors: &mut
     let arg = arg.get_ref();
     let before = errors.len();
     if !ARG_NAME.is_match(name) {
-        errors.push(source.error_at(span.clone(), format!("argument name '{name}' must match ^[a-z][a-z0-9_]{{0,31}}$")));
+        errors
+            .push(source.error_at(span.clone(), format!("argument name '{name}' must match ^[a-z][a-z0-9_]{{0,31}}$")));
     }
     let Some(pattern_field) = &arg.pattern else {
-        errors.push(source.error_at(span, format!("argument '{name}' needs a `pattern` (a regex its value must match in full, e.g. '^[a-z0-9_]{{1,64}}$')")));
+        errors.push(source.error_at(
+            span,
+            format!(
+                "argument '{name}' needs a `pattern` (a regex its value must match in full, e.g. '^[a-z0-9_]{{1,64}}$')"
+            ),
+        ));
         return None;
     };
     let pattern = match ArgSpec::compile_pattern(pattern_field.get_ref()) {
@@ -363,14 +415,24 @@ fn load_arg(source: &SourceFile, name: &str, arg: &Spanned<RawArg>, errors: &mut
     };
     let help = arg.help.clone().unwrap_or_default();
     if help.trim().is_empty() {
-        errors.push(source.error_at(span.clone(), format!("argument '{name}' needs `help`, a few words saying what it is")));
+        errors.push(
+            source.error_at(span.clone(), format!("argument '{name}' needs `help`, a few words saying what it is")),
+        );
     }
     if let Some(pattern) = &pattern {
         for (key, value) in [("default", &arg.default), ("example", &arg.example)] {
             if let Some(value) = value
-                && !pattern.is_match(value.get_ref()) {
-                    errors.push(source.error_at(value.span(), format!("argument '{name}': {key} '{}' does not match its own pattern {}", value.get_ref(), pattern_field.get_ref())));
-                }
+                && !pattern.is_match(value.get_ref())
+            {
+                errors.push(source.error_at(
+                    value.span(),
+                    format!(
+                        "argument '{name}': {key} '{}' does not match its own pattern {}",
+                        value.get_ref(),
+                        pattern_field.get_ref()
+                    ),
+                ));
+            }
         }
     }
     if errors.len() > before {
@@ -395,12 +457,18 @@ fn reject_foreign_keys(fields: &mut Fields<'_>, general: &[&str], kind_keys: &[&
         let kind = fields.raw.kind.get_ref().clone();
         let mut valid: Vec<&str> = general.iter().chain(kind_keys.iter()).copied().collect();
         valid.sort_unstable();
-        let message = format!("`{key}` is not a key of a {kind} {}; valid: name, kind, {}", fields.what(), valid.join(", "));
+        let message =
+            format!("`{key}` is not a key of a {kind} {}; valid: name, kind, {}", fields.what(), valid.join(", "));
         fields.error(span, message);
     }
 }
 
-fn load_expr(fields: &mut Fields<'_>, key: &str, field: &Option<Spanned<String>>, variables: &[&str]) -> Option<Option<Expr>> {
+fn load_expr(
+    fields: &mut Fields<'_>,
+    key: &str,
+    field: &Option<Spanned<String>>,
+    variables: &[&str],
+) -> Option<Option<Expr>> {
     let Some(field) = field else {
         return Some(None);
     };
@@ -452,7 +520,8 @@ fn load_remediation(fields: &mut Fields<'_>) -> Option<Remediation> {
     }
     let Some(kind_keys) = Action::keys(&kind, false) else {
         let span = fields.kind_span();
-        fields.error(span, format!("unknown kind '{kind}'; remediation kinds: {}", Action::REMEDIATION_KINDS.join(", ")));
+        fields
+            .error(span, format!("unknown kind '{kind}'; remediation kinds: {}", Action::REMEDIATION_KINDS.join(", ")));
         return None;
     };
     reject_foreign_keys(fields, &REMEDIATION_KEYS, kind_keys);
@@ -549,20 +618,64 @@ suggest_when = "checks['trade queue'].status in ['warn', 'crit']"
     #[test]
     fn each_mistake_is_reported_with_its_line() {
         let cases = [
-            ("kind = \"sql\"\n", "kind = \"sqll\"\n", ":12: check 'pgmq depth': unknown kind 'sqll'; check kinds: http, sql, redis, tls, tcp, exec, prometheus"),
-            ("warn = \"row.depth > 100\"", "warn = \"row.depth >\"", ":16: check 'pgmq depth': warn: invalid CEL expression 'row.depth >'"),
-            ("warn = \"row.depth > 100\"", "warn = \"rwo.depth > 100\"", ":16: check 'pgmq depth': warn: unknown variable 'rwo'"),
+            (
+                "kind = \"sql\"\n",
+                "kind = \"sqll\"\n",
+                ":12: check 'pgmq depth': unknown kind 'sqll'; check kinds: http, sql, redis, tls, tcp, exec, prometheus",
+            ),
+            (
+                "warn = \"row.depth > 100\"",
+                "warn = \"row.depth >\"",
+                ":16: check 'pgmq depth': warn: invalid CEL expression 'row.depth >'",
+            ),
+            (
+                "warn = \"row.depth > 100\"",
+                "warn = \"rwo.depth > 100\"",
+                ":16: check 'pgmq depth': warn: unknown variable 'rwo'",
+            ),
             ("pattern = '^[a-z0-9_]{1,64}$'", "pattern = '^[a-z0-9_{1,64}$'", ":6: argument 'queue': invalid regex"),
-            ("target = \"signals_db\"", "target = \"signal_db\"", ":13: check 'pgmq depth': unknown target 'signal_db' (defined: jobs, signals_db); add [targets.signal_db] to firebell.toml"),
-            ("target = \"jobs\"", "target = \"signals_db\"", ":22: check 'trade queue': target 'signals_db' is a postgres target; this kind needs redis"),
-            ("query = \"SELECT pgmq.queue_depth($1) AS depth\"", "query = \"SELECT pgmq.queue_depth('{{queue}}') AS depth\"", ":14: check 'pgmq depth': query: '{{queue}}' inside SQL text"),
+            (
+                "target = \"signals_db\"",
+                "target = \"signal_db\"",
+                ":13: check 'pgmq depth': unknown target 'signal_db' (defined: jobs, signals_db); add [targets.signal_db] to firebell.toml",
+            ),
+            (
+                "target = \"jobs\"",
+                "target = \"signals_db\"",
+                ":22: check 'trade queue': target 'signals_db' is a postgres target; this kind needs redis",
+            ),
+            (
+                "query = \"SELECT pgmq.queue_depth($1) AS depth\"",
+                "query = \"SELECT pgmq.queue_depth('{{queue}}') AS depth\"",
+                ":14: check 'pgmq depth': query: '{{queue}}' inside SQL text",
+            ),
             ("help = \"queue name\"", "help = \"queue name\"\nhlep = \"x\"", ":9: unknown field `hlep`"),
-            ("warn = \"value > 50\"", "warn = \"value > 50\"\nargv = [\"x\"]", ":25: check 'trade queue': `argv` is not a key of a redis check"),
-            ("command = [\"LLEN\", \"trade_execution_queue\"]", "command = [\"DEL\", \"trade_execution_queue\"]", ":23: check 'trade queue': command: DEL is not a read-only Redis command"),
-            ("params = [\"{{queue}}\"]", "params = [\"{{queeu}}\"]", ":15: check 'pgmq depth': params: '{{queeu}}' is not a declared argument (declared: queue)"),
-            ("default = \"ingest_indicators\"", "default = \"Ingest Indicators\"", ":7: argument 'queue': default 'Ingest Indicators' does not match its own pattern"),
+            (
+                "warn = \"value > 50\"",
+                "warn = \"value > 50\"\nargv = [\"x\"]",
+                ":25: check 'trade queue': `argv` is not a key of a redis check",
+            ),
+            (
+                "command = [\"LLEN\", \"trade_execution_queue\"]",
+                "command = [\"DEL\", \"trade_execution_queue\"]",
+                ":23: check 'trade queue': command: DEL is not a read-only Redis command",
+            ),
+            (
+                "params = [\"{{queue}}\"]",
+                "params = [\"{{queeu}}\"]",
+                ":15: check 'pgmq depth': params: '{{queeu}}' is not a declared argument (declared: queue)",
+            ),
+            (
+                "default = \"ingest_indicators\"",
+                "default = \"Ingest Indicators\"",
+                ":7: argument 'queue': default 'Ingest Indicators' does not match its own pattern",
+            ),
             ("approvers = [\"oncall\"]", "approvers = []", ":27: remediation 'restart-worker': needs `approvers`"),
-            ("argv = [\"systemctl\", \"restart\", \"autotrader-workers\"]", "argv = [\"sh\", \"-c\", \"systemctl restart x\"]", ":30: remediation 'restart-worker': argv: runs a shell"),
+            (
+                "argv = [\"systemctl\", \"restart\", \"autotrader-workers\"]",
+                "argv = [\"sh\", \"-c\", \"systemctl restart x\"]",
+                ":30: remediation 'restart-worker': argv: runs a shell",
+            ),
         ];
         for (from, to, expected) in cases {
             assert!(GOOD.contains(from), "case does not apply: {from}");
@@ -587,6 +700,9 @@ suggest_when = "checks['trade queue'].status in ['warn', 'crit']"
         let second = SourceFile::new("b/queue.toml", GOOD);
         let (catalogue, errors) = Catalogue::load(&[first, second], &TargetRefs::Unchecked);
         assert_eq!(catalogue.len(), 1);
-        assert!(errors[0].to_string().starts_with("b/queue.toml:1: topic 'queue' is already defined in a/queue.toml"), "{errors:?}");
+        assert!(
+            errors[0].to_string().starts_with("b/queue.toml:1: topic 'queue' is already defined in a/queue.toml"),
+            "{errors:?}"
+        );
     }
 }

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use args::{parse_pairs, ArgError, ArgSpec, Args, Encoding, Template};
-pub use expr::{json_to_cel, Expr};
+pub use args::{ArgError, ArgSpec, Args, Encoding, Template, parse_pairs};
+pub use expr::{Expr, json_to_cel};
 pub use load::{Fields, RawAction, TargetRefs};
 
 use crate::check::Action;

@@ -160,10 +160,15 @@ pub struct NewRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VoteOutcome {
     /// Recorded; more approvals are needed.
-    Counted { approvals: i64, needed: i64 },
+    Counted {
+        approvals: i64,
+        needed: i64,
+    },
     /// This vote completed the approvals: the caller runs the remediation (exactly one caller
     /// ever gets this).
-    Approved { approvers: Vec<String> },
+    Approved {
+        approvers: Vec<String>,
+    },
     Denied,
     /// Already decided: the state it is in.
     NotPending(String),
@@ -192,19 +197,31 @@ pub trait Store: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Opens an incident with its `declared` event and its escalation timers, in one transaction.
-    async fn declare(&self, new: NewIncident, timers: Vec<NewTimer>, at: DateTime<Utc>) -> Result<Incident, StoreError>;
+    async fn declare(&self, new: NewIncident, timers: Vec<NewTimer>, at: DateTime<Utc>)
+    -> Result<Incident, StoreError>;
     async fn incident(&self, id: i64) -> Result<Incident, StoreError>;
     /// Newest first; open ones only unless `include_resolved`.
     async fn incidents(&self, include_resolved: bool, limit: i64) -> Result<Vec<Incident>, StoreError>;
     /// Acknowledges and cancels the pending steps, in one transaction.
     async fn acknowledge(&self, id: i64, by: &str, at: DateTime<Utc>) -> Result<Incident, StoreError>;
     /// Resolves, records the resolution and cancels the pending steps, in one transaction.
-    async fn resolve(&self, id: i64, by: &str, resolution: Resolution, at: DateTime<Utc>) -> Result<Incident, StoreError>;
+    async fn resolve(
+        &self,
+        id: i64,
+        by: &str,
+        resolution: Resolution,
+        at: DateTime<Utc>,
+    ) -> Result<Incident, StoreError>;
     async fn record(&self, id: i64, event: TimelineEvent) -> Result<(), StoreError>;
 
     /// Fires up to `limit` due steps. Each step is claimed, recorded on the timeline and put in
     /// the outbox in one transaction, so it fires exactly once however many replicas race.
-    async fn fire_due(&self, now: DateTime<Utc>, limit: i64, resolver: &dyn StepResolver) -> Result<Vec<FiredStep>, StoreError>;
+    async fn fire_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        resolver: &dyn StepResolver,
+    ) -> Result<Vec<FiredStep>, StoreError>;
     /// When the earliest pending step is due.
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
     async fn pending_timers(&self) -> Result<i64, StoreError>;
@@ -238,9 +255,22 @@ pub trait Store: Send + Sync {
     async fn set_request_message(&self, id: i64, message: &str) -> Result<(), StoreError>;
     /// Records an approval or denial in one transaction with the state change it causes, so
     /// racing approvers and repeated clicks run the remediation once.
-    async fn vote(&self, id: i64, voter: &str, approve: bool, current_hash: &str, at: DateTime<Utc>) -> Result<VoteOutcome, StoreError>;
+    async fn vote(
+        &self,
+        id: i64,
+        voter: &str,
+        approve: bool,
+        current_hash: &str,
+        at: DateTime<Utc>,
+    ) -> Result<VoteOutcome, StoreError>;
     /// Records how a run ended.
-    async fn finish_request(&self, id: i64, succeeded: bool, result: &str, at: DateTime<Utc>) -> Result<RemediationRequest, StoreError>;
+    async fn finish_request(
+        &self,
+        id: i64,
+        succeeded: bool,
+        result: &str,
+        at: DateTime<Utc>,
+    ) -> Result<RemediationRequest, StoreError>;
     /// Expires the pending requests whose time is up, and returns them.
     async fn expire_requests(&self, now: DateTime<Utc>) -> Result<Vec<RemediationRequest>, StoreError>;
     /// Newest first.

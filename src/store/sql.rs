@@ -13,8 +13,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, Row, Transaction};
 
 use super::{
-    from_millis, millis, AuditEntry, DueTimer, FiredStep, NewRequest, NewTimer, OutboxItem, RemediationRequest, StepResolver, Store,
-    StoreError, Vote, VoteOutcome,
+    AuditEntry, DueTimer, FiredStep, NewRequest, NewTimer, OutboxItem, RemediationRequest, StepResolver, Store,
+    StoreError, Vote, VoteOutcome, from_millis, millis,
 };
 use crate::config::Severity;
 use crate::incident::{Incident, IncidentStatus, NewIncident, Resolution, TimelineEvent};
@@ -50,12 +50,18 @@ impl SqlStore {
         };
         let (url, max_connections) = match backend {
             // Create the file when missing; one process writes, WAL lets readers go on meanwhile.
-            Backend::Sqlite if !url.contains("mode=") => (format!("{url}{}mode=rwc", if url.contains('?') { "&" } else { "?" }), 4),
+            Backend::Sqlite if !url.contains("mode=") => {
+                (format!("{url}{}mode=rwc", if url.contains('?') { "&" } else { "?" }), 4)
+            }
             Backend::Sqlite => (url.to_string(), 4),
             Backend::Postgres => (url.to_string(), 8),
         };
-        let options = sqlx::any::AnyConnectOptions::from_str(&url)
-            .map_err(|error| StoreError::Database(format!("invalid store.url: {}", crate::redact::Redactor::new([url.clone()]).redact(&error.to_string()))))?;
+        let options = sqlx::any::AnyConnectOptions::from_str(&url).map_err(|error| {
+            StoreError::Database(format!(
+                "invalid store.url: {}",
+                crate::redact::Redactor::new([url.clone()]).redact(&error.to_string())
+            ))
+        })?;
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
@@ -79,12 +85,14 @@ impl SqlStore {
             })
             .connect_with(options)
             .await
-            .map_err(|error| StoreError::Database(format!("cannot open the store: {}", crate::redact::Redactor::new([url.clone()]).redact(&error.to_string()))))?;
-        let instance = format!(
-            "{}-{}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "firebell".into()),
-            std::process::id()
-        );
+            .map_err(|error| {
+                StoreError::Database(format!(
+                    "cannot open the store: {}",
+                    crate::redact::Redactor::new([url.clone()]).redact(&error.to_string())
+                ))
+            })?;
+        let instance =
+            format!("{}-{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "firebell".into()), std::process::id());
         Ok(SqlStore { pool, backend, instance })
     }
 
@@ -115,7 +123,12 @@ impl SqlStore {
         }
     }
 
-    async fn load_incident(&self, executor: &mut sqlx::AnyConnection, id: i64, lock: bool) -> Result<Incident, StoreError> {
+    async fn load_incident(
+        &self,
+        executor: &mut sqlx::AnyConnection,
+        id: i64,
+        lock: bool,
+    ) -> Result<Incident, StoreError> {
         let suffix = if lock { self.lock_incident() } else { "" };
         let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1{suffix}");
         let row = sqlx::query(AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *executor).await?;
@@ -126,19 +139,27 @@ impl SqlStore {
             .fetch_all(&mut *executor)
             .await?;
         incident.timeline = events.iter().map(event_from_row).collect::<Result<_, _>>()?;
-        let refs = sqlx::query("SELECT platform, channel, message FROM chat_refs WHERE incident_id = $1 ORDER BY platform")
-            .bind(id)
-            .fetch_all(&mut *executor)
-            .await?;
+        let refs =
+            sqlx::query("SELECT platform, channel, message FROM chat_refs WHERE incident_id = $1 ORDER BY platform")
+                .bind(id)
+                .fetch_all(&mut *executor)
+                .await?;
         let mut chat = serde_json::Map::new();
         for reference in &refs {
-            chat.insert(text(reference, "platform")?, json!({"channel": text(reference, "channel")?, "message": text(reference, "message")?}));
+            chat.insert(
+                text(reference, "platform")?,
+                json!({"channel": text(reference, "channel")?, "message": text(reference, "message")?}),
+            );
         }
         incident.chat = serde_json::Value::Object(chat);
         Ok(incident)
     }
 
-    async fn insert_event(transaction: &mut sqlx::AnyConnection, id: i64, event: &TimelineEvent) -> Result<(), StoreError> {
+    async fn insert_event(
+        transaction: &mut sqlx::AnyConnection,
+        id: i64,
+        event: &TimelineEvent,
+    ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO timeline (incident_id, at, kind, actor, detail) VALUES ($1, $2, $3, $4, $5)")
             .bind(id)
             .bind(millis(event.at))
@@ -152,29 +173,52 @@ impl SqlStore {
 
     /// Queues a message about the incident for the chat adapters, in the caller's transaction;
     /// they render it from the incident as it is when they deliver.
-    async fn enqueue(transaction: &mut sqlx::AnyConnection, id: i64, kind: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO outbox (incident_id, kind, recipients, payload, created_at) VALUES ($1, $2, '[]', $3, $4)")
-            .bind(id)
-            .bind(kind.to_string())
-            .bind(json!({"incident_id": id}).to_string())
-            .bind(millis(at))
-            .execute(&mut *transaction)
-            .await?;
+    async fn enqueue(
+        transaction: &mut sqlx::AnyConnection,
+        id: i64,
+        kind: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO outbox (incident_id, kind, recipients, payload, created_at) VALUES ($1, $2, '[]', $3, $4)",
+        )
+        .bind(id)
+        .bind(kind.to_string())
+        .bind(json!({"incident_id": id}).to_string())
+        .bind(millis(at))
+        .execute(&mut *transaction)
+        .await?;
         Ok(())
     }
 
-    async fn load_request(&self, executor: &mut sqlx::AnyConnection, id: i64, lock: bool) -> Result<RemediationRequest, StoreError> {
+    async fn load_request(
+        &self,
+        executor: &mut sqlx::AnyConnection,
+        id: i64,
+        lock: bool,
+    ) -> Result<RemediationRequest, StoreError> {
         let suffix = if lock { self.lock_incident() } else { "" };
         let sql = format!("SELECT {REQUEST_COLUMNS} FROM remediation_requests WHERE id = $1{suffix}");
-        let row = sqlx::query(AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *executor).await?.ok_or(StoreError::NoRequest(id))?;
-        let mut request = request_from_row(&row)?;
-        let votes = sqlx::query("SELECT voter, decision, at FROM remediation_votes WHERE request_id = $1 ORDER BY at, voter")
+        let row = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
-            .fetch_all(&mut *executor)
-            .await?;
+            .fetch_optional(&mut *executor)
+            .await?
+            .ok_or(StoreError::NoRequest(id))?;
+        let mut request = request_from_row(&row)?;
+        let votes =
+            sqlx::query("SELECT voter, decision, at FROM remediation_votes WHERE request_id = $1 ORDER BY at, voter")
+                .bind(id)
+                .fetch_all(&mut *executor)
+                .await?;
         request.votes = votes
             .iter()
-            .map(|vote| Ok(Vote { voter: text(vote, "voter")?, decision: text(vote, "decision")?, at: from_millis(vote.try_get("at")?) }))
+            .map(|vote| {
+                Ok(Vote {
+                    voter: text(vote, "voter")?,
+                    decision: text(vote, "decision")?,
+                    at: from_millis(vote.try_get("at")?),
+                })
+            })
             .collect::<Result<_, StoreError>>()?;
         Ok(request)
     }
@@ -203,7 +247,12 @@ impl SqlStore {
         Ok(())
     }
 
-    async fn set_request_state(transaction: &mut sqlx::AnyConnection, id: i64, state: &str, at: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn set_request_state(
+        transaction: &mut sqlx::AnyConnection,
+        id: i64,
+        state: &str,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         let updated = sqlx::query("UPDATE remediation_requests SET state = $2, decided_at = $3 WHERE id = $1")
             .bind(id)
             .bind(state.to_string())
@@ -213,7 +262,12 @@ impl SqlStore {
         Ok(updated.rows_affected())
     }
 
-    async fn cancel_timers(transaction: &mut sqlx::AnyConnection, id: i64, at: DateTime<Utc>, instance: &str) -> Result<u64, StoreError> {
+    async fn cancel_timers(
+        transaction: &mut sqlx::AnyConnection,
+        id: i64,
+        at: DateTime<Utc>,
+        instance: &str,
+    ) -> Result<u64, StoreError> {
         let cancelled = sqlx::query("UPDATE timers SET state = 'cancelled', done_at = $2, done_by = $3 WHERE incident_id = $1 AND state = 'pending'")
             .bind(id)
             .bind(millis(at))
@@ -284,8 +338,10 @@ fn incident_from_row(row: &AnyRow) -> Result<Incident, StoreError> {
     Ok(Incident {
         id: row.try_get("id")?,
         title: text(row, "title")?,
-        severity: Severity::parse(&severity).ok_or_else(|| StoreError::Database(format!("unknown severity '{severity}' in the store")))?,
-        status: IncidentStatus::parse(&status).ok_or_else(|| StoreError::Database(format!("unknown status '{status}' in the store")))?,
+        severity: Severity::parse(&severity)
+            .ok_or_else(|| StoreError::Database(format!("unknown severity '{severity}' in the store")))?,
+        status: IncidentStatus::parse(&status)
+            .ok_or_else(|| StoreError::Database(format!("unknown status '{status}' in the store")))?,
         impact: optional_text(row, "impact")?,
         commander: optional_text(row, "commander")?,
         fingerprint: optional_text(row, "fingerprint")?,
@@ -327,7 +383,12 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn declare(&self, new: NewIncident, timers: Vec<NewTimer>, at: DateTime<Utc>) -> Result<Incident, StoreError> {
+    async fn declare(
+        &self,
+        new: NewIncident,
+        timers: Vec<NewTimer>,
+        at: DateTime<Utc>,
+    ) -> Result<Incident, StoreError> {
         let mut transaction = self.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO incidents (title, severity, status, impact, commander, fingerprint, policy, declared_by, started_at) \
@@ -344,7 +405,12 @@ impl Store for SqlStore {
         .fetch_one(&mut *transaction)
         .await?;
         let detail = json!({"title": new.title, "severity": new.severity, "impact": new.impact, "policy": new.policy, "steps_scheduled": timers.len()});
-        Self::insert_event(&mut transaction, id, &TimelineEvent::new(at, "declared", new.declared_by.as_deref(), detail)).await?;
+        Self::insert_event(
+            &mut transaction,
+            id,
+            &TimelineEvent::new(at, "declared", new.declared_by.as_deref(), detail),
+        )
+        .await?;
         for chunk in timers.chunks(TIMER_BATCH) {
             let placeholders: Vec<String> = (0..chunk.len())
                 .map(|row| {
@@ -352,10 +418,18 @@ impl Store for SqlStore {
                     format!("(${}, ${}, ${}, ${}, ${})", base + 1, base + 2, base + 3, base + 4, base + 5)
                 })
                 .collect();
-            let sql = format!("INSERT INTO timers (incident_id, policy, step, round, fire_at) VALUES {}", placeholders.join(", "));
+            let sql = format!(
+                "INSERT INTO timers (incident_id, policy, step, round, fire_at) VALUES {}",
+                placeholders.join(", ")
+            );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for timer in chunk {
-                query = query.bind(id).bind(timer.policy.clone()).bind(timer.step as i64).bind(i64::from(timer.round)).bind(millis(timer.fire_at));
+                query = query
+                    .bind(id)
+                    .bind(timer.policy.clone())
+                    .bind(timer.step as i64)
+                    .bind(i64::from(timer.round))
+                    .bind(millis(timer.fire_at));
             }
             query.execute(&mut *transaction).await?;
         }
@@ -386,21 +460,34 @@ impl Store for SqlStore {
         let mut transaction = self.begin().await?;
         let incident = self.load_incident(&mut transaction, id, true).await?;
         incident.check_acknowledge().map_err(StoreError::Transition)?;
-        sqlx::query("UPDATE incidents SET status = 'acknowledged', acknowledged_at = $2, acknowledged_by = $3 WHERE id = $1")
-            .bind(id)
-            .bind(millis(at))
-            .bind(by.to_string())
-            .execute(&mut *transaction)
-            .await?;
+        sqlx::query(
+            "UPDATE incidents SET status = 'acknowledged', acknowledged_at = $2, acknowledged_by = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(millis(at))
+        .bind(by.to_string())
+        .execute(&mut *transaction)
+        .await?;
         let cancelled = Self::cancel_timers(&mut transaction, id, at, &self.instance).await?;
-        Self::insert_event(&mut transaction, id, &TimelineEvent::new(at, "acknowledged", Some(by), json!({"cancelled_steps": cancelled}))).await?;
+        Self::insert_event(
+            &mut transaction,
+            id,
+            &TimelineEvent::new(at, "acknowledged", Some(by), json!({"cancelled_steps": cancelled})),
+        )
+        .await?;
         Self::enqueue(&mut transaction, id, "incident_updated", at).await?;
         let incident = self.load_incident(&mut transaction, id, false).await?;
         transaction.commit().await?;
         Ok(incident)
     }
 
-    async fn resolve(&self, id: i64, by: &str, resolution: Resolution, at: DateTime<Utc>) -> Result<Incident, StoreError> {
+    async fn resolve(
+        &self,
+        id: i64,
+        by: &str,
+        resolution: Resolution,
+        at: DateTime<Utc>,
+    ) -> Result<Incident, StoreError> {
         let mut transaction = self.begin().await?;
         let incident = self.load_incident(&mut transaction, id, true).await?;
         incident.check_resolve().map_err(StoreError::Transition)?;
@@ -424,7 +511,10 @@ impl Store for SqlStore {
 
     async fn record(&self, id: i64, event: TimelineEvent) -> Result<(), StoreError> {
         let mut transaction = self.begin().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM incidents WHERE id = $1").bind(id).fetch_optional(&mut *transaction).await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM incidents WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *transaction)
+            .await?;
         if exists.is_none() {
             return Err(StoreError::NotFound(id));
         }
@@ -433,7 +523,12 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn fire_due(&self, now: DateTime<Utc>, limit: i64, resolver: &dyn StepResolver) -> Result<Vec<FiredStep>, StoreError> {
+    async fn fire_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        resolver: &dyn StepResolver,
+    ) -> Result<Vec<FiredStep>, StoreError> {
         let mut transaction = self.begin().await?;
         // The claim: rows locked by this transaction until it commits. Another replica skips
         // them; if this process dies, the database drops the locks and another takes them.
@@ -458,20 +553,27 @@ impl Store for SqlStore {
             let recipients = resolver.recipients(&due, now);
             let notified: Vec<String> = recipients.people.iter().map(ToString::to_string).collect();
             let state = if notified.is_empty() { "skipped" } else { "fired" };
-            let claimed = sqlx::query("UPDATE timers SET state = $2, done_at = $3, done_by = $4 WHERE id = $1 AND state = 'pending'")
-                .bind(due.id)
-                .bind(state)
-                .bind(millis(now))
-                .bind(self.instance.clone())
-                .execute(&mut *transaction)
-                .await?;
+            let claimed = sqlx::query(
+                "UPDATE timers SET state = $2, done_at = $3, done_by = $4 WHERE id = $1 AND state = 'pending'",
+            )
+            .bind(due.id)
+            .bind(state)
+            .bind(millis(now))
+            .bind(self.instance.clone())
+            .execute(&mut *transaction)
+            .await?;
             if claimed.rows_affected() != 1 {
                 continue;
             }
             let lateness_ms = (now - due.fire_at).num_milliseconds();
             if notified.is_empty() {
                 let detail = json!({"step": due.step, "repeat": due.round, "targets": recipients.targets, "reason": "nobody to notify"});
-                Self::insert_event(&mut transaction, due.incident_id, &TimelineEvent::new(now, "escalation_skipped", None, detail)).await?;
+                Self::insert_event(
+                    &mut transaction,
+                    due.incident_id,
+                    &TimelineEvent::new(now, "escalation_skipped", None, detail),
+                )
+                .await?;
                 // Nobody to page at this step: the next one fires now instead of waiting.
                 sqlx::query(
                     "UPDATE timers SET fire_at = $2 WHERE state = 'pending' AND id = \
@@ -483,7 +585,12 @@ impl Store for SqlStore {
                 .await?;
             } else {
                 let detail = json!({"step": due.step, "repeat": due.round, "notified": notified, "targets": recipients.targets, "due_at": due.fire_at, "late_ms": lateness_ms});
-                Self::insert_event(&mut transaction, due.incident_id, &TimelineEvent::new(now, "escalated", None, detail)).await?;
+                Self::insert_event(
+                    &mut transaction,
+                    due.incident_id,
+                    &TimelineEvent::new(now, "escalated", None, detail),
+                )
+                .await?;
                 let payload = json!({"incident_id": due.incident_id, "step": due.step, "repeat": due.round, "policy": due.policy});
                 sqlx::query("INSERT INTO outbox (incident_id, kind, recipients, payload, created_at) VALUES ($1, 'escalation', $2, $3, $4)")
                     .bind(due.incident_id)
@@ -508,7 +615,8 @@ impl Store for SqlStore {
     }
 
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let next: Option<i64> = sqlx::query_scalar("SELECT MIN(fire_at) FROM timers WHERE state = 'pending'").fetch_one(&self.pool).await?;
+        let next: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(fire_at) FROM timers WHERE state = 'pending'").fetch_one(&self.pool).await?;
         Ok(next.map(from_millis))
     }
 
@@ -517,14 +625,19 @@ impl Store for SqlStore {
     }
 
     async fn undelivered(&self, limit: i64) -> Result<Vec<OutboxItem>, StoreError> {
-        let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL ORDER BY id LIMIT $1");
+        let sql = format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL ORDER BY id LIMIT $1"
+        );
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(limit).fetch_all(&self.pool).await?;
         rows.iter().map(outbox_from_row).collect()
     }
 
     async fn record_with_notice(&self, id: i64, event: TimelineEvent, notice: &str) -> Result<(), StoreError> {
         let mut transaction = self.begin().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM incidents WHERE id = $1").bind(id).fetch_optional(&mut *transaction).await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM incidents WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *transaction)
+            .await?;
         if exists.is_none() {
             return Err(StoreError::NotFound(id));
         }
@@ -558,12 +671,14 @@ impl Store for SqlStore {
     }
 
     async fn incident_by_chat(&self, platform: &str, channel: &str, message: &str) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT incident_id FROM chat_refs WHERE platform = $1 AND channel = $2 AND message = $3")
-            .bind(platform.to_string())
-            .bind(channel.to_string())
-            .bind(message.to_string())
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(sqlx::query_scalar(
+            "SELECT incident_id FROM chat_refs WHERE platform = $1 AND channel = $2 AND message = $3",
+        )
+        .bind(platform.to_string())
+        .bind(channel.to_string())
+        .bind(message.to_string())
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     async fn first_seen(&self, key: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -585,18 +700,29 @@ impl Store for SqlStore {
 
     async fn outbox_progress(&self, id: i64, part: &str) -> Result<(), StoreError> {
         let mut transaction = self.begin().await?;
-        let progress: Option<String> = sqlx::query_scalar("SELECT progress FROM outbox WHERE id = $1").bind(id).fetch_optional(&mut *transaction).await?;
+        let progress: Option<String> = sqlx::query_scalar("SELECT progress FROM outbox WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *transaction)
+            .await?;
         let mut parts: Vec<String> = progress.and_then(|text| serde_json::from_str(&text).ok()).unwrap_or_default();
         if !parts.iter().any(|done| done == part) {
             parts.push(part.to_string());
         }
-        sqlx::query("UPDATE outbox SET progress = $2 WHERE id = $1").bind(id).bind(json!(parts).to_string()).execute(&mut *transaction).await?;
+        sqlx::query("UPDATE outbox SET progress = $2 WHERE id = $1")
+            .bind(id)
+            .bind(json!(parts).to_string())
+            .execute(&mut *transaction)
+            .await?;
         transaction.commit().await?;
         Ok(())
     }
 
     async fn outbox_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE outbox SET delivered_at = $2 WHERE id = $1").bind(id).bind(millis(at)).execute(&self.pool).await?;
+        sqlx::query("UPDATE outbox SET delivered_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(millis(at))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -621,7 +747,12 @@ impl Store for SqlStore {
         let incident_id: Option<i64> = row.try_get("incident_id")?;
         if let Some(incident_id) = incident_id {
             let detail = json!({"outbox_id": id, "kind": text(&row, "kind")?, "attempts": row.try_get::<i64, _>("attempts")?, "error": error});
-            Self::insert_event(&mut transaction, incident_id, &TimelineEvent::new(at, "notification_failed", None, detail)).await?;
+            Self::insert_event(
+                &mut transaction,
+                incident_id,
+                &TimelineEvent::new(at, "notification_failed", None, detail),
+            )
+            .await?;
         }
         transaction.commit().await?;
         Ok(())
@@ -650,7 +781,15 @@ impl Store for SqlStore {
         .await?;
         let request = self.load_request(&mut transaction, id, false).await?;
         let detail = json!({"request": id, "name": request.action, "command": request.command, "approvals_needed": request.approvals_needed, "expires_at": request.expires_at});
-        Self::audit_request(&mut transaction, &request, Some(&request.requested_by), "remediation_requested", detail, at).await?;
+        Self::audit_request(
+            &mut transaction,
+            &request,
+            Some(&request.requested_by),
+            "remediation_requested",
+            detail,
+            at,
+        )
+        .await?;
         transaction.commit().await?;
         Ok(request)
     }
@@ -661,11 +800,22 @@ impl Store for SqlStore {
     }
 
     async fn set_request_message(&self, id: i64, message: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE remediation_requests SET message = $2 WHERE id = $1").bind(id).bind(message.to_string()).execute(&self.pool).await?;
+        sqlx::query("UPDATE remediation_requests SET message = $2 WHERE id = $1")
+            .bind(id)
+            .bind(message.to_string())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
-    async fn vote(&self, id: i64, voter: &str, approve: bool, current_hash: &str, at: DateTime<Utc>) -> Result<VoteOutcome, StoreError> {
+    async fn vote(
+        &self,
+        id: i64,
+        voter: &str,
+        approve: bool,
+        current_hash: &str,
+        at: DateTime<Utc>,
+    ) -> Result<VoteOutcome, StoreError> {
         let mut transaction = self.begin().await?;
         let request = self.load_request(&mut transaction, id, true).await?;
         if request.state != "pending" {
@@ -687,7 +837,8 @@ impl Store for SqlStore {
         if request.action_hash != current_hash {
             Self::set_request_state(&mut transaction, id, "stale", at).await?;
             let reason = json!({"reason": "the runbook changed since the request; request it again"});
-            Self::audit_request(&mut transaction, &request, Some(voter), "remediation_stale", detail(reason), at).await?;
+            Self::audit_request(&mut transaction, &request, Some(voter), "remediation_stale", detail(reason), at)
+                .await?;
             transaction.commit().await?;
             return Ok(VoteOutcome::Stale);
         }
@@ -704,14 +855,17 @@ impl Store for SqlStore {
         }
         if !approve {
             Self::set_request_state(&mut transaction, id, "denied", at).await?;
-            Self::audit_request(&mut transaction, &request, Some(voter), "remediation_denied", detail(json!({})), at).await?;
+            Self::audit_request(&mut transaction, &request, Some(voter), "remediation_denied", detail(json!({})), at)
+                .await?;
             transaction.commit().await?;
             return Ok(VoteOutcome::Denied);
         }
-        let approvers: Vec<String> = sqlx::query_scalar("SELECT voter FROM remediation_votes WHERE request_id = $1 AND decision = 'approve' ORDER BY at, voter")
-            .bind(id)
-            .fetch_all(&mut *transaction)
-            .await?;
+        let approvers: Vec<String> = sqlx::query_scalar(
+            "SELECT voter FROM remediation_votes WHERE request_id = $1 AND decision = 'approve' ORDER BY at, voter",
+        )
+        .bind(id)
+        .fetch_all(&mut *transaction)
+        .await?;
         let approvals = approvers.len() as i64;
         sqlx::query("INSERT INTO audit_log (at, actor, action, request_id, incident_id, detail) VALUES ($1, $2, 'remediation_approval', $3, $4, $5)")
             .bind(millis(at))
@@ -726,12 +880,26 @@ impl Store for SqlStore {
             return Ok(VoteOutcome::Counted { approvals, needed: request.approvals_needed });
         }
         Self::set_request_state(&mut transaction, id, "running", at).await?;
-        Self::audit_request(&mut transaction, &request, Some(voter), "remediation_approved", detail(json!({"approved_by": approvers})), at).await?;
+        Self::audit_request(
+            &mut transaction,
+            &request,
+            Some(voter),
+            "remediation_approved",
+            detail(json!({"approved_by": approvers})),
+            at,
+        )
+        .await?;
         transaction.commit().await?;
         Ok(VoteOutcome::Approved { approvers })
     }
 
-    async fn finish_request(&self, id: i64, succeeded: bool, result: &str, at: DateTime<Utc>) -> Result<RemediationRequest, StoreError> {
+    async fn finish_request(
+        &self,
+        id: i64,
+        succeeded: bool,
+        result: &str,
+        at: DateTime<Utc>,
+    ) -> Result<RemediationRequest, StoreError> {
         let mut transaction = self.begin().await?;
         let request = self.load_request(&mut transaction, id, true).await?;
         let state = if succeeded { "succeeded" } else { "failed" };
@@ -754,8 +922,11 @@ impl Store for SqlStore {
             Backend::Sqlite => "",
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
         };
-        let sql = format!("SELECT id FROM remediation_requests WHERE state = 'pending' AND expires_at <= $1 ORDER BY id LIMIT 100{claim}");
-        let ids: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(sql)).bind(millis(now)).fetch_all(&mut *transaction).await?;
+        let sql = format!(
+            "SELECT id FROM remediation_requests WHERE state = 'pending' AND expires_at <= $1 ORDER BY id LIMIT 100{claim}"
+        );
+        let ids: Vec<i64> =
+            sqlx::query_scalar(AssertSqlSafe(sql)).bind(millis(now)).fetch_all(&mut *transaction).await?;
         let mut expired = Vec::with_capacity(ids.len());
         for id in ids {
             let request = self.load_request(&mut transaction, id, false).await?;
@@ -769,10 +940,12 @@ impl Store for SqlStore {
     }
 
     async fn audit(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
-        let rows = sqlx::query("SELECT id, at, actor, action, request_id, incident_id, detail FROM audit_log ORDER BY id DESC LIMIT $1")
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, at, actor, action, request_id, incident_id, detail FROM audit_log ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
                 Ok(AuditEntry {

@@ -54,9 +54,7 @@ pub enum Backend {
 fn unreachable<T>(url: &str, why: impl Display) -> Option<T> {
     let shown = firebell::redact::mask_url(url);
     if std::env::var("FIREBELL_TEST_REQUIRE_SERVICES").is_ok_and(|value| value == "1") {
-        panic!(
-            "PostgreSQL not reachable at {shown}: {why} (FIREBELL_TEST_REQUIRE_SERVICES=1, so this is a failure)"
-        );
+        panic!("PostgreSQL not reachable at {shown}: {why} (FIREBELL_TEST_REQUIRE_SERVICES=1, so this is a failure)");
     }
     eprintln!("skipped: PostgreSQL not reachable at {shown}: {why}");
     None
@@ -64,15 +62,8 @@ fn unreachable<T>(url: &str, why: impl Display) -> Option<T> {
 
 fn unique_name() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "firebell_t_{}_{nanos}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.subsec_nanos()).unwrap_or(0);
+    format!("firebell_t_{}_{nanos}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A PostgreSQL database of one test, dropped (`WITH (FORCE)`) when the test ends or panics.
@@ -91,9 +82,7 @@ impl PgDatabase {
         let name = unique_name();
         let created = tokio::time::timeout(CONNECT_TIMEOUT, async {
             let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&mut admin)
-                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
             admin.close().await
         })
         .await;
@@ -104,11 +93,7 @@ impl PgDatabase {
         }
         let mut url = url::Url::parse(&admin_url).expect("the PostgreSQL URL parses");
         url.set_path(&format!("/{name}"));
-        Some(PgDatabase {
-            url: url.to_string(),
-            admin_url,
-            name,
-        })
+        Some(PgDatabase { url: url.to_string(), admin_url, name })
     }
 }
 
@@ -119,24 +104,16 @@ impl Drop for PgDatabase {
         let admin_url = self.admin_url.clone();
         let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
         let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for cleanup");
+            let runtime =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime for cleanup");
             runtime.block_on(async move {
                 let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-                sqlx::query(sqlx::AssertSqlSafe(statement))
-                    .execute(&mut admin)
-                    .await
-                    .map(|_| ())
+                sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut admin).await.map(|_| ())
             })
         })
         .join();
         if let Ok(Err(error)) = dropped {
-            eprintln!(
-                "warning: could not drop test database {}: {error}",
-                self.name
-            );
+            eprintln!("warning: could not drop test database {}: {error}", self.name);
         }
     }
 }
@@ -158,21 +135,11 @@ impl StoreSpace {
         match backend {
             Backend::Sqlite => {
                 let url = format!("sqlite://{}", dir.path().join("firebell.db").display());
-                Some(StoreSpace {
-                    backend,
-                    url,
-                    dir,
-                    _database: None,
-                })
+                Some(StoreSpace { backend, url, dir, _database: None })
             }
             Backend::Postgres => {
                 let database = PgDatabase::create().await?;
-                Some(StoreSpace {
-                    backend,
-                    url: database.url.clone(),
-                    dir,
-                    _database: Some(database),
-                })
+                Some(StoreSpace { backend, url: database.url.clone(), dir, _database: Some(database) })
             }
         }
     }
@@ -198,9 +165,7 @@ pub fn toml_str(text: &str) -> String {
 /// 2026-01-03 08:50:00.250 UTC: ten minutes before a daily 09:00 handoff, with milliseconds to
 /// show times are stored to the millisecond.
 pub fn t0() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-01-03T08:50:00.250Z")
-        .expect("a time")
-        .to_utc()
+    DateTime::parse_from_rfc3339("2026-01-03T08:50:00.250Z").expect("a time").to_utc()
 }
 
 pub fn secs(seconds: i64) -> chrono::Duration {
@@ -225,31 +190,15 @@ impl Harness {
     pub async fn new(backend: Backend, policies: &str) -> Option<Harness> {
         let space = StoreSpace::new(backend).await?;
         let clock = Arc::new(ManualClock::new(t0()));
-        let config = parse_config(
-            space.dir.path(),
-            &format!("[store]\nurl = {}\n{policies}", toml_str(&space.url)),
-        );
+        let config = parse_config(space.dir.path(), &format!("[store]\nurl = {}\n{policies}", toml_str(&space.url)));
         let directory = Arc::new(Directory::from_config(&config).expect("the directory builds"));
-        let escalator = Arc::new(Escalator::new(
-            space.open().await,
-            directory.clone(),
-            clock.clone(),
-        ));
-        Some(Harness {
-            space,
-            escalator,
-            clock,
-            directory,
-        })
+        let escalator = Arc::new(Escalator::new(space.open().await, directory.clone(), clock.clone()));
+        Some(Harness { space, escalator, clock, directory })
     }
 
     /// A second engine on the same store, with a pool of its own: another replica.
     pub async fn replica(&self) -> Arc<Escalator> {
-        Arc::new(Escalator::new(
-            self.space.open().await,
-            self.directory.clone(),
-            self.clock.clone(),
-        ))
+        Arc::new(Escalator::new(self.space.open().await, self.directory.clone(), self.clock.clone()))
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -266,45 +215,27 @@ impl Harness {
 
     /// Fires what is due at `t0 + offset`; returns `(incident, step, repeat, notified)` per step.
     pub async fn fire_at(&self, offset: chrono::Duration) -> Vec<(i64, usize, u32, Vec<String>)> {
-        let fired = self
-            .escalator
-            .fire_due(t0() + offset)
-            .await
-            .expect("fire_due works");
-        fired
-            .into_iter()
-            .map(|step| (step.incident_id, step.step, step.round, step.notified))
-            .collect()
+        let fired = self.escalator.fire_due(t0() + offset).await.expect("fire_due works");
+        fired.into_iter().map(|step| (step.incident_id, step.step, step.round, step.notified)).collect()
     }
 
     pub async fn incident(&self, id: i64) -> Incident {
-        self.store()
-            .incident(id)
-            .await
-            .expect("the incident exists")
+        self.store().incident(id).await.expect("the incident exists")
     }
 
     pub async fn pending(&self) -> i64 {
-        self.store()
-            .pending_timers()
-            .await
-            .expect("counting timers works")
+        self.store().pending_timers().await.expect("counting timers works")
     }
 
     /// The escalation notifications in the outbox, as `(incident, step, repeat, recipients)`.
     pub async fn escalation_outbox(&self) -> Vec<(i64, u64, u64, Vec<String>)> {
-        let items = self
-            .store()
-            .undelivered(10_000)
-            .await
-            .expect("reading the outbox works");
+        let items = self.store().undelivered(10_000).await.expect("reading the outbox works");
         items
             .into_iter()
             .filter(|item| item.kind == "escalation")
             .map(|item| {
                 (
-                    item.incident_id
-                        .expect("an escalation belongs to an incident"),
+                    item.incident_id.expect("an escalation belongs to an incident"),
                     item.payload["step"].as_u64().expect("payload.step"),
                     item.payload["repeat"].as_u64().expect("payload.repeat"),
                     item.recipients,
@@ -328,11 +259,7 @@ pub fn new_incident(title: &str, policy: Option<&str>) -> NewIncident {
 
 /// The timeline events of one kind.
 pub fn events<'a>(incident: &'a Incident, kind: &str) -> Vec<&'a TimelineEvent> {
-    incident
-        .timeline
-        .iter()
-        .filter(|event| event.kind == kind)
-        .collect()
+    incident.timeline.iter().filter(|event| event.kind == kind).collect()
 }
 
 /// The `escalated` events as `(step, repeat, notified, at)`.
@@ -340,16 +267,11 @@ pub fn escalations(incident: &Incident) -> Vec<(u64, u64, Vec<String>, DateTime<
     events(incident, "escalated")
         .into_iter()
         .map(|event| {
-            let notified = event.detail["notified"]
-                .as_array()
-                .expect("detail.notified is a list");
+            let notified = event.detail["notified"].as_array().expect("detail.notified is a list");
             (
                 event.detail["step"].as_u64().expect("detail.step"),
                 event.detail["repeat"].as_u64().expect("detail.repeat"),
-                notified
-                    .iter()
-                    .map(|person| person.as_str().expect("a person").to_string())
-                    .collect(),
+                notified.iter().map(|person| person.as_str().expect("a person").to_string()).collect(),
                 event.at,
             )
         })
@@ -377,10 +299,8 @@ pub async fn spawn_app(server_extra: &str, rest: &str) -> TestApp {
     std::fs::create_dir(dir.path().join("commands")).expect("a commands folder");
     std::fs::write(dir.path().join("commands/ping.toml"), RUNBOOK).expect("the runbook is written");
     let url = format!("sqlite://{}", dir.path().join("firebell.db").display());
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n\n[store]\nurl = {}\n\n{rest}",
-        toml_str(&url)
-    );
+    let text =
+        format!("[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n\n[store]\nurl = {}\n\n{rest}", toml_str(&url));
     std::fs::write(dir.path().join("firebell.toml"), &text).expect("the config is written");
     let config = parse_config(dir.path(), &text);
     let clock = Arc::new(ManualClock::new(t0()));
@@ -393,10 +313,7 @@ pub async fn spawn_app(server_extra: &str, rest: &str) -> TestApp {
     let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     TestApp {
         address,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("an HTTP client"),
+        client: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("an HTTP client"),
         clock,
         escalator,
         dir,
@@ -419,33 +336,19 @@ impl Reply {
     async fn read(response: reqwest::Response) -> Reply {
         let status = response.status().as_u16();
         let header = |name: reqwest::header::HeaderName| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_string)
+            response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_string)
         };
         let location = header(reqwest::header::LOCATION);
         let content_type = header(reqwest::header::CONTENT_TYPE).unwrap_or_default();
         let text = response.text().await.expect("the body reads");
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Reply {
-            status,
-            location,
-            content_type,
-            body,
-        }
+        Reply { status, location, content_type, body }
     }
 
     /// The `error` sentence of a JSON error body; panics (naming the reply) when there is none.
     pub fn error(&self) -> &str {
-        assert!(
-            self.content_type.starts_with("application/json"),
-            "an error should be JSON, got {self:?}"
-        );
-        self.body["error"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no \"error\" in {self:?}"))
+        assert!(self.content_type.starts_with("application/json"), "an error should be JSON, got {self:?}");
+        self.body["error"].as_str().unwrap_or_else(|| panic!("no \"error\" in {self:?}"))
     }
 }
 
@@ -455,25 +358,13 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> Reply {
-        Reply::read(
-            self.client
-                .get(self.url(path))
-                .send()
-                .await
-                .expect("GET works"),
-        )
-        .await
+        Reply::read(self.client.get(self.url(path)).send().await.expect("GET works")).await
     }
 
     /// POSTs JSON with the right token.
     pub async fn post(&self, path: &str, body: Value) -> Reply {
-        self.post_raw(
-            path,
-            Some(&format!("Bearer {TOKEN}")),
-            Some("application/json"),
-            body.to_string().into_bytes(),
-        )
-        .await
+        self.post_raw(path, Some(&format!("Bearer {TOKEN}")), Some("application/json"), body.to_string().into_bytes())
+            .await
     }
 
     /// POSTs exactly these bytes with exactly these headers (`None`: header left out).
@@ -504,9 +395,7 @@ impl TestApp {
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
-            task.await
-                .expect("the app task ends cleanly")
-                .expect("the app stops without error");
+            task.await.expect("the app task ends cleanly").expect("the app stops without error");
         }
     }
 }
@@ -541,18 +430,12 @@ impl ServeDir {
     pub fn new(store_url: Option<&str>, rest: &str) -> ServeDir {
         let dir = tempfile::tempdir().expect("a temporary folder");
         std::fs::create_dir(dir.path().join("commands")).expect("a commands folder");
-        std::fs::write(dir.path().join("commands/ping.toml"), RUNBOOK)
-            .expect("the runbook is written");
+        std::fs::write(dir.path().join("commands/ping.toml"), RUNBOOK).expect("the runbook is written");
         let url = store_url
             .map(str::to_string)
             .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("firebell.db").display()));
         let body = format!("[store]\nurl = {}\n\n{rest}", toml_str(&url));
-        ServeDir {
-            dir,
-            url,
-            body,
-            starts: 0,
-        }
+        ServeDir { dir, url, body, starts: 0 }
     }
 
     /// Every server log of this folder, in start order, for failure messages.
@@ -569,13 +452,7 @@ impl ServeDir {
         paths.sort();
         paths
             .iter()
-            .map(|path| {
-                format!(
-                    "==> {} <==\n{}",
-                    path.display(),
-                    std::fs::read_to_string(path).unwrap_or_default()
-                )
-            })
+            .map(|path| format!("==> {} <==\n{}", path.display(), std::fs::read_to_string(path).unwrap_or_default()))
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -599,28 +476,19 @@ impl ServeDir {
                 Err(log) => panic!("firebell serve exited before it was ready:\n{log}"),
             }
         }
-        panic!(
-            "firebell serve found no free port in 3 tries:\n{}",
-            self.logs()
-        )
+        panic!("firebell serve found no free port in 3 tries:\n{}", self.logs())
     }
 
     async fn try_start(&mut self, name: &str) -> Result<Server, String> {
         self.starts += 1;
         let port = free_port();
-        let config = self
-            .dir
-            .path()
-            .join(format!("firebell-{}.toml", self.starts));
+        let config = self.dir.path().join(format!("firebell-{}.toml", self.starts));
         let text = format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\napi_token = \"{TOKEN}\"\n\n[commands]\ndirs = [\"commands\"]\n\n{}",
             self.body
         );
         std::fs::write(&config, text).expect("the config is written");
-        let log_path = self
-            .dir
-            .path()
-            .join(format!("{:02}-{name}.log", self.starts));
+        let log_path = self.dir.path().join(format!("{:02}-{name}.log", self.starts));
         let log = std::fs::File::create(&log_path).expect("a log file");
         let started_at = Utc::now();
         let child = Command::new(env!("CARGO_BIN_EXE_firebell"))
@@ -637,10 +505,7 @@ impl ServeDir {
         let mut server = Server {
             child: Some(child),
             address: SocketAddr::from(([127, 0, 0, 1], port)),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .expect("an HTTP client"),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("an HTTP client"),
             log_path,
             started_at,
         };
@@ -670,20 +535,12 @@ impl Server {
                 self.child = None;
                 return Err(format!("(exit status {status})\n{}", self.log()));
             }
-            if let Ok(response) = self
-                .client
-                .get(format!("http://{}/readyz", self.address))
-                .send()
-                .await
+            if let Ok(response) = self.client.get(format!("http://{}/readyz", self.address)).send().await
                 && response.status() == 200
             {
                 return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "firebell serve was not ready within 15 s:\n{}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "firebell serve was not ready within 15 s:\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -709,28 +566,14 @@ impl Server {
             .send()
             .await
             .expect("declaring works");
-        assert_eq!(
-            response.status().as_u16(),
-            201,
-            "declaring '{title}' failed:\n{}",
-            self.log()
-        );
+        assert_eq!(response.status().as_u16(), 201, "declaring '{title}' failed:\n{}", self.log());
         response.json().await.expect("the incident is JSON")
     }
 
     pub async fn incident(&self, id: i64) -> Value {
-        let response = self
-            .client
-            .get(format!("http://{}/api/incidents/{id}", self.address))
-            .send()
-            .await
-            .expect("GET works");
-        assert_eq!(
-            response.status().as_u16(),
-            200,
-            "reading incident {id} failed:\n{}",
-            self.log()
-        );
+        let response =
+            self.client.get(format!("http://{}/api/incidents/{id}", self.address)).send().await.expect("GET works");
+        assert_eq!(response.status().as_u16(), 200, "reading incident {id} failed:\n{}", self.log());
         response.json().await.expect("the incident is JSON")
     }
 }

@@ -15,8 +15,7 @@ use firebell::chat::core::{ChatCore, Permissions};
 use firebell::chat::deliver::Deliverer;
 use firebell::chat::memory::{MemoryAdapter, Recorded};
 use firebell::chat::{
-    ChatAdapter, ChatError, ChatEvent, FileAttachment, Form, Limits, Message, MessageRef, Origin,
-    Reply,
+    ChatAdapter, ChatError, ChatEvent, FileAttachment, Form, Limits, Message, MessageRef, Origin, Reply,
 };
 use firebell::check::{Runner, TargetInfo, Targets};
 use firebell::clock::ManualClock;
@@ -56,12 +55,7 @@ pub struct TestPlatform {
 
 impl TestPlatform {
     pub fn new(memory: MemoryAdapter) -> Self {
-        Self {
-            memory,
-            changes: Mutex::new(Vec::new()),
-            failures: Mutex::new(None),
-            failed: Mutex::new(0),
-        }
+        Self { memory, changes: Mutex::new(Vec::new()), failures: Mutex::new(None), failed: Mutex::new(0) }
     }
 
     /// The next `times` calls matching `when` fail (`usize::MAX`: every one).
@@ -100,9 +94,7 @@ impl TestPlatform {
                 *remaining -= 1;
             }
             *self.failed.lock().expect("count lock") += 1;
-            return Err(ChatError::Unreachable(format!(
-                "test platform is down ({call:?})"
-            )));
+            return Err(ChatError::Unreachable(format!("test platform is down ({call:?})")));
         }
         Ok(())
     }
@@ -126,47 +118,27 @@ impl ChatAdapter for TestPlatform {
         self.memory.incident_channel()
     }
 
-    async fn post(
-        &self,
-        channel: &str,
-        thread: Option<&str>,
-        message: &Message,
-    ) -> Result<MessageRef, ChatError> {
-        self.check(Call::Post {
-            channel: channel.to_string(),
-        })?;
+    async fn post(&self, channel: &str, thread: Option<&str>, message: &Message) -> Result<MessageRef, ChatError> {
+        self.check(Call::Post { channel: channel.to_string() })?;
         let posted = self.memory.post(channel, thread, message).await?;
-        self.changes
-            .lock()
-            .expect("changes lock")
-            .push((posted.id.clone(), Instant::now()));
+        self.changes.lock().expect("changes lock").push((posted.id.clone(), Instant::now()));
         Ok(posted)
     }
 
     async fn update(&self, at: &MessageRef, message: &Message) -> Result<(), ChatError> {
         self.check(Call::Update { id: at.id.clone() })?;
         self.memory.update(at, message).await?;
-        self.changes
-            .lock()
-            .expect("changes lock")
-            .push((at.id.clone(), Instant::now()));
+        self.changes.lock().expect("changes lock").push((at.id.clone(), Instant::now()));
         Ok(())
     }
 
-    async fn upload(
-        &self,
-        channel: &str,
-        thread: Option<&str>,
-        file: &FileAttachment,
-    ) -> Result<(), ChatError> {
+    async fn upload(&self, channel: &str, thread: Option<&str>, file: &FileAttachment) -> Result<(), ChatError> {
         self.check(Call::Upload)?;
         self.memory.upload(channel, thread, file).await
     }
 
     async fn direct(&self, user_id: &str, message: &Message) -> Result<MessageRef, ChatError> {
-        self.check(Call::Direct {
-            user: user_id.to_string(),
-        })?;
+        self.check(Call::Direct { user: user_id.to_string() })?;
         self.memory.direct(user_id, message).await
     }
 
@@ -219,11 +191,7 @@ impl Bot {
     }
 
     /// A platform with no incident channel configured.
-    pub async fn without_incident_channel(
-        scratch: tempfile::TempDir,
-        config: &str,
-        runbooks: &[&str],
-    ) -> Bot {
+    pub async fn without_incident_channel(scratch: tempfile::TempDir, config: &str, runbooks: &[&str]) -> Bot {
         Bot::build(scratch, config, runbooks, BTreeMap::new(), None).await
     }
 
@@ -234,11 +202,8 @@ impl Bot {
         targets: BTreeMap<String, TargetInfo>,
         incident_channel: Option<&str>,
     ) -> Bot {
-        let config = Config::parse(&SourceFile::new(
-            scratch.path().join("firebell.toml"),
-            config,
-        ))
-        .unwrap_or_else(|errors| panic!("the test config is invalid: {errors}\n{config}"));
+        let config = Config::parse(&SourceFile::new(scratch.path().join("firebell.toml"), config))
+            .unwrap_or_else(|errors| panic!("the test config is invalid: {errors}\n{config}"));
         let url = format!("sqlite://{}", scratch.path().join("firebell.db").display());
         let store = firebell::store::open(&url)
             .await
@@ -257,21 +222,11 @@ impl Bot {
             })
             .collect();
         let (catalogue, errors) = Catalogue::load(&sources, &TargetRefs::Unchecked);
-        assert!(
-            errors.is_empty(),
-            "the test runbooks do not load: {errors:?}"
-        );
+        assert!(errors.is_empty(), "the test runbooks do not load: {errors:?}");
 
-        let redactor = Redactor::new(
-            targets
-                .values()
-                .map(|target| target.url.expose().to_string()),
-        );
+        let redactor = Redactor::new(targets.values().map(|target| target.url.expose().to_string()));
         let runner = Runner::new(Arc::new(Targets::new(targets)), redactor, 8);
-        let platform = Arc::new(TestPlatform::new(MemoryAdapter::new(
-            "slack",
-            incident_channel,
-        )));
+        let platform = Arc::new(TestPlatform::new(MemoryAdapter::new("slack", incident_channel)));
         let notify = Arc::new(Notify::new());
         let core = Arc::new(
             ChatCore::new(
@@ -284,14 +239,7 @@ impl Bot {
             .with_adapter(platform.clone()),
         );
         let deliverer = Deliverer::new(escalator.clone(), core.adapters().clone(), notify);
-        Bot {
-            scratch,
-            clock,
-            escalator,
-            core,
-            deliverer,
-            platform,
-        }
+        Bot { scratch, clock, escalator, core, deliverer, platform }
     }
 
     pub fn origin(user: &str, channel: &str, thread: Option<&str>) -> Origin {
@@ -304,13 +252,7 @@ impl Bot {
     }
 
     /// `user` (a Slack id, `U1`) types `text` in `channel`, inside `thread` when given.
-    pub async fn command(
-        &self,
-        user: &str,
-        channel: &str,
-        thread: Option<&str>,
-        text: &str,
-    ) -> Reply {
+    pub async fn command(&self, user: &str, channel: &str, thread: Option<&str>, text: &str) -> Reply {
         self.core
             .handle(ChatEvent::Command {
                 origin: Bot::origin(user, channel, thread),
@@ -332,22 +274,15 @@ impl Bot {
                 action: button.action,
                 value: button.value,
                 trigger: Some(format!("trigger-{user}")),
-                message: Some(MessageRef {
-                    channel: on.channel.clone(),
-                    id: on.id.clone(),
-                }),
+                message: Some(MessageRef { channel: on.channel.clone(), id: on.id.clone() }),
             })
             .await
     }
 
     /// `user` clicks the button `label` on a direct message the bot sent them.
     pub async fn click_direct(&self, user: &str, message: &Message, label: &str) -> Reply {
-        let direct = Post {
-            channel: format!("D-{user}"),
-            thread: None,
-            id: "direct".to_string(),
-            message: message.clone(),
-        };
+        let direct =
+            Post { channel: format!("D-{user}"), thread: None, id: "direct".to_string(), message: message.clone() };
         self.click(user, &direct, label).await
     }
 
@@ -358,10 +293,7 @@ impl Bot {
                 origin: Bot::origin(user, INCIDENT_CHANNEL, None),
                 action: form.action.clone(),
                 value: form.value.clone(),
-                fields: fields
-                    .iter()
-                    .map(|(key, value)| (key.to_string(), value.to_string()))
-                    .collect(),
+                fields: fields.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect(),
             })
             .await
     }
@@ -379,17 +311,7 @@ impl Bot {
         self.recorded()
             .into_iter()
             .filter_map(|entry| match entry {
-                Recorded::Post {
-                    channel,
-                    thread,
-                    id,
-                    message,
-                } => Some(Post {
-                    channel,
-                    thread,
-                    id,
-                    message,
-                }),
+                Recorded::Post { channel, thread, id, message } => Some(Post { channel, thread, id, message }),
                 _ => None,
             })
             .collect()
@@ -397,10 +319,7 @@ impl Bot {
 
     /// Posts inside the thread under message `root`.
     pub fn thread(&self, root: &str) -> Vec<Post> {
-        self.posts()
-            .into_iter()
-            .filter(|post| post.thread.as_deref() == Some(root))
-            .collect()
+        self.posts().into_iter().filter(|post| post.thread.as_deref() == Some(root)).collect()
     }
 
     /// The edits of message `id`, oldest first.
@@ -408,11 +327,7 @@ impl Bot {
         self.recorded()
             .into_iter()
             .filter_map(|entry| match entry {
-                Recorded::Update {
-                    id: edited,
-                    message,
-                    ..
-                } if edited == id => Some(message),
+                Recorded::Update { id: edited, message, .. } if edited == id => Some(message),
                 _ => None,
             })
             .collect()
@@ -420,11 +335,8 @@ impl Bot {
 
     /// Message `id` as it reads now: the post with every edit applied.
     pub fn current(&self, id: &str) -> Post {
-        let mut post = self
-            .posts()
-            .into_iter()
-            .find(|post| post.id == id)
-            .unwrap_or_else(|| panic!("no message {id} was posted"));
+        let mut post =
+            self.posts().into_iter().find(|post| post.id == id).unwrap_or_else(|| panic!("no message {id} was posted"));
         if let Some(latest) = self.edits(id).pop() {
             post.message = latest;
         }
@@ -445,11 +357,7 @@ impl Bot {
         self.recorded()
             .into_iter()
             .filter_map(|entry| match entry {
-                Recorded::Upload {
-                    channel,
-                    thread,
-                    file,
-                } => Some((channel, thread, file)),
+                Recorded::Upload { channel, thread, file } => Some((channel, thread, file)),
                 _ => None,
             })
             .collect()
@@ -470,11 +378,7 @@ impl Bot {
     pub async fn wait_until(&self, what: &str, done: impl Fn(&Bot) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !done(self) {
-            assert!(
-                Instant::now() < deadline,
-                "waited 20 s for {what}; the platform saw:\n{}",
-                self.transcript()
-            );
+            assert!(Instant::now() < deadline, "waited 20 s for {what}; the platform saw:\n{}", self.transcript());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -484,9 +388,7 @@ impl Bot {
     pub async fn finished_diagnosis(&self, channel: &str, thread: Option<&str>) -> Post {
         let find = |bot: &Bot| {
             bot.posts().into_iter().find(|post| {
-                post.channel == channel
-                    && post.thread.as_deref() == thread
-                    && post.text().contains("diagnose ")
+                post.channel == channel && post.thread.as_deref() == thread && post.text().contains("diagnose ")
             })
         };
         self.wait_until("the diagnosis to finish", |bot| {
@@ -498,11 +400,7 @@ impl Bot {
     }
 
     pub async fn incident(&self, id: i64) -> Incident {
-        self.escalator
-            .store()
-            .incident(id)
-            .await
-            .expect("the incident exists")
+        self.escalator.store().incident(id).await.expect("the incident exists")
     }
 
     /// Waits (up to 20 s) until incident `id` has events of `kind` on its timeline.
@@ -524,11 +422,7 @@ impl Bot {
     }
 
     pub async fn open_incidents(&self) -> Vec<Incident> {
-        self.escalator
-            .store()
-            .incidents(false, 100)
-            .await
-            .expect("listing incidents works")
+        self.escalator.store().incidents(false, 100).await.expect("listing incidents works")
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -540,27 +434,15 @@ impl Bot {
         self.recorded()
             .iter()
             .map(|entry| match entry {
-                Recorded::Post {
-                    channel,
-                    thread,
-                    id,
-                    message,
-                } => format!(
-                    "POST {id} in {channel} (thread {thread:?}):\n{}",
-                    message.plain_text()
-                ),
+                Recorded::Post { channel, thread, id, message } => {
+                    format!("POST {id} in {channel} (thread {thread:?}):\n{}", message.plain_text())
+                }
                 Recorded::Update { id, message, .. } => {
                     format!("EDIT {id}:\n{}", message.plain_text())
                 }
-                Recorded::Upload {
-                    channel,
-                    thread,
-                    file,
-                } => format!(
-                    "UPLOAD {} in {channel} (thread {thread:?}), {} bytes",
-                    file.filename,
-                    file.content.len()
-                ),
+                Recorded::Upload { channel, thread, file } => {
+                    format!("UPLOAD {} in {channel} (thread {thread:?}), {} bytes", file.filename, file.content.len())
+                }
                 Recorded::Direct { user, message } => {
                     format!("DM to {user}:\n{}", message.plain_text())
                 }
@@ -590,10 +472,7 @@ pub fn buttons(message: &Message) -> Vec<firebell::chat::Button> {
 }
 
 pub fn button_labels(message: &Message) -> Vec<String> {
-    buttons(message)
-        .into_iter()
-        .map(|button| button.label)
-        .collect()
+    buttons(message).into_iter().map(|button| button.label).collect()
 }
 
 /// The text of a private reply; fails the test on any other reply.
@@ -606,9 +485,5 @@ pub fn private(reply: &Reply) -> String {
 
 /// The timeline events of one kind.
 pub fn events<'a>(incident: &'a Incident, kind: &str) -> Vec<&'a TimelineEvent> {
-    incident
-        .timeline
-        .iter()
-        .filter(|event| event.kind == kind)
-        .collect()
+    incident.timeline.iter().filter(|event| event.kind == kind).collect()
 }

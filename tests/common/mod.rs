@@ -27,10 +27,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The URL of a service from its environment variable, or the local default.
 fn service_url(variable: &str, default: &str) -> String {
-    std::env::var(variable)
-        .ok()
-        .filter(|url| !url.is_empty())
-        .unwrap_or_else(|| default.to_string())
+    std::env::var(variable).ok().filter(|url| !url.is_empty()).unwrap_or_else(|| default.to_string())
 }
 
 /// What a test does when a service it needs is not there: with
@@ -39,9 +36,7 @@ fn service_url(variable: &str, default: &str) -> String {
 pub fn service_unreachable<T>(service: &str, url: &str, why: impl Display) -> Option<T> {
     let shown = firebell::redact::mask_url(url);
     if std::env::var("FIREBELL_TEST_REQUIRE_SERVICES").is_ok_and(|value| value == "1") {
-        panic!(
-            "{service} not reachable at {shown}: {why} (FIREBELL_TEST_REQUIRE_SERVICES=1, so this is a failure)"
-        );
+        panic!("{service} not reachable at {shown}: {why} (FIREBELL_TEST_REQUIRE_SERVICES=1, so this is a failure)");
     }
     eprintln!("skipped: {service} not reachable at {shown}: {why}");
     None
@@ -50,15 +45,8 @@ pub fn service_unreachable<T>(service: &str, url: &str, why: impl Display) -> Op
 /// A name no other test (or earlier run) uses: `firebell_t_<pid>_<nanos>_<counter>`.
 pub fn unique_name() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "firebell_t_{}_{nanos}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.subsec_nanos()).unwrap_or(0);
+    format!("firebell_t_{}_{nanos}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,19 +72,13 @@ enum TestPool {
 
 /// A database of its own on the PostgreSQL of `FIREBELL_TEST_POSTGRES_URL`.
 pub async fn postgres_database() -> Option<TestDatabase> {
-    let admin_url = service_url(
-        "FIREBELL_TEST_POSTGRES_URL",
-        "postgres://postgres@127.0.0.1:5432/postgres",
-    );
+    let admin_url = service_url("FIREBELL_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres");
     TestDatabase::create(Flavour::Postgres, admin_url).await
 }
 
 /// A database of its own on the MariaDB/MySQL of `FIREBELL_TEST_MYSQL_URL`.
 pub async fn mysql_database() -> Option<TestDatabase> {
-    let admin_url = service_url(
-        "FIREBELL_TEST_MYSQL_URL",
-        "mysql://root@127.0.0.1:3306/test",
-    );
+    let admin_url = service_url("FIREBELL_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test");
     TestDatabase::create(Flavour::Mysql, admin_url).await
 }
 
@@ -112,16 +94,12 @@ impl TestDatabase {
             match flavour {
                 Flavour::Postgres => {
                     let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-                    sqlx::query(sqlx::AssertSqlSafe(statement))
-                        .execute(&mut admin)
-                        .await?;
+                    sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut admin).await?;
                     admin.close().await
                 }
                 Flavour::Mysql => {
                     let mut admin = sqlx::MySqlConnection::connect(&admin_url).await?;
-                    sqlx::query(sqlx::AssertSqlSafe(statement))
-                        .execute(&mut admin)
-                        .await?;
+                    sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut admin).await?;
                     admin.close().await
                 }
             }
@@ -137,25 +115,13 @@ impl TestDatabase {
         let url = url.to_string();
         let pool = match flavour {
             Flavour::Postgres => TestPool::Postgres(
-                sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(2)
-                    .connect_lazy(&url)
-                    .expect("the URL parses"),
+                sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_lazy(&url).expect("the URL parses"),
             ),
             Flavour::Mysql => TestPool::Mysql(
-                sqlx::mysql::MySqlPoolOptions::new()
-                    .max_connections(2)
-                    .connect_lazy(&url)
-                    .expect("the URL parses"),
+                sqlx::mysql::MySqlPoolOptions::new().max_connections(2).connect_lazy(&url).expect("the URL parses"),
             ),
         };
-        Some(TestDatabase {
-            flavour,
-            url,
-            admin_url,
-            name,
-            pool,
-        })
+        Some(TestDatabase { flavour, url, admin_url, name, pool })
     }
 
     /// Runs one statement in the test's database, as its owner (not through firebell).
@@ -165,9 +131,7 @@ impl TestDatabase {
             TestPool::Postgres(pool) => sqlx::query(sql()).execute(pool).await.map(|_| ()),
             TestPool::Mysql(pool) => sqlx::query(sql()).execute(pool).await.map(|_| ()),
         };
-        result.unwrap_or_else(|error| {
-            panic!("setting up the test database failed: {statement}: {error}")
-        });
+        result.unwrap_or_else(|error| panic!("setting up the test database failed: {statement}: {error}"));
     }
 
     /// The first column of the first row of `query`, as an integer.
@@ -189,38 +153,27 @@ impl Drop for TestDatabase {
         let admin_url = self.admin_url.clone();
         let name = self.name.clone();
         let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for cleanup");
+            let runtime =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime for cleanup");
             runtime.block_on(async move {
                 match flavour {
                     Flavour::Postgres => {
                         let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
                         // FORCE ends the sessions firebell's pools still hold.
                         let statement = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                        sqlx::query(sqlx::AssertSqlSafe(statement))
-                            .execute(&mut admin)
-                            .await
-                            .map(|_| ())
+                        sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut admin).await.map(|_| ())
                     }
                     Flavour::Mysql => {
                         let mut admin = sqlx::MySqlConnection::connect(&admin_url).await?;
                         let statement = format!("DROP DATABASE IF EXISTS {name}");
-                        sqlx::query(sqlx::AssertSqlSafe(statement))
-                            .execute(&mut admin)
-                            .await
-                            .map(|_| ())
+                        sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut admin).await.map(|_| ())
                     }
                 }
             })
         })
         .join();
         if let Ok(Err(error)) = dropped {
-            eprintln!(
-                "warning: could not drop test database {}: {error}",
-                self.name
-            );
+            eprintln!("warning: could not drop test database {}: {error}", self.name);
         }
     }
 }
@@ -238,9 +191,7 @@ pub async fn redis_prefix() -> Option<TestRedis> {
     let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
         let client = redis::Client::open(url.as_str())?;
         let mut connection = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut connection)
-            .await?;
+        redis::cmd("PING").query_async::<String>(&mut connection).await?;
         Ok::<_, redis::RedisError>(connection)
     })
     .await;
@@ -249,11 +200,7 @@ pub async fn redis_prefix() -> Option<TestRedis> {
         Ok(Err(error)) => return service_unreachable("Redis", &url, error),
         Ok(Ok(connection)) => connection,
     };
-    Some(TestRedis {
-        url,
-        prefix: unique_name(),
-        connection,
-    })
+    Some(TestRedis { url, prefix: unique_name(), connection })
 }
 
 impl TestRedis {
@@ -281,19 +228,14 @@ impl Drop for TestRedis {
         let delete = || -> redis::RedisResult<()> {
             let client = redis::Client::open(self.url.as_str())?;
             let mut connection = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{}:*", self.prefix))
-                .query(&mut connection)?;
+            let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}:*", self.prefix)).query(&mut connection)?;
             if !keys.is_empty() {
                 redis::cmd("DEL").arg(keys).query::<()>(&mut connection)?;
             }
             Ok(())
         };
         if let Err(error) = delete() {
-            eprintln!(
-                "warning: could not delete the Redis keys {}:*: {error}",
-                self.prefix
-            );
+            eprintln!("warning: could not delete the Redis keys {}:*: {error}", self.prefix);
         }
     }
 }
@@ -313,46 +255,31 @@ impl Engine {
         let infos: BTreeMap<String, TargetInfo> = targets
             .iter()
             .map(|(name, kind, url)| {
-                let info = TargetInfo {
-                    kind: *kind,
-                    url: Secret::new(url),
-                    headers: BTreeMap::new(),
-                };
+                let info = TargetInfo { kind: *kind, url: Secret::new(url), headers: BTreeMap::new() };
                 (name.to_string(), info)
             })
             .collect();
         let redactor = Redactor::new(targets.iter().map(|(_, _, url)| url.to_string()));
         Engine {
             runner: Runner::new(Arc::new(Targets::new(infos)), redactor, 8),
-            kinds: targets
-                .iter()
-                .map(|(name, kind, _)| (name.to_string(), *kind))
-                .collect(),
+            kinds: targets.iter().map(|(name, kind, _)| (name.to_string(), *kind)).collect(),
         }
     }
 
     /// Loads one runbook (stored as `commands/<name>.toml`), or the `file:line: message` problems.
     pub fn try_load(&self, text: &str) -> Result<Arc<Runbook>, Vec<String>> {
         let table: toml::Table = toml::from_str(text).map_err(|error| vec![error.to_string()])?;
-        let name = table
-            .get("name")
-            .and_then(|name| name.as_str())
-            .expect("the runbook has a name")
-            .to_string();
+        let name = table.get("name").and_then(|name| name.as_str()).expect("the runbook has a name").to_string();
         let source = SourceFile::new(format!("commands/{name}.toml"), text);
-        let (catalogue, errors) =
-            Catalogue::load(&[source], &TargetRefs::Known(self.kinds.clone()));
+        let (catalogue, errors) = Catalogue::load(&[source], &TargetRefs::Known(self.kinds.clone()));
         if !errors.is_empty() {
             return Err(errors.iter().map(ToString::to_string).collect());
         }
-        Ok(catalogue
-            .get(&name)
-            .expect("a runbook that loaded is in the catalogue"))
+        Ok(catalogue.get(&name).expect("a runbook that loaded is in the catalogue"))
     }
 
     pub fn load(&self, text: &str) -> Arc<Runbook> {
-        self.try_load(text)
-            .unwrap_or_else(|errors| panic!("the runbook does not load:\n{}", errors.join("\n")))
+        self.try_load(text).unwrap_or_else(|errors| panic!("the runbook does not load:\n{}", errors.join("\n")))
     }
 
     /// Starts every check of `runbook` with `args` (validated as `/diagnose` does).
@@ -361,13 +288,9 @@ impl Engine {
         runbook: &Arc<Runbook>,
         args: &[(&str, &str)],
     ) -> tokio::sync::mpsc::UnboundedReceiver<CheckEvent> {
-        let pairs: Vec<(String, String)> = args
-            .iter()
-            .map(|(key, value)| (key.to_string(), value.to_string()))
-            .collect();
-        let args = runbook
-            .bind_args(&pairs)
-            .unwrap_or_else(|error| panic!("arguments refused: {error}"));
+        let pairs: Vec<(String, String)> =
+            args.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
+        let args = runbook.bind_args(&pairs).unwrap_or_else(|error| panic!("arguments refused: {error}"));
         self.runner.run(runbook.clone(), args)
     }
 
@@ -382,20 +305,10 @@ impl Engine {
     }
 
     /// Runs a runbook's checks and returns each result by check name.
-    pub async fn results(
-        &self,
-        runbook: &Arc<Runbook>,
-        args: &[(&str, &str)],
-    ) -> BTreeMap<String, CheckRun> {
-        let results: BTreeMap<String, CheckRun> = finished(&self.run(runbook, args).await)
-            .into_iter()
-            .map(|run| (run.name.clone(), run))
-            .collect();
-        assert_eq!(
-            results.len(),
-            runbook.checks.len(),
-            "every check reports exactly once"
-        );
+    pub async fn results(&self, runbook: &Arc<Runbook>, args: &[(&str, &str)]) -> BTreeMap<String, CheckRun> {
+        let results: BTreeMap<String, CheckRun> =
+            finished(&self.run(runbook, args).await).into_iter().map(|run| (run.name.clone(), run)).collect();
+        assert_eq!(results.len(), runbook.checks.len(), "every check reports exactly once");
         results
     }
 
@@ -439,13 +352,7 @@ pub fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
     let draft = dir.join(format!("{name}.draft"));
     std::fs::write(&draft, format!("#!/bin/sh\n{body}\n")).expect("the script draft is written");
     let script = dir.join(name);
-    let status = Command::new("install")
-        .arg("-m")
-        .arg("755")
-        .arg(&draft)
-        .arg(&script)
-        .status()
-        .expect("install runs");
+    let status = Command::new("install").arg("-m").arg("755").arg(&draft).arg(&script).status().expect("install runs");
     assert!(status.success(), "install {} failed", script.display());
     std::fs::remove_file(&draft).expect("the draft is removed");
     script
@@ -458,9 +365,7 @@ pub fn process_is_gone(pid: u32) -> bool {
         Err(_) => true,
         Ok(stat) => {
             // The state follows the parenthesised command name, which may itself hold spaces.
-            let state = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next());
+            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
             matches!(state, Some("Z" | "X"))
         }
     }
@@ -516,8 +421,7 @@ impl Workspace {
 
     /// Writes `commands/<file>`.
     pub fn runbook(&self, file: &str, text: &str) -> &Self {
-        std::fs::write(self.path().join("commands").join(file), text)
-            .expect("the runbook is written");
+        std::fs::write(self.path().join("commands").join(file), text).expect("the runbook is written");
         self
     }
 
@@ -528,11 +432,7 @@ impl Workspace {
     /// `firebell ARGS...` in this folder, with no configuration leaking in from the environment.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_firebell"));
-        command
-            .args(args)
-            .current_dir(self.path())
-            .env_remove("FIREBELL_CONFIG")
-            .env_remove("FIREBELL_LOG");
+        command.args(args).current_dir(self.path()).env_remove("FIREBELL_CONFIG").env_remove("FIREBELL_LOG");
         command
     }
 
@@ -552,10 +452,7 @@ pub struct Finished {
 impl From<Output> for Finished {
     fn from(output: Output) -> Self {
         Finished {
-            code: output
-                .status
-                .code()
-                .expect("firebell exited (not killed by a signal)"),
+            code: output.status.code().expect("firebell exited (not killed by a signal)"),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }

@@ -77,22 +77,13 @@ impl StoredMessage {
     pub fn visible_text(&self) -> String {
         let mut texts = Vec::new();
         collect_texts(&self.blocks, &mut texts);
-        if texts.is_empty() {
-            self.text.clone()
-        } else {
-            texts.join("\n")
-        }
+        if texts.is_empty() { self.text.clone() } else { texts.join("\n") }
     }
 
     pub fn action_ids(&self) -> Vec<String> {
         let mut ids = Vec::new();
         for block in self.blocks.as_array().into_iter().flatten() {
-            for element in block
-                .get("elements")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for element in block.get("elements").and_then(Value::as_array).into_iter().flatten() {
                 if let Some(id) = element.get("action_id").and_then(Value::as_str) {
                     ids.push(id.to_string());
                 }
@@ -174,9 +165,7 @@ impl FakeSlack {
     }
 
     pub async fn start_with_token(token: &str) -> FakeSlack {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the fake Slack API");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fake Slack API");
         let address = listener.local_addr().expect("fake Slack address");
         let state = Arc::new(Mutex::new(FakeState {
             base_url: format!("http://{address}"),
@@ -202,16 +191,9 @@ impl FakeSlack {
             .fallback(unknown_path)
             .with_state(state.clone());
         let server = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .await
-                .expect("fake Slack API server");
+            axum::serve(listener, router).await.expect("fake Slack API server");
         });
-        FakeSlack {
-            address,
-            state,
-            server,
-            check_on_drop: true,
-        }
+        FakeSlack { address, state, server, check_on_drop: true }
     }
 
     /// For `slack.api_url`.
@@ -230,9 +212,7 @@ impl FakeSlack {
 
     /// The next `count` calls of `method` are answered 429 with `Retry-After: retry_after_secs`.
     pub fn rate_limit_next(&self, method: &str, count: u32, retry_after_secs: u64) {
-        self.state()
-            .forced_429
-            .insert(method.to_string(), (count, retry_after_secs));
+        self.state().forced_429.insert(method.to_string(), (count, retry_after_secs));
     }
 
     /// `chat.postMessage` spacing per channel (default 1 s, as Slack).
@@ -250,35 +230,21 @@ impl FakeSlack {
     }
 
     pub fn calls_to(&self, method: &str) -> Vec<Call> {
-        self.state()
-            .calls
-            .iter()
-            .filter(|call| call.method == method)
-            .cloned()
-            .collect()
+        self.state().calls.iter().filter(|call| call.method == method).cloned().collect()
     }
 
     /// Calls answered with success.
     pub fn accepted(&self, method: &str) -> Vec<Call> {
-        self.calls_to(method)
-            .into_iter()
-            .filter(|call| call.outcome == Outcome::Ok)
-            .collect()
+        self.calls_to(method).into_iter().filter(|call| call.outcome == Outcome::Ok).collect()
     }
 
     /// Calls answered `ok: false` (over the limits, unknown channel…).
     pub fn rejected(&self) -> Vec<Call> {
-        self.calls()
-            .into_iter()
-            .filter(|call| matches!(call.outcome, Outcome::Error(_)))
-            .collect()
+        self.calls().into_iter().filter(|call| matches!(call.outcome, Outcome::Error(_))).collect()
     }
 
     pub fn rate_limited(&self) -> Vec<Call> {
-        self.calls()
-            .into_iter()
-            .filter(|call| call.outcome == Outcome::RateLimited)
-            .collect()
+        self.calls().into_iter().filter(|call| call.outcome == Outcome::RateLimited).collect()
     }
 
     pub fn unexpected(&self) -> Vec<String> {
@@ -301,22 +267,13 @@ impl FakeSlack {
         assert!(
             rejected.is_empty(),
             "the fake Slack API refused calls:\n{}",
-            rejected
-                .iter()
-                .map(|call| format!("{} → {:?}", call.method, call.outcome))
-                .collect::<Vec<_>>()
-                .join("\n")
+            rejected.iter().map(|call| format!("{} → {:?}", call.method, call.outcome)).collect::<Vec<_>>().join("\n")
         );
     }
 
     /// Every message posted in `channel` (top level and threads), in order, as edited.
     pub fn messages(&self, channel: &str) -> Vec<StoredMessage> {
-        self.state()
-            .messages
-            .iter()
-            .filter(|message| message.channel == channel)
-            .cloned()
-            .collect()
+        self.state().messages.iter().filter(|message| message.channel == channel).cloned().collect()
     }
 
     pub fn all_messages(&self) -> Vec<StoredMessage> {
@@ -324,11 +281,7 @@ impl FakeSlack {
     }
 
     pub fn message(&self, channel: &str, ts: &str) -> Option<StoredMessage> {
-        self.state()
-            .messages
-            .iter()
-            .find(|message| message.channel == channel && message.ts == ts)
-            .cloned()
+        self.state().messages.iter().find(|message| message.channel == channel && message.ts == ts).cloned()
     }
 
     /// The replies in the thread under `thread_ts`, in order.
@@ -336,9 +289,7 @@ impl FakeSlack {
         self.state()
             .messages
             .iter()
-            .filter(|message| {
-                message.channel == channel && message.thread_ts.as_deref() == Some(thread_ts)
-            })
+            .filter(|message| message.channel == channel && message.thread_ts.as_deref() == Some(thread_ts))
             .cloned()
             .collect()
     }
@@ -363,12 +314,7 @@ impl FakeSlack {
     }
 
     /// Waits until `condition` holds for the fake, or panics after `timeout`.
-    pub async fn wait_for(
-        &self,
-        what: &str,
-        timeout: Duration,
-        condition: impl Fn(&FakeSlack) -> bool,
-    ) {
+    pub async fn wait_for(&self, what: &str, timeout: Duration, condition: impl Fn(&FakeSlack) -> bool) {
         let deadline = Instant::now() + timeout;
         while !condition(self) {
             assert!(
@@ -419,12 +365,7 @@ impl Answer {
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-        body.to_string(),
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, "application/json; charset=utf-8")], body.to_string()).into_response()
 }
 
 fn finish(state: &Shared, method: &str, body: Value, answer: Answer) -> Response {
@@ -439,19 +380,13 @@ fn finish(state: &Shared, method: &str, body: Value, answer: Answer) -> Response
             if !errors.is_empty() {
                 response["errors"] = json!(errors);
             }
-            (
-                Outcome::Error(code),
-                json_response(StatusCode::OK, response),
-            )
+            (Outcome::Error(code), json_response(StatusCode::OK, response))
         }
         Answer::RateLimited(retry_after) => {
             let response = (
                 StatusCode::TOO_MANY_REQUESTS,
                 [
-                    (
-                        header::CONTENT_TYPE,
-                        "application/json; charset=utf-8".to_string(),
-                    ),
+                    (header::CONTENT_TYPE, "application/json; charset=utf-8".to_string()),
                     (header::RETRY_AFTER, retry_after.to_string()),
                 ],
                 json!({"ok": false, "error": "ratelimited"}).to_string(),
@@ -461,30 +396,16 @@ fn finish(state: &Shared, method: &str, body: Value, answer: Answer) -> Response
         }
         Answer::Malformed(code, why) => {
             state.unexpected.push(format!("{method}: {why}"));
-            (
-                Outcome::Error(code.clone()),
-                json_response(StatusCode::OK, json!({"ok": false, "error": code})),
-            )
+            (Outcome::Error(code.clone()), json_response(StatusCode::OK, json!({"ok": false, "error": code})))
         }
     };
-    state.calls.push(Call {
-        method: method.to_string(),
-        body,
-        at: Instant::now(),
-        outcome,
-    });
+    state.calls.push(Call { method: method.to_string(), body, at: Instant::now(), outcome });
     response
 }
 
-async fn unknown_path(
-    State(state): State<Shared>,
-    method: Method,
-    uri: axum::http::Uri,
-) -> Response {
+async fn unknown_path(State(state): State<Shared>, method: Method, uri: axum::http::Uri) -> Response {
     let mut state = state.lock().expect("fake Slack state");
-    state
-        .unexpected
-        .push(format!("{method} {uri}: not a Slack API path"));
+    state.unexpected.push(format!("{method} {uri}: not a Slack API path"));
     state.calls.push(Call {
         method: uri.path().to_string(),
         body: Value::Null,
@@ -497,14 +418,8 @@ async fn unknown_path(
 /// The token check every Web API call and upload gets.
 fn authorize(state: &Shared, headers: &HeaderMap) -> Result<(), Answer> {
     let expected = state.lock().expect("fake Slack state").token.clone();
-    match headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-    {
-        None => Err(Answer::Malformed(
-            "not_authed".into(),
-            "no Authorization header".into(),
-        )),
+    match headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()) {
+        None => Err(Answer::Malformed("not_authed".into(), "no Authorization header".into())),
         Some(value) if value == format!("Bearer {expected}") => Ok(()),
         Some(_) => Err(Answer::error("invalid_auth")),
     }
@@ -512,12 +427,7 @@ fn authorize(state: &Shared, headers: &HeaderMap) -> Result<(), Answer> {
 
 /// The request's fields: JSON for POSTs, the query for GETs (and form bodies, which Slack
 /// also accepts for most methods; firebell's client sends JSON).
-fn parse_body(
-    method: &Method,
-    headers: &HeaderMap,
-    query: Option<&str>,
-    body: &Bytes,
-) -> Result<Value, String> {
+fn parse_body(method: &Method, headers: &HeaderMap, query: Option<&str>, body: &Bytes) -> Result<Value, String> {
     if method == Method::GET {
         let fields = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
             .map(|(key, value)| (key.into_owned(), Value::String(value.into_owned())))
@@ -527,13 +437,9 @@ fn parse_body(
     if method != Method::POST {
         return Err(format!("{method} is not how the Web API is called"));
     }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
     if content_type.starts_with("application/json") {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|error| format!("body is not JSON: {error}"))?;
+        let value: Value = serde_json::from_slice(body).map_err(|error| format!("body is not JSON: {error}"))?;
         return match value {
             Value::Object(_) => Ok(value),
             _ => Err("the JSON body is not an object".into()),
@@ -608,12 +514,7 @@ async fn api(
         Ok(fields) => fields,
         Err(why) => {
             let raw = Value::String(String::from_utf8_lossy(&body).chars().take(2_000).collect());
-            return finish(
-                &state,
-                &method,
-                raw,
-                Answer::Malformed("invalid_arguments".into(), why),
-            );
+            return finish(&state, &method, raw, Answer::Malformed("invalid_arguments".into(), why));
         }
     };
     if let Err(answer) = authorize(&state, &headers) {
@@ -634,10 +535,7 @@ async fn api(
         "files.getUploadURLExternal" => upload_url(&state, &fields),
         "files.completeUploadExternal" => complete_upload(&state, &fields),
         "views.open" => open_view(&state, &fields),
-        other => Answer::Malformed(
-            "unknown_method".into(),
-            format!("firebell does not call {other}"),
-        ),
+        other => Answer::Malformed("unknown_method".into(), format!("firebell does not call {other}")),
     };
     finish(&state, &method, fields, answer)
 }
@@ -645,14 +543,12 @@ async fn api(
 fn string_field<'a>(fields: &'a Value, name: &str) -> Result<&'a str, Answer> {
     match fields.get(name) {
         Some(Value::String(text)) if !text.is_empty() => Ok(text),
-        Some(Value::String(_)) | None => Err(Answer::Malformed(
-            "invalid_arguments".into(),
-            format!("missing '{name}'"),
-        )),
-        Some(other) => Err(Answer::Malformed(
-            "invalid_arguments".into(),
-            format!("'{name}' must be a string, got {other}"),
-        )),
+        Some(Value::String(_)) | None => {
+            Err(Answer::Malformed("invalid_arguments".into(), format!("missing '{name}'")))
+        }
+        Some(other) => {
+            Err(Answer::Malformed("invalid_arguments".into(), format!("'{name}' must be a string, got {other}")))
+        }
     }
 }
 
@@ -660,18 +556,14 @@ fn is_ts(text: &str) -> bool {
     text.split_once('.').is_some_and(|(seconds, micros)| {
         !seconds.is_empty()
             && micros.len() == 6
-            && (seconds.to_string() + micros)
-                .bytes()
-                .all(|byte| byte.is_ascii_digit())
+            && (seconds.to_string() + micros).bytes().all(|byte| byte.is_ascii_digit())
     })
 }
 
 fn is_channel_id(text: &str) -> bool {
     text.len() >= 3
         && matches!(text.as_bytes()[0], b'C' | b'D' | b'G')
-        && text
-            .bytes()
-            .all(|byte| byte.is_ascii_uppercase() || byte.is_ascii_digit())
+        && text.bytes().all(|byte| byte.is_ascii_uppercase() || byte.is_ascii_digit())
 }
 
 /// `text` and `blocks` of a message, checked as Slack checks them.
@@ -680,10 +572,7 @@ fn message_content(fields: &Value) -> Result<(String, Value), Answer> {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(text)) => text.clone(),
         Some(other) => {
-            return Err(Answer::Malformed(
-                "invalid_arguments".into(),
-                format!("'text' must be a string, got {other}"),
-            ));
+            return Err(Answer::Malformed("invalid_arguments".into(), format!("'text' must be a string, got {other}")));
         }
     };
     let blocks = match fields.get("blocks") {
@@ -714,43 +603,21 @@ fn invalid(errors: Vec<String>) -> Answer {
     Answer::Error("invalid_blocks".to_string(), errors)
 }
 
-fn text_object(
-    value: Option<&Value>,
-    pointer: &str,
-    max: usize,
-    plain_only: bool,
-) -> Result<(), String> {
+fn text_object(value: Option<&Value>, pointer: &str, max: usize, plain_only: bool) -> Result<(), String> {
     let Some(value) = value else {
-        return Err(format!(
-            "missing required field: text [json-pointer:{pointer}]"
-        ));
+        return Err(format!("missing required field: text [json-pointer:{pointer}]"));
     };
     let kind = value.get("type").and_then(Value::as_str).unwrap_or("");
-    let allowed = if plain_only {
-        kind == "plain_text"
-    } else {
-        matches!(kind, "plain_text" | "mrkdwn")
-    };
+    let allowed = if plain_only { kind == "plain_text" } else { matches!(kind, "plain_text" | "mrkdwn") };
     if !allowed {
-        return Err(format!(
-            "must be a valid enum value [json-pointer:{pointer}/type]"
-        ));
+        return Err(format!("must be a valid enum value [json-pointer:{pointer}/type]"));
     }
-    let length = value
-        .get("text")
-        .and_then(Value::as_str)
-        .map(|text| text.chars().count())
-        .unwrap_or(0);
+    let length = value.get("text").and_then(Value::as_str).map(|text| text.chars().count()).unwrap_or(0);
     if length == 0 {
-        return Err(format!(
-            "must be more than 0 characters [json-pointer:{pointer}/text]"
-        ));
+        return Err(format!("must be more than 0 characters [json-pointer:{pointer}/text]"));
     }
     if length > max {
-        return Err(format!(
-            "must be less than {} characters [json-pointer:{pointer}/text]",
-            max + 1
-        ));
+        return Err(format!("must be less than {} characters [json-pointer:{pointer}/text]", max + 1));
     }
     Ok(())
 }
@@ -781,19 +648,13 @@ fn validate_blocks(blocks: &[Value]) -> Result<(), Answer> {
             Some("section") => validate_section(block, &at),
             Some("context") => validate_context(block, &at),
             Some("actions") => validate_actions(block, &at),
-            other => Err(format!(
-                "unsupported block type {other:?} [json-pointer:{at}/type]"
-            )),
+            other => Err(format!("unsupported block type {other:?} [json-pointer:{at}/type]")),
         };
         if let Err(error) = result {
             errors.push(error);
         }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(invalid(errors))
-    }
+    if errors.is_empty() { Ok(()) } else { Err(invalid(errors)) }
 }
 
 fn validate_section(block: &Value, at: &str) -> Result<(), String> {
@@ -807,9 +668,7 @@ fn validate_section(block: &Value, at: &str) -> Result<(), String> {
     }
     if let Some(fields) = fields {
         if fields.is_empty() || fields.len() > 10 {
-            return Err(format!(
-                "must provide 1 to 10 fields [json-pointer:{at}/fields]"
-            ));
+            return Err(format!("must provide 1 to 10 fields [json-pointer:{at}/fields]"));
         }
         for (index, field) in fields.iter().enumerate() {
             text_object(Some(field), &format!("{at}/fields/{index}"), 2_000, false)?;
@@ -819,35 +678,22 @@ fn validate_section(block: &Value, at: &str) -> Result<(), String> {
 }
 
 fn validate_context(block: &Value, at: &str) -> Result<(), String> {
-    let elements = block
-        .get("elements")
-        .and_then(Value::as_array)
-        .ok_or(format!("missing elements [json-pointer:{at}]"))?;
+    let elements =
+        block.get("elements").and_then(Value::as_array).ok_or(format!("missing elements [json-pointer:{at}]"))?;
     if elements.is_empty() || elements.len() > 10 {
-        return Err(format!(
-            "must provide 1 to 10 elements [json-pointer:{at}/elements]"
-        ));
+        return Err(format!("must provide 1 to 10 elements [json-pointer:{at}/elements]"));
     }
     for (index, element) in elements.iter().enumerate() {
-        text_object(
-            Some(element),
-            &format!("{at}/elements/{index}"),
-            MAX_SECTION_TEXT,
-            false,
-        )?;
+        text_object(Some(element), &format!("{at}/elements/{index}"), MAX_SECTION_TEXT, false)?;
     }
     Ok(())
 }
 
 fn validate_actions(block: &Value, at: &str) -> Result<(), String> {
-    let elements = block
-        .get("elements")
-        .and_then(Value::as_array)
-        .ok_or(format!("missing elements [json-pointer:{at}]"))?;
+    let elements =
+        block.get("elements").and_then(Value::as_array).ok_or(format!("missing elements [json-pointer:{at}]"))?;
     if elements.is_empty() || elements.len() > 25 {
-        return Err(format!(
-            "must provide 1 to 25 elements [json-pointer:{at}/elements]"
-        ));
+        return Err(format!("must provide 1 to 25 elements [json-pointer:{at}/elements]"));
     }
     let mut action_ids = Vec::new();
     for (index, element) in elements.iter().enumerate() {
@@ -856,38 +702,23 @@ fn validate_actions(block: &Value, at: &str) -> Result<(), String> {
             return Err(format!("unsupported element [json-pointer:{here}/type]"));
         }
         text_object(element.get("text"), &format!("{here}/text"), 75, true)?;
-        let action_id = element
-            .get("action_id")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let action_id = element.get("action_id").and_then(Value::as_str).unwrap_or("");
         if action_id.chars().count() > 255 {
-            return Err(format!(
-                "must be less than 256 characters [json-pointer:{here}/action_id]"
-            ));
+            return Err(format!("must be less than 256 characters [json-pointer:{here}/action_id]"));
         }
         if !action_id.is_empty() {
             if action_ids.contains(&action_id) {
-                return Err(format!(
-                    "action_id already exists [json-pointer:{here}/action_id]"
-                ));
+                return Err(format!("action_id already exists [json-pointer:{here}/action_id]"));
             }
             action_ids.push(action_id);
         }
-        if element
-            .get("value")
-            .and_then(Value::as_str)
-            .is_some_and(|value| value.chars().count() > 2_000)
-        {
-            return Err(format!(
-                "must be less than 2001 characters [json-pointer:{here}/value]"
-            ));
+        if element.get("value").and_then(Value::as_str).is_some_and(|value| value.chars().count() > 2_000) {
+            return Err(format!("must be less than 2001 characters [json-pointer:{here}/value]"));
         }
         if let Some(style) = element.get("style").and_then(Value::as_str)
             && !matches!(style, "primary" | "danger")
         {
-            return Err(format!(
-                "must be a valid enum value [json-pointer:{here}/style]"
-            ));
+            return Err(format!("must be a valid enum value [json-pointer:{here}/style]"));
         }
     }
     Ok(())
@@ -936,9 +767,7 @@ fn post_message(state: &Shared, fields: &Value) -> Answer {
         blocks: blocks.clone(),
         edits: 0,
     });
-    Answer::Ok(
-        json!({"channel": channel, "ts": ts, "message": bot_message(&ts, &text, &blocks, thread_ts.as_deref())}),
-    )
+    Answer::Ok(json!({"channel": channel, "ts": ts, "message": bot_message(&ts, &text, &blocks, thread_ts.as_deref())}))
 }
 
 fn update_message(state: &Shared, fields: &Value) -> Answer {
@@ -951,11 +780,7 @@ fn update_message(state: &Shared, fields: &Value) -> Answer {
         Err(answer) => return answer,
     };
     let mut state = state.lock().expect("fake Slack state");
-    let Some(message) = state
-        .messages
-        .iter_mut()
-        .find(|message| message.channel == channel && message.ts == ts)
-    else {
+    let Some(message) = state.messages.iter_mut().find(|message| message.channel == channel && message.ts == ts) else {
         return Answer::error("message_not_found");
     };
     message.text = text.clone();
@@ -974,10 +799,7 @@ fn update_message(state: &Shared, fields: &Value) -> Answer {
 }
 
 fn post_ephemeral(state: &Shared, fields: &Value) -> Answer {
-    let (channel, _user) = match (
-        string_field(fields, "channel"),
-        string_field(fields, "user"),
-    ) {
+    let (channel, _user) = match (string_field(fields, "channel"), string_field(fields, "user")) {
         (Ok(channel), Ok(user)) => (channel, user),
         (Err(answer), _) | (_, Err(answer)) => return answer,
     };
@@ -996,16 +818,9 @@ fn post_ephemeral(state: &Shared, fields: &Value) -> Answer {
 fn open_conversation(fields: &Value) -> Answer {
     let users = match fields.get("users") {
         Some(Value::String(users)) => users.split(',').map(str::to_string).collect::<Vec<_>>(),
-        Some(Value::Array(users)) => users
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect(),
+        Some(Value::Array(users)) => users.iter().filter_map(Value::as_str).map(str::to_string).collect(),
         _ => {
-            return Answer::Malformed(
-                "users_list_not_supplied".into(),
-                "conversations.open without users".into(),
-            );
+            return Answer::Malformed("users_list_not_supplied".into(), "conversations.open without users".into());
         }
     };
     match users.as_slice() {
@@ -1031,31 +846,16 @@ fn upload_url(state: &Shared, fields: &Value) -> Answer {
         _ => None,
     };
     let Some(length) = length.filter(|length| *length > 0) else {
-        return Answer::Malformed(
-            "invalid_arguments".into(),
-            "length must be a positive integer".into(),
-        );
+        return Answer::Malformed("invalid_arguments".into(), "length must be a positive integer".into());
     };
     let mut state = state.lock().expect("fake Slack state");
     let file_id = format!("F{:08}", state.next_number());
     let upload_url = format!("{}/upload/{file_id}", state.base_url);
-    state.uploads.insert(
-        file_id.clone(),
-        PendingUpload {
-            filename,
-            length,
-            content: None,
-        },
-    );
+    state.uploads.insert(file_id.clone(), PendingUpload { filename, length, content: None });
     Answer::Ok(json!({"upload_url": upload_url, "file_id": file_id}))
 }
 
-async fn upload(
-    State(state): State<Shared>,
-    Path(file_id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn upload(State(state): State<Shared>, Path(file_id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     let record = json!({"file_id": file_id, "bytes": body.len(), "content": String::from_utf8_lossy(&body).chars().take(2_000).collect::<String>()});
     if let Err(answer) = authorize(&state, &headers) {
         return finish(&state, "upload", record, answer);
@@ -1063,14 +863,10 @@ async fn upload(
     let problem = {
         let mut guard = state.lock().expect("fake Slack state");
         match guard.uploads.get_mut(&file_id) {
-            None => Some(format!(
-                "upload to {file_id}, a URL the fake never handed out"
-            )),
-            Some(pending) if pending.length != body.len() => Some(format!(
-                "{} bytes uploaded, {} announced",
-                body.len(),
-                pending.length
-            )),
+            None => Some(format!("upload to {file_id}, a URL the fake never handed out")),
+            Some(pending) if pending.length != body.len() => {
+                Some(format!("{} bytes uploaded, {} announced", body.len(), pending.length))
+            }
             Some(pending) => {
                 pending.content = Some(body.to_vec());
                 None
@@ -1085,33 +881,18 @@ async fn upload(
         }
         None => Outcome::Ok,
     };
-    guard.calls.push(Call {
-        method: "upload".into(),
-        body: record,
-        at: Instant::now(),
-        outcome,
-    });
+    guard.calls.push(Call { method: "upload".into(), body: record, at: Instant::now(), outcome });
     match problem {
-        None => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/plain")],
-            format!("OK - {}", body.len()),
-        )
-            .into_response(),
+        None => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], format!("OK - {}", body.len())).into_response()
+        }
         Some(_) => (StatusCode::BAD_REQUEST, "upload failed").into_response(),
     }
 }
 
 fn complete_upload(state: &Shared, fields: &Value) -> Answer {
-    let Some(files) = fields
-        .get("files")
-        .and_then(Value::as_array)
-        .filter(|files| !files.is_empty())
-    else {
-        return Answer::Malformed(
-            "invalid_arguments".into(),
-            "files must be a non-empty array".into(),
-        );
+    let Some(files) = fields.get("files").and_then(Value::as_array).filter(|files| !files.is_empty()) else {
+        return Answer::Malformed("invalid_arguments".into(), "files must be a non-empty array".into());
     };
     let channel = match fields.get("channel_id").or_else(|| fields.get("channels")) {
         Some(Value::String(channel)) if is_channel_id(channel) => channel.clone(),
@@ -1153,10 +934,7 @@ fn complete_upload(state: &Shared, fields: &Value) -> Answer {
         };
         shared.push(SharedFile {
             id: id.to_string(),
-            title: file
-                .get("title")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            title: file.get("title").and_then(Value::as_str).map(str::to_string),
             filename: pending.filename.clone(),
             channel: channel.clone(),
             thread_ts: thread_ts.clone(),
@@ -1179,10 +957,7 @@ fn open_view(state: &Shared, fields: &Value) -> Answer {
         return answer;
     }
     let Some(view) = fields.get("view").filter(|view| view.is_object()) else {
-        return Answer::Malformed(
-            "invalid_arguments".into(),
-            "views.open without a view object".into(),
-        );
+        return Answer::Malformed("invalid_arguments".into(), "views.open without a view object".into());
     };
     let mut errors = Vec::new();
     if view.get("type").and_then(Value::as_str) != Some("modal") {
@@ -1195,52 +970,29 @@ fn open_view(state: &Shared, fields: &Value) -> Answer {
             errors.push(error);
         }
     }
-    let blocks = view
-        .get("blocks")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let blocks = view.get("blocks").and_then(Value::as_array).cloned().unwrap_or_default();
     if blocks.len() > 100 {
         errors.push("no more than 100 items [json-pointer:/view/blocks]".to_string());
     }
     for (index, block) in blocks.iter().enumerate() {
         let at = format!("/view/blocks/{index}");
         if block.get("type").and_then(Value::as_str) != Some("input") {
-            errors.push(format!(
-                "firebell's forms have input blocks only [json-pointer:{at}/type]"
-            ));
+            errors.push(format!("firebell's forms have input blocks only [json-pointer:{at}/type]"));
             continue;
         }
         if let Err(error) = text_object(block.get("label"), &format!("{at}/label"), 2_000, true) {
             errors.push(error);
         }
         let element = block.get("element");
-        if element
-            .and_then(|element| element.get("type"))
-            .and_then(Value::as_str)
-            != Some("plain_text_input")
-        {
-            errors.push(format!(
-                "unsupported element [json-pointer:{at}/element/type]"
-            ));
+        if element.and_then(|element| element.get("type")).and_then(Value::as_str) != Some("plain_text_input") {
+            errors.push(format!("unsupported element [json-pointer:{at}/element/type]"));
         }
     }
-    if view
-        .get("callback_id")
-        .and_then(Value::as_str)
-        .is_some_and(|id| id.chars().count() > 255)
-    {
-        errors
-            .push("must be less than 256 characters [json-pointer:/view/callback_id]".to_string());
+    if view.get("callback_id").and_then(Value::as_str).is_some_and(|id| id.chars().count() > 255) {
+        errors.push("must be less than 256 characters [json-pointer:/view/callback_id]".to_string());
     }
-    if view
-        .get("private_metadata")
-        .and_then(Value::as_str)
-        .is_some_and(|metadata| metadata.chars().count() > 3_000)
-    {
-        errors.push(
-            "must be less than 3001 characters [json-pointer:/view/private_metadata]".to_string(),
-        );
+    if view.get("private_metadata").and_then(Value::as_str).is_some_and(|metadata| metadata.chars().count() > 3_000) {
+        errors.push("must be less than 3001 characters [json-pointer:/view/private_metadata]".to_string());
     }
     if !errors.is_empty() {
         return invalid(errors);
@@ -1268,21 +1020,12 @@ async fn response_url(
         Ok(fields) => fields,
         Err(why) => {
             let raw = Value::String(String::from_utf8_lossy(&body).chars().take(2_000).collect());
-            return finish(
-                &state,
-                "response_url",
-                raw,
-                Answer::Malformed("invalid_payload".into(), why),
-            );
+            return finish(&state, "response_url", raw, Answer::Malformed("invalid_payload".into(), why));
         }
     };
     let answer = match message_content(&fields) {
         Ok(_) => {
-            state
-                .lock()
-                .expect("fake Slack state")
-                .responses
-                .push(fields.clone());
+            state.lock().expect("fake Slack state").responses.push(fields.clone());
             Answer::Ok(json!({}))
         }
         Err(answer) => answer,

@@ -44,8 +44,7 @@ impl Workspace {
     }
 
     pub fn runbook(&self, name: &str, text: &str) {
-        std::fs::write(self.dir.path().join(format!("commands/{name}.toml")), text)
-            .expect("the runbook is written");
+        std::fs::write(self.dir.path().join(format!("commands/{name}.toml")), text).expect("the runbook is written");
     }
 
     /// A `#!/bin/sh` script, executable, for exec checks (which run argv without a shell).
@@ -81,8 +80,7 @@ pub struct Answer {
 
 impl Answer {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|error| panic!("the answer is not JSON ({error}): {self:?}"))
+        serde_json::from_str(&self.body).unwrap_or_else(|error| panic!("the answer is not JSON ({error}): {self:?}"))
     }
 }
 
@@ -114,10 +112,7 @@ pub async fn spawn(workspace: Workspace, rest: &str) -> SlackApp {
     SlackApp {
         fake,
         address,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("an HTTP client"),
+        client: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("an HTTP client"),
         workspace,
         shutdown,
         task: Some(task),
@@ -131,10 +126,7 @@ impl Drop for SlackApp {
 }
 
 pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs() as i64
 }
 
 /// `v0=hex(HMAC-SHA256(secret, "v0:{timestamp}:{body}"))`, as Slack signs requests.
@@ -155,22 +147,11 @@ pub fn form(fields: &[(&str, &str)]) -> String {
 /// A trigger id no other test uses (the app remembers triggers process-wide).
 pub fn trigger_id() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{}.{}.e2e{}",
-        now(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{}.{}.e2e{}", now(), std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// The body Slack posts to `/slack/commands` when `user` types `command text` in `channel`.
-pub fn slash_command_body(
-    fake: &FakeSlack,
-    user: &str,
-    channel: &str,
-    command: &str,
-    text: &str,
-) -> String {
+pub fn slash_command_body(fake: &FakeSlack, user: &str, channel: &str, command: &str, text: &str) -> String {
     form(&[
         ("token", "gIkuvaNzQIHg97ATvDxqgjtO"),
         ("team_id", fake_slack::TEAM),
@@ -206,12 +187,7 @@ pub fn app_mention_body(event_id: &str, user: &str, channel: &str, text: &str) -
 /// The `(action_id, value, block_id)` of the button labelled `label` on `message`.
 pub fn button(message: &StoredMessage, label: &str) -> Option<(String, String, String)> {
     for block in message.blocks.as_array().into_iter().flatten() {
-        for element in block
-            .get("elements")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for element in block.get("elements").and_then(Value::as_array).into_iter().flatten() {
             if element["type"] == "button" && element["text"]["text"] == label {
                 return Some((
                     element["action_id"].as_str().unwrap_or("").to_string(),
@@ -228,12 +204,7 @@ pub fn button(message: &StoredMessage, label: &str) -> Option<(String, String, S
 pub fn button_labels(message: &StoredMessage) -> Vec<String> {
     let mut labels = Vec::new();
     for block in message.blocks.as_array().into_iter().flatten() {
-        for element in block
-            .get("elements")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for element in block.get("elements").and_then(Value::as_array).into_iter().flatten() {
             if element["type"] == "button"
                 && let Some(label) = element["text"]["text"].as_str()
             {
@@ -250,18 +221,8 @@ impl SlackApp {
     }
 
     /// POSTs `body` with exactly these headers.
-    pub async fn send(
-        &self,
-        path: &str,
-        content_type: &str,
-        body: &str,
-        headers: &[(&str, String)],
-    ) -> Answer {
-        let mut request = self
-            .client
-            .post(self.url(path))
-            .header("content-type", content_type)
-            .body(body.to_string());
+    pub async fn send(&self, path: &str, content_type: &str, body: &str, headers: &[(&str, String)]) -> Answer {
+        let mut request = self.client.post(self.url(path)).header("content-type", content_type).body(body.to_string());
         for (name, value) in headers {
             request = request.header(*name, value);
         }
@@ -269,29 +230,15 @@ impl SlackApp {
         let response = request.send().await.expect("the app answers");
         let status = response.status().as_u16();
         let body = response.text().await.expect("the answer reads");
-        Answer {
-            status,
-            body,
-            took: started.elapsed(),
-            at: Instant::now(),
-        }
+        Answer { status, body, took: started.elapsed(), at: Instant::now() }
     }
 
     /// POSTs `body` signed now with the app's signing secret, plus `extra` headers.
-    pub async fn signed(
-        &self,
-        path: &str,
-        content_type: &str,
-        body: &str,
-        extra: &[(&str, String)],
-    ) -> Answer {
+    pub async fn signed(&self, path: &str, content_type: &str, body: &str, extra: &[(&str, String)]) -> Answer {
         let timestamp = now();
         let mut headers = vec![
             ("x-slack-request-timestamp", timestamp.to_string()),
-            (
-                "x-slack-signature",
-                signature(SIGNING_SECRET, timestamp, body),
-            ),
+            ("x-slack-signature", signature(SIGNING_SECRET, timestamp, body)),
         ];
         headers.extend(extra.iter().cloned());
         self.send(path, content_type, body, &headers).await
@@ -306,12 +253,8 @@ impl SlackApp {
     /// `user` clicks the button labelled `label` on `message` (a message of the bot's, as the
     /// fake holds it).
     pub async fn click(&self, user: &str, message: &StoredMessage, label: &str) -> Answer {
-        let (action_id, value, block_id) = button(message, label).unwrap_or_else(|| {
-            panic!(
-                "no '{label}' button on the message; buttons: {:?}",
-                button_labels(message)
-            )
-        });
+        let (action_id, value, block_id) = button(message, label)
+            .unwrap_or_else(|| panic!("no '{label}' button on the message; buttons: {:?}", button_labels(message)));
         let mut shown = json!({
             "type": "message", "user": fake_slack::BOT_USER, "bot_id": fake_slack::BOT_ID,
             "ts": message.ts, "text": message.text, "blocks": message.blocks,
@@ -338,13 +281,7 @@ impl SlackApp {
                 "value": value, "action_ts": format!("{}.000300", now()),
             }]
         });
-        self.signed(
-            "/slack/interactions",
-            FORM,
-            &form(&[("payload", &payload.to_string())]),
-            &[],
-        )
-        .await
+        self.signed("/slack/interactions", FORM, &form(&[("payload", &payload.to_string())]), &[]).await
     }
 
     /// `user` fills in the modal `view` (as the app opened it with `views.open`) with
@@ -352,21 +289,11 @@ impl SlackApp {
     pub async fn submit(&self, user: &str, view: &Value, values: &[(&str, &str)]) -> Answer {
         let mut state = serde_json::Map::new();
         for block in view["blocks"].as_array().into_iter().flatten() {
-            let block_id = block["block_id"]
-                .as_str()
-                .expect("an input block has a block_id");
-            let action_id = block["element"]["action_id"]
-                .as_str()
-                .expect("an input has an action_id");
-            let value = values
-                .iter()
-                .find(|(id, _)| *id == block_id)
-                .map(|(_, value)| json!(value))
-                .unwrap_or(Value::Null);
-            state.insert(
-                block_id.to_string(),
-                json!({action_id: {"type": "plain_text_input", "value": value}}),
-            );
+            let block_id = block["block_id"].as_str().expect("an input block has a block_id");
+            let action_id = block["element"]["action_id"].as_str().expect("an input has an action_id");
+            let value =
+                values.iter().find(|(id, _)| *id == block_id).map(|(_, value)| json!(value)).unwrap_or(Value::Null);
+            state.insert(block_id.to_string(), json!({action_id: {"type": "plain_text_input", "value": value}}));
         }
         let mut submitted = view.clone();
         submitted["id"] = json!("V0E2E");
@@ -383,22 +310,15 @@ impl SlackApp {
             "view": submitted,
             "response_urls": [],
         });
-        self.signed(
-            "/slack/interactions",
-            FORM,
-            &form(&[("payload", &payload.to_string())]),
-            &[],
-        )
-        .await
+        self.signed("/slack/interactions", FORM, &form(&[("payload", &payload.to_string())]), &[]).await
     }
 
     /// Slack delivers an Events API callback; `retry` is its `X-Slack-Retry-Num`.
     pub async fn event(&self, body: &str, retry: Option<u32>) -> Answer {
         let extra: Vec<(&str, String)> = match retry {
-            Some(number) => vec![
-                ("x-slack-retry-num", number.to_string()),
-                ("x-slack-retry-reason", "http_timeout".to_string()),
-            ],
+            Some(number) => {
+                vec![("x-slack-retry-num", number.to_string()), ("x-slack-retry-reason", "http_timeout".to_string())]
+            }
             None => Vec::new(),
         };
         self.signed("/slack/events", JSON, body, &extra).await
@@ -406,12 +326,7 @@ impl SlackApp {
 
     /// `GET path` of the JSON API.
     pub async fn get_json(&self, path: &str) -> Value {
-        let response = self
-            .client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("GET works");
+        let response = self.client.get(self.url(path)).send().await.expect("GET works");
         assert_eq!(response.status().as_u16(), 200, "GET {path}");
         response.json().await.expect("the answer is JSON")
     }
@@ -440,11 +355,7 @@ impl SlackApp {
 
     /// Top-level messages in `channel` (not thread replies), as they stand now.
     pub fn top_level(&self, channel: &str) -> Vec<StoredMessage> {
-        self.fake
-            .messages(channel)
-            .into_iter()
-            .filter(|message| message.thread_ts.is_none())
-            .collect()
+        self.fake.messages(channel).into_iter().filter(|message| message.thread_ts.is_none()).collect()
     }
 
     /// Waits for the message in `channel` whose visible text satisfies `condition`.
@@ -455,25 +366,15 @@ impl SlackApp {
         timeout: Duration,
         condition: impl Fn(&StoredMessage) -> bool,
     ) -> StoredMessage {
-        self.fake
-            .wait_for(what, timeout, |fake| {
-                fake.messages(channel).iter().any(&condition)
-            })
-            .await;
-        self.fake
-            .messages(channel)
-            .into_iter()
-            .find(condition)
-            .expect("the message is there")
+        self.fake.wait_for(what, timeout, |fake| fake.messages(channel).iter().any(&condition)).await;
+        self.fake.messages(channel).into_iter().find(condition).expect("the message is there")
     }
 
     /// Stops the app and waits for it (the outbox deliverer and timers end with it).
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
-            task.await
-                .expect("the app task ends cleanly")
-                .expect("the app stops without error");
+            task.await.expect("the app task ends cleanly").expect("the app stops without error");
         }
     }
 }

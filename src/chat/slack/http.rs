@@ -13,9 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 use slack_morphism::prelude::SlackSigningSecret;
-use slack_morphism::signature_verifier::{
-    SlackEventSignatureVerifier, SlackEventSignatureVerifierError,
-};
+use slack_morphism::signature_verifier::{SlackEventSignatureVerifier, SlackEventSignatureVerifierError};
 
 use super::SlackAdapter;
 pub use super::SlackHandler;
@@ -48,16 +46,10 @@ pub fn routes_with_adapter(
     build(handler, signing_secret, Some(adapter))
 }
 
-fn build(
-    handler: Arc<dyn SlackHandler>,
-    signing_secret: Secret,
-    adapter: Option<Arc<SlackAdapter>>,
-) -> Router {
+fn build(handler: Arc<dyn SlackHandler>, signing_secret: Secret, adapter: Option<Arc<SlackAdapter>>) -> Router {
     let state = SlackHttp {
         dispatcher: Dispatcher::new(handler, adapter),
-        verifier: SlackEventSignatureVerifier::new(&SlackSigningSecret::new(
-            signing_secret.expose().to_string(),
-        )),
+        verifier: SlackEventSignatureVerifier::new(&SlackSigningSecret::new(signing_secret.expose().to_string())),
         secret_is_empty: signing_secret.is_empty(),
     };
     Router::new()
@@ -80,20 +72,10 @@ impl IntoResponse for Refusal {
 impl SlackHttp {
     /// The body as text once the request is proven to come from Slack, recently.
     fn verify<'a>(&self, headers: &HeaderMap, body: &'a Bytes) -> Result<&'a str, Refusal> {
-        let header = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .map(str::trim)
-        };
+        let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).map(str::trim);
         if self.secret_is_empty {
-            tracing::error!(
-                "A Slack request arrived but slack.signing_secret is empty; refusing it"
-            );
-            return Err(Refusal(
-                StatusCode::UNAUTHORIZED,
-                "request signing is not configured",
-            ));
+            tracing::error!("A Slack request arrived but slack.signing_secret is empty; refusing it");
+            return Err(Refusal(StatusCode::UNAUTHORIZED, "request signing is not configured"));
         }
         let refuse = |reason: &'static str| {
             tracing::info!(reason, "Refused a Slack request");
@@ -124,9 +106,7 @@ async fn commands(State(state): State<SlackHttp>, headers: HeaderMap, body: Byte
         Ok(body) => body,
         Err(refusal) => return refusal.into_response(),
     };
-    if url::form_urlencoded::parse(body.as_bytes())
-        .any(|(key, value)| key == "ssl_check" && value == "1")
-    {
+    if url::form_urlencoded::parse(body.as_bytes()).any(|(key, value)| key == "ssl_check" && value == "1") {
         return StatusCode::OK.into_response();
     }
     let form = match CommandForm::from_urlencoded(body) {
@@ -172,22 +152,13 @@ async fn events(State(state): State<SlackHttp>, headers: HeaderMap, body: Bytes)
         Ok(envelope) => envelope,
         Err(error) => return bad_request(format!("the event is not JSON: {error}")),
     };
-    if let Some(retry) = headers
-        .get("x-slack-retry-num")
-        .and_then(|value| value.to_str().ok())
-    {
-        let reason = headers
-            .get("x-slack-retry-reason")
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or("");
+    if let Some(retry) = headers.get("x-slack-retry-num").and_then(|value| value.to_str().ok()) {
+        let reason = headers.get("x-slack-retry-reason").and_then(|value| value.to_str().ok()).unwrap_or("");
         tracing::debug!(retry, reason, "Slack is delivering an event again");
     }
     match envelope.get("type").and_then(Value::as_str) {
         Some("url_verification") => {
-            let challenge = envelope
-                .get("challenge")
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            let challenge = envelope.get("challenge").and_then(Value::as_str).unwrap_or("");
             axum::Json(json!({"challenge": challenge})).into_response()
         }
         Some("event_callback") => match state.dispatcher.event_callback(&envelope).await {

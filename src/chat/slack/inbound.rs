@@ -44,24 +44,16 @@ impl CommandForm {
         let fields = url::form_urlencoded::parse(body.as_bytes())
             .map(|(key, value)| (key.into_owned(), Value::String(value.into_owned())))
             .collect::<serde_json::Map<_, _>>();
-        serde_json::from_value(Value::Object(fields))
-            .map_err(|error| format!("not a slash command: {error}"))
+        serde_json::from_value(Value::Object(fields)).map_err(|error| format!("not a slash command: {error}"))
     }
 
     pub(crate) fn event(&self) -> ChatEvent {
         let text = unescape(self.text.as_deref().unwrap_or("").trim());
-        let text = if text.is_empty() {
-            self.command.clone()
-        } else {
-            format!("{} {text}", self.command)
-        };
+        let text = if text.is_empty() { self.command.clone() } else { format!("{} {text}", self.command) };
         ChatEvent::Command {
             origin: origin(&self.user_id, &self.channel_id, None),
             text,
-            trigger: self
-                .trigger_id
-                .clone()
-                .filter(|trigger| !trigger.is_empty()),
+            trigger: self.trigger_id.clone().filter(|trigger| !trigger.is_empty()),
         }
     }
 }
@@ -92,32 +84,21 @@ pub(crate) fn parse_interaction(payload: &Value) -> Result<Interaction, String> 
 
 fn parse_block_actions(payload: &Value) -> Result<Interaction, String> {
     let user = text_at(payload, "/user/id").ok_or("block_actions without user.id")?;
-    let action = payload
-        .pointer("/actions/0")
-        .ok_or("block_actions without actions")?;
+    let action = payload.pointer("/actions/0").ok_or("block_actions without actions")?;
     let action_id = text_at(action, "/action_id").ok_or("an action without action_id")?;
     let value = text_at(action, "/value").unwrap_or("");
     if text_at(payload, "/container/type") != Some("message") {
-        return Ok(Interaction::Ignored(
-            "block_actions outside a message".to_string(),
-        ));
+        return Ok(Interaction::Ignored("block_actions outside a message".to_string()));
     }
     let channel = text_at(payload, "/channel/id")
         .or_else(|| text_at(payload, "/container/channel_id"))
         .ok_or("block_actions without a channel")?;
-    let message_ts =
-        text_at(payload, "/container/message_ts").or_else(|| text_at(payload, "/message/ts"));
-    let thread = text_at(payload, "/message/thread_ts")
-        .or_else(|| text_at(payload, "/container/thread_ts"))
-        .or(message_ts);
-    let ephemeral = payload
-        .pointer("/container/is_ephemeral")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let message = message_ts.filter(|_| !ephemeral).map(|ts| MessageRef {
-        channel: channel.to_string(),
-        id: ts.to_string(),
-    });
+    let message_ts = text_at(payload, "/container/message_ts").or_else(|| text_at(payload, "/message/ts"));
+    let thread =
+        text_at(payload, "/message/thread_ts").or_else(|| text_at(payload, "/container/thread_ts")).or(message_ts);
+    let ephemeral = payload.pointer("/container/is_ephemeral").and_then(Value::as_bool).unwrap_or(false);
+    let message =
+        message_ts.filter(|_| !ephemeral).map(|ts| MessageRef { channel: channel.to_string(), id: ts.to_string() });
     let event = ChatEvent::Button {
         origin: origin(user, channel, thread),
         action: render::button_action(action_id).to_string(),
@@ -125,51 +106,33 @@ fn parse_block_actions(payload: &Value) -> Result<Interaction, String> {
         trigger: text_at(payload, "/trigger_id").map(str::to_string),
         message,
     };
-    Ok(Interaction::Button {
-        event,
-        response_url: text_at(payload, "/response_url").map(str::to_string),
-    })
+    Ok(Interaction::Button { event, response_url: text_at(payload, "/response_url").map(str::to_string) })
 }
 
 fn parse_view_submission(payload: &Value) -> Result<Interaction, String> {
     let user = text_at(payload, "/user/id").ok_or("view_submission without user.id")?;
-    let view = payload
-        .get("view")
-        .ok_or("view_submission without a view")?;
-    let action = text_at(view, "/callback_id")
-        .filter(|id| !id.is_empty())
-        .ok_or("a form without callback_id")?;
+    let view = payload.get("view").ok_or("view_submission without a view")?;
+    let action = text_at(view, "/callback_id").filter(|id| !id.is_empty()).ok_or("a form without callback_id")?;
     let metadata = FormMetadata::decode(text_at(view, "/private_metadata").unwrap_or(""));
     let mut fields = BTreeMap::new();
     if let Some(blocks) = view.pointer("/state/values").and_then(Value::as_object) {
         for (block_id, actions) in blocks {
             for (action_id, state) in actions.as_object().into_iter().flatten() {
-                let key = if action_id.is_empty() {
-                    block_id
-                } else {
-                    action_id
-                };
+                let key = if action_id.is_empty() { block_id } else { action_id };
                 let value = text_at(state, "/value").unwrap_or("");
                 fields.insert(key.clone(), value.to_string());
             }
         }
     }
-    let first_input = view
-        .get("blocks")
-        .and_then(Value::as_array)
-        .and_then(|blocks| {
-            blocks
-                .iter()
-                .find(|block| text_at(block, "/type") == Some("input"))
-                .and_then(|block| text_at(block, "/block_id"))
-                .map(str::to_string)
-        });
+    let first_input = view.get("blocks").and_then(Value::as_array).and_then(|blocks| {
+        blocks
+            .iter()
+            .find(|block| text_at(block, "/type") == Some("input"))
+            .and_then(|block| text_at(block, "/block_id"))
+            .map(str::to_string)
+    });
     let event = ChatEvent::FormSubmitted {
-        origin: origin(
-            user,
-            metadata.channel.as_deref().unwrap_or(""),
-            metadata.thread.as_deref(),
-        ),
+        origin: origin(user, metadata.channel.as_deref().unwrap_or(""), metadata.thread.as_deref()),
         action: action.to_string(),
         value: metadata.value,
         fields,
@@ -180,22 +143,14 @@ fn parse_view_submission(payload: &Value) -> Result<Interaction, String> {
 /// An Events API callback, as firebell reads it.
 #[derive(Debug, Clone)]
 pub(crate) enum Push {
-    Mention {
-        event_id: String,
-        event: Box<ChatEvent>,
-    },
-    Ignored {
-        event_id: Option<String>,
-        kind: String,
-    },
+    Mention { event_id: String, event: Box<ChatEvent> },
+    Ignored { event_id: Option<String>, kind: String },
 }
 
 /// Reads an `event_callback` envelope (HTTP) or Socket Mode's push payload.
 pub(crate) fn parse_event_callback(callback: &Value) -> Result<Push, String> {
     let event_id = text_at(callback, "/event_id").map(str::to_string);
-    let event = callback
-        .get("event")
-        .ok_or("an event callback without an event")?;
+    let event = callback.get("event").ok_or("an event callback without an event")?;
     let kind = text_at(event, "/type").unwrap_or("").to_string();
     // Messages from bots (ours included) are never commands: no loops.
     if kind != "app_mention" || event.get("bot_id").is_some_and(|bot| !bot.is_null()) {
@@ -206,15 +161,8 @@ pub(crate) fn parse_event_callback(callback: &Value) -> Result<Push, String> {
     let channel = text_at(event, "/channel").ok_or("app_mention without channel")?;
     let bot_user = text_at(callback, "/authorizations/0/user_id");
     let text = mention_command(text_at(event, "/text").unwrap_or(""), bot_user);
-    let event = ChatEvent::Command {
-        origin: origin(user, channel, text_at(event, "/thread_ts")),
-        text,
-        trigger: None,
-    };
-    Ok(Push::Mention {
-        event_id,
-        event: Box::new(event),
-    })
+    let event = ChatEvent::Command { origin: origin(user, channel, text_at(event, "/thread_ts")), text, trigger: None };
+    Ok(Push::Mention { event_id, event: Box::new(event) })
 }
 
 static ANY_MENTION: LazyLock<Regex> =
@@ -225,44 +173,26 @@ static ANY_MENTION: LazyLock<Regex> =
 fn mention_command(text: &str, bot_user: Option<&str>) -> String {
     let without_bot = match bot_user {
         Some(bot) => {
-            let pattern = Regex::new(&format!(r"<@{}(?:\|[^>]*)?>", regex::escape(bot)))
-                .expect("escaped pattern");
+            let pattern = Regex::new(&format!(r"<@{}(?:\|[^>]*)?>", regex::escape(bot))).expect("escaped pattern");
             pattern.replace_all(text, " ").into_owned()
         }
         None => ANY_MENTION.replace(text, " ").into_owned(),
     };
-    let command = unescape(
-        without_bot
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .as_str(),
-    );
-    if command.starts_with('/') {
-        command
-    } else {
-        format!("/{command}")
-    }
+    let command = unescape(without_bot.split_whitespace().collect::<Vec<_>>().join(" ").as_str());
+    if command.starts_with('/') { command } else { format!("/{command}") }
 }
 
 /// Slack sends `&`, `<` and `>` as entities in typed text.
 fn unescape(text: &str) -> String {
-    text.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
+    text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 }
 
 fn origin(user: &str, channel: &str, thread: Option<&str>) -> Origin {
     Origin {
         platform: "slack",
-        user: Person {
-            platform: "slack".to_string(),
-            id: user.to_string(),
-        },
+        user: Person { platform: "slack".to_string(), id: user.to_string() },
         channel: channel.to_string(),
-        thread: thread
-            .filter(|thread| !thread.is_empty())
-            .map(str::to_string),
+        thread: thread.filter(|thread| !thread.is_empty()).map(str::to_string),
     }
 }
 
@@ -291,11 +221,7 @@ impl FormMetadata {
             .get(trigger)
             .map(|seen| (seen.channel.clone(), seen.thread.clone()));
         let (channel, thread) = place.unwrap_or_default();
-        FormMetadata {
-            value: value.to_string(),
-            channel: Some(channel).filter(|channel| !channel.is_empty()),
-            thread,
-        }
+        FormMetadata { value: value.to_string(), channel: Some(channel).filter(|channel| !channel.is_empty()), thread }
     }
 
     pub(crate) fn encode(&self) -> String {
@@ -304,10 +230,8 @@ impl FormMetadata {
 
     /// Metadata written by [`Self::encode`]; anything else is taken as the bare value.
     pub(crate) fn decode(text: &str) -> FormMetadata {
-        serde_json::from_str(text).unwrap_or_else(|_| FormMetadata {
-            value: text.to_string(),
-            ..FormMetadata::default()
-        })
+        serde_json::from_str(text)
+            .unwrap_or_else(|_| FormMetadata { value: text.to_string(), ..FormMetadata::default() })
     }
 }
 
@@ -319,18 +243,12 @@ struct SeenTrigger {
 
 /// Where recent triggers came from, so a form opened with one knows its channel. Slack's
 /// triggers live 3 s; entries are kept a minute.
-static TRIGGER_ORIGINS: LazyLock<Mutex<HashMap<String, SeenTrigger>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+static TRIGGER_ORIGINS: LazyLock<Mutex<HashMap<String, SeenTrigger>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 const TRIGGER_MEMORY: Duration = Duration::from_secs(60);
 
 fn remember_trigger(event: &ChatEvent) {
     let (origin, trigger) = match event {
-        ChatEvent::Command {
-            origin, trigger, ..
-        }
-        | ChatEvent::Button {
-            origin, trigger, ..
-        } => (origin, trigger),
+        ChatEvent::Command { origin, trigger, .. } | ChatEvent::Button { origin, trigger, .. } => (origin, trigger),
         ChatEvent::FormSubmitted { .. } => return,
     };
     let Some(trigger) = trigger else { return };
@@ -338,11 +256,7 @@ fn remember_trigger(event: &ChatEvent) {
     triggers.retain(|_, seen| seen.at.elapsed() < TRIGGER_MEMORY);
     triggers.insert(
         trigger.clone(),
-        SeenTrigger {
-            channel: origin.channel.clone(),
-            thread: origin.thread.clone(),
-            at: Instant::now(),
-        },
+        SeenTrigger { channel: origin.channel.clone(), thread: origin.thread.clone(), at: Instant::now() },
     );
 }
 
@@ -367,16 +281,8 @@ pub(crate) struct Dispatcher {
 
 impl Dispatcher {
     pub(crate) fn new(handler: Arc<dyn SlackHandler>, adapter: Option<Arc<SlackAdapter>>) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("an HTTP client");
-        Dispatcher {
-            handler,
-            adapter,
-            http,
-            ack_deadline: ACK_DEADLINE,
-        }
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("an HTTP client");
+        Dispatcher { handler, adapter, http, ack_deadline: ACK_DEADLINE }
     }
 
     pub(crate) async fn first_seen(&self, key: &str) -> bool {
@@ -404,10 +310,7 @@ impl Dispatcher {
                 tracing::debug!(kind, "Ignored a Slack interaction");
                 Ok(InteractionAck::Nothing)
             }
-            Interaction::Button {
-                event,
-                response_url,
-            } => {
+            Interaction::Button { event, response_url } => {
                 match self.handle_within_deadline(event).await {
                     Ok(Reply::Private(message)) => self.respond(response_url, message),
                     Ok(Reply::Nothing) => {}
@@ -420,11 +323,7 @@ impl Dispatcher {
                     Ok(Reply::Nothing) => Ok(InteractionAck::Nothing),
                     Ok(Reply::Private(message)) => match first_input {
                         Some(block) => {
-                            let text = message
-                                .plain_text()
-                                .chars()
-                                .take(render::MAX_SECTION_TEXT)
-                                .collect();
+                            let text = message.plain_text().chars().take(render::MAX_SECTION_TEXT).collect();
                             Ok(InteractionAck::Errors(BTreeMap::from([(block, text)])))
                         }
                         None => {
@@ -450,10 +349,7 @@ impl Dispatcher {
             }
             Push::Mention { event_id, event } => {
                 if !self.first_seen(&format!("slack:event:{event_id}")).await {
-                    tracing::info!(
-                        event_id,
-                        "Slack delivered an event again; it was already handled"
-                    );
+                    tracing::info!(event_id, "Slack delivered an event again; it was already handled");
                     return Ok(());
                 }
                 let dispatcher = self.clone();
@@ -480,9 +376,7 @@ impl Dispatcher {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(error)) => {
                 tracing::error!(%error, "The chat core failed while handling a Slack event");
-                Ok(Reply::private(
-                    "Something went wrong handling that; it has been logged.",
-                ))
+                Ok(Reply::private("Something went wrong handling that; it has been logged."))
             }
             Err(_) => {
                 tracing::warn!(
@@ -528,10 +422,9 @@ impl Dispatcher {
         body["replace_original"] = Value::Bool(false);
         match self.http.post(url).json(&body).send().await {
             Ok(response) if response.status().is_success() => {}
-            Ok(response) => tracing::warn!(
-                status = response.status().as_u16(),
-                "Slack refused a reply sent to response_url"
-            ),
+            Ok(response) => {
+                tracing::warn!(status = response.status().as_u16(), "Slack refused a reply sent to response_url")
+            }
             Err(error) => {
                 tracing::warn!(error = %error.without_url(), "Could not send a reply to Slack's response_url")
             }
@@ -540,19 +433,11 @@ impl Dispatcher {
 
     async fn reply_privately(&self, origin: &Origin, message: &Message) {
         let Some(adapter) = &self.adapter else {
-            tracing::info!(
-                "A private reply to an app mention was dropped: no Slack adapter to post it"
-            );
+            tracing::info!("A private reply to an app mention was dropped: no Slack adapter to post it");
             return;
         };
-        if let Err(error) = adapter
-            .post_ephemeral(
-                &origin.channel,
-                &origin.user.id,
-                origin.thread.as_deref(),
-                message,
-            )
-            .await
+        if let Err(error) =
+            adapter.post_ephemeral(&origin.channel, &origin.user.id, origin.thread.as_deref(), message).await
         {
             tracing::warn!(%error, "Could not post a private reply to an app mention");
         }
@@ -581,11 +466,7 @@ mod tests {
         )
         .unwrap();
         match form.event() {
-            ChatEvent::Command {
-                origin,
-                text,
-                trigger,
-            } => {
+            ChatEvent::Command { origin, text, trigger } => {
                 assert_eq!(text, "/diagnose queue queue=signals x=<5");
                 assert_eq!(origin.user.to_string(), "slack:U1");
                 assert_eq!(origin.channel, "C1");
@@ -594,32 +475,18 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let bare =
-            CommandForm::from_urlencoded("command=%2Fdiagnose&text=&user_id=U1&channel_id=C1")
-                .unwrap();
+        let bare = CommandForm::from_urlencoded("command=%2Fdiagnose&text=&user_id=U1&channel_id=C1").unwrap();
         assert!(matches!(bare.event(), ChatEvent::Command { text, .. } if text == "/diagnose"));
         assert!(CommandForm::from_urlencoded("text=hello").is_err());
     }
 
     #[test]
     fn mentions_become_commands() {
-        assert_eq!(
-            mention_command("<@UBOT> diagnose queue", Some("UBOT")),
-            "/diagnose queue"
-        );
-        assert_eq!(
-            mention_command("<@UBOT|firebell>   /incident ack", Some("UBOT")),
-            "/incident ack"
-        );
+        assert_eq!(mention_command("<@UBOT> diagnose queue", Some("UBOT")), "/diagnose queue");
+        assert_eq!(mention_command("<@UBOT|firebell>   /incident ack", Some("UBOT")), "/incident ack");
         assert_eq!(mention_command("hey <@UBOT> oncall", None), "/hey oncall");
-        assert_eq!(
-            mention_command("<@UBOT> diagnose queue x=&gt;3", None),
-            "/diagnose queue x=>3"
-        );
-        assert_eq!(
-            mention_command("<@UBOT> page <@U0002>", Some("UBOT")),
-            "/page <@U0002>"
-        );
+        assert_eq!(mention_command("<@UBOT> diagnose queue x=&gt;3", None), "/diagnose queue x=>3");
+        assert_eq!(mention_command("<@UBOT> page <@U0002>", Some("UBOT")), "/page <@U0002>");
     }
 
     #[test]
@@ -629,16 +496,10 @@ mod tests {
             "authorizations": [{"user_id": "UBOT", "team_id": "T1", "is_bot": true}],
             "event": {"type": "app_mention", "user": "U1", "channel": "C1", "text": "<@UBOT> diagnose queue", "ts": "2.000002", "thread_ts": "1.000001"}
         });
-        let Push::Mention { event_id, event } = parse_event_callback(&callback).unwrap() else {
-            panic!("a mention")
-        };
+        let Push::Mention { event_id, event } = parse_event_callback(&callback).unwrap() else { panic!("a mention") };
         assert_eq!(event_id, "Ev1");
         match *event {
-            ChatEvent::Command {
-                origin,
-                text,
-                trigger,
-            } => {
+            ChatEvent::Command { origin, text, trigger } => {
                 assert_eq!(text, "/diagnose queue");
                 assert_eq!(origin.thread.as_deref(), Some("1.000001"));
                 assert_eq!(trigger, None);
@@ -646,19 +507,12 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let from_bot = json!({"event_id": "Ev2", "event": {"type": "app_mention", "user": "U1", "channel": "C1", "text": "<@UBOT> x", "bot_id": "B1"}});
-        assert!(matches!(
-            parse_event_callback(&from_bot).unwrap(),
-            Push::Ignored { .. }
-        ));
+        assert!(matches!(parse_event_callback(&from_bot).unwrap(), Push::Ignored { .. }));
     }
 
     #[test]
     fn view_submission_round_trips_the_form() {
-        let metadata = FormMetadata {
-            value: "42".into(),
-            channel: Some("C1".into()),
-            thread: Some("1.000001".into()),
-        };
+        let metadata = FormMetadata { value: "42".into(), channel: Some("C1".into()), thread: Some("1.000001".into()) };
         let payload = json!({
             "type": "view_submission", "team": {"id": "T1"}, "user": {"id": "U7"},
             "view": {
@@ -671,16 +525,7 @@ mod tests {
             }
         });
         match parse_interaction(&payload).unwrap() {
-            Interaction::Form {
-                event:
-                    ChatEvent::FormSubmitted {
-                        origin,
-                        action,
-                        value,
-                        fields,
-                    },
-                first_input,
-            } => {
+            Interaction::Form { event: ChatEvent::FormSubmitted { origin, action, value, fields }, first_input } => {
                 assert_eq!((action.as_str(), value.as_str()), ("resolve", "42"));
                 assert_eq!(origin.channel, "C1");
                 assert_eq!(origin.thread.as_deref(), Some("1.000001"));
@@ -701,17 +546,7 @@ mod tests {
             "actions": [{"type": "button", "action_id": "approve#2", "value": "7"}]
         });
         match parse_interaction(&payload).unwrap() {
-            Interaction::Button {
-                event:
-                    ChatEvent::Button {
-                        action,
-                        value,
-                        message,
-                        origin,
-                        ..
-                    },
-                ..
-            } => {
+            Interaction::Button { event: ChatEvent::Button { action, value, message, origin, .. }, .. } => {
                 assert_eq!((action.as_str(), value.as_str()), ("approve", "7"));
                 assert_eq!(message, None);
                 assert_eq!(origin.thread.as_deref(), Some("5.000005"));

@@ -26,9 +26,7 @@ use hyper_rustls::HttpsConnectorBuilder;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
-use crate::chat::{
-    ChatAdapter, ChatError, ChatEvent, FileAttachment, Form, Limits, Message, MessageRef, Reply,
-};
+use crate::chat::{ChatAdapter, ChatError, ChatEvent, FileAttachment, Form, Limits, Message, MessageRef, Reply};
 use crate::config::{Secret, SlackConfig};
 
 use pacing::ChannelGate;
@@ -103,11 +101,7 @@ impl SlackAdapter {
     }
 
     /// The adapter for an explicit API URL (`http://127.0.0.1:…/api/` for a fake in tests).
-    pub fn with_api_url(
-        bot_token: &Secret,
-        api_url: &str,
-        incident_channel: Option<String>,
-    ) -> anyhow::Result<Self> {
+    pub fn with_api_url(bot_token: &Secret, api_url: &str, incident_channel: Option<String>) -> anyhow::Result<Self> {
         Ok(SlackAdapter {
             client: web_api_client(api_url)?,
             token: SlackApiToken::new(bot_token.expose().to_string().into()),
@@ -133,42 +127,22 @@ impl SlackAdapter {
         message: &Message,
     ) -> Result<(), ChatError> {
         let rendered = render_message(message);
-        let request = SlackApiChatPostEphemeralRequest::new(
-            channel.into(),
-            user_id(user).into(),
-            rendered.content(),
-        )
-        .opt_thread_ts(thread.map(SlackTs::from));
+        let request = SlackApiChatPostEphemeralRequest::new(channel.into(), user_id(user).into(), rendered.content())
+            .opt_thread_ts(thread.map(SlackTs::from));
         let session = self.client.open_session(&self.token);
-        with_retries!(
-            self,
-            "chat.postEphemeral",
-            session.chat_post_ephemeral(&request)
-        )?;
+        with_retries!(self, "chat.postEphemeral", session.chat_post_ephemeral(&request))?;
         Ok(())
     }
 
     async fn direct_channel(&self, user: &str) -> Result<String, ChatError> {
-        if let Some(channel) = self
-            .direct_channels
-            .lock()
-            .expect("direct channels")
-            .get(user)
-        {
+        if let Some(channel) = self.direct_channels.lock().expect("direct channels").get(user) {
             return Ok(channel.clone());
         }
         let request = SlackApiConversationsOpenRequest::new().with_users(vec![user.into()]);
         let session = self.client.open_session(&self.token);
-        let response = with_retries!(
-            self,
-            "conversations.open",
-            session.conversations_open(&request)
-        )?;
+        let response = with_retries!(self, "conversations.open", session.conversations_open(&request))?;
         let channel = response.channel.id.to_string();
-        self.direct_channels
-            .lock()
-            .expect("direct channels")
-            .insert(user.to_string(), channel.clone());
+        self.direct_channels.lock().expect("direct channels").insert(user.to_string(), channel.clone());
         Ok(channel)
     }
 
@@ -191,9 +165,7 @@ impl SlackAdapter {
                 retry_after_secs = retry_after.as_secs(),
                 "Slack kept rate-limiting a call; giving up"
             );
-            return Err(ChatError::RateLimited {
-                retry_after_secs: retry_after.as_secs(),
-            });
+            return Err(ChatError::RateLimited { retry_after_secs: retry_after.as_secs() });
         }
         *retries += 1;
         tracing::info!(
@@ -212,9 +184,7 @@ impl SlackAdapter {
             SlackClientError::HttpError(error) if error.status_code.is_server_error() => {
                 ChatError::Unreachable(format!("Slack answered HTTP {}", error.status_code))
             }
-            SlackClientError::HttpError(error) => {
-                ChatError::Refused(format!("HTTP {}", error.status_code))
-            }
+            SlackClientError::HttpError(error) => ChatError::Refused(format!("HTTP {}", error.status_code)),
             SlackClientError::ProtocolError(_) => {
                 ChatError::Unreachable("Slack's answer could not be read".to_string())
             }
@@ -226,11 +196,7 @@ impl SlackAdapter {
 
     fn scrub(&self, text: &str) -> String {
         let token = self.token.token_value.0.as_str();
-        let text = if token.is_empty() {
-            text.to_string()
-        } else {
-            text.replace(token, "***")
-        };
+        let text = if token.is_empty() { text.to_string() } else { text.replace(token, "***") };
         text.chars().take(300).collect()
     }
 }
@@ -260,69 +226,38 @@ impl ChatAdapter for SlackAdapter {
         self.incident_channel.clone()
     }
 
-    async fn post(
-        &self,
-        channel: &str,
-        thread: Option<&str>,
-        message: &Message,
-    ) -> Result<MessageRef, ChatError> {
+    async fn post(&self, channel: &str, thread: Option<&str>, message: &Message) -> Result<MessageRef, ChatError> {
         let rendered = render_message(message);
         let request = SlackApiChatPostMessageRequest::new(channel.into(), rendered.content())
             .opt_thread_ts(thread.map(SlackTs::from));
         let session = self.client.open_session(&self.token);
         let _turn = self.gate.turn(channel).await;
-        let response = with_retries!(
-            self,
-            "chat.postMessage",
-            session.chat_post_message(&request)
-        )?;
-        Ok(MessageRef {
-            channel: response.channel.to_string(),
-            id: response.ts.to_string(),
-        })
+        let response = with_retries!(self, "chat.postMessage", session.chat_post_message(&request))?;
+        Ok(MessageRef { channel: response.channel.to_string(), id: response.ts.to_string() })
     }
 
     async fn update(&self, at: &MessageRef, message: &Message) -> Result<(), ChatError> {
         let rendered = render_message(message);
-        let request = SlackApiChatUpdateRequest::new(
-            at.channel.as_str().into(),
-            rendered.content(),
-            at.id.as_str().into(),
-        );
+        let request =
+            SlackApiChatUpdateRequest::new(at.channel.as_str().into(), rendered.content(), at.id.as_str().into());
         let session = self.client.open_session(&self.token);
         with_retries!(self, "chat.update", session.chat_update(&request))?;
         Ok(())
     }
 
-    async fn upload(
-        &self,
-        channel: &str,
-        thread: Option<&str>,
-        file: &FileAttachment,
-    ) -> Result<(), ChatError> {
+    async fn upload(&self, channel: &str, thread: Option<&str>, file: &FileAttachment) -> Result<(), ChatError> {
         if file.content.is_empty() {
             return Err(ChatError::Refused("the file is empty".to_string()));
         }
         let session = self.client.open_session(&self.token);
-        let url_request = SlackApiFilesGetUploadUrlExternalRequest::new(
-            file.filename.clone(),
-            file.content.len(),
-        );
-        let upload = with_retries!(
-            self,
-            "files.getUploadURLExternal",
-            session.get_upload_url_external(&url_request)
-        )?;
+        let url_request = SlackApiFilesGetUploadUrlExternalRequest::new(file.filename.clone(), file.content.len());
+        let upload = with_retries!(self, "files.getUploadURLExternal", session.get_upload_url_external(&url_request))?;
         let bytes_request = SlackApiFilesUploadViaUrlRequest::new(
             upload.upload_url.clone(),
             file.content.clone(),
             content_type(&file.filename).to_string(),
         );
-        with_retries!(
-            self,
-            "files.uploadViaUrl",
-            session.files_upload_via_url(&bytes_request)
-        )?;
+        with_retries!(self, "files.uploadViaUrl", session.files_upload_via_url(&bytes_request))?;
         let complete_request = SlackApiFilesCompleteUploadExternalRequest::new(vec![
             SlackApiFilesComplete::new(upload.file_id.clone()).with_title(file.title.clone()),
         ])
@@ -330,11 +265,7 @@ impl ChatAdapter for SlackAdapter {
         .opt_thread_ts(thread.map(SlackTs::from));
         // Sharing the file is what posts into the channel, so it takes the channel's turn.
         let _turn = self.gate.turn(channel).await;
-        with_retries!(
-            self,
-            "files.completeUploadExternal",
-            session.files_complete_upload_external(&complete_request)
-        )?;
+        with_retries!(self, "files.completeUploadExternal", session.files_complete_upload_external(&complete_request))?;
         Ok(())
     }
 
@@ -345,8 +276,7 @@ impl ChatAdapter for SlackAdapter {
 
     async fn open_form(&self, trigger: &str, form: &Form) -> Result<(), ChatError> {
         let metadata = inbound::FormMetadata::for_trigger(trigger, &form.value);
-        let request =
-            SlackApiViewsOpenRequest::new(trigger.into(), render_modal(form, &metadata.encode()));
+        let request = SlackApiViewsOpenRequest::new(trigger.into(), render_modal(form, &metadata.encode()));
         let session = self.client.open_session(&self.token);
         with_retries!(self, "views.open", session.views_open(&request))?;
         Ok(())
@@ -359,13 +289,8 @@ fn user_id(user: &str) -> &str {
 }
 
 fn content_type(filename: &str) -> &'static str {
-    match filename
-        .rsplit_once('.')
-        .map(|(_, extension)| extension.to_ascii_lowercase())
-    {
-        Some(extension) if matches!(extension.as_str(), "txt" | "log" | "out" | "md" | "csv") => {
-            "text/plain"
-        }
+    match filename.rsplit_once('.').map(|(_, extension)| extension.to_ascii_lowercase()) {
+        Some(extension) if matches!(extension.as_str(), "txt" | "log" | "out" | "md" | "csv") => "text/plain",
         Some(extension) if extension == "json" => "application/json",
         _ => "application/octet-stream",
     }
@@ -376,22 +301,17 @@ fn content_type(filename: &str) -> &'static str {
 /// bundled ones where the system has none.
 pub(crate) fn web_api_client(api_url: &str) -> anyhow::Result<SlackHyperClient> {
     let api_url = api_url.trim().trim_end_matches('/');
-    let parsed = url::Url::parse(api_url)
-        .with_context(|| format!("slack.api_url '{api_url}' is not a URL"))?;
+    let parsed = url::Url::parse(api_url).with_context(|| format!("slack.api_url '{api_url}' is not a URL"))?;
     anyhow::ensure!(
         matches!(parsed.scheme(), "https" | "http"),
         "slack.api_url '{api_url}' must start with https:// (or http:// for a local fake)"
     );
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = match HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider.clone())
-    {
+    let builder = match HttpsConnectorBuilder::new().with_provider_and_native_roots(provider.clone()) {
         Ok(builder) => builder,
         Err(error) => {
             tracing::info!(%error, "No usable system CA certificates; using the bundled Mozilla roots for Slack");
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
+            let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
             let tls = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
                 .context("TLS set-up for Slack")?
@@ -400,14 +320,8 @@ pub(crate) fn web_api_client(api_url: &str) -> anyhow::Result<SlackHyperClient> 
             HttpsConnectorBuilder::new().with_tls_config(tls)
         }
     };
-    let connector = builder
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .build();
-    Ok(SlackClient::new(
-        SlackClientHyperConnector::with_connector(connector).with_slack_api_url(api_url),
-    ))
+    let connector = builder.https_or_http().enable_http1().enable_http2().build();
+    Ok(SlackClient::new(SlackClientHyperConnector::with_connector(connector).with_slack_api_url(api_url)))
 }
 
 #[cfg(test)]
@@ -416,12 +330,9 @@ mod tests {
 
     #[test]
     fn mentions_and_platform() {
-        let adapter = SlackAdapter::with_api_url(
-            &Secret::new("xoxb-secret"),
-            "https://slack.com/api/",
-            Some("C1".into()),
-        )
-        .unwrap();
+        let adapter =
+            SlackAdapter::with_api_url(&Secret::new("xoxb-secret"), "https://slack.com/api/", Some("C1".into()))
+                .unwrap();
         assert_eq!(adapter.platform(), "slack");
         assert_eq!(adapter.mention("U0001"), "<@U0001>");
         assert_eq!(adapter.mention("slack:U0001"), "<@U0001>");
@@ -432,12 +343,8 @@ mod tests {
 
     #[test]
     fn api_url_must_be_http_or_https() {
-        assert!(
-            SlackAdapter::with_api_url(&Secret::new("x"), "ftp://example.com/api", None).is_err()
-        );
-        assert!(
-            SlackAdapter::with_api_url(&Secret::new("x"), "http://127.0.0.1:9/api/", None).is_ok()
-        );
+        assert!(SlackAdapter::with_api_url(&Secret::new("x"), "ftp://example.com/api", None).is_err());
+        assert!(SlackAdapter::with_api_url(&Secret::new("x"), "http://127.0.0.1:9/api/", None).is_ok());
     }
 
     #[test]

@@ -33,10 +33,7 @@ impl Drop for Turn {
 
 impl ChannelGate {
     pub(crate) fn new(interval: Duration) -> Self {
-        ChannelGate {
-            interval,
-            channels: Mutex::new(HashMap::new()),
-        }
+        ChannelGate { interval, channels: Mutex::new(HashMap::new()) }
     }
 
     /// Waits for `channel`'s turn (tokio's mutex queues waiters fairly, so posts keep their order).
@@ -46,21 +43,14 @@ impl ChannelGate {
             if channels.len() >= MAX_IDLE_CHANNELS {
                 let now = Instant::now();
                 channels.retain(|_, slot| {
-                    Arc::strong_count(slot) > 1
-                        || slot.try_lock().map(|next| *next > now).unwrap_or(true)
+                    Arc::strong_count(slot) > 1 || slot.try_lock().map(|next| *next > now).unwrap_or(true)
                 });
             }
-            channels
-                .entry(channel.to_string())
-                .or_insert_with(|| Arc::new(AsyncMutex::new(Instant::now())))
-                .clone()
+            channels.entry(channel.to_string()).or_insert_with(|| Arc::new(AsyncMutex::new(Instant::now()))).clone()
         };
         let slot = slot.lock_owned().await;
         tokio::time::sleep_until(*slot).await;
-        Turn {
-            slot,
-            interval: self.interval,
-        }
+        Turn { slot, interval: self.interval }
     }
 }
 
@@ -84,11 +74,7 @@ mod tests {
         for task in tasks {
             times.push(task.await.unwrap());
         }
-        let mut in_a = times
-            .iter()
-            .filter(|(channel, _)| *channel == "A")
-            .map(|(_, at)| *at)
-            .collect::<Vec<_>>();
+        let mut in_a = times.iter().filter(|(channel, _)| *channel == "A").map(|(_, at)| *at).collect::<Vec<_>>();
         in_a.sort();
         assert!(in_a[1] - in_a[0] >= Duration::from_millis(100), "{in_a:?}");
         assert!(in_a[2] - in_a[1] >= Duration::from_millis(100), "{in_a:?}");

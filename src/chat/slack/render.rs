@@ -52,28 +52,18 @@ pub struct SlackRendered {
 impl SlackRendered {
     pub fn content(&self) -> SlackMessageContent {
         let content = SlackMessageContent::new().with_text(self.text.clone());
-        if self.blocks.is_empty() {
-            content
-        } else {
-            content.with_blocks(self.blocks.clone())
-        }
+        if self.blocks.is_empty() { content } else { content.with_blocks(self.blocks.clone()) }
     }
 }
 
 /// Renders `message` as Block Kit plus its plain-text fallback.
 pub fn render_message(message: &Message) -> SlackRendered {
     let parts = message.blocks.iter().flat_map(parts_of).collect::<Vec<_>>();
-    let blocks = fit(parts)
-        .into_iter()
-        .map(Part::into_block)
-        .collect::<Vec<_>>();
+    let blocks = fit(parts).into_iter().map(Part::into_block).collect::<Vec<_>>();
     let fallback = escape(&message.plain_text());
     // Every block was empty: Slack refuses a message without text.
-    let text = if blocks.is_empty() {
-        "(no content)".to_string()
-    } else {
-        truncate_markup(&fallback, MAX_FALLBACK_TEXT)
-    };
+    let text =
+        if blocks.is_empty() { "(no content)".to_string() } else { truncate_markup(&fallback, MAX_FALLBACK_TEXT) };
     SlackRendered { text, blocks }
 }
 
@@ -105,41 +95,29 @@ pub fn render_modal(form: &Form, metadata: &str) -> SlackView {
 /// The button's action as the core named it, without the suffix that kept it unique.
 pub fn button_action(action_id: &str) -> &str {
     match action_id.rsplit_once(ACTION_SUFFIX) {
-        Some((action, number))
-            if !number.is_empty() && number.bytes().all(|byte| byte.is_ascii_digit()) =>
-        {
-            action
-        }
+        Some((action, number)) if !number.is_empty() && number.bytes().all(|byte| byte.is_ascii_digit()) => action,
         _ => action_id,
     }
 }
 
 /// Characters of text in `blocks`, counted as the fake Slack API and the 12,000 budget do.
 pub fn block_text_len(blocks: &[SlackBlock]) -> usize {
-    serde_json::to_value(blocks)
-        .map(|value| json_text_len(&value))
-        .unwrap_or(0)
+    serde_json::to_value(blocks).map(|value| json_text_len(&value)).unwrap_or(0)
 }
 
 /// Sums the `text` of every text object (`{"type": "mrkdwn"|"plain_text", "text": …}`).
 pub fn json_text_len(value: &serde_json::Value) -> usize {
     match value {
         serde_json::Value::Array(items) => items.iter().map(json_text_len).sum(),
-        serde_json::Value::Object(map) => match (
-            map.get("type").and_then(|kind| kind.as_str()),
-            map.get("text"),
-        ) {
-            (Some("mrkdwn" | "plain_text"), Some(serde_json::Value::String(text))) => {
-                text.chars().count()
-            }
+        serde_json::Value::Object(map) => match (map.get("type").and_then(|kind| kind.as_str()), map.get("text")) {
+            (Some("mrkdwn" | "plain_text"), Some(serde_json::Value::String(text))) => text.chars().count(),
             _ => map.values().map(json_text_len).sum(),
         },
         _ => 0,
     }
 }
 
-static MENTION: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"<@(?:slack:)?([A-Z0-9]+)>").expect("mention pattern"));
+static MENTION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"<@(?:slack:)?([A-Z0-9]+)>").expect("mention pattern"));
 
 /// Escapes `&`, `<` and `>` as Slack's mrkdwn requires, keeping `<@U…>` mentions (the common
 /// markup's `<@slack:U…>` becomes `<@U…>`). Anything else in angle brackets (`<!channel>`,
@@ -191,46 +169,31 @@ fn parts_of(block: &Block) -> Vec<Part> {
             vec![Part::Header(clip(text.trim(), MAX_HEADER_TEXT))]
         }
         Block::Text { text } if !text.trim().is_empty() => {
-            split_markup(&escape(text), MAX_SECTION_TEXT)
-                .into_iter()
-                .map(Part::Section)
-                .collect()
+            split_markup(&escape(text), MAX_SECTION_TEXT).into_iter().map(Part::Section).collect()
         }
         Block::Code { text } if !text.is_empty() => {
             let code = escape(&text.replace("```", "`\u{200b}``"));
-            split_markup(&code, MAX_SECTION_TEXT - fence_len())
-                .into_iter()
-                .map(Part::Code)
-                .collect()
+            split_markup(&code, MAX_SECTION_TEXT - fence_len()).into_iter().map(Part::Code).collect()
         }
-        Block::Context { text } if !text.trim().is_empty() => vec![Part::Context(truncate_markup(
-            &escape(text),
-            MAX_SECTION_TEXT,
-        ))],
+        Block::Context { text } if !text.trim().is_empty() => {
+            vec![Part::Context(truncate_markup(&escape(text), MAX_SECTION_TEXT))]
+        }
         Block::Fields { fields } if !fields.is_empty() => fields
             .chunks(MAX_FIELDS_PER_SECTION)
             .map(|chunk| {
                 let texts = chunk
                     .iter()
                     .map(|(label, value)| {
-                        let value = if value.trim().is_empty() {
-                            "—"
-                        } else {
-                            value.as_str()
-                        };
-                        truncate_markup(
-                            &format!("*{}*\n{}", escape(label), escape(value)),
-                            MAX_FIELD_TEXT,
-                        )
+                        let value = if value.trim().is_empty() { "—" } else { value.as_str() };
+                        truncate_markup(&format!("*{}*\n{}", escape(label), escape(value)), MAX_FIELD_TEXT)
                     })
                     .collect();
                 Part::Fields(texts)
             })
             .collect(),
-        Block::Buttons { buttons } if !buttons.is_empty() => buttons
-            .chunks(MAX_BUTTONS_PER_BLOCK)
-            .map(|chunk| Part::Actions(chunk.to_vec()))
-            .collect(),
+        Block::Buttons { buttons } if !buttons.is_empty() => {
+            buttons.chunks(MAX_BUTTONS_PER_BLOCK).map(|chunk| Part::Actions(chunk.to_vec())).collect()
+        }
         Block::Divider => vec![Part::Divider],
         _ => Vec::new(),
     }
@@ -251,10 +214,7 @@ impl Part {
             Part::Header(text) | Part::Section(text) | Part::Context(text) => text.chars().count(),
             Part::Code(code) => code.chars().count() + fence_len(),
             Part::Fields(fields) => fields.iter().map(|field| field.chars().count()).sum(),
-            Part::Actions(buttons) => buttons
-                .iter()
-                .map(|button| button_label(button).chars().count())
-                .sum(),
+            Part::Actions(buttons) => buttons.iter().map(|button| button_label(button).chars().count()).sum(),
             Part::Divider => 0,
             Part::Truncated => TRUNCATED.chars().count(),
         }
@@ -268,20 +228,11 @@ impl Part {
             return None;
         }
         match self {
-            Part::Section(text) => Some(Part::Section(format!(
-                "{}\n{TRUNCATED}",
-                cut_markup(text, budget - marker)
-            ))),
-            Part::Context(text) => Some(Part::Context(format!(
-                "{}\n{TRUNCATED}",
-                cut_markup(text, budget - marker)
-            ))),
+            Part::Section(text) => Some(Part::Section(format!("{}\n{TRUNCATED}", cut_markup(text, budget - marker)))),
+            Part::Context(text) => Some(Part::Context(format!("{}\n{TRUNCATED}", cut_markup(text, budget - marker)))),
             Part::Code(code) => {
                 let room = budget.checked_sub(marker + fence_len())?;
-                Some(Part::Section(format!(
-                    "```\n{}\n```\n{TRUNCATED}",
-                    cut_markup(code, room)
-                )))
+                Some(Part::Section(format!("```\n{}\n```\n{TRUNCATED}", cut_markup(code, room))))
             }
             Part::Fields(fields) => {
                 let mut kept = Vec::new();
@@ -308,17 +259,13 @@ impl Part {
         match self {
             Part::Header(text) => SlackHeaderBlock::new(plain(&text, MAX_HEADER_TEXT)).into(),
             Part::Section(text) => SlackSectionBlock::new().with_text(mrkdwn(text)).into(),
-            Part::Code(code) => SlackSectionBlock::new()
-                .with_text(mrkdwn(format!("```\n{code}\n```")))
-                .into(),
-            Part::Fields(fields) => SlackSectionBlock::new()
-                .with_fields(fields.into_iter().map(mrkdwn).collect())
-                .into(),
+            Part::Code(code) => SlackSectionBlock::new().with_text(mrkdwn(format!("```\n{code}\n```"))).into(),
+            Part::Fields(fields) => {
+                SlackSectionBlock::new().with_fields(fields.into_iter().map(mrkdwn).collect()).into()
+            }
             Part::Context(text) => {
-                SlackContextBlock::new(vec![SlackContextBlockElement::MarkDown(
-                    SlackBlockMarkDownText::new(text),
-                )])
-                .into()
+                SlackContextBlock::new(vec![SlackContextBlockElement::MarkDown(SlackBlockMarkDownText::new(text))])
+                    .into()
             }
             Part::Truncated => SlackContextBlock::new(vec![SlackContextBlockElement::MarkDown(
                 SlackBlockMarkDownText::new(TRUNCATED.to_string()),
@@ -338,15 +285,10 @@ fn action_elements(buttons: &[Button]) -> Vec<SlackActionBlockElement> {
             let base = clip(&button.action, MAX_ACTION_ID - 4);
             let count = seen.iter().filter(|action| **action == base).count();
             seen.push(base.clone());
-            let action_id = if count == 0 {
-                base
-            } else {
-                format!("{base}{ACTION_SUFFIX}{}", count + 1)
-            };
-            let element =
-                SlackBlockButtonElement::new(plain(&button_label(button), MAX_BUTTON_TEXT))
-                    .with_action_id(action_id.into())
-                    .with_value(clip(&button.value, MAX_BUTTON_VALUE));
+            let action_id = if count == 0 { base } else { format!("{base}{ACTION_SUFFIX}{}", count + 1) };
+            let element = SlackBlockButtonElement::new(plain(&button_label(button), MAX_BUTTON_TEXT))
+                .with_action_id(action_id.into())
+                .with_value(clip(&button.value, MAX_BUTTON_VALUE));
             let element = match button.style {
                 ButtonStyle::Default => element,
                 ButtonStyle::Primary => element.with_style(SlackBlockButtonStyle::Primary),
@@ -359,14 +301,7 @@ fn action_elements(buttons: &[Button]) -> Vec<SlackActionBlockElement> {
 
 fn button_label(button: &Button) -> String {
     let label = button.label.trim();
-    clip(
-        if label.is_empty() {
-            button.action.as_str()
-        } else {
-            label
-        },
-        MAX_BUTTON_TEXT,
-    )
+    clip(if label.is_empty() { button.action.as_str() } else { label }, MAX_BUTTON_TEXT)
 }
 
 /// Chooses which parts are shown: everything if it fits; otherwise headers and buttons, and the
@@ -386,8 +321,8 @@ fn fit(parts: Vec<Part>) -> Vec<Part> {
             if !part.essential() {
                 return true;
             }
-            let keep = essential_blocks + 1 < MAX_BLOCKS / 2
-                && essential_text + part.text_len() < MAX_TOTAL_BLOCK_TEXT / 2;
+            let keep =
+                essential_blocks + 1 < MAX_BLOCKS / 2 && essential_text + part.text_len() < MAX_TOTAL_BLOCK_TEXT / 2;
             if keep {
                 essential_blocks += 1;
                 essential_text += part.text_len();
@@ -495,19 +430,13 @@ fn split_markup(text: &str, max: usize) -> Vec<String> {
         if piece.is_empty() {
             // A single entity or mention longer than the limit cannot happen in practice; cut
             // anywhere rather than loop.
-            let index = rest
-                .char_indices()
-                .nth(max)
-                .map(|(index, _)| index)
-                .unwrap_or(rest.len());
+            let index = rest.char_indices().nth(max).map(|(index, _)| index).unwrap_or(rest.len());
             piece = &rest[..index];
         }
         if !piece.trim().is_empty() {
             pieces.push(piece.to_string());
         }
-        rest = rest[piece.len()..]
-            .strip_prefix('\n')
-            .unwrap_or(&rest[piece.len()..]);
+        rest = rest[piece.len()..].strip_prefix('\n').unwrap_or(&rest[piece.len()..]);
     }
     if !rest.trim().is_empty() {
         pieces.push(rest.to_string());
@@ -545,9 +474,7 @@ mod tests {
             "⚠️ *queue_depth* — ingest_indicators has 18,240 jobs (> 10,000) (12 ms)".to_string(),
         ];
         if finished {
-            lines.push(
-                "🔴 *oldest_job_age* — oldest job waited 27 min (> 15 min) (8 ms)".to_string(),
-            );
+            lines.push("🔴 *oldest_job_age* — oldest job waited 27 min (> 15 min) (8 ms)".to_string());
             lines.push("✅ *workers_alive* — 4 of 4 workers heartbeat < 30 s (5 ms)".to_string());
         } else {
             lines.push("⏳ *oldest_job_age* — running…".to_string());
@@ -561,17 +488,10 @@ mod tests {
             })
             .text(lines.join("\n"));
         if finished {
-            message
-                .text("*Verdict: crit* — the queue is backing up and the oldest job is 27 min old.")
-                .buttons(vec![
-                    Button::new(
-                        "Restart workers",
-                        "remediate",
-                        "restart_workers queue=ingest_indicators",
-                    )
-                    .primary(),
-                    Button::new("Scale up", "remediate", "scale_workers replicas=8"),
-                ])
+            message.text("*Verdict: crit* — the queue is backing up and the oldest job is 27 min old.").buttons(vec![
+                Button::new("Restart workers", "remediate", "restart_workers queue=ingest_indicators").primary(),
+                Button::new("Scale up", "remediate", "scale_workers replicas=8"),
+            ])
         } else {
             message
         }
@@ -597,23 +517,17 @@ mod tests {
 
     /// 10,000 lines of output: far beyond the 12,000-character budget.
     fn huge_output() -> Message {
-        let output = (1..=10_000)
-            .map(|line| format!("line {line}: <row id={line}> & more"))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let output =
+            (1..=10_000).map(|line| format!("line {line}: <row id={line}> & more")).collect::<Vec<_>>().join("\n");
         Message::new()
             .header("Diagnosis `bigexec`")
             .code(output)
-            .buttons(vec![
-                Button::new("Remediate", "remediate", "cleanup").danger(),
-            ])
+            .buttons(vec![Button::new("Remediate", "remediate", "cleanup").danger()])
     }
 
     /// 70 paragraphs: beyond the 50-block limit.
     fn too_many_blocks() -> Message {
-        let mut message = Message::new()
-            .header("Diagnosis `fleet`")
-            .context("70 hosts checked");
+        let mut message = Message::new().header("Diagnosis `fleet`").context("70 hosts checked");
         for index in 1..=70 {
             message = message.text(format!("✅ *host-{index:02}* — ok"));
         }
@@ -621,16 +535,8 @@ mod tests {
     }
 
     fn assert_within_limits(rendered: &SlackRendered) {
-        assert!(
-            rendered.blocks.len() <= MAX_BLOCKS,
-            "{} blocks",
-            rendered.blocks.len()
-        );
-        assert!(
-            block_text_len(&rendered.blocks) <= MAX_TOTAL_BLOCK_TEXT,
-            "{} chars",
-            block_text_len(&rendered.blocks)
-        );
+        assert!(rendered.blocks.len() <= MAX_BLOCKS, "{} blocks", rendered.blocks.len());
+        assert!(block_text_len(&rendered.blocks) <= MAX_TOTAL_BLOCK_TEXT, "{} chars", block_text_len(&rendered.blocks));
         assert!(rendered.text.chars().count() <= MAX_FALLBACK_TEXT);
         let json = serde_json::to_value(&rendered.blocks).unwrap();
         for block in json.as_array().unwrap() {
@@ -668,11 +574,7 @@ mod tests {
         let rendered = render_message(&resolution_summary());
         assert_within_limits(&rendered);
         // The 2,800-character root cause fits one section; nothing is truncated.
-        assert!(
-            !serde_json::to_string(&rendered.blocks)
-                .unwrap()
-                .contains(TRUNCATED)
-        );
+        assert!(!serde_json::to_string(&rendered.blocks).unwrap().contains(TRUNCATED));
         insta::assert_json_snapshot!("resolution_summary", rendered);
     }
 
@@ -692,32 +594,16 @@ mod tests {
         let blocks = json.as_array().unwrap();
         assert_eq!(blocks.first().unwrap()["type"], "header");
         assert_eq!(blocks.last().unwrap()["type"], "actions");
-        assert_eq!(
-            blocks.last().unwrap()["elements"][0]["action_id"],
-            "remediate"
-        );
-        let last_text = blocks[blocks.len() - 2]
-            .pointer("/text/text")
-            .unwrap()
-            .as_str()
-            .unwrap();
-        assert!(
-            last_text.ends_with(&format!("```\n{TRUNCATED}")),
-            "{last_text}"
-        );
-        assert!(
-            block_text_len(&rendered.blocks) > MAX_TOTAL_BLOCK_TEXT - 1_000,
-            "the budget is used, not wasted"
-        );
+        assert_eq!(blocks.last().unwrap()["elements"][0]["action_id"], "remediate");
+        let last_text = blocks[blocks.len() - 2].pointer("/text/text").unwrap().as_str().unwrap();
+        assert!(last_text.ends_with(&format!("```\n{TRUNCATED}")), "{last_text}");
+        assert!(block_text_len(&rendered.blocks) > MAX_TOTAL_BLOCK_TEXT - 1_000, "the budget is used, not wasted");
         assert!(rendered.text.ends_with(TRUNCATED));
     }
 
     #[test]
     fn long_text_is_split_into_sections_not_lost() {
-        let text = (0..400)
-            .map(|index| format!("check {index:03} ok"))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let text = (0..400).map(|index| format!("check {index:03} ok")).collect::<Vec<_>>().join("\n");
         let rendered = render_message(&Message::plain(text.clone()));
         assert_within_limits(&rendered);
         assert!(rendered.blocks.len() >= 2);
@@ -738,9 +624,7 @@ mod tests {
 
     #[test]
     fn many_fields_are_split_ten_per_section() {
-        let fields = (0..23)
-            .map(|index| (format!("k{index}"), format!("v{index}")))
-            .collect();
+        let fields = (0..23).map(|index| (format!("k{index}"), format!("v{index}"))).collect();
         let rendered = render_message(&Message::new().fields(fields));
         let counts = rendered
             .blocks
@@ -756,14 +640,8 @@ mod tests {
     #[test]
     fn escaping_keeps_mentions_and_defuses_everything_else() {
         assert_eq!(escape("a < b && c > d"), "a &lt; b &amp;&amp; c &gt; d");
-        assert_eq!(
-            escape("ping <@U0001> and <@slack:W0002>"),
-            "ping <@U0001> and <@W0002>"
-        );
-        assert_eq!(
-            escape("<!channel> <https://evil|click>"),
-            "&lt;!channel&gt; &lt;https://evil|click&gt;"
-        );
+        assert_eq!(escape("ping <@U0001> and <@slack:W0002>"), "ping <@U0001> and <@W0002>");
+        assert_eq!(escape("<!channel> <https://evil|click>"), "&lt;!channel&gt; &lt;https://evil|click&gt;");
         assert_eq!(escape("<@discord:123>"), "&lt;@discord:123&gt;");
     }
 
@@ -776,10 +654,11 @@ mod tests {
 
     #[test]
     fn duplicate_actions_in_one_block_get_unique_ids_that_map_back() {
-        let rendered = render_message(&Message::new().buttons(vec![
-            Button::new("Restart", "remediate", "restart"),
-            Button::new("Scale", "remediate", "scale"),
-        ]));
+        let rendered =
+            render_message(&Message::new().buttons(vec![
+                Button::new("Restart", "remediate", "restart"),
+                Button::new("Scale", "remediate", "scale"),
+            ]));
         let json = serde_json::to_value(&rendered.blocks).unwrap();
         let first = json[0]["elements"][0]["action_id"].as_str().unwrap();
         let second = json[0]["elements"][1]["action_id"].as_str().unwrap();
@@ -804,24 +683,9 @@ mod tests {
             action: "resolve".into(),
             value: "42".into(),
             fields: vec![
-                FormField {
-                    id: "root_cause".into(),
-                    label: "Root cause".into(),
-                    multiline: true,
-                    optional: false,
-                },
-                FormField {
-                    id: "fix".into(),
-                    label: "Fix".into(),
-                    multiline: true,
-                    optional: false,
-                },
-                FormField {
-                    id: "prevention".into(),
-                    label: "Prevention".into(),
-                    multiline: true,
-                    optional: true,
-                },
+                FormField { id: "root_cause".into(), label: "Root cause".into(), multiline: true, optional: false },
+                FormField { id: "fix".into(), label: "Fix".into(), multiline: true, optional: false },
+                FormField { id: "prevention".into(), label: "Prevention".into(), multiline: true, optional: true },
             ],
         };
         let view = render_modal(&form, r#"{"value":"42"}"#);

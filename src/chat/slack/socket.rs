@@ -44,11 +44,7 @@ pub async fn run_socket_mode(
         .with_command_events(on_command)
         .with_interaction_events(on_interaction)
         .with_push_events(on_push);
-    let listener = SlackClientSocketModeListener::new(
-        &SlackClientSocketModeConfig::new(),
-        environment,
-        callbacks,
-    );
+    let listener = SlackClientSocketModeListener::new(&SlackClientSocketModeConfig::new(), environment, callbacks);
     listener
         .listen_for(&SlackApiToken::new(app_token.expose().to_string().into()))
         .await
@@ -63,10 +59,7 @@ pub async fn run_socket_mode(
 
 async fn dispatcher(states: &SlackClientEventsUserState) -> Result<Dispatcher, BoxError> {
     let storage = states.read().await;
-    storage
-        .get_user_state::<Dispatcher>()
-        .cloned()
-        .ok_or_else(|| "the Slack dispatcher is missing".into())
+    storage.get_user_state::<Dispatcher>().cloned().ok_or_else(|| "the Slack dispatcher is missing".into())
 }
 
 async fn on_command(
@@ -77,9 +70,7 @@ async fn on_command(
     let dispatcher = dispatcher(&states).await?;
     let form: CommandForm = serde_json::from_value(serde_json::to_value(&event)?)?;
     if let Some(trigger) = &form.trigger_id
-        && !dispatcher
-            .first_seen(&format!("slack:trigger:{trigger}"))
-            .await
+        && !dispatcher.first_seen(&format!("slack:trigger:{trigger}")).await
     {
         return Ok(SlackCommandEventResponse::new(SlackMessageContent::new()));
     }
@@ -98,18 +89,14 @@ async fn on_interaction(
     let dispatcher = dispatcher(&states).await?;
     let payload = serde_json::to_value(&event)?;
     if let Some(trigger) = payload.get("trigger_id").and_then(Value::as_str)
-        && !dispatcher
-            .first_seen(&format!("slack:trigger:{trigger}"))
-            .await
+        && !dispatcher.first_seen(&format!("slack:trigger:{trigger}")).await
     {
         return Ok(SlackInteractionResponse::Empty);
     }
     match dispatcher.interaction(&payload).await? {
         InteractionAck::Nothing => Ok(SlackInteractionResponse::Empty),
         InteractionAck::Errors(errors) => Ok(SlackInteractionResponse::ViewSubmission(
-            SlackViewSubmissionResponse::Errors(SlackViewSubmissionErrorsResponse::new(
-                errors.into_iter().collect(),
-            )),
+            SlackViewSubmissionResponse::Errors(SlackViewSubmissionErrorsResponse::new(errors.into_iter().collect())),
         )),
     }
 }
@@ -127,11 +114,7 @@ async fn on_push(
 
 /// Errors in Socket Mode are logged and the envelope acknowledged: a payload that failed once
 /// fails again on redelivery.
-fn on_error(
-    error: BoxError,
-    _client: Arc<SlackHyperClient>,
-    _states: SlackClientEventsUserState,
-) -> HttpStatusCode {
+fn on_error(error: BoxError, _client: Arc<SlackHyperClient>, _states: SlackClientEventsUserState) -> HttpStatusCode {
     let message = error.to_string().chars().take(300).collect::<String>();
     tracing::warn!(error = message, "Slack Socket Mode error");
     HttpStatusCode::OK
@@ -156,27 +139,16 @@ mod tests {
             "text": "declare Queue backlog sev=high", "response_url": "https://hooks.slack.com/commands/1/2", "trigger_id": "t.1"
         }))
         .unwrap();
-        let form: CommandForm =
-            serde_json::from_value(serde_json::to_value(&event).unwrap()).unwrap();
+        let form: CommandForm = serde_json::from_value(serde_json::to_value(&event).unwrap()).unwrap();
         match form.event() {
-            ChatEvent::Command {
-                origin,
-                text,
-                trigger,
-            } => {
+            ChatEvent::Command { origin, text, trigger } => {
                 assert_eq!(text, "/incident declare Queue backlog sev=high");
-                assert_eq!(
-                    (origin.user.to_string().as_str(), origin.channel.as_str()),
-                    ("slack:U1", "C1")
-                );
+                assert_eq!((origin.user.to_string().as_str(), origin.channel.as_str()), ("slack:U1", "C1"));
                 assert_eq!(trigger.as_deref(), Some("t.1"));
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(
-            form.response_url.as_deref(),
-            Some("https://hooks.slack.com/commands/1/2")
-        );
+        assert_eq!(form.response_url.as_deref(), Some("https://hooks.slack.com/commands/1/2"));
     }
 
     #[test]
@@ -192,30 +164,14 @@ mod tests {
         .unwrap();
         match parse_interaction(&serde_json::to_value(&event).unwrap()).unwrap() {
             Interaction::Button {
-                event:
-                    ChatEvent::Button {
-                        origin,
-                        action,
-                        value,
-                        trigger,
-                        message,
-                    },
+                event: ChatEvent::Button { origin, action, value, trigger, message },
                 response_url,
             } => {
                 assert_eq!((action.as_str(), value.as_str()), ("remediate", "restart"));
                 assert_eq!(origin.thread.as_deref(), Some("1700000000.000100"));
                 assert_eq!(trigger.as_deref(), Some("t.2"));
-                assert_eq!(
-                    message,
-                    Some(MessageRef {
-                        channel: "C1".into(),
-                        id: "1700000001.000200".into()
-                    })
-                );
-                assert_eq!(
-                    response_url.as_deref(),
-                    Some("https://hooks.slack.com/actions/1/2")
-                );
+                assert_eq!(message, Some(MessageRef { channel: "C1".into(), id: "1700000001.000200".into() }));
+                assert_eq!(response_url.as_deref(), Some("https://hooks.slack.com/actions/1/2"));
             }
             other => panic!("{other:?}"),
         }
@@ -235,20 +191,8 @@ mod tests {
         }))
         .unwrap();
         match parse_interaction(&serde_json::to_value(&event).unwrap()).unwrap() {
-            Interaction::Form {
-                event:
-                    ChatEvent::FormSubmitted {
-                        origin,
-                        action,
-                        value,
-                        fields,
-                    },
-                first_input,
-            } => {
-                assert_eq!(
-                    (action.as_str(), value.as_str(), origin.channel.as_str()),
-                    ("resolve", "7", "C1")
-                );
+            Interaction::Form { event: ChatEvent::FormSubmitted { origin, action, value, fields }, first_input } => {
+                assert_eq!((action.as_str(), value.as_str(), origin.channel.as_str()), ("resolve", "7", "C1"));
                 assert_eq!(fields["fix"], "Restarted");
                 assert_eq!(first_input.as_deref(), Some("fix"));
             }
@@ -294,9 +238,7 @@ mod tests {
             incident_channel: None,
             api_url: EnvString("http://127.0.0.1:9/api/".into()),
         };
-        let error = run_socket_mode(&config, Arc::new(Nobody), CancellationToken::new())
-            .await
-            .unwrap_err();
+        let error = run_socket_mode(&config, Arc::new(Nobody), CancellationToken::new()).await.unwrap_err();
         assert!(error.to_string().contains("slack.app_token"), "{error}");
     }
 }
