@@ -449,70 +449,80 @@ mod tests {
     use super::*;
     use crate::chat::FormField;
 
+    // The messages below are built by the real views and templates, so these snapshots show
+    // exactly what Slack receives.
+
+    fn fixed_now() -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339("2026-11-22T10:05:00Z").unwrap().to_utc()
+    }
+
+    /// The sample incident as it was at 10:05: just declared, nobody acknowledged yet.
+    fn open_incident() -> crate::incident::Incident {
+        let mut incident = crate::incident::summary::sample_incident();
+        incident.status = crate::incident::IncidentStatus::Triggered;
+        incident.acknowledged_at = None;
+        incident.acknowledged_by = None;
+        incident.resolved_at = None;
+        incident.resolved_by = None;
+        incident.root_cause = None;
+        incident.fix = None;
+        incident.prevention = None;
+        incident.timeline.truncate(1);
+        incident
+    }
+
     fn incident_notification() -> Message {
-        Message::new()
-            .header("🔥 Incident #42: Worker queue backlog")
-            .fields(vec![
-                ("Status".into(), "*INVESTIGATING*".into()),
-                ("Severity".into(), "high".into()),
-                ("Impact".into(), "Indicator updates delayed > 10 min for all tenants".into()),
-                ("Started".into(), "2026-11-22 13:05 UTC".into()),
-                ("ETA".into(), "unknown".into()),
-                ("Commander".into(), "<@slack:U0001>".into()),
-            ])
-            .text("Declared by <@U0002> from `/incident declare`. Everything after this goes in the thread.")
-            .buttons(vec![
-                Button::new("Acknowledge", "ack", "42").primary(),
-                Button::new("Diagnose", "diagnose", "42"),
-                Button::new("Resolve", "resolve", "42").danger(),
-            ])
+        let incident = open_incident();
+        let text = crate::incident::summary::Templates::shipped().notification(&incident, fixed_now()).unwrap();
+        crate::chat::views::incident_notification(&incident, &text)
     }
 
     fn diagnosis(finished: bool) -> Message {
+        use crate::chat::views::{CheckLine, DiagnosisView};
+        use crate::check::Status;
+        let done = |name: &str, status: Status, summary: &str, duration_ms: u64| CheckLine::Done {
+            name: name.into(),
+            status,
+            summary: summary.into(),
+            duration_ms,
+        };
         let mut lines = vec![
-            "✅ *redis_ping* — PONG in 1 ms (3 ms)".to_string(),
-            "⚠️ *queue_depth* — ingest_indicators has 18,240 jobs (> 10,000) (12 ms)".to_string(),
+            done("redis ping", Status::Ok, "PING = PONG", 3),
+            done("queue depth", Status::Warn, "LLEN trade_execution_queue = 57 (warn: value > 50)", 12),
         ];
         if finished {
-            lines.push("🔴 *oldest_job_age* — oldest job waited 27 min (> 15 min) (8 ms)".to_string());
-            lines.push("✅ *workers_alive* — 4 of 4 workers heartbeat < 30 s (5 ms)".to_string());
+            lines.push(done("oldest job", Status::Crit, "1 row: age_s=1620 (crit: row.age_s > 900)", 8));
+            lines.push(done("workers", Status::Ok, "exit 0: 4 of 4 workers heartbeating", 5));
         } else {
-            lines.push("⏳ *oldest_job_age* — running…".to_string());
-            lines.push("⏳ *workers_alive* — running…".to_string());
+            lines.push(CheckLine::Running { name: "oldest job".into() });
+            lines.push(CheckLine::Running { name: "workers".into() });
         }
-        let message = Message::new()
-            .context(if finished {
-                "Diagnosis `queue` for <@U0001> · finished in 1.2 s · worst: *crit*"
-            } else {
-                "Diagnosis `queue` for <@U0001> · 2 of 4 checks done"
-            })
-            .text(lines.join("\n"));
-        if finished {
-            message.text("*Verdict: crit* — the queue is backing up and the oldest job is 27 min old.").buttons(vec![
-                Button::new("Restart workers", "remediate", "restart_workers queue=ingest_indicators").primary(),
-                Button::new("Scale up", "remediate", "scale_workers replicas=8"),
-            ])
+        let suggestions = if finished {
+            vec![Button::new(
+                "Run restart-worker",
+                crate::chat::views::ACTION_REMEDIATE,
+                crate::chat::views::remediation_value("restart-worker", &[("queue".into(), "trade_execution_queue".into())]),
+            )
+            .danger()]
         } else {
-            message
-        }
+            Vec::new()
+        };
+        crate::chat::views::diagnosis(DiagnosisView {
+            topic: "queue",
+            summary: "Depth of the worker queues",
+            args: "queue=trade_execution_queue",
+            requested_by: "<@U0001>",
+            runbook_url: Some("https://wiki.example/oncall#worker-queue-backlog"),
+            lines: &lines,
+            finished: finished.then_some(Status::Crit),
+            suggestions,
+        })
     }
 
     fn resolution_summary() -> Message {
-        let root_cause = "A schema migration at 12:58 added an index on `indicators(tenant_id, ts)` without `CONCURRENTLY`; \
-                          it held an ACCESS EXCLUSIVE lock for 31 minutes & every worker blocked on INSERT <waiting for lock>. "
-            .repeat(12);
-        Message::new()
-            .header("✅ Resolved: Incident #42 — Worker queue backlog")
-            .fields(vec![
-                ("Duration".into(), "47 min".into()),
-                ("Severity".into(), "high".into()),
-                ("Resolved by".into(), "<@U0002>".into()),
-            ])
-            .text(format!("*Root cause*\n{root_cause}"))
-            .text("*Fix*\nCancelled the migration, restarted the 4 workers, the backlog drained in 9 minutes.")
-            .text("*Prevention*\n• Migrations must use `CREATE INDEX CONCURRENTLY`\n• Alert on lock waits > 60 s")
-            .divider()
-            .context("Timeline: declared 13:05 · acknowledged 13:07 by <@U0001> · resolved 13:52")
+        let incident = crate::incident::summary::sample_incident();
+        let text = crate::incident::summary::Templates::shipped().resolution(&incident, fixed_now()).unwrap();
+        Message::plain(text)
     }
 
     /// 10,000 lines of output: far beyond the 12,000-character budget.
