@@ -118,8 +118,28 @@ impl App {
         }
         let chat = Arc::new(chat);
 
-        let state =
-            crate::server::AppState { escalator: escalator.clone(), api_token: config.server.api_token.clone() };
+        for route in &config.routes {
+            if let Some(run) = &route.run
+                && catalogue.get(run.get_ref()).is_none()
+            {
+                anyhow::bail!(
+                    "[[routes]] run = \"{}\": no such runbook; topics: {}",
+                    run.get_ref(),
+                    catalogue.topic_names().join(", ")
+                );
+            }
+        }
+        let alerts = Arc::new(crate::ingest::AlertService::new(
+            crate::ingest::Ingestor::start(escalator.clone()),
+            crate::ingest::Routes::from_config(&config.routes),
+            escalator.clone(),
+            chat.clone(),
+        ));
+        let state = crate::server::AppState {
+            escalator: escalator.clone(),
+            api_token: config.server.api_token.clone(),
+            alerts,
+        };
         let mut router = crate::server::router(state);
         let mut slack_socket = None;
         if let (Some(slack_config), Some(adapter)) = (slack, slack_adapter) {

@@ -11,6 +11,7 @@
 //! - [`runbook`]: `commands/*.toml` → the catalogue; arguments, templates, CEL expressions. No IO.
 //! - [`check`]: one file per check kind behind the `Check` trait, and the concurrent runner.
 //! - [`incident`]: the incident model, its state machine and timeline, and its messages.
+//! - [`ingest`]: alert webhooks (Alertmanager, Grafana, generic) → routes → incidents, group commit.
 //! - [`escalation`]: policies, on-call schedules and the durable timer engine.
 //! - [`store`]: the `Store` trait over SQLite or PostgreSQL: incidents, timeline, timers, outbox.
 //! - [`server`]: every HTTP route (health, readiness, the JSON API).
@@ -27,6 +28,7 @@ pub mod clock;
 pub mod config;
 pub mod escalation;
 pub mod incident;
+pub mod ingest;
 pub mod redact;
 pub mod remediation;
 pub mod runbook;

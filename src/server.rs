@@ -22,11 +22,14 @@ use crate::store::StoreError;
 
 /// Request bodies beyond this are refused.
 const MAX_BODY: usize = 64 * 1024;
+/// Alert webhooks carry whole alert groups.
+const MAX_ALERT_BODY: usize = 1024 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
     pub escalator: Arc<Escalator>,
     pub api_token: Option<Secret>,
+    pub alerts: Arc<crate::ingest::AlertService>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -39,6 +42,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/incidents/{id}/resolve", post(resolve_incident))
         .route("/api/remediations/{id}", get(show_remediation))
         .route("/api/audit", get(audit_log))
+        .route("/alerts/alertmanager", post(alertmanager_webhook).layer(DefaultBodyLimit::max(MAX_ALERT_BODY)))
+        .route("/alerts/grafana", post(grafana_webhook).layer(DefaultBodyLimit::max(MAX_ALERT_BODY)))
+        .route("/alerts/generic", post(generic_alert).layer(DefaultBodyLimit::max(MAX_ALERT_BODY)))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -114,9 +120,15 @@ fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
 
 /// Parses a JSON body strictly: size, content type, syntax and unknown fields are all reported.
 fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let body = json_body(headers, body, MAX_BODY)?;
+    serde_json::from_slice(&body).map_err(|error| ApiError::bad_request(format!("invalid JSON body: {error}")))
+}
+
+/// The raw body of a JSON request: within `limit`, with a JSON content type.
+fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
     let body = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {} KiB", MAX_BODY / 1024))
+            ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {} KiB", limit / 1024))
         }
         status => ApiError(status, rejection.body_text()),
     })?;
@@ -127,7 +139,7 @@ fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, body: Result<Bytes, Byte
             format!("send the body as JSON with Content-Type: application/json (got '{content_type}')"),
         ));
     }
-    serde_json::from_slice(&body).map_err(|error| ApiError::bad_request(format!("invalid JSON body: {error}")))
+    Ok(body)
 }
 
 fn parse_id(text: &str) -> Result<i64, ApiError> {
@@ -282,4 +294,53 @@ async fn audit_log(
     let Query(query) = query.map_err(|error| ApiError::bad_request(format!("{error}; valid: ?limit=N")))?;
     let entries = state.escalator.store().audit(query.limit.unwrap_or(200).clamp(1, 5000)).await?;
     Ok(Json(entries).into_response())
+}
+
+/// Alert webhooks: with `server.api_token` set, every one needs it as a bearer token
+/// (Alertmanager's and Grafana's webhook settings can send one); without it, Alertmanager and
+/// Grafana are accepted and the generic endpoint is refused.
+async fn receive_alert(
+    state: AppState,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    parse: fn(&[u8]) -> Result<crate::ingest::AlertGroup, String>,
+    needs_token: bool,
+) -> Result<Response, ApiError> {
+    let token_configured = state.api_token.as_ref().is_some_and(|token| !token.is_empty());
+    if token_configured || needs_token {
+        authorize(&state, &headers)?;
+    }
+    let body = json_body(&headers, body, MAX_ALERT_BODY)?;
+    let group = parse(&body).map_err(ApiError::bad_request)?;
+    match state.alerts.receive(group).await {
+        Ok(accepted) => Ok(Json(accepted).into_response()),
+        Err(error) => {
+            tracing::error!(%error, "Storing an alert failed");
+            Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "the alert could not be stored; retry".into()))
+        }
+    }
+}
+
+async fn alertmanager_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    receive_alert(state, headers, body, crate::ingest::parse_alertmanager, false).await
+}
+
+async fn grafana_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    receive_alert(state, headers, body, crate::ingest::parse_grafana, false).await
+}
+
+async fn generic_alert(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    receive_alert(state, headers, body, crate::ingest::parse_generic, true).await
 }

@@ -99,6 +99,76 @@ impl ChatCore {
         &self.escalator
     }
 
+    /// Tells the outbox deliverer there is something new to deliver.
+    pub fn notify_delivery(&self) {
+        self.deliver.notify_one();
+    }
+
+    /// Runs `topic` for an incident opened by an alert: in the incident's thread once its
+    /// notification is posted, or — with no chat platform — straight onto the timeline.
+    pub fn diagnose_incident(self: &Arc<Self>, incident_id: i64, topic: &str, source: &str) {
+        let core = self.clone();
+        let topic = topic.to_string();
+        let requester = Person { platform: "alert".to_string(), id: source.to_string() };
+        tokio::spawn(async move {
+            let store = core.escalator.store().clone();
+            let Some(runbook) = core.catalogue.get(&topic) else {
+                tracing::error!(topic, incident = incident_id, "A route names a runbook that is not loaded");
+                return;
+            };
+            let args = match runbook.bind_args(&[]) {
+                Ok(args) => args,
+                Err(error) => {
+                    let detail = json!({"topic": topic, "error": error.to_string()});
+                    let _ = core.escalator.record(incident_id, "diagnosis", Some(&requester.to_string()), detail).await;
+                    return;
+                }
+            };
+            let waits_for_thread = core.adapters.values().any(|adapter| adapter.incident_channel().is_some());
+            let deadline = Instant::now() + crate::ingest::THREAD_WAIT;
+            while waits_for_thread && Instant::now() < deadline {
+                if let Ok(incident) = store.incident(incident_id).await {
+                    let home = core.adapters.keys().find_map(|platform| {
+                        let entry = incident.chat.get(*platform)?;
+                        Some((
+                            *platform,
+                            entry.get("channel")?.as_str()?.to_string(),
+                            entry.get("message")?.as_str()?.to_string(),
+                        ))
+                    });
+                    if let Some((platform, channel, message)) = home {
+                        let origin = Origin { platform, user: requester.clone(), channel, thread: Some(message) };
+                        if let Err(error) = core.diagnose(origin, runbook.clone(), args.clone()).await {
+                            tracing::warn!(%error, incident = incident_id, "The route's diagnosis could not be posted");
+                        }
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            core.diagnose_without_chat(incident_id, runbook, args, &requester).await;
+        });
+    }
+
+    async fn diagnose_without_chat(&self, incident_id: i64, runbook: Arc<Runbook>, args: Args, requester: &Person) {
+        let mut events = self.runner.run(runbook.clone(), args.clone());
+        let mut results: Vec<CheckRun> = Vec::new();
+        while let Some(event) = events.recv().await {
+            if let CheckEvent::Finished(run) = event {
+                results.push(run);
+            }
+        }
+        let worst = results.iter().map(|run| run.status).max().unwrap_or(Status::Ok);
+        let checks: Vec<serde_json::Value> =
+            results.iter().map(|run| json!({"name": run.name, "status": run.status, "summary": run.summary})).collect();
+        let args_text: String = args.iter().map(|(key, value)| format!("{key}={value}")).collect::<Vec<_>>().join(" ");
+        let detail = json!({"topic": runbook.name, "args": args_text, "status": worst, "checks": checks});
+        if let Err(error) = self.escalator.record(incident_id, "diagnosis", Some(&requester.to_string()), detail).await
+        {
+            tracing::error!(%error, incident = incident_id, "Recording the route's diagnosis failed");
+        }
+    }
+
     /// True the first time a platform delivers `key` (dedupes retried deliveries).
     pub async fn first_seen(&self, key: &str) -> bool {
         match self.escalator.store().first_seen(key, self.escalator.now()).await {

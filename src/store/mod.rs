@@ -190,6 +190,37 @@ pub struct AuditEntry {
     pub detail: serde_json::Value,
 }
 
+/// One alert (or alert group) as ingestion hands it to the store.
+#[derive(Debug, Clone)]
+pub struct IncomingAlert {
+    /// `alertmanager`, `grafana` or `generic`.
+    pub source: String,
+    /// Groups repeats into one incident.
+    pub fingerprint: String,
+    pub firing: bool,
+    /// The incident to open if there is none.
+    pub incident: NewIncident,
+    /// Its escalation steps, from the route's policy, should it open.
+    pub timers: Vec<NewTimer>,
+    /// Resolve the incident when the alert resolves.
+    pub resolve: bool,
+    pub payload: serde_json::Value,
+}
+
+/// What an alert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "incident", rename_all = "snake_case")]
+pub enum AlertOutcome {
+    Opened(i64),
+    /// A repeat of a firing alert: recorded on the open incident, nothing new opened.
+    Repeated(i64),
+    /// Fired again soon after its incident resolved: the same incident opens again.
+    Reopened(i64),
+    Resolved(i64),
+    /// A resolved alert with no open incident.
+    Ignored,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Which backend this is: "sqlite" or "postgres".
@@ -275,6 +306,15 @@ pub trait Store: Send + Sync {
     async fn expire_requests(&self, now: DateTime<Utc>) -> Result<Vec<RemediationRequest>, StoreError>;
     /// Newest first.
     async fn audit(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Stores a batch of alerts and applies them to incidents (open, repeat, reopen within
+    /// `flap_window`, resolve) in one transaction: durable before anyone is answered.
+    async fn ingest_alerts(
+        &self,
+        alerts: &[IncomingAlert],
+        flap_window: chrono::Duration,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<AlertOutcome>, StoreError>;
 }
 
 /// Opens the store named by `url` and applies its migrations.

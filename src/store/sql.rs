@@ -13,8 +13,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, Row, Transaction};
 
 use super::{
-    AuditEntry, DueTimer, FiredStep, NewRequest, NewTimer, OutboxItem, RemediationRequest, StepResolver, Store,
-    StoreError, Vote, VoteOutcome, from_millis, millis,
+    AlertOutcome, AuditEntry, DueTimer, FiredStep, IncomingAlert, NewRequest, NewTimer, OutboxItem, RemediationRequest,
+    StepResolver, Store, StoreError, Vote, VoteOutcome, from_millis, millis,
 };
 use crate::config::Severity;
 use crate::incident::{Incident, IncidentStatus, NewIncident, Resolution, TimelineEvent};
@@ -189,6 +189,160 @@ impl SqlStore {
         .execute(&mut *transaction)
         .await?;
         Ok(())
+    }
+
+    /// Inserts an incident with its `declared` event, its timers and its notification.
+    async fn insert_incident(
+        transaction: &mut sqlx::AnyConnection,
+        new: &NewIncident,
+        timers: &[NewTimer],
+        at: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO incidents (title, severity, status, impact, commander, fingerprint, policy, declared_by, started_at) \
+             VALUES ($1, $2, 'triggered', $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(new.title.clone())
+        .bind(new.severity.name())
+        .bind(new.impact.clone())
+        .bind(new.commander.clone())
+        .bind(new.fingerprint.clone())
+        .bind(new.policy.clone())
+        .bind(new.declared_by.clone())
+        .bind(millis(at))
+        .fetch_one(&mut *transaction)
+        .await?;
+        let detail = json!({"title": new.title, "severity": new.severity, "impact": new.impact, "policy": new.policy, "steps_scheduled": timers.len()});
+        Self::insert_event(
+            &mut *transaction,
+            id,
+            &TimelineEvent::new(at, "declared", new.declared_by.as_deref(), detail),
+        )
+        .await?;
+        Self::insert_timers(&mut *transaction, id, timers).await?;
+        Self::enqueue(&mut *transaction, id, "incident_declared", at).await?;
+        Ok(id)
+    }
+
+    async fn insert_timers(
+        transaction: &mut sqlx::AnyConnection,
+        id: i64,
+        timers: &[NewTimer],
+    ) -> Result<(), StoreError> {
+        for chunk in timers.chunks(TIMER_BATCH) {
+            let placeholders: Vec<String> = (0..chunk.len())
+                .map(|row| {
+                    let base = row * 5;
+                    format!("(${}, ${}, ${}, ${}, ${})", base + 1, base + 2, base + 3, base + 4, base + 5)
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO timers (incident_id, policy, step, round, fire_at) VALUES {}",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for timer in chunk {
+                query = query
+                    .bind(id)
+                    .bind(timer.policy.clone())
+                    .bind(timer.step as i64)
+                    .bind(i64::from(timer.round))
+                    .bind(millis(timer.fire_at));
+            }
+            query.execute(&mut *transaction).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies one alert inside the batch's transaction.
+    async fn apply_alert(
+        &self,
+        transaction: &mut sqlx::AnyConnection,
+        alert: &IncomingAlert,
+        flap_window: chrono::Duration,
+        at: DateTime<Utc>,
+    ) -> Result<AlertOutcome, StoreError> {
+        let latest = sqlx::query(
+            "SELECT id, status, resolved_at FROM incidents WHERE fingerprint = $1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(alert.fingerprint.clone())
+        .fetch_optional(&mut *transaction)
+        .await?;
+        let latest = match latest {
+            Some(row) => {
+                Some((row.try_get::<i64, _>("id")?, text(&row, "status")?, optional_time(&row, "resolved_at")?))
+            }
+            None => None,
+        };
+        let status = if alert.firing { "firing" } else { "resolved" };
+        let source = alert.source.as_str();
+        let outcome = match (alert.firing, latest) {
+            (true, Some((id, state, _))) if state != "resolved" => {
+                let detail = json!({"status": status, "repeat": true});
+                Self::insert_event(&mut *transaction, id, &TimelineEvent::new(at, "alert", Some(source), detail))
+                    .await?;
+                AlertOutcome::Repeated(id)
+            }
+            (true, Some((id, _, Some(resolved_at)))) if at - resolved_at <= flap_window => {
+                sqlx::query(
+                    "UPDATE incidents SET status = 'triggered', resolved_at = NULL, resolved_by = NULL, acknowledged_at = NULL, \
+                     acknowledged_by = NULL WHERE id = $1",
+                )
+                .bind(id)
+                .execute(&mut *transaction)
+                .await?;
+                let detail = json!({"reason": "the alert fired again within the flap window", "flap_window_s": flap_window.num_seconds()});
+                Self::insert_event(&mut *transaction, id, &TimelineEvent::new(at, "reopened", Some(source), detail))
+                    .await?;
+                Self::insert_timers(&mut *transaction, id, &alert.timers).await?;
+                Self::enqueue(&mut *transaction, id, "incident_updated", at).await?;
+                AlertOutcome::Reopened(id)
+            }
+            (true, _) => AlertOutcome::Opened(
+                Self::insert_incident(&mut *transaction, &alert.incident, &alert.timers, at).await?,
+            ),
+            (false, Some((id, state, _))) if state != "resolved" && alert.resolve => {
+                sqlx::query(
+                    "UPDATE incidents SET status = 'resolved', resolved_at = $2, resolved_by = $3 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(millis(at))
+                .bind(source.to_string())
+                .execute(&mut *transaction)
+                .await?;
+                let cancelled = Self::cancel_timers(&mut *transaction, id, at, &self.instance).await?;
+                let detail = json!({"note": "the alert resolved", "cancelled_steps": cancelled});
+                Self::insert_event(&mut *transaction, id, &TimelineEvent::new(at, "resolved", Some(source), detail))
+                    .await?;
+                Self::enqueue(&mut *transaction, id, "incident_resolved", at).await?;
+                AlertOutcome::Resolved(id)
+            }
+            (false, Some((id, state, _))) if state != "resolved" => {
+                let detail =
+                    json!({"status": status, "note": "the alert resolved; this route leaves resolving to people"});
+                Self::insert_event(&mut *transaction, id, &TimelineEvent::new(at, "alert", Some(source), detail))
+                    .await?;
+                AlertOutcome::Repeated(id)
+            }
+            (false, _) => AlertOutcome::Ignored,
+        };
+        let incident_id = match outcome {
+            AlertOutcome::Opened(id)
+            | AlertOutcome::Repeated(id)
+            | AlertOutcome::Reopened(id)
+            | AlertOutcome::Resolved(id) => Some(id),
+            AlertOutcome::Ignored => None,
+        };
+        sqlx::query("INSERT INTO alerts (received_at, source, fingerprint, status, incident_id, payload) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(millis(at))
+            .bind(source.to_string())
+            .bind(alert.fingerprint.clone())
+            .bind(status)
+            .bind(incident_id)
+            .bind(alert.payload.to_string())
+            .execute(&mut *transaction)
+            .await?;
+        Ok(outcome)
     }
 
     async fn load_request(
@@ -390,50 +544,7 @@ impl Store for SqlStore {
         at: DateTime<Utc>,
     ) -> Result<Incident, StoreError> {
         let mut transaction = self.begin().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO incidents (title, severity, status, impact, commander, fingerprint, policy, declared_by, started_at) \
-             VALUES ($1, $2, 'triggered', $3, $4, $5, $6, $7, $8) RETURNING id",
-        )
-        .bind(new.title.clone())
-        .bind(new.severity.name())
-        .bind(new.impact.clone())
-        .bind(new.commander.clone())
-        .bind(new.fingerprint.clone())
-        .bind(new.policy.clone())
-        .bind(new.declared_by.clone())
-        .bind(millis(at))
-        .fetch_one(&mut *transaction)
-        .await?;
-        let detail = json!({"title": new.title, "severity": new.severity, "impact": new.impact, "policy": new.policy, "steps_scheduled": timers.len()});
-        Self::insert_event(
-            &mut transaction,
-            id,
-            &TimelineEvent::new(at, "declared", new.declared_by.as_deref(), detail),
-        )
-        .await?;
-        for chunk in timers.chunks(TIMER_BATCH) {
-            let placeholders: Vec<String> = (0..chunk.len())
-                .map(|row| {
-                    let base = row * 5;
-                    format!("(${}, ${}, ${}, ${}, ${})", base + 1, base + 2, base + 3, base + 4, base + 5)
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO timers (incident_id, policy, step, round, fire_at) VALUES {}",
-                placeholders.join(", ")
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for timer in chunk {
-                query = query
-                    .bind(id)
-                    .bind(timer.policy.clone())
-                    .bind(timer.step as i64)
-                    .bind(i64::from(timer.round))
-                    .bind(millis(timer.fire_at));
-            }
-            query.execute(&mut *transaction).await?;
-        }
-        Self::enqueue(&mut transaction, id, "incident_declared", at).await?;
+        let id = Self::insert_incident(&mut transaction, &new, &timers, at).await?;
         let incident = self.load_incident(&mut transaction, id, false).await?;
         transaction.commit().await?;
         Ok(incident)
@@ -937,6 +1048,21 @@ impl Store for SqlStore {
         }
         transaction.commit().await?;
         Ok(expired)
+    }
+
+    async fn ingest_alerts(
+        &self,
+        alerts: &[IncomingAlert],
+        flap_window: chrono::Duration,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<AlertOutcome>, StoreError> {
+        let mut transaction = self.begin().await?;
+        let mut outcomes = Vec::with_capacity(alerts.len());
+        for alert in alerts {
+            outcomes.push(self.apply_alert(&mut transaction, alert, flap_window, at).await?);
+        }
+        transaction.commit().await?;
+        Ok(outcomes)
     }
 
     async fn audit(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {

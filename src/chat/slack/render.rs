@@ -498,12 +498,17 @@ mod tests {
             lines.push(CheckLine::Running { name: "workers".into() });
         }
         let suggestions = if finished {
-            vec![Button::new(
-                "Run restart-worker",
-                crate::chat::views::ACTION_REMEDIATE,
-                crate::chat::views::remediation_value("restart-worker", &[("queue".into(), "trade_execution_queue".into())]),
-            )
-            .danger()]
+            vec![
+                Button::new(
+                    "Run restart-worker",
+                    crate::chat::views::ACTION_REMEDIATE,
+                    crate::chat::views::remediation_value(
+                        "restart-worker",
+                        &[("queue".into(), "trade_execution_queue".into())],
+                    ),
+                )
+                .danger(),
+            ]
         } else {
             Vec::new()
         };
