@@ -191,6 +191,24 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Adds `event` to an existing incident, and queues a chat message of kind `notice` with it.
+    async fn record_event(&self, id: i64, event: &TimelineEvent, notice: Option<&str>) -> Result<(), StoreError> {
+        let mut transaction = self.begin().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM incidents WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *transaction)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound(id));
+        }
+        Self::insert_event(&mut transaction, id, event).await?;
+        if let Some(notice) = notice {
+            Self::enqueue(&mut transaction, id, notice, event.at).await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
     /// Inserts an incident with its `declared` event, its timers and its notification.
     async fn insert_incident(
         transaction: &mut sqlx::AnyConnection,
@@ -621,17 +639,7 @@ impl Store for SqlStore {
     }
 
     async fn record(&self, id: i64, event: TimelineEvent) -> Result<(), StoreError> {
-        let mut transaction = self.begin().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM incidents WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *transaction)
-            .await?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound(id));
-        }
-        Self::insert_event(&mut transaction, id, &event).await?;
-        transaction.commit().await?;
-        Ok(())
+        self.record_event(id, &event, None).await
     }
 
     async fn fire_due(
@@ -744,18 +752,7 @@ impl Store for SqlStore {
     }
 
     async fn record_with_notice(&self, id: i64, event: TimelineEvent, notice: &str) -> Result<(), StoreError> {
-        let mut transaction = self.begin().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM incidents WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *transaction)
-            .await?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound(id));
-        }
-        Self::insert_event(&mut transaction, id, &event).await?;
-        Self::enqueue(&mut transaction, id, notice, event.at).await?;
-        transaction.commit().await?;
-        Ok(())
+        self.record_event(id, &event, Some(notice)).await
     }
 
     async fn escalate_now(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -978,14 +975,10 @@ impl Store for SqlStore {
         .fetch_all(&mut *transaction)
         .await?;
         let approvals = approvers.len() as i64;
-        sqlx::query("INSERT INTO audit_log (at, actor, action, request_id, incident_id, detail) VALUES ($1, $2, 'remediation_approval', $3, $4, $5)")
-            .bind(millis(at))
-            .bind(voter.to_string())
-            .bind(id)
-            .bind(request.incident_id)
-            .bind(detail(json!({"approvals": approvals, "needed": request.approvals_needed})).to_string())
-            .execute(&mut *transaction)
-            .await?;
+        // Each approval is on the timeline too, with who and when: with `approvals = 2` the
+        // first one would otherwise show only in the audit log.
+        let counted = detail(json!({"approvals": approvals, "needed": request.approvals_needed}));
+        Self::audit_request(&mut transaction, &request, Some(voter), "remediation_approval", counted, at).await?;
         if approvals < request.approvals_needed {
             transaction.commit().await?;
             return Ok(VoteOutcome::Counted { approvals, needed: request.approvals_needed });
