@@ -67,7 +67,7 @@ impl ChatCore {
         let request = store.create_request(new, now).await.map_err(|error| error.to_string())?;
         let core = self.clone();
         tokio::spawn(async move {
-            let message = core.request_view(&request, &runbook, index);
+            let message = core.request_view(&request);
             let Ok(adapter) = core.adapter(&request.platform) else { return };
             match adapter.post(&request.channel, request.thread.as_deref(), &message).await {
                 Ok(posted) => {
@@ -81,13 +81,18 @@ impl ChatCore {
         Ok(Reply::Nothing)
     }
 
-    fn request_view(&self, request: &RemediationRequest, runbook: &Runbook, index: usize) -> Message {
-        let remediation = &runbook.remediations[index];
+    /// The request message as the request stands, worded from the remediation's current runbook
+    /// (or bare, when the runbook no longer has it).
+    fn request_view(&self, request: &RemediationRequest) -> Message {
+        let current = self.catalogue.remediation(&request.action);
+        let remediation = current.as_ref().map(|(runbook, index)| &runbook.remediations[*index]);
+        let summary = remediation.map(|remediation| remediation.summary.clone()).unwrap_or_default();
+        let groups = remediation.map(|remediation| remediation.approvers.clone()).unwrap_or_default();
         let mention = |person: &str| match crate::config::Person::parse(person) {
             Ok(person) => self.mention(&person),
             Err(_) => person.to_string(),
         };
-        views::remediation_request(request, &remediation.summary, &remediation.approvers, &mention)
+        views::remediation_request(request, &summary, &groups, &mention)
     }
 
     /// Re-renders the request message from the store, as it stands now.
@@ -97,21 +102,7 @@ impl ChatCore {
         let (Some(message_id), Ok(adapter)) = (request.message.clone(), self.adapter(&request.platform)) else {
             return;
         };
-        let summary = self
-            .catalogue
-            .remediation(&request.action)
-            .map(|(runbook, index)| runbook.remediations[index].summary.clone())
-            .unwrap_or_default();
-        let groups = self
-            .catalogue
-            .remediation(&request.action)
-            .map(|(runbook, index)| runbook.remediations[index].approvers.clone())
-            .unwrap_or_default();
-        let mention = |person: &str| match crate::config::Person::parse(person) {
-            Ok(person) => self.mention(&person),
-            Err(_) => person.to_string(),
-        };
-        let view = views::remediation_request(&request, &summary, &groups, &mention);
+        let view = self.request_view(&request);
         if let Err(error) =
             adapter.update(&MessageRef { channel: request.channel.clone(), id: message_id }, &view).await
         {
