@@ -170,12 +170,14 @@ argv = [{drain}]
         "the command was answered only after the diagnosis had finished"
     );
 
-    // The exec's output went into the thread the bot started under its message.
-    let thread = app.fake.thread(OPS, &finished.ts);
-    assert!(
-        thread.iter().any(|reply| reply.visible_text().contains("workers drained")),
-        "no output in the thread: {thread:#?}"
-    );
+    // The exec's output goes into the thread the bot started under its message, after the
+    // final edit.
+    let root = finished.ts.clone();
+    app.fake
+        .wait_for("the output in the diagnosis thread", Duration::from_secs(10), |fake| {
+            fake.thread(OPS, &root).iter().any(|reply| reply.visible_text().contains("workers drained"))
+        })
+        .await;
     assert!(app.fake.rate_limited().is_empty());
     app.fake.assert_all_accepted();
     app.stop().await;

@@ -197,7 +197,7 @@ impl ChatCore {
             }
         }
         let (succeeded, summary) = match &finished {
-            Some(run) => (run.status == Status::Ok, format!("{} — {}", run.status.name().to_uppercase(), run.summary)),
+            Some(run) => (run.status == Status::Ok, run.summary.clone()),
             None => (false, "the run ended without a result".to_string()),
         };
         if let Err(error) = store.finish_request(id, succeeded, &summary, self.escalator.now()).await {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use firebell::clock::SystemClock;
+use firebell::clock::{Clock, SystemClock};
 use firebell::config::Config;
 use firebell::source::SourceFile;
 use hmac::{Hmac, KeyInit, Mac};
@@ -87,7 +87,13 @@ impl Answer {
 /// Starts the app with the runbooks already in `workspace`; `rest` is appended to the config
 /// (targets, groups, policies).
 pub async fn spawn(workspace: Workspace, rest: &str) -> SlackApp {
-    let fake = FakeSlack::start().await;
+    spawn_with(FakeSlack::start().await, workspace, rest, Arc::new(SystemClock)).await
+}
+
+/// [`spawn`] with a given fake Slack (one that already holds messages, after a restart) and a
+/// given clock (a `ManualClock` to move time by hand). The store is `firebell.db` in
+/// `workspace`, so an app started again on the same workspace finds what the last one stored.
+pub async fn spawn_with(fake: FakeSlack, workspace: Workspace, rest: &str, clock: Arc<dyn Clock>) -> SlackApp {
     let dir = workspace.path();
     let store = format!("sqlite://{}", dir.join("firebell.db").display());
     let text = format!(
@@ -103,7 +109,7 @@ pub async fn spawn(workspace: Workspace, rest: &str) -> SlackApp {
     std::fs::write(&path, &text).expect("the config is written");
     let config = Config::parse(&SourceFile::new(path, &text))
         .unwrap_or_else(|errors| panic!("the test config is invalid: {errors}\n{text}"));
-    let app = firebell::app::App::build(config, Arc::new(SystemClock))
+    let app = firebell::app::App::build(config, clock)
         .await
         .unwrap_or_else(|error| panic!("the app does not start: {error:#}"));
     let address = app.address();
@@ -253,6 +259,13 @@ impl SlackApp {
     /// `user` clicks the button labelled `label` on `message` (a message of the bot's, as the
     /// fake holds it).
     pub async fn click(&self, user: &str, message: &StoredMessage, label: &str) -> Answer {
+        let body = self.click_body(user, message, label);
+        self.signed("/slack/interactions", FORM, &body, &[]).await
+    }
+
+    /// The form body Slack posts when `user` clicks the button labelled `label` on `message`;
+    /// send it with [`SlackApp::signed`] (twice, for a repeated interaction).
+    pub fn click_body(&self, user: &str, message: &StoredMessage, label: &str) -> String {
         let (action_id, value, block_id) = button(message, label)
             .unwrap_or_else(|| panic!("no '{label}' button on the message; buttons: {:?}", button_labels(message)));
         let mut shown = json!({
@@ -281,7 +294,7 @@ impl SlackApp {
                 "value": value, "action_ts": format!("{}.000300", now()),
             }]
         });
-        self.signed("/slack/interactions", FORM, &form(&[("payload", &payload.to_string())]), &[]).await
+        form(&[("payload", &payload.to_string())])
     }
 
     /// `user` fills in the modal `view` (as the app opened it with `views.open`) with
@@ -368,6 +381,62 @@ impl SlackApp {
     ) -> StoredMessage {
         self.fake.wait_for(what, timeout, |fake| fake.messages(channel).iter().any(&condition)).await;
         self.fake.messages(channel).into_iter().find(condition).expect("the message is there")
+    }
+
+    /// Stops the app and starts a new one on the same workspace (store, runbooks as they are
+    /// now) and the same fake Slack, configured with `rest` and running on `clock`.
+    pub async fn restart(mut self, rest: &str, clock: Arc<dyn Clock>) -> SlackApp {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("the app task ends cleanly").expect("the app stops without error");
+        }
+        // `SlackApp` stops its app on drop, so its parts are swapped out, not moved out.
+        let fake = std::mem::replace(&mut self.fake, FakeSlack::start().await);
+        let workspace = std::mem::replace(&mut self.workspace, Workspace::new());
+        drop(self);
+        spawn_with(fake, workspace, rest, clock).await
+    }
+
+    /// `user` clicks a button with this `action_id` and `value` on `message`: what a forged or
+    /// tampered interaction payload looks like (Slack signs whatever the client sent).
+    pub async fn click_forged(&self, user: &str, message: &StoredMessage, action_id: &str, value: &str) -> Answer {
+        let payload = json!({
+            "type": "block_actions",
+            "user": {"id": user, "username": "someone", "name": "someone", "team_id": fake_slack::TEAM},
+            "api_app_id": "A0FAKE", "token": "9s8d9as89d8as9d8as989", "trigger_id": trigger_id(),
+            "team": {"id": fake_slack::TEAM, "domain": "fake"},
+            "container": {
+                "type": "message", "message_ts": message.ts, "channel_id": message.channel, "is_ephemeral": false,
+            },
+            "channel": {"id": message.channel, "name": "ops"},
+            "message": {
+                "type": "message", "user": fake_slack::BOT_USER, "bot_id": fake_slack::BOT_ID,
+                "ts": message.ts, "text": message.text, "blocks": message.blocks,
+            },
+            "response_url": self.fake.response_url(&trigger_id()),
+            "actions": [{
+                "type": "button", "action_id": action_id, "block_id": "forged",
+                "text": {"type": "plain_text", "text": "Approve", "emoji": true},
+                "value": value, "action_ts": format!("{}.000300", now()),
+            }]
+        });
+        self.signed("/slack/interactions", FORM, &form(&[("payload", &payload.to_string())]), &[]).await
+    }
+
+    /// `user` mentions the bot with `text` in the thread under `thread_ts` of `channel` (how a
+    /// command reaches an incident's thread: slash commands carry no thread).
+    pub async fn mention_in_thread(&self, user: &str, channel: &str, thread_ts: &str, text: &str) -> Answer {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let event_id = format!("Ev0THREAD{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let mut body: Value = serde_json::from_str(&app_mention_body(
+            &event_id,
+            user,
+            channel,
+            &format!("<@{}> {text}", fake_slack::BOT_USER),
+        ))
+        .expect("the mention is JSON");
+        body["event"]["thread_ts"] = json!(thread_ts);
+        self.event(&body.to_string(), None).await
     }
 
     /// Stops the app and waits for it (the outbox deliverer and timers end with it).
