@@ -194,11 +194,15 @@ impl AlertService {
             resolve: decision.resolve,
             payload: serde_json::json!({"labels": group.labels, "alerts": group.alerts, "body": group.payload}),
         };
+        let schedules_steps = !alert.timers.is_empty();
         let outcome = self.ingestor.submit(vec![alert]).await?.into_iter().next().unwrap_or(AlertOutcome::Ignored);
         match outcome {
             AlertOutcome::Opened(id) | AlertOutcome::Reopened(id) => {
                 tracing::info!(incident = id, fingerprint = group.fingerprint, ?outcome, "Alert opened an incident");
-                self.escalator.wake();
+                // Only an incident with steps gives the timer loop anything to do.
+                if schedules_steps {
+                    self.escalator.wake();
+                }
                 self.chat.notify_delivery();
                 if let Some(topic) = &decision.run {
                     self.chat.diagnose_incident(id, topic, group.source);

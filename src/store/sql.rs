@@ -316,9 +316,14 @@ impl SqlStore {
                 Self::enqueue(&mut *transaction, id, "incident_updated", at).await?;
                 AlertOutcome::Reopened(id)
             }
-            (true, _) => AlertOutcome::Opened(
-                Self::insert_incident(&mut *transaction, &alert.incident, &alert.timers, at).await?,
-            ),
+            (true, _) => {
+                let id = Self::insert_incident(&mut *transaction, &alert.incident, &alert.timers, at).await?;
+                // The incident shows what fired: the labels the routes matched on.
+                let detail = json!({"status": status, "labels": alert.payload.get("labels")});
+                Self::insert_event(&mut *transaction, id, &TimelineEvent::new(at, "alert", Some(source), detail))
+                    .await?;
+                AlertOutcome::Opened(id)
+            }
             (false, Some((id, state, _))) if state != "resolved" && alert.resolve => {
                 sqlx::query(
                     "UPDATE incidents SET status = 'resolved', resolved_at = $2, resolved_by = $3 WHERE id = $1",
