@@ -3,6 +3,7 @@
 //! driver serves both; the differences — how a write transaction begins, row locks, connection
 //! settings, the migration folder — are the `Backend` matches below.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -216,7 +217,19 @@ impl SqlStore {
         timers: &[NewTimer],
         at: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
-        let id: i64 = sqlx::query_scalar(
+        let id = Self::insert_incident_row(&mut *transaction, new, at).await?;
+        Self::insert_event(&mut *transaction, id, &declared_event(new, timers.len(), at)).await?;
+        Self::insert_timers(&mut *transaction, id, timers).await?;
+        Self::enqueue(&mut *transaction, id, "incident_declared", at).await?;
+        Ok(id)
+    }
+
+    async fn insert_incident_row(
+        transaction: &mut sqlx::AnyConnection,
+        new: &NewIncident,
+        at: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
             "INSERT INTO incidents (title, severity, status, impact, commander, fingerprint, policy, declared_by, started_at) \
              VALUES ($1, $2, 'triggered', $3, $4, $5, $6, $7, $8) RETURNING id",
         )
@@ -229,17 +242,7 @@ impl SqlStore {
         .bind(new.declared_by.clone())
         .bind(millis(at))
         .fetch_one(&mut *transaction)
-        .await?;
-        let detail = json!({"title": new.title, "severity": new.severity, "impact": new.impact, "policy": new.policy, "steps_scheduled": timers.len()});
-        Self::insert_event(
-            &mut *transaction,
-            id,
-            &TimelineEvent::new(at, "declared", new.declared_by.as_deref(), detail),
-        )
-        .await?;
-        Self::insert_timers(&mut *transaction, id, timers).await?;
-        Self::enqueue(&mut *transaction, id, "incident_declared", at).await?;
-        Ok(id)
+        .await?)
     }
 
     async fn insert_timers(
@@ -248,15 +251,9 @@ impl SqlStore {
         timers: &[NewTimer],
     ) -> Result<(), StoreError> {
         for chunk in timers.chunks(TIMER_BATCH) {
-            let placeholders: Vec<String> = (0..chunk.len())
-                .map(|row| {
-                    let base = row * 5;
-                    format!("(${}, ${}, ${}, ${}, ${})", base + 1, base + 2, base + 3, base + 4, base + 5)
-                })
-                .collect();
             let sql = format!(
                 "INSERT INTO timers (incident_id, policy, step, round, fire_at) VALUES {}",
-                placeholders.join(", ")
+                placeholders(chunk.len(), 5)
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for timer in chunk {
@@ -272,100 +269,87 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Applies one alert inside the batch's transaction.
-    async fn apply_alert(
-        &self,
+    /// The newest incident of each fingerprint: (id, status, resolved_at).
+    async fn latest_incidents(
         transaction: &mut sqlx::AnyConnection,
-        alert: &IncomingAlert,
-        flap_window: chrono::Duration,
-        at: DateTime<Utc>,
-    ) -> Result<AlertOutcome, StoreError> {
-        let latest = sqlx::query(
-            "SELECT id, status, resolved_at FROM incidents WHERE fingerprint = $1 ORDER BY id DESC LIMIT 1",
-        )
-        .bind(alert.fingerprint.clone())
-        .fetch_optional(&mut *transaction)
-        .await?;
-        let latest = match latest {
-            Some(row) => {
-                Some((row.try_get::<i64, _>("id")?, text(&row, "status")?, optional_time(&row, "resolved_at")?))
+        fingerprints: &[String],
+    ) -> Result<HashMap<String, LatestIncident>, StoreError> {
+        let mut latest = HashMap::with_capacity(fingerprints.len());
+        for chunk in fingerprints.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|index| format!("${index}")).collect();
+            let sql = format!(
+                "SELECT i.id, i.fingerprint, i.status, i.resolved_at FROM incidents i JOIN \
+                 (SELECT MAX(id) AS id FROM incidents WHERE fingerprint IN ({}) GROUP BY fingerprint) newest ON newest.id = i.id",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for fingerprint in chunk {
+                query = query.bind(fingerprint.clone());
             }
-            None => None,
-        };
-        let status = if alert.firing { "firing" } else { "resolved" };
-        let source = alert.source.as_str();
-        let outcome = match (alert.firing, latest) {
-            (true, Some((id, state, _))) if state != "resolved" => {
-                let detail = json!({"status": status, "repeat": true});
-                Self::insert_event(&mut *transaction, id, &TimelineEvent::new(at, "alert", Some(source), detail))
-                    .await?;
-                AlertOutcome::Repeated(id)
+            for row in query.fetch_all(&mut *transaction).await? {
+                let state = LatestIncident {
+                    id: row.try_get("id")?,
+                    open: text(&row, "status")? != "resolved",
+                    resolved_at: optional_time(&row, "resolved_at")?,
+                };
+                latest.insert(text(&row, "fingerprint")?, state);
             }
-            (true, Some((id, _, Some(resolved_at)))) if at - resolved_at <= flap_window => {
-                sqlx::query(
-                    "UPDATE incidents SET status = 'triggered', resolved_at = NULL, resolved_by = NULL, acknowledged_at = NULL, \
-                     acknowledged_by = NULL WHERE id = $1",
-                )
-                .bind(id)
-                .execute(&mut *transaction)
-                .await?;
-                let detail = json!({"reason": "the alert fired again within the flap window", "flap_window_s": flap_window.num_seconds()});
-                Self::insert_event(&mut *transaction, id, &TimelineEvent::new(at, "reopened", Some(source), detail))
-                    .await?;
-                Self::insert_timers(&mut *transaction, id, &alert.timers).await?;
-                Self::enqueue(&mut *transaction, id, "incident_updated", at).await?;
-                AlertOutcome::Reopened(id)
+        }
+        Ok(latest)
+    }
+
+    /// Writes the rows a batch collected, many per statement.
+    async fn flush(transaction: &mut sqlx::AnyConnection, rows: BatchRows) -> Result<(), StoreError> {
+        for chunk in rows.events.chunks(200) {
+            let sql = format!(
+                "INSERT INTO timeline (incident_id, at, kind, actor, detail) VALUES {}",
+                placeholders(chunk.len(), 5)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (id, event) in chunk {
+                query = query
+                    .bind(*id)
+                    .bind(millis(event.at))
+                    .bind(event.kind.clone())
+                    .bind(event.by.clone())
+                    .bind(event.detail.to_string());
             }
-            (true, _) => {
-                let id = Self::insert_incident(&mut *transaction, &alert.incident, &alert.timers, at).await?;
-                // The incident shows what fired: the labels the routes matched on.
-                let detail = json!({"status": status, "labels": alert.payload.get("labels")});
-                Self::insert_event(&mut *transaction, id, &TimelineEvent::new(at, "alert", Some(source), detail))
-                    .await?;
-                AlertOutcome::Opened(id)
+            query.execute(&mut *transaction).await?;
+        }
+        for chunk in rows.notices.chunks(200) {
+            let sql = format!(
+                "INSERT INTO outbox (incident_id, kind, recipients, payload, created_at) VALUES {}",
+                placeholders(chunk.len(), 5)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (id, kind, at) in chunk {
+                query = query
+                    .bind(*id)
+                    .bind(kind.to_string())
+                    .bind("[]")
+                    .bind(json!({"incident_id": id}).to_string())
+                    .bind(millis(*at));
             }
-            (false, Some((id, state, _))) if state != "resolved" && alert.resolve => {
-                sqlx::query(
-                    "UPDATE incidents SET status = 'resolved', resolved_at = $2, resolved_by = $3 WHERE id = $1",
-                )
-                .bind(id)
-                .bind(millis(at))
-                .bind(source.to_string())
-                .execute(&mut *transaction)
-                .await?;
-                let cancelled = Self::cancel_timers(&mut *transaction, id, at, &self.instance).await?;
-                let detail = json!({"note": "the alert resolved", "cancelled_steps": cancelled});
-                Self::insert_event(&mut *transaction, id, &TimelineEvent::new(at, "resolved", Some(source), detail))
-                    .await?;
-                Self::enqueue(&mut *transaction, id, "incident_resolved", at).await?;
-                AlertOutcome::Resolved(id)
+            query.execute(&mut *transaction).await?;
+        }
+        for chunk in rows.alerts.chunks(150) {
+            let sql = format!(
+                "INSERT INTO alerts (received_at, source, fingerprint, status, incident_id, payload) VALUES {}",
+                placeholders(chunk.len(), 6)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for alert in chunk {
+                query = query
+                    .bind(millis(alert.at))
+                    .bind(alert.source.clone())
+                    .bind(alert.fingerprint.clone())
+                    .bind(alert.status)
+                    .bind(alert.incident_id)
+                    .bind(alert.payload.clone());
             }
-            (false, Some((id, state, _))) if state != "resolved" => {
-                let detail =
-                    json!({"status": status, "note": "the alert resolved; this route leaves resolving to people"});
-                Self::insert_event(&mut *transaction, id, &TimelineEvent::new(at, "alert", Some(source), detail))
-                    .await?;
-                AlertOutcome::Repeated(id)
-            }
-            (false, _) => AlertOutcome::Ignored,
-        };
-        let incident_id = match outcome {
-            AlertOutcome::Opened(id)
-            | AlertOutcome::Repeated(id)
-            | AlertOutcome::Reopened(id)
-            | AlertOutcome::Resolved(id) => Some(id),
-            AlertOutcome::Ignored => None,
-        };
-        sqlx::query("INSERT INTO alerts (received_at, source, fingerprint, status, incident_id, payload) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(millis(at))
-            .bind(source.to_string())
-            .bind(alert.fingerprint.clone())
-            .bind(status)
-            .bind(incident_id)
-            .bind(alert.payload.to_string())
-            .execute(&mut *transaction)
-            .await?;
-        Ok(outcome)
+            query.execute(&mut *transaction).await?;
+        }
+        Ok(())
     }
 
     async fn load_request(
@@ -453,6 +437,47 @@ impl SqlStore {
             .await?;
         Ok(cancelled.rows_affected())
     }
+}
+
+/// The newest incident of a fingerprint, as a batch of alerts sees it.
+#[derive(Debug, Clone)]
+struct LatestIncident {
+    id: i64,
+    open: bool,
+    resolved_at: Option<DateTime<Utc>>,
+}
+
+struct AlertRow {
+    at: DateTime<Utc>,
+    source: String,
+    fingerprint: String,
+    status: &'static str,
+    incident_id: Option<i64>,
+    payload: String,
+}
+
+/// Rows a batch of alerts writes at its end.
+#[derive(Default)]
+struct BatchRows {
+    events: Vec<(i64, TimelineEvent)>,
+    notices: Vec<(i64, &'static str, DateTime<Utc>)>,
+    alerts: Vec<AlertRow>,
+}
+
+/// `($1, $2), ($3, $4)` for `rows` rows of `columns` values.
+fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let values: Vec<String> = (1..=columns).map(|column| format!("${}", row * columns + column)).collect();
+            format!("({})", values.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn declared_event(new: &NewIncident, steps: usize, at: DateTime<Utc>) -> TimelineEvent {
+    let detail = json!({"title": new.title, "severity": new.severity, "impact": new.impact, "policy": new.policy, "steps_scheduled": steps});
+    TimelineEvent::new(at, "declared", new.declared_by.as_deref(), detail)
 }
 
 const REQUEST_COLUMNS: &str = "id, incident_id, topic, action, args, command, action_hash, requested_by, approvals_needed, platform, \
@@ -1048,6 +1073,9 @@ impl Store for SqlStore {
         Ok(expired)
     }
 
+    /// One transaction per batch: the newest incident of every fingerprint is read once, each
+    /// alert is decided in memory (later alerts of the batch see what earlier ones did), and the
+    /// timeline events, outbox rows and alert rows are written many per statement at the end.
     async fn ingest_alerts(
         &self,
         alerts: &[IncomingAlert],
@@ -1055,10 +1083,95 @@ impl Store for SqlStore {
         at: DateTime<Utc>,
     ) -> Result<Vec<AlertOutcome>, StoreError> {
         let mut transaction = self.begin().await?;
+        let mut fingerprints: Vec<String> = alerts.iter().map(|alert| alert.fingerprint.clone()).collect();
+        fingerprints.sort_unstable();
+        fingerprints.dedup();
+        let mut latest = Self::latest_incidents(&mut transaction, &fingerprints).await?;
+        let mut rows = BatchRows::default();
         let mut outcomes = Vec::with_capacity(alerts.len());
         for alert in alerts {
-            outcomes.push(self.apply_alert(&mut transaction, alert, flap_window, at).await?);
+            let status = if alert.firing { "firing" } else { "resolved" };
+            let source = alert.source.as_str();
+            let event = |kind: &str, detail: serde_json::Value| TimelineEvent::new(at, kind, Some(source), detail);
+            let current = latest.get(&alert.fingerprint).cloned();
+            let outcome = match (alert.firing, current) {
+                (true, Some(incident)) if incident.open => {
+                    rows.events.push((incident.id, event("alert", json!({"status": status, "repeat": true}))));
+                    AlertOutcome::Repeated(incident.id)
+                }
+                (true, Some(LatestIncident { id, resolved_at: Some(resolved_at), .. }))
+                    if at - resolved_at <= flap_window =>
+                {
+                    sqlx::query(
+                        "UPDATE incidents SET status = 'triggered', resolved_at = NULL, resolved_by = NULL, \
+                         acknowledged_at = NULL, acknowledged_by = NULL WHERE id = $1",
+                    )
+                    .bind(id)
+                    .execute(&mut *transaction)
+                    .await?;
+                    let detail = json!({"reason": "the alert fired again within the flap window", "flap_window_s": flap_window.num_seconds()});
+                    rows.events.push((id, event("reopened", detail)));
+                    Self::insert_timers(&mut transaction, id, &alert.timers).await?;
+                    rows.notices.push((id, "incident_updated", at));
+                    latest.insert(alert.fingerprint.clone(), LatestIncident { id, open: true, resolved_at: None });
+                    AlertOutcome::Reopened(id)
+                }
+                (true, _) => {
+                    let id = Self::insert_incident_row(&mut transaction, &alert.incident, at).await?;
+                    rows.events.push((id, declared_event(&alert.incident, alert.timers.len(), at)));
+                    // The incident shows what fired: the labels the routes matched on.
+                    rows.events
+                        .push((id, event("alert", json!({"status": status, "labels": alert.payload.get("labels")}))));
+                    Self::insert_timers(&mut transaction, id, &alert.timers).await?;
+                    rows.notices.push((id, "incident_declared", at));
+                    latest.insert(alert.fingerprint.clone(), LatestIncident { id, open: true, resolved_at: None });
+                    AlertOutcome::Opened(id)
+                }
+                (false, Some(incident)) if incident.open && alert.resolve => {
+                    let id = incident.id;
+                    sqlx::query(
+                        "UPDATE incidents SET status = 'resolved', resolved_at = $2, resolved_by = $3 WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(millis(at))
+                    .bind(source.to_string())
+                    .execute(&mut *transaction)
+                    .await?;
+                    let cancelled = Self::cancel_timers(&mut transaction, id, at, &self.instance).await?;
+                    rows.events.push((
+                        id,
+                        event("resolved", json!({"note": "the alert resolved", "cancelled_steps": cancelled})),
+                    ));
+                    rows.notices.push((id, "incident_resolved", at));
+                    latest.insert(alert.fingerprint.clone(), LatestIncident { id, open: false, resolved_at: Some(at) });
+                    AlertOutcome::Resolved(id)
+                }
+                (false, Some(incident)) if incident.open => {
+                    let detail =
+                        json!({"status": status, "note": "the alert resolved; this route leaves resolving to people"});
+                    rows.events.push((incident.id, event("alert", detail)));
+                    AlertOutcome::Repeated(incident.id)
+                }
+                (false, _) => AlertOutcome::Ignored,
+            };
+            let incident_id = match outcome {
+                AlertOutcome::Opened(id)
+                | AlertOutcome::Repeated(id)
+                | AlertOutcome::Reopened(id)
+                | AlertOutcome::Resolved(id) => Some(id),
+                AlertOutcome::Ignored => None,
+            };
+            rows.alerts.push(AlertRow {
+                at,
+                source: source.to_string(),
+                fingerprint: alert.fingerprint.clone(),
+                status,
+                incident_id,
+                payload: alert.payload.to_string(),
+            });
+            outcomes.push(outcome);
         }
+        Self::flush(&mut transaction, rows).await?;
         transaction.commit().await?;
         Ok(outcomes)
     }
