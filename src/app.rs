@@ -83,6 +83,7 @@ impl App {
     /// is ready.
     pub async fn build(config: Config, clock: Arc<dyn crate::clock::Clock>) -> anyhow::Result<App> {
         use anyhow::Context;
+        crate::metrics::handle();
         let (catalogue, errors) = load_catalogue(&config);
         if !errors.is_empty() {
             anyhow::bail!("{}", crate::source::LoadErrors(errors));

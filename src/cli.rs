@@ -24,8 +24,17 @@ struct Cli {
     /// Configuration file (default: $FIREBELL_CONFIG, then ./firebell.toml, then built-in defaults)
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Log lines as text (default) or as one JSON object per line
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -103,13 +112,12 @@ pub fn main() -> ExitCode {
     };
     // The bot logs what it does; one-shot commands only warn.
     let default_level = if matches!(cli.command, Command::Serve) { "info" } else { "warn" };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FIREBELL_LOG").unwrap_or_else(|_| default_level.into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FIREBELL_LOG").unwrap_or_else(|_| default_level.into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+    }
     let config = match Config::discover(cli.config.as_deref()) {
         Ok(config) => config,
         Err(errors) => {

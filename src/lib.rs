@@ -17,6 +17,7 @@
 //! - [`server`]: every HTTP route (health, readiness, the JSON API).
 //! - [`clock`]: time as an input (system clock, manual clock for tests).
 //! - [`remediation`]: approval rules: the action hash and who may approve.
+//! - [`metrics`]: the Prometheus recorder behind `GET /metrics`.
 //! - [`redact`]: masks secrets in everything a person or a log sees.
 //! - [`source`]: `file:line` errors and the value types config and runbooks share.
 
@@ -29,6 +30,7 @@ pub mod config;
 pub mod escalation;
 pub mod incident;
 pub mod ingest;
+pub mod metrics;
 pub mod redact;
 pub mod remediation;
 pub mod runbook;

@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
         .route("/api/incidents", get(list_incidents).post(declare_incident))
         .route("/api/incidents/{id}", get(show_incident))
         .route("/api/incidents/{id}/ack", post(acknowledge_incident))
@@ -343,4 +344,8 @@ async fn generic_alert(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     receive_alert(state, headers, body, crate::ingest::parse_generic, true).await
+}
+
+async fn metrics_text() -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], crate::metrics::render()).into_response()
 }

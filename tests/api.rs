@@ -389,3 +389,45 @@ async fn without_an_api_token_writes_are_forbidden_and_reads_still_work() {
     assert_eq!(app.get("/api/incidents").await.status, 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_are_served_in_prometheus_text_and_count_what_happened() {
+    let policy = r#"
+[groups]
+ops = ["slack:U2"]
+
+[[policies]]
+name = "default"
+steps = [ { after = "0s", notify = ["group:ops"] } ]
+"#;
+    let app = spawn_app(TOKEN_LINE, policy).await;
+    let declared = app.post("/api/incidents", json!({"title": "Metrics incident"})).await;
+    assert_eq!(declared.status, 201, "{declared:?}");
+    let alert = app
+        .post("/alerts/generic", json!({"title": "Disk full", "status": "firing", "dedup_key": "metrics-disk"}))
+        .await;
+    assert_eq!(alert.status, 200, "{alert:?}");
+
+    // The step due at once fires on the engine's loop; wait for it to be counted (a bound for
+    // the test, not a speed check).
+    let mut text = String::new();
+    for _ in 0..100 {
+        let reply = app.get("/metrics").await;
+        assert_eq!(reply.status, 200);
+        assert!(reply.content_type.starts_with("text/plain"), "{reply:?}");
+        text = reply.body.as_str().unwrap_or_default().to_string();
+        if text.contains("firebell_escalation_steps_total{outcome=\"fired\"}") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for expected in [
+        "firebell_escalation_steps_total{outcome=\"fired\"}",
+        "firebell_timer_lateness_seconds_bucket",
+        "firebell_alerts_total{source=\"generic\",outcome=\"opened\"}",
+        "# TYPE firebell_timers_pending gauge",
+    ] {
+        assert!(text.contains(expected), "no {expected} in:\n{text}");
+    }
+    app.stop().await;
+}

@@ -183,6 +183,19 @@ impl ChatCore {
 
     /// Answers at once; the work continues in the background.
     pub async fn handle(self: &Arc<Self>, event: ChatEvent) -> Reply {
+        let started = Instant::now();
+        let (platform, kind) = match &event {
+            ChatEvent::Command { origin, .. } => (origin.platform, "command"),
+            ChatEvent::Button { origin, .. } => (origin.platform, "button"),
+            ChatEvent::FormSubmitted { origin, .. } => (origin.platform, "form"),
+        };
+        metrics::counter!("firebell_chat_events_total", "platform" => platform, "kind" => kind).increment(1);
+        let reply = self.answer(event).await;
+        metrics::histogram!("firebell_ack_seconds", "platform" => platform).record(started.elapsed().as_secs_f64());
+        reply
+    }
+
+    async fn answer(self: &Arc<Self>, event: ChatEvent) -> Reply {
         let outcome = match event {
             ChatEvent::Command { origin, text, trigger } => self.command(origin, &text, trigger).await,
             ChatEvent::Button { origin, action, value, trigger, message } => {

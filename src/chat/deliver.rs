@@ -56,11 +56,15 @@ impl Deliverer {
                 return 0;
             }
         };
+        if let Ok(pending) = store.undelivered(10_000).await {
+            metrics::gauge!("firebell_outbox_pending").set(pending.len() as f64);
+        }
         let mut delivered = 0;
         for item in items {
             match self.deliver(&item).await {
                 Ok(()) => {
                     delivered += 1;
+                    metrics::counter!("firebell_deliveries_total", "result" => "ok").increment(1);
                     if let Err(error) = store.outbox_delivered(item.id, self.escalator.now()).await {
                         tracing::error!(%error, item = item.id, "Marking an outbox item delivered failed");
                     }
@@ -74,6 +78,8 @@ impl Deliverer {
     async fn failed(&self, item: &OutboxItem, error: &str) {
         let store = self.escalator.store();
         let now = self.escalator.now();
+        let result = if item.attempts + 1 >= MAX_ATTEMPTS { "given_up" } else { "failed" };
+        metrics::counter!("firebell_deliveries_total", "result" => result).increment(1);
         if item.attempts + 1 >= MAX_ATTEMPTS {
             tracing::error!(item = item.id, kind = item.kind, error, "Giving up delivering a chat message");
             if let Err(store_error) = store.outbox_give_up(item.id, error, now).await {

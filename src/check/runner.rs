@@ -97,6 +97,8 @@ impl Runner {
                     duration: started.elapsed(),
                     data: redact_data(&runner.redactor, data),
                 };
+                metrics::histogram!("firebell_check_duration_seconds", "kind" => run.kind, "status" => run.status.name())
+                    .record(run.duration.as_secs_f64());
                 let _ = events.send(CheckEvent::Finished(run));
             });
         }

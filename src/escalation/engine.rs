@@ -124,6 +124,10 @@ impl Escalator {
             let more = batch.len() as i64 == BATCH
                 || (!batch.is_empty() && self.store.next_due().await?.is_some_and(|next| next <= now));
             for step in &batch {
+                let late = (step.fired_at - step.due_at).num_milliseconds().max(0) as f64 / 1000.0;
+                metrics::histogram!("firebell_timer_lateness_seconds").record(late);
+                let outcome = if step.notified.is_empty() { "skipped" } else { "fired" };
+                metrics::counter!("firebell_escalation_steps_total", "outcome" => outcome).increment(1);
                 if step.notified.is_empty() {
                     tracing::info!(
                         incident = step.incident_id,
@@ -145,7 +149,15 @@ impl Escalator {
 
     /// Fires steps as they come due until `shutdown`. Store errors are logged and retried.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        // Counting pending steps is a query: at most every few seconds, not every wake-up.
+        let mut counted_at: Option<std::time::Instant> = None;
         loop {
+            if counted_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(5)) {
+                if let Ok(pending) = self.store.pending_timers().await {
+                    metrics::gauge!("firebell_timers_pending").set(pending as f64);
+                }
+                counted_at = Some(std::time::Instant::now());
+            }
             if let Err(error) = self.fire_due(self.clock.now()).await {
                 tracing::error!(%error, "Firing due escalation steps failed; retrying in 1 s");
                 tokio::select! {

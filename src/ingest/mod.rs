@@ -196,6 +196,14 @@ impl AlertService {
         };
         let schedules_steps = !alert.timers.is_empty();
         let outcome = self.ingestor.submit(vec![alert]).await?.into_iter().next().unwrap_or(AlertOutcome::Ignored);
+        let outcome_name = match outcome {
+            AlertOutcome::Opened(_) => "opened",
+            AlertOutcome::Repeated(_) => "deduplicated",
+            AlertOutcome::Reopened(_) => "reopened",
+            AlertOutcome::Resolved(_) => "resolved",
+            AlertOutcome::Ignored => "ignored",
+        };
+        metrics::counter!("firebell_alerts_total", "source" => group.source, "outcome" => outcome_name).increment(1);
         match outcome {
             AlertOutcome::Opened(id) | AlertOutcome::Reopened(id) => {
                 tracing::info!(incident = id, fingerprint = group.fingerprint, ?outcome, "Alert opened an incident");
