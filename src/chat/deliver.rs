@@ -56,8 +56,8 @@ impl Deliverer {
                 return 0;
             }
         };
-        if let Ok(pending) = store.undelivered(10_000).await {
-            metrics::gauge!("firebell_outbox_pending").set(pending.len() as f64);
+        if let Ok(pending) = store.outbox_pending().await {
+            metrics::gauge!("firebell_outbox_pending").set(pending as f64);
         }
         let mut delivered = 0;
         for item in items {

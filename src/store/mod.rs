@@ -257,6 +257,8 @@ pub trait Store: Send + Sync {
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
     async fn pending_timers(&self) -> Result<i64, StoreError>;
     async fn undelivered(&self, limit: i64) -> Result<Vec<OutboxItem>, StoreError>;
+    /// How many outbox items wait for delivery (the `firebell_outbox_pending` gauge).
+    async fn outbox_pending(&self) -> Result<i64, StoreError>;
 
     /// Records an event and queues a chat message of `notice` kind about it, in one transaction.
     async fn record_with_notice(&self, id: i64, event: TimelineEvent, notice: &str) -> Result<(), StoreError>;

@@ -773,6 +773,12 @@ impl Store for SqlStore {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM timers WHERE state = 'pending'").fetch_one(&self.pool).await?)
     }
 
+    async fn outbox_pending(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     async fn undelivered(&self, limit: i64) -> Result<Vec<OutboxItem>, StoreError> {
         let sql = format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL ORDER BY id LIMIT $1"
