@@ -8,29 +8,40 @@ use regex::Regex;
 
 const MASK: &str = "***";
 
-/// Token shapes masked wherever they appear, whether or not they were configured.
-static TOKEN_SHAPES: LazyLock<Vec<Regex>> = LazyLock::new(|| {
+/// What a token shape is replaced with: all of it, or everything after the groups that name it
+/// (`password=***`, `Bearer ***`, `scheme://user:***@`).
+const WHOLE: &str = "***";
+const AFTER_KEY: &str = "${1}${2}***";
+const AFTER_SCHEME: &str = "${1} ***";
+const URL_PASSWORD: &str = "${1}:***@";
+
+/// Token shapes masked wherever they appear, whether or not they were configured, each with
+/// its replacement.
+static TOKEN_SHAPES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
     [
         // Private keys, the whole armoured block (or its opening line when cut).
-        r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?s:.*?)(-----END [A-Z ]*PRIVATE KEY-----|\z)",
+        (r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?s:.*?)(-----END [A-Z ]*PRIVATE KEY-----|\z)", WHOLE),
         // Slack bot, user, app and config tokens.
-        r"\bxox[abposre]-[A-Za-z0-9-]{8,}",
-        r"\bxapp-[A-Za-z0-9-]{8,}",
+        (r"\bxox[abposre]-[A-Za-z0-9-]{8,}", WHOLE),
+        (r"\bxapp-[A-Za-z0-9-]{8,}", WHOLE),
         // AWS access key ids and secret keys given by name.
-        r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[A-Z0-9]{16}\b",
-        r#"(?i)(aws_secret_access_key|secret_access_key)(["']?\s*[:=]\s*["']?)[A-Za-z0-9/+=]{40}"#,
+        (r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[A-Z0-9]{16}\b", WHOLE),
+        (r#"(?i)(aws_secret_access_key|secret_access_key)(["']?\s*[:=]\s*["']?)[A-Za-z0-9/+=]{40}"#, AFTER_KEY),
         // GitHub tokens and JWTs.
-        r"\bgh[pousr]_[A-Za-z0-9]{30,}",
-        r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+        (r"\bgh[pousr]_[A-Za-z0-9]{30,}", WHOLE),
+        (r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", WHOLE),
         // Authorization headers: bearer and basic credentials.
-        r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}",
+        (r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}", AFTER_SCHEME),
         // Passwords inside URLs: scheme://user:password@host
-        r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*):([^@\s/]+)@",
+        (r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*):([^@\s/]+)@", URL_PASSWORD),
         // key=value and "key": "value" pairs whose key says it is secret.
-        r#"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key)(["']?\s*[:=]\s*["']?)([^\s"'&,;]{4,})"#,
+        (
+            r#"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key)(["']?\s*[:=]\s*["']?)([^\s"'&,;]{4,})"#,
+            AFTER_KEY,
+        ),
     ]
-    .iter()
-    .map(|pattern| Regex::new(pattern).expect("built-in redaction pattern compiles"))
+    .into_iter()
+    .map(|(pattern, replacement)| (Regex::new(pattern).expect("built-in redaction pattern compiles"), replacement))
     .collect()
 });
 
@@ -70,17 +81,10 @@ impl Redactor {
                 output = Cow::Owned(output.replace(value.as_str(), MASK));
             }
         }
-        for (index, pattern) in TOKEN_SHAPES.iter().enumerate() {
-            if !pattern.is_match(&output) {
-                continue;
+        for (pattern, replacement) in TOKEN_SHAPES.iter() {
+            if pattern.is_match(&output) {
+                output = Cow::Owned(pattern.replace_all(&output, *replacement).into_owned());
             }
-            let replaced = match index {
-                4 | 9 => pattern.replace_all(&output, format!("${{1}}${{2}}{MASK}")),
-                7 => pattern.replace_all(&output, format!("${{1}} {MASK}")),
-                8 => pattern.replace_all(&output, format!("${{1}}:{MASK}@")),
-                _ => pattern.replace_all(&output, MASK),
-            };
-            output = Cow::Owned(replaced.into_owned());
         }
         output
     }
