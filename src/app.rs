@@ -72,9 +72,19 @@ pub struct App {
     escalator: Arc<crate::escalation::Escalator>,
     catalogue: Arc<Catalogue>,
     chat: Arc<crate::chat::core::ChatCore>,
+    console: Arc<crate::chat::console::web::Console>,
     deliver_wake: Arc<tokio::sync::Notify>,
     /// Slack in Socket Mode: connected when the app runs.
     slack_socket: Option<crate::config::SlackConfig>,
+    /// Discord: its commands are registered, and without a public key its gateway connected,
+    /// when the app runs.
+    discord: Option<DiscordStart>,
+}
+
+/// What Discord does once the app runs.
+struct DiscordStart {
+    adapter: Arc<crate::chat::discord::DiscordAdapter>,
+    gateway: bool,
 }
 
 impl App {
@@ -97,17 +107,21 @@ impl App {
         let base_dir = config.path.as_ref().and_then(|path| path.parent()).map(Path::to_path_buf).unwrap_or_default();
         let templates = crate::incident::summary::Templates::load(&config.templates, &base_dir)
             .map_err(|error| anyhow::anyhow!("{error}"))?;
-        let escalator =
-            Arc::new(crate::escalation::Escalator::new(store, Arc::new(directory), clock).with_templates(templates));
+        let escalator = Arc::new(
+            crate::escalation::Escalator::new(store, Arc::new(directory), clock.clone()).with_templates(templates),
+        );
 
         let deliver_wake = Arc::new(tokio::sync::Notify::new());
+        // The web console is always there: it is the chat platform of a bot with no other.
+        let console = Arc::new(crate::chat::console::ConsoleAdapter::new(escalator.store().clone(), clock.clone()));
         let mut chat = crate::chat::core::ChatCore::new(
             catalogue.clone(),
             runner(&config),
             escalator.clone(),
             crate::chat::core::Permissions::from_config(&config.permissions),
             deliver_wake.clone(),
-        );
+        )
+        .with_adapter(console.clone());
         // Slack starts when a bot token is set: Socket Mode with an app token, else HTTP mode.
         let slack =
             config.slack.as_ref().filter(|slack| slack.bot_token.as_ref().is_some_and(|token| !token.is_empty()));
@@ -116,6 +130,15 @@ impl App {
             let adapter = Arc::new(crate::chat::slack::SlackAdapter::new(slack_config).context("cannot set up Slack")?);
             chat = chat.with_adapter(adapter.clone());
             slack_adapter = Some(adapter);
+        }
+        // Discord starts when a token is set: the HTTP endpoint with a public key, else the gateway.
+        let discord = config.discord.as_ref().filter(|discord| discord.enabled());
+        let mut discord_adapter = None;
+        if let Some(discord_config) = discord {
+            let adapter =
+                Arc::new(crate::chat::discord::DiscordAdapter::new(discord_config).context("cannot set up Discord")?);
+            chat = chat.with_adapter(adapter.clone());
+            discord_adapter = Some(adapter);
         }
         let chat = Arc::new(chat);
 
@@ -141,7 +164,17 @@ impl App {
             api_token: config.server.api_token.clone(),
             alerts,
         };
-        let mut router = crate::server::router(state);
+        let listen = config.server.listen.get_ref().0.clone();
+        let listener =
+            tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let access =
+            crate::chat::console::guard::Access::new(listener.local_addr()?, config.server.console_token.clone());
+        if let Some(reason) = access.shut_reason() {
+            tracing::warn!("{reason}");
+        }
+        let console_web =
+            Arc::new(crate::chat::console::web::Console::new(chat.clone(), console, catalogue.clone(), access));
+        let mut router = crate::server::router(state).merge(crate::chat::console::web::routes(console_web.clone()));
         let mut slack_socket = None;
         if let (Some(slack_config), Some(adapter)) = (slack, slack_adapter) {
             let app_token = slack_config.app_token.as_ref().filter(|token| !token.is_empty());
@@ -157,10 +190,29 @@ impl App {
                 ),
             }
         }
-        let listen = config.server.listen.get_ref().0.clone();
-        let listener =
-            tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-        Ok(App { listener, router, escalator, catalogue, chat, deliver_wake, slack_socket })
+        let mut discord_start = None;
+        if let (Some(discord_config), Some(adapter)) = (discord, discord_adapter) {
+            let public_key =
+                discord_config.public_key.as_ref().map(|key| key.get_ref().trim()).filter(|key| !key.is_empty());
+            if let Some(public_key) = public_key {
+                let key = crate::chat::discord::http::public_key(public_key)?;
+                let handler: Arc<dyn crate::chat::discord::DiscordHandler> = Arc::new(chat.clone());
+                router =
+                    router.merge(crate::chat::discord::http::routes(handler, adapter.clone(), catalogue.clone(), key));
+            }
+            discord_start = Some(DiscordStart { adapter, gateway: public_key.is_none() });
+        }
+        Ok(App {
+            listener,
+            router,
+            escalator,
+            catalogue,
+            chat,
+            console: console_web,
+            deliver_wake,
+            slack_socket,
+            discord: discord_start,
+        })
     }
 
     pub fn address(&self) -> std::net::SocketAddr {
@@ -202,11 +254,65 @@ impl App {
                 }
             }));
         }
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await?;
+        if let Some(discord) = &self.discord {
+            tasks.extend(self.start_discord(discord, &shutdown));
+        }
+        let console = self.console.clone();
+        let stopping = shutdown.clone();
+        // Open console pages hold event streams; end them so the graceful shutdown can finish.
+        let graceful = async move {
+            stopping.cancelled().await;
+            console.close_streams();
+        };
+        axum::serve(self.listener, self.router).with_graceful_shutdown(graceful).await?;
         shutdown.cancel();
         for task in tasks {
             let _ = task.await;
         }
         Ok(())
+    }
+
+    /// Registers the slash commands once (retrying with backoff until Discord takes them) and,
+    /// without a public endpoint, runs the gateway.
+    fn start_discord(
+        &self,
+        discord: &DiscordStart,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        let adapter = discord.adapter.clone();
+        let commands = crate::chat::discord::commands::definitions(&self.catalogue);
+        let registration_shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut wait = std::time::Duration::from_secs(5);
+            loop {
+                match adapter.register_commands(&commands).await {
+                    Ok(count) => {
+                        tracing::info!(count, "Registered the Discord slash commands");
+                        return;
+                    }
+                    Err(error) => tracing::warn!(%error, retry_in_s = wait.as_secs(), "Registering the Discord slash commands failed"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = registration_shutdown.cancelled() => return,
+                }
+                wait = (wait * 2).min(std::time::Duration::from_secs(600));
+            }
+        }));
+        if discord.gateway {
+            let handler: Arc<dyn crate::chat::discord::DiscordHandler> = Arc::new(self.chat.clone());
+            let adapter = discord.adapter.clone();
+            let catalogue = self.catalogue.clone();
+            let gateway_shutdown = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(error) =
+                    crate::chat::discord::gateway::run(handler, adapter, catalogue, gateway_shutdown).await
+                {
+                    tracing::error!(error = %format!("{error:#}"), "The Discord gateway stopped");
+                }
+            }));
+        }
+        tasks
     }
 }

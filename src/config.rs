@@ -133,19 +133,82 @@ fn default_slack_api_url() -> EnvString {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiscordConfig {
-    pub token: Option<Secret>,
-    pub application_id: Option<EnvString>,
-    /// Hex Ed25519 public key for `/discord/interactions`.
-    pub public_key: Option<EnvString>,
-    /// Register commands in this guild only (they show at once).
-    pub guild_id: Option<EnvString>,
-    pub incident_channel: Option<EnvString>,
+    /// The bot token; Discord starts when it is set.
+    pub token: Option<Spanned<Secret>>,
+    /// The application's id (a snowflake): needed to register commands and answer interactions.
+    pub application_id: Option<Spanned<EnvString>>,
+    /// Hex Ed25519 public key for `/discord/interactions`. Set: HTTP interactions endpoint;
+    /// unset: the gateway.
+    pub public_key: Option<Spanned<EnvString>>,
+    /// Register commands in this guild only (they show at once); else globally.
+    pub guild_id: Option<Spanned<EnvString>>,
+    pub incident_channel: Option<Spanned<EnvString>>,
     #[serde(default = "default_discord_api_url")]
-    pub api_url: EnvString,
+    pub api_url: Spanned<EnvString>,
 }
 
-fn default_discord_api_url() -> EnvString {
-    EnvString("https://discord.com/api/".to_string())
+fn default_discord_api_url() -> Spanned<EnvString> {
+    Spanned::new(0..0, EnvString("https://discord.com/api/".to_string()))
+}
+
+impl DiscordConfig {
+    /// True when a bot token is set, so Discord starts.
+    pub fn enabled(&self) -> bool {
+        self.token.as_ref().is_some_and(|token| !token.get_ref().is_empty())
+    }
+
+    /// What is wrong with `[discord]`, each with its span.
+    fn problems(&self) -> Vec<(std::ops::Range<usize>, String)> {
+        let mut problems = Vec::new();
+        let snowflake =
+            |value: &str| (1..=20).contains(&value.len()) && value.bytes().all(|byte| byte.is_ascii_digit());
+        let ids = [
+            ("application_id", &self.application_id),
+            ("guild_id", &self.guild_id),
+            ("incident_channel", &self.incident_channel),
+        ];
+        for (key, value) in ids {
+            if let Some(value) = value
+                && !value.get_ref().trim().is_empty()
+                && !snowflake(value.get_ref().trim())
+            {
+                problems.push((
+                    value.span(),
+                    format!(
+                        "discord.{key}: '{}' is not a Discord id: write the number Discord shows with developer mode on (e.g. \"123456789012345678\")",
+                        value.get_ref().0
+                    ),
+                ));
+            }
+        }
+        if let Some(key) = &self.public_key {
+            let text = key.get_ref().trim();
+            if !text.is_empty() && (text.len() != 64 || !text.bytes().all(|byte| byte.is_ascii_hexdigit())) {
+                problems.push((
+                    key.span(),
+                    "discord.public_key: must be the application's public key, 64 hex characters (Developer Portal → General Information); leave it out to use the gateway".to_string(),
+                ));
+            }
+        }
+        let api_url = self.api_url.get_ref().trim();
+        if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
+            problems.push((
+                self.api_url.span(),
+                format!("discord.api_url: '{api_url}' must start with https:// (e.g. https://discord.com/api/)"),
+            ));
+        }
+        let blank =
+            |value: &Option<Spanned<EnvString>>| value.as_ref().is_none_or(|value| value.get_ref().trim().is_empty());
+        if let Some(token) = self.token.as_ref().filter(|_| self.enabled())
+            && blank(&self.application_id)
+        {
+            problems.push((
+                token.span(),
+                "discord.application_id: needed with discord.token (Developer Portal → General Information → Application ID)".to_string(),
+            ));
+        }
+        problems
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -696,6 +759,12 @@ impl Config {
             }
         }
 
+        if let Some(discord) = &self.discord {
+            for (span, message) in discord.problems() {
+                error(span, message);
+            }
+        }
+
         for route in &self.routes {
             if let Some(policy) = &route.policy
                 && !seen_policies.contains(policy.get_ref().as_str())
@@ -725,7 +794,7 @@ impl Config {
             slack.bot_token.iter().chain(slack.app_token.iter()).chain(slack.signing_secret.iter()).for_each(&mut add);
         }
         if let Some(discord) = &self.discord {
-            discord.token.iter().for_each(&mut add);
+            discord.token.iter().map(Spanned::get_ref).for_each(&mut add);
         }
         for target in self.targets.values() {
             add(target.url.get_ref());

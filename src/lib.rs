@@ -6,7 +6,7 @@
 //! - [`cli`]: the command line (`firebell run`, `firebell commands …`), what `main.rs` calls.
 //! - [`app`]: wiring: the runbook files on disk, and `App` (store, engine, HTTP server).
 //! - [`chat`]: the platform-neutral message model, the `ChatAdapter` trait, the chat grammar and
-//!   core, the outbox deliverer, and one folder per platform (`slack/`).
+//!   core, the outbox deliverer, and one folder per platform (`slack/`, `discord/`).
 //! - [`config`]: `firebell.toml` → typed, validated configuration with `${VAR}` expansion.
 //! - [`runbook`]: `commands/*.toml` → the catalogue; arguments, templates, CEL expressions. No IO.
 //! - [`check`]: one file per check kind behind the `Check` trait, and the concurrent runner.

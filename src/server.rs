@@ -68,7 +68,9 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::NotFound(_) | StoreError::NoRequest(_) => ApiError(StatusCode::NOT_FOUND, error.to_string()),
+            StoreError::NotFound(_) | StoreError::NoRequest(_) | StoreError::NoConsoleMessage(_) => {
+                ApiError(StatusCode::NOT_FOUND, error.to_string())
+            }
             StoreError::Transition(_) => ApiError(StatusCode::CONFLICT, error.to_string()),
             StoreError::Database(message) => {
                 tracing::error!(error = %message, "Store failed while serving the API");

@@ -497,6 +497,10 @@ fn the_configmap_is_the_container_config_and_parses_with_the_pods_environment() 
     let api_token = config.server.api_token.as_ref().expect("server.api_token is set");
     assert_eq!(api_token.expose(), environment["FIREBELL_API_TOKEN"]);
     assert!(!api_token.is_empty(), "the example Secret should show where the API token goes");
+    // The pods listen beyond loopback: without a login token their web console would stay shut.
+    let console_token = config.server.console_token.as_ref().expect("server.console_token is set");
+    assert_eq!(console_token.expose(), environment["FIREBELL_CONSOLE_TOKEN"]);
+    assert!(!console_token.is_empty(), "the example Secret should show where the console token goes");
 }
 
 #[test]

@@ -19,8 +19,9 @@ use slack_e2e_support::{
 
 /// Long enough for any of these stories on a loaded machine; they take seconds.
 const WAIT: Duration = Duration::from_secs(20);
-/// A generous bound for "acknowledged at once" (Slack gives up at 3 s; the spec's p99 is 10 ms).
-const ACK_BOUND: Duration = Duration::from_secs(1);
+/// Slack's own deadline: an acknowledgement later than this is a failure the user sees. How fast
+/// acknowledgements really are is measured by `cargo bench --bench slack`, not asserted here.
+const ACK_BOUND: Duration = Duration::from_secs(3);
 
 /// `chat.update` calls of the message `ts`, in order.
 fn edits_of(app: &SlackApp, ts: &str) -> Vec<Call> {
@@ -627,4 +628,40 @@ async fn a_mistyped_topic_gets_a_private_reply_with_the_valid_topics_and_nothing
     assert!(app.fake.all_messages().is_empty());
     app.fake.assert_all_accepted();
     app.stop().await;
+}
+
+/// An alert whose route names a runbook: the diagnosis streams into the incident's Slack thread
+/// (the team's own platform), not into the web console's, which is always there too.
+#[tokio::test]
+async fn a_routes_diagnosis_streams_into_the_slack_thread() {
+    let workspace = Workspace::new();
+    workspace.runbook(
+        "host",
+        "name = \"host\"\nsummary = \"Is the host up\"\n\n[[checks]]\nname = \"alive\"\nkind = \"exec\"\nargv = [\"true\"]\n",
+    );
+    let app =
+        spawn(workspace, "[[routes]]\nmatch = { alertname = \"HostDown\" }\nseverity = \"critical\"\nrun = \"host\"\n")
+            .await;
+    let response = app
+        .client
+        .post(format!("http://{}/alerts/alertmanager", app.address))
+        .json(&json!({
+            "version": "4", "status": "firing", "receiver": "firebell", "groupKey": "{}:{alertname=\"HostDown\"}",
+            "alerts": [{"status": "firing", "labels": {"alertname": "HostDown", "instance": "web1"},
+                        "annotations": {"summary": "web1 is down"}, "fingerprint": "f1",
+                        "startsAt": "2026-11-22T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z"}],
+        }))
+        .send()
+        .await
+        .expect("the webhook answers");
+    assert!(response.status().is_success(), "{}", response.status());
+    app.fake
+        .wait_for("the diagnosis in the incident's thread", WAIT, |fake| {
+            fake.messages(INCIDENTS).iter().any(|message| {
+                message.thread_ts.as_ref().is_some_and(|thread| *thread != message.ts)
+                    && message.visible_text().contains("diagnose host: OK")
+            })
+        })
+        .await;
+    app.fake.assert_no_unexpected();
 }

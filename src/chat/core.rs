@@ -124,18 +124,27 @@ impl ChatCore {
                     return;
                 }
             };
-            let waits_for_thread = core.adapters.values().any(|adapter| adapter.incident_channel().is_some());
+            // The thread to stream into: a team's own chat platform first (the console shows
+            // the result on the timeline); any platform's thread if that one never appears.
+            let by_preference = || {
+                let external = core.adapters.iter().filter(|(platform, _)| **platform != "console");
+                external.chain(core.adapters.iter().filter(|(platform, _)| **platform == "console"))
+            };
+            let wanted = by_preference().find(|(_, adapter)| adapter.incident_channel().is_some()).map(|(p, _)| *p);
             let deadline = Instant::now() + crate::ingest::THREAD_WAIT;
-            while waits_for_thread && Instant::now() < deadline {
+            while wanted.is_some() {
+                let timed_out = Instant::now() >= deadline;
                 if let Ok(incident) = store.incident(incident_id).await {
-                    let home = core.adapters.keys().find_map(|platform| {
-                        let entry = incident.chat.get(*platform)?;
-                        Some((
-                            *platform,
-                            entry.get("channel")?.as_str()?.to_string(),
-                            entry.get("message")?.as_str()?.to_string(),
-                        ))
-                    });
+                    let home = by_preference()
+                        .filter(|(platform, _)| timed_out || Some(**platform) == wanted)
+                        .find_map(|(platform, _)| {
+                            let entry = incident.chat.get(*platform)?;
+                            Some((
+                                *platform,
+                                entry.get("channel")?.as_str()?.to_string(),
+                                entry.get("message")?.as_str()?.to_string(),
+                            ))
+                        });
                     if let Some((platform, channel, message)) = home {
                         let origin = Origin { platform, user: requester.clone(), channel, thread: Some(message) };
                         if let Err(error) = core.diagnose(origin, runbook.clone(), args.clone()).await {
@@ -143,6 +152,9 @@ impl ChatCore {
                         }
                         return;
                     }
+                }
+                if timed_out {
+                    break;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }

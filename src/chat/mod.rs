@@ -6,8 +6,10 @@
 //! platform's acknowledgement) and does the work in the background through the adapters.
 
 pub mod approvals;
+pub mod console;
 pub mod core;
 pub mod deliver;
+pub mod discord;
 pub mod grammar;
 pub mod memory;
 pub mod message;

@@ -344,3 +344,49 @@ pub fn mention_people(text: &str, adapter: &dyn super::ChatAdapter) -> String {
         Err(_) => text.to_string(),
     }
 }
+
+/// A diagnosis of the worker queues, running or finished with a suggested remediation: what the
+/// platform renderers' snapshots show.
+#[cfg(test)]
+pub(crate) fn sample_diagnosis(finished: bool, requested_by: &str) -> Message {
+    use crate::check::Status;
+    let done = |name: &str, status: Status, summary: &str, duration_ms: u64| CheckLine::Done {
+        name: name.into(),
+        status,
+        summary: summary.into(),
+        duration_ms,
+    };
+    let mut lines = vec![
+        done("redis ping", Status::Ok, "PING = PONG", 3),
+        done("queue depth", Status::Warn, "LLEN trade_execution_queue = 57 (warn: value > 50)", 12),
+    ];
+    if finished {
+        lines.push(done("oldest job", Status::Crit, "1 row: age_s=1620 (crit: row.age_s > 900)", 8));
+        lines.push(done("workers", Status::Ok, "exit 0: 4 of 4 workers heartbeating", 5));
+    } else {
+        lines.push(CheckLine::Running { name: "oldest job".into() });
+        lines.push(CheckLine::Running { name: "workers".into() });
+    }
+    let suggestions = if finished {
+        vec![
+            Button::new(
+                "Run restart-worker",
+                ACTION_REMEDIATE,
+                remediation_value("restart-worker", &[("queue".into(), "trade_execution_queue".into())]),
+            )
+            .danger(),
+        ]
+    } else {
+        Vec::new()
+    };
+    diagnosis(DiagnosisView {
+        topic: "queue",
+        summary: "Depth of the worker queues",
+        args: "queue=trade_execution_queue",
+        requested_by,
+        runbook_url: Some("https://wiki.example/oncall#worker-queue-backlog"),
+        lines: &lines,
+        finished: finished.then_some(Status::Crit),
+        suggestions,
+    })
+}

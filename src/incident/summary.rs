@@ -480,6 +480,22 @@ pub fn sample_incident() -> Incident {
     }
 }
 
+/// The sample incident as it was at 10:05: just declared, nobody acknowledged yet (what a
+/// notification shows).
+pub fn sample_open_incident() -> Incident {
+    let mut incident = sample_incident();
+    incident.status = IncidentStatus::Triggered;
+    incident.acknowledged_at = None;
+    incident.acknowledged_by = None;
+    incident.resolved_at = None;
+    incident.resolved_by = None;
+    incident.root_cause = None;
+    incident.fix = None;
+    incident.prevention = None;
+    incident.timeline.truncate(1);
+    incident
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ use crate::incident::{Incident, NewIncident, Resolution, TimelineEvent, Transiti
 pub enum StoreError {
     NotFound(i64),
     NoRequest(i64),
+    NoConsoleMessage(i64),
     Transition(TransitionError),
     Database(String),
 }
@@ -27,6 +28,7 @@ impl fmt::Display for StoreError {
         match self {
             StoreError::NotFound(id) => write!(f, "there is no incident {id}"),
             StoreError::NoRequest(id) => write!(f, "there is no remediation request {id}"),
+            StoreError::NoConsoleMessage(id) => write!(f, "there is no console message {id}"),
             StoreError::Transition(error) => write!(f, "{error}"),
             StoreError::Database(message) => write!(f, "store error: {message}"),
         }
@@ -190,6 +192,21 @@ pub struct AuditEntry {
     pub detail: serde_json::Value,
 }
 
+/// One message of the web console (a chat platform kept in the store).
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsoleMessage {
+    pub id: i64,
+    pub channel: String,
+    /// The id of the thread's first message, for replies.
+    pub thread: Option<String>,
+    /// `console:alice`, or `firebell` for the bot.
+    pub author: String,
+    /// The platform-neutral message (and a file, for long output) as JSON.
+    pub body: serde_json::Value,
+    pub posted_at: DateTime<Utc>,
+    pub edited_at: Option<DateTime<Utc>>,
+}
+
 /// One alert (or alert group) as ingestion hands it to the store.
 #[derive(Debug, Clone)]
 pub struct IncomingAlert {
@@ -317,6 +334,26 @@ pub trait Store: Send + Sync {
         flap_window: chrono::Duration,
         at: DateTime<Utc>,
     ) -> Result<Vec<AlertOutcome>, StoreError>;
+
+    /// Posts a web-console message.
+    async fn console_post(
+        &self,
+        channel: &str,
+        thread: Option<&str>,
+        author: &str,
+        body: &serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Result<ConsoleMessage, StoreError>;
+    /// Replaces a web-console message's body.
+    async fn console_edit(
+        &self,
+        id: i64,
+        body: &serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Result<ConsoleMessage, StoreError>;
+    async fn console_message(&self, id: i64) -> Result<ConsoleMessage, StoreError>;
+    /// The last `limit` messages of a console channel (threads included), oldest first.
+    async fn console_history(&self, channel: &str, limit: i64) -> Result<Vec<ConsoleMessage>, StoreError>;
 }
 
 /// Opens the store named by `url` and applies its migrations.

@@ -14,8 +14,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, Row, Transaction};
 
 use super::{
-    AlertOutcome, AuditEntry, DueTimer, FiredStep, IncomingAlert, NewRequest, NewTimer, OutboxItem, RemediationRequest,
-    StepResolver, Store, StoreError, Vote, VoteOutcome, from_millis, millis,
+    AlertOutcome, AuditEntry, ConsoleMessage, DueTimer, FiredStep, IncomingAlert, NewRequest, NewTimer, OutboxItem,
+    RemediationRequest, StepResolver, Store, StoreError, Vote, VoteOutcome, from_millis, millis,
 };
 use crate::config::Severity;
 use crate::incident::{Incident, IncidentStatus, NewIncident, Resolution, TimelineEvent};
@@ -504,6 +504,20 @@ fn request_from_row(row: &AnyRow) -> Result<RemediationRequest, StoreError> {
         decided_at: optional_time(row, "decided_at")?,
         result: optional_text(row, "result")?,
         votes: Vec::new(),
+    })
+}
+
+const CONSOLE_COLUMNS: &str = "id, channel, thread, author, body, posted_at, edited_at";
+
+fn console_from_row(row: &AnyRow) -> Result<ConsoleMessage, StoreError> {
+    Ok(ConsoleMessage {
+        id: row.try_get("id")?,
+        channel: text(row, "channel")?,
+        thread: optional_text(row, "thread")?,
+        author: text(row, "author")?,
+        body: serde_json::from_str(&text(row, "body")?).unwrap_or_default(),
+        posted_at: from_millis(row.try_get("posted_at")?),
+        edited_at: optional_time(row, "edited_at")?,
     })
 }
 
@@ -1202,5 +1216,63 @@ impl Store for SqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn console_post(
+        &self,
+        channel: &str,
+        thread: Option<&str>,
+        author: &str,
+        body: &serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Result<ConsoleMessage, StoreError> {
+        let sql = format!(
+            "INSERT INTO console_messages (channel, thread, author, body, posted_at) VALUES ($1, $2, $3, $4, $5) RETURNING {CONSOLE_COLUMNS}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(channel.to_string())
+            .bind(thread.map(str::to_string))
+            .bind(author.to_string())
+            .bind(body.to_string())
+            .bind(millis(at))
+            .fetch_one(&self.pool)
+            .await?;
+        console_from_row(&row)
+    }
+
+    async fn console_edit(
+        &self,
+        id: i64,
+        body: &serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Result<ConsoleMessage, StoreError> {
+        let sql =
+            format!("UPDATE console_messages SET body = $1, edited_at = $2 WHERE id = $3 RETURNING {CONSOLE_COLUMNS}");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(body.to_string())
+            .bind(millis(at))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NoConsoleMessage(id))?;
+        console_from_row(&row)
+    }
+
+    async fn console_message(&self, id: i64) -> Result<ConsoleMessage, StoreError> {
+        let sql = format!("SELECT {CONSOLE_COLUMNS} FROM console_messages WHERE id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NoConsoleMessage(id))?;
+        console_from_row(&row)
+    }
+
+    async fn console_history(&self, channel: &str, limit: i64) -> Result<Vec<ConsoleMessage>, StoreError> {
+        let sql = format!(
+            "SELECT {CONSOLE_COLUMNS} FROM (SELECT {CONSOLE_COLUMNS} FROM console_messages WHERE channel = $1 ORDER BY id DESC LIMIT $2) newest ORDER BY id"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(channel.to_string()).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(console_from_row).collect()
     }
 }

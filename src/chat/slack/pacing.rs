@@ -58,7 +58,7 @@ impl ChannelGate {
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn one_turn_per_interval_per_channel_and_channels_are_independent() {
         let gate = Arc::new(ChannelGate::new(Duration::from_millis(100)));
         let started = Instant::now();

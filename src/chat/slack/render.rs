@@ -456,19 +456,8 @@ mod tests {
         chrono::DateTime::parse_from_rfc3339("2026-11-22T10:05:00Z").unwrap().to_utc()
     }
 
-    /// The sample incident as it was at 10:05: just declared, nobody acknowledged yet.
     fn open_incident() -> crate::incident::Incident {
-        let mut incident = crate::incident::summary::sample_incident();
-        incident.status = crate::incident::IncidentStatus::Triggered;
-        incident.acknowledged_at = None;
-        incident.acknowledged_by = None;
-        incident.resolved_at = None;
-        incident.resolved_by = None;
-        incident.root_cause = None;
-        incident.fix = None;
-        incident.prevention = None;
-        incident.timeline.truncate(1);
-        incident
+        crate::incident::summary::sample_open_incident()
     }
 
     fn incident_notification() -> Message {
@@ -478,50 +467,7 @@ mod tests {
     }
 
     fn diagnosis(finished: bool) -> Message {
-        use crate::chat::views::{CheckLine, DiagnosisView};
-        use crate::check::Status;
-        let done = |name: &str, status: Status, summary: &str, duration_ms: u64| CheckLine::Done {
-            name: name.into(),
-            status,
-            summary: summary.into(),
-            duration_ms,
-        };
-        let mut lines = vec![
-            done("redis ping", Status::Ok, "PING = PONG", 3),
-            done("queue depth", Status::Warn, "LLEN trade_execution_queue = 57 (warn: value > 50)", 12),
-        ];
-        if finished {
-            lines.push(done("oldest job", Status::Crit, "1 row: age_s=1620 (crit: row.age_s > 900)", 8));
-            lines.push(done("workers", Status::Ok, "exit 0: 4 of 4 workers heartbeating", 5));
-        } else {
-            lines.push(CheckLine::Running { name: "oldest job".into() });
-            lines.push(CheckLine::Running { name: "workers".into() });
-        }
-        let suggestions = if finished {
-            vec![
-                Button::new(
-                    "Run restart-worker",
-                    crate::chat::views::ACTION_REMEDIATE,
-                    crate::chat::views::remediation_value(
-                        "restart-worker",
-                        &[("queue".into(), "trade_execution_queue".into())],
-                    ),
-                )
-                .danger(),
-            ]
-        } else {
-            Vec::new()
-        };
-        crate::chat::views::diagnosis(DiagnosisView {
-            topic: "queue",
-            summary: "Depth of the worker queues",
-            args: "queue=trade_execution_queue",
-            requested_by: "<@U0001>",
-            runbook_url: Some("https://wiki.example/oncall#worker-queue-backlog"),
-            lines: &lines,
-            finished: finished.then_some(Status::Crit),
-            suggestions,
-        })
+        crate::chat::views::sample_diagnosis(finished, "<@U0001>")
     }
 
     fn resolution_summary() -> Message {

@@ -1,0 +1,363 @@
+//! The real app in-process on port 0, on the wall clock, with SQLite in a temporary folder,
+//! connected to a [`FakeDiscord`] and receiving interactions signed with a test key, built the
+//! way Discord builds them: slash commands, button clicks and modal submissions, in a channel
+//! or inside a thread.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::{Signer, SigningKey};
+use firebell::config::Config;
+use firebell::source::SourceFile;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::{APPLICATION, FakeDiscord, GUILD, INCIDENTS, StoredMessage, TOKEN};
+use crate::common::toml_str;
+
+/// The application's key pair; the app is configured with its public half.
+pub fn signing_key() -> SigningKey {
+    SigningKey::from_bytes(&[42; 32])
+}
+
+pub fn public_key_hex() -> String {
+    hex::encode(signing_key().verifying_key().to_bytes())
+}
+
+/// A folder the test writes runbooks and scripts into, before the app starts.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        std::fs::create_dir(dir.path().join("commands")).expect("a commands folder");
+        std::fs::create_dir(dir.path().join("scripts")).expect("a scripts folder");
+        Workspace { dir }
+    }
+
+    pub fn runbook(&self, name: &str, text: &str) {
+        std::fs::write(self.dir.path().join(format!("commands/{name}.toml")), text).expect("the runbook is written");
+    }
+
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        crate::common::write_script(&self.dir.path().join("scripts"), name, body)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// How the app receives interactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `POST /discord/interactions` (`public_key` set).
+    Http,
+    /// The gateway (no `public_key`).
+    Gateway,
+}
+
+/// The running app with its fake Discord.
+pub struct DiscordApp {
+    pub fake: FakeDiscord,
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    pub workspace: Workspace,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Drop for DiscordApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// What the app answered to an interaction.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    /// From sending the request to having the whole answer.
+    pub took: Duration,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|error| panic!("the answer is not JSON ({error}): {self:?}"))
+    }
+
+    /// The interaction response type (4 message, 5 deferred, 6 deferred update, 9 modal…).
+    pub fn kind(&self) -> u64 {
+        self.json()["type"].as_u64().unwrap_or_else(|| panic!("no response type: {self:?}"))
+    }
+
+    /// The text of an ephemeral (or any message) answer.
+    pub fn text(&self) -> String {
+        let data = &self.json()["data"];
+        let message = StoredMessage {
+            id: String::new(),
+            channel: String::new(),
+            content: data["content"].as_str().unwrap_or("").to_string(),
+            embeds: data["embeds"].clone(),
+            components: data["components"].clone(),
+            files: Vec::new(),
+            edits: 0,
+        };
+        message.visible_text()
+    }
+
+    pub fn is_ephemeral(&self) -> bool {
+        self.json()["data"]["flags"].as_u64().is_some_and(|flags| flags & 64 != 0)
+    }
+}
+
+/// Where an interaction happens.
+#[derive(Debug, Clone)]
+pub enum Place {
+    Channel(String),
+    Thread { id: String, parent: String },
+}
+
+impl Place {
+    pub fn channel(id: &str) -> Place {
+        Place::Channel(id.to_string())
+    }
+
+    fn json(&self) -> Value {
+        match self {
+            Place::Channel(id) => json!({"id": id, "type": 0, "guild_id": GUILD}),
+            Place::Thread { id, parent } => json!({"id": id, "type": 11, "parent_id": parent, "guild_id": GUILD}),
+        }
+    }
+}
+
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs()
+}
+
+/// An interaction id no other interaction of this process has.
+pub fn interaction_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1_400_000_000_000_000_000);
+    NEXT.fetch_add(1, Ordering::Relaxed).to_string()
+}
+
+/// Starts the app (HTTP endpoint) with the runbooks in `workspace`; `rest` is appended to the
+/// config (groups, permissions, policies).
+pub async fn spawn(workspace: Workspace, rest: &str) -> DiscordApp {
+    spawn_with(FakeDiscord::start().await, workspace, rest, Transport::Http).await
+}
+
+pub async fn spawn_with(fake: FakeDiscord, workspace: Workspace, rest: &str, transport: Transport) -> DiscordApp {
+    let dir = workspace.path();
+    let store = format!("sqlite://{}", dir.join("firebell.db").display());
+    let public_key = match transport {
+        Transport::Http => format!("public_key = {}\n", toml_str(&public_key_hex())),
+        Transport::Gateway => String::new(),
+    };
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurl = {store}\n\n[commands]\ndirs = [{commands}]\n\n\
+         [discord]\ntoken = {token}\napplication_id = \"{APPLICATION}\"\n{public_key}guild_id = \"{GUILD}\"\n\
+         incident_channel = \"{INCIDENTS}\"\napi_url = {api}\n\n{rest}\n",
+        store = toml_str(&store),
+        commands = toml_str(&dir.join("commands").display().to_string()),
+        token = toml_str(TOKEN),
+        api = toml_str(&fake.api_url()),
+    );
+    let path = dir.join("firebell.toml");
+    std::fs::write(&path, &text).expect("the config is written");
+    let config = Config::parse(&SourceFile::new(path, &text))
+        .unwrap_or_else(|errors| panic!("the test config is invalid: {errors}\n{text}"));
+    let app = firebell::app::App::build(config, std::sync::Arc::new(firebell::clock::SystemClock))
+        .await
+        .unwrap_or_else(|error| panic!("the app does not start: {error:#}"));
+    let address = app.address();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    DiscordApp {
+        fake,
+        address,
+        client: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("an HTTP client"),
+        workspace,
+        shutdown,
+        task: Some(task),
+    }
+}
+
+/// `X-Signature-Ed25519` and `X-Signature-Timestamp` for `body` signed by `key` at `timestamp`.
+pub fn signature_headers(key: &SigningKey, timestamp: u64, body: &str) -> Vec<(&'static str, String)> {
+    let signature = key.sign(format!("{timestamp}{body}").as_bytes());
+    vec![("x-signature-ed25519", hex::encode(signature.to_bytes())), ("x-signature-timestamp", timestamp.to_string())]
+}
+
+/// A user object as Discord sends it.
+pub fn user_json(id: &str) -> Value {
+    json!({"id": id, "username": format!("user{id}"), "discriminator": "0", "global_name": null, "avatar": null})
+}
+
+/// A guild member as Discord sends it in an interaction.
+pub fn member_json(id: &str) -> Value {
+    json!({"user": user_json(id), "roles": [], "joined_at": "2026-01-01T00:00:00.000000+00:00", "deaf": false,
+           "mute": false, "flags": 0, "permissions": "2248473465835073"})
+}
+
+/// An interaction of `kind` by `user` in `place`, with everything Discord sends in every one.
+fn interaction(kind: u8, user: &str, place: &Place, data: Value) -> Value {
+    let id = interaction_id();
+    let channel = place.json();
+    json!({
+        "id": id, "application_id": APPLICATION, "type": kind, "token": format!("token-{id}"), "version": 1,
+        "guild_id": GUILD, "channel_id": channel["id"], "channel": channel, "member": member_json(user),
+        "app_permissions": "2248473465835073", "locale": "en-US", "guild_locale": "en-US", "entitlements": [],
+        "authorizing_integration_owners": {"0": GUILD}, "context": 0, "attachment_size_limit": 10_485_760,
+        "data": data
+    })
+}
+
+/// The interaction Discord sends when `user` runs the slash command `name` with `options` in
+/// `place`.
+pub fn command(user: &str, place: &Place, name: &str, options: Value) -> Value {
+    interaction(
+        2,
+        user,
+        place,
+        json!({"id": "1100000000000000100", "name": name, "type": 1, "options": options, "guild_id": GUILD}),
+    )
+}
+
+/// A message the bot posted, as Discord sends it inside an interaction.
+fn message_json(message: &StoredMessage) -> Value {
+    let list = |value: &Value| if value.is_array() { value.clone() } else { json!([]) };
+    let mut author = user_json(APPLICATION);
+    author["bot"] = json!(true);
+    json!({
+        "id": message.id, "channel_id": message.channel, "author": author, "content": message.content,
+        "timestamp": "2026-11-22T10:00:00.000000+00:00", "edited_timestamp": null, "tts": false,
+        "mention_everyone": false, "mentions": [], "mention_roles": [], "attachments": [], "embeds": list(&message.embeds),
+        "pinned": false, "type": 0, "flags": 0, "components": list(&message.components)
+    })
+}
+
+impl DiscordApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// POSTs `body` to the interactions endpoint with exactly these headers.
+    pub async fn send_raw(&self, body: &str, headers: &[(&str, String)]) -> Answer {
+        let mut request = self
+            .client
+            .post(self.url("/discord/interactions"))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let started = Instant::now();
+        let response = request.send().await.expect("the app answers");
+        let status = response.status().as_u16();
+        let body = response.text().await.expect("the answer reads");
+        Answer { status, body, took: started.elapsed() }
+    }
+
+    /// Sends `interaction` signed now with the application's key.
+    pub async fn send(&self, interaction: &Value) -> Answer {
+        let body = interaction.to_string();
+        self.send_raw(&body, &signature_headers(&signing_key(), now(), &body)).await
+    }
+
+    /// `user` runs `/name` with `options` in `place`.
+    pub async fn slash(&self, user: &str, place: &Place, name: &str, options: Value) -> Answer {
+        self.send(&command(user, place, name, options)).await
+    }
+
+    /// Where `message` is, as an interaction's channel.
+    pub fn place_of(&self, message: &StoredMessage) -> Place {
+        match self.fake.threads().into_iter().find(|thread| thread.id == message.channel) {
+            Some(thread) => Place::Thread { id: thread.id, parent: thread.parent },
+            None => Place::Channel(message.channel.clone()),
+        }
+    }
+
+    /// The interaction Discord sends when `user` clicks the button labelled `label` on `message`.
+    pub fn click_interaction(&self, user: &str, message: &StoredMessage, label: &str) -> Value {
+        let custom_id = message.custom_id(label);
+        let mut click =
+            interaction(3, user, &self.place_of(message), json!({"custom_id": custom_id, "component_type": 2}));
+        click["message"] = message_json(message);
+        click
+    }
+
+    pub async fn click(&self, user: &str, message: &StoredMessage, label: &str) -> Answer {
+        self.send(&self.click_interaction(user, message, label)).await
+    }
+
+    /// `user` fills in `modal` (as the app answered with it) with `values` (input id → text) and
+    /// submits it, in `place`; `from_message` when a button on that message opened it.
+    pub async fn submit(
+        &self,
+        user: &str,
+        modal: &Value,
+        values: &[(&str, &str)],
+        place: &Place,
+        from_message: Option<&StoredMessage>,
+    ) -> Answer {
+        let rows: Vec<Value> = modal["components"]
+            .as_array()
+            .expect("a modal has rows")
+            .iter()
+            .map(|row| {
+                let input = &row["components"][0];
+                let input_id = input["custom_id"].as_str().expect("an input has a custom_id");
+                let value = values.iter().find(|(id, _)| *id == input_id).map_or("", |(_, value)| value);
+                json!({"type": 1, "components": [{"type": 4, "custom_id": input_id, "value": value}]})
+            })
+            .collect();
+        let mut submission = interaction(5, user, place, json!({"custom_id": modal["custom_id"], "components": rows}));
+        if let Some(message) = from_message {
+            submission["message"] = message_json(message);
+        }
+        self.send(&submission).await
+    }
+
+    /// `GET path` of the JSON API.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.client.get(self.url(path)).send().await.expect("GET works");
+        assert_eq!(response.status().as_u16(), 200, "GET {path}");
+        response.json().await.expect("the answer is JSON")
+    }
+
+    /// Waits until the API shows incident `id` satisfying `condition`; returns it.
+    pub async fn wait_incident(
+        &self,
+        id: i64,
+        what: &str,
+        timeout: Duration,
+        condition: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let incident = self.get_json(&format!("/api/incidents/{id}")).await;
+            if condition(&incident) {
+                return incident;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}; incident: {incident:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the app and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("the app task ends cleanly").expect("the app stops without error");
+        }
+    }
+}
