@@ -1,9 +1,9 @@
 //! The SQL store for both backends. The schema and nearly every statement are the same on SQLite
 //! and PostgreSQL (integers, text, `$N` placeholders), so one implementation over sqlx's `Any`
 //! driver serves both; the differences — how a write transaction begins, row locks, connection
-//! settings, the migration folder — are the `Backend` matches below.
+//! settings, the migration folder, multi-row statements, reserving ids — are the `Backend`
+//! matches below and in [`ingest`] (a batch of alerts).
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -20,10 +20,55 @@ use super::{
 use crate::config::Severity;
 use crate::incident::{Incident, IncidentStatus, NewIncident, Resolution, TimelineEvent};
 
+mod ingest;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {
     Sqlite,
     Postgres,
+}
+
+impl Backend {
+    /// `(…), (…)` placeholders for `rows` rows of `columns` values. SQLite gets anonymous `?`:
+    /// sqlx looks each `$N` up by name, and SQLite's lookup walks every name, which made a
+    /// 1,000-value statement spend most of its time there.
+    fn values(self, rows: usize, columns: usize) -> String {
+        let mut sql = String::with_capacity(rows * columns * 5);
+        for row in 0..rows {
+            sql.push_str(if row == 0 { "(" } else { ", (" });
+            for column in 0..columns {
+                if column > 0 {
+                    sql.push_str(", ");
+                }
+                match self {
+                    Backend::Sqlite => sql.push('?'),
+                    Backend::Postgres => {
+                        let _ = std::fmt::Write::write_fmt(&mut sql, format_args!("${}", row * columns + column + 1));
+                    }
+                }
+            }
+            sql.push(')');
+        }
+        sql
+    }
+
+    /// Splits rows for multi-row statements. SQLite: up to 500 rows each. PostgreSQL: chunks of
+    /// 256, 64, 16, 4 or 1 rows, so a handful of prepared statements serve every batch instead
+    /// of one new statement (prepared, then evicted from the cache) per batch size.
+    fn chunks<T>(self, rows: &[T]) -> Vec<&[T]> {
+        let mut chunks = Vec::new();
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let length = match self {
+                Backend::Sqlite => rest.len().min(500),
+                Backend::Postgres => [256, 64, 16, 4, 1].into_iter().find(|size| *size <= rest.len()).unwrap_or(1),
+            };
+            let (chunk, after) = rest.split_at(length);
+            chunks.push(chunk);
+            rest = after;
+        }
+        chunks
+    }
 }
 
 pub struct SqlStore {
@@ -35,9 +80,6 @@ pub struct SqlStore {
 
 const INCIDENT_COLUMNS: &str = "id, title, severity, status, impact, commander, fingerprint, policy, declared_by, started_at, \
      acknowledged_at, acknowledged_by, resolved_at, resolved_by, root_cause, fix, prevention, chat";
-
-/// Rows per INSERT when scheduling many timers at once.
-const TIMER_BATCH: usize = 200;
 
 impl SqlStore {
     pub async fn connect(url: &str) -> Result<SqlStore, StoreError> {
@@ -212,6 +254,7 @@ impl SqlStore {
 
     /// Inserts an incident with its `declared` event, its timers and its notification.
     async fn insert_incident(
+        &self,
         transaction: &mut sqlx::AnyConnection,
         new: &NewIncident,
         timers: &[NewTimer],
@@ -219,7 +262,8 @@ impl SqlStore {
     ) -> Result<i64, StoreError> {
         let id = Self::insert_incident_row(&mut *transaction, new, at).await?;
         Self::insert_event(&mut *transaction, id, &declared_event(new, timers.len(), at)).await?;
-        Self::insert_timers(&mut *transaction, id, timers).await?;
+        let rows: Vec<(i64, &NewTimer)> = timers.iter().map(|timer| (id, timer)).collect();
+        self.insert_timers(&mut *transaction, &rows).await?;
         Self::enqueue(&mut *transaction, id, "incident_declared", at).await?;
         Ok(id)
     }
@@ -245,107 +289,25 @@ impl SqlStore {
         .await?)
     }
 
+    /// Inserts `(incident, timer)` rows, many per statement.
     async fn insert_timers(
+        &self,
         transaction: &mut sqlx::AnyConnection,
-        id: i64,
-        timers: &[NewTimer],
+        timers: &[(i64, &NewTimer)],
     ) -> Result<(), StoreError> {
-        for chunk in timers.chunks(TIMER_BATCH) {
+        for chunk in self.backend.chunks(timers) {
             let sql = format!(
                 "INSERT INTO timers (incident_id, policy, step, round, fire_at) VALUES {}",
-                placeholders(chunk.len(), 5)
+                self.backend.values(chunk.len(), 5)
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
-            for timer in chunk {
+            for (id, timer) in chunk {
                 query = query
-                    .bind(id)
+                    .bind(*id)
                     .bind(timer.policy.clone())
                     .bind(timer.step as i64)
                     .bind(i64::from(timer.round))
                     .bind(millis(timer.fire_at));
-            }
-            query.execute(&mut *transaction).await?;
-        }
-        Ok(())
-    }
-
-    /// The newest incident of each fingerprint: (id, status, resolved_at).
-    async fn latest_incidents(
-        transaction: &mut sqlx::AnyConnection,
-        fingerprints: &[String],
-    ) -> Result<HashMap<String, LatestIncident>, StoreError> {
-        let mut latest = HashMap::with_capacity(fingerprints.len());
-        for chunk in fingerprints.chunks(500) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|index| format!("${index}")).collect();
-            let sql = format!(
-                "SELECT i.id, i.fingerprint, i.status, i.resolved_at FROM incidents i JOIN \
-                 (SELECT MAX(id) AS id FROM incidents WHERE fingerprint IN ({}) GROUP BY fingerprint) newest ON newest.id = i.id",
-                placeholders.join(", ")
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for fingerprint in chunk {
-                query = query.bind(fingerprint.clone());
-            }
-            for row in query.fetch_all(&mut *transaction).await? {
-                let state = LatestIncident {
-                    id: row.try_get("id")?,
-                    open: text(&row, "status")? != "resolved",
-                    resolved_at: optional_time(&row, "resolved_at")?,
-                };
-                latest.insert(text(&row, "fingerprint")?, state);
-            }
-        }
-        Ok(latest)
-    }
-
-    /// Writes the rows a batch collected, many per statement.
-    async fn flush(transaction: &mut sqlx::AnyConnection, rows: BatchRows) -> Result<(), StoreError> {
-        for chunk in rows.events.chunks(200) {
-            let sql = format!(
-                "INSERT INTO timeline (incident_id, at, kind, actor, detail) VALUES {}",
-                placeholders(chunk.len(), 5)
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for (id, event) in chunk {
-                query = query
-                    .bind(*id)
-                    .bind(millis(event.at))
-                    .bind(event.kind.clone())
-                    .bind(event.by.clone())
-                    .bind(event.detail.to_string());
-            }
-            query.execute(&mut *transaction).await?;
-        }
-        for chunk in rows.notices.chunks(200) {
-            let sql = format!(
-                "INSERT INTO outbox (incident_id, kind, recipients, payload, created_at) VALUES {}",
-                placeholders(chunk.len(), 5)
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for (id, kind, at) in chunk {
-                query = query
-                    .bind(*id)
-                    .bind(kind.to_string())
-                    .bind("[]")
-                    .bind(json!({"incident_id": id}).to_string())
-                    .bind(millis(*at));
-            }
-            query.execute(&mut *transaction).await?;
-        }
-        for chunk in rows.alerts.chunks(150) {
-            let sql = format!(
-                "INSERT INTO alerts (received_at, source, fingerprint, status, incident_id, payload) VALUES {}",
-                placeholders(chunk.len(), 6)
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for alert in chunk {
-                query = query
-                    .bind(millis(alert.at))
-                    .bind(alert.source.clone())
-                    .bind(alert.fingerprint.clone())
-                    .bind(alert.status)
-                    .bind(alert.incident_id)
-                    .bind(alert.payload.clone());
             }
             query.execute(&mut *transaction).await?;
         }
@@ -437,42 +399,6 @@ impl SqlStore {
             .await?;
         Ok(cancelled.rows_affected())
     }
-}
-
-/// The newest incident of a fingerprint, as a batch of alerts sees it.
-#[derive(Debug, Clone)]
-struct LatestIncident {
-    id: i64,
-    open: bool,
-    resolved_at: Option<DateTime<Utc>>,
-}
-
-struct AlertRow {
-    at: DateTime<Utc>,
-    source: String,
-    fingerprint: String,
-    status: &'static str,
-    incident_id: Option<i64>,
-    payload: String,
-}
-
-/// Rows a batch of alerts writes at its end.
-#[derive(Default)]
-struct BatchRows {
-    events: Vec<(i64, TimelineEvent)>,
-    notices: Vec<(i64, &'static str, DateTime<Utc>)>,
-    alerts: Vec<AlertRow>,
-}
-
-/// `($1, $2), ($3, $4)` for `rows` rows of `columns` values.
-fn placeholders(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|row| {
-            let values: Vec<String> = (1..=columns).map(|column| format!("${}", row * columns + column)).collect();
-            format!("({})", values.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn declared_event(new: &NewIncident, steps: usize, at: DateTime<Utc>) -> TimelineEvent {
@@ -606,7 +532,7 @@ impl Store for SqlStore {
         at: DateTime<Utc>,
     ) -> Result<Incident, StoreError> {
         let mut transaction = self.begin().await?;
-        let id = Self::insert_incident(&mut transaction, &new, &timers, at).await?;
+        let id = self.insert_incident(&mut transaction, &new, &timers, at).await?;
         let incident = self.load_incident(&mut transaction, id, false).await?;
         transaction.commit().await?;
         Ok(incident)
@@ -1102,98 +1028,7 @@ impl Store for SqlStore {
         flap_window: chrono::Duration,
         at: DateTime<Utc>,
     ) -> Result<Vec<AlertOutcome>, StoreError> {
-        let mut transaction = self.begin().await?;
-        let mut fingerprints: Vec<String> = alerts.iter().map(|alert| alert.fingerprint.clone()).collect();
-        fingerprints.sort_unstable();
-        fingerprints.dedup();
-        let mut latest = Self::latest_incidents(&mut transaction, &fingerprints).await?;
-        let mut rows = BatchRows::default();
-        let mut outcomes = Vec::with_capacity(alerts.len());
-        for alert in alerts {
-            let status = if alert.firing { "firing" } else { "resolved" };
-            let source = alert.source.as_str();
-            let event = |kind: &str, detail: serde_json::Value| TimelineEvent::new(at, kind, Some(source), detail);
-            let current = latest.get(&alert.fingerprint).cloned();
-            let outcome = match (alert.firing, current) {
-                (true, Some(incident)) if incident.open => {
-                    rows.events.push((incident.id, event("alert", json!({"status": status, "repeat": true}))));
-                    AlertOutcome::Repeated(incident.id)
-                }
-                (true, Some(LatestIncident { id, resolved_at: Some(resolved_at), .. }))
-                    if at - resolved_at <= flap_window =>
-                {
-                    sqlx::query(
-                        "UPDATE incidents SET status = 'triggered', resolved_at = NULL, resolved_by = NULL, \
-                         acknowledged_at = NULL, acknowledged_by = NULL WHERE id = $1",
-                    )
-                    .bind(id)
-                    .execute(&mut *transaction)
-                    .await?;
-                    let detail = json!({"reason": "the alert fired again within the flap window", "flap_window_s": flap_window.num_seconds()});
-                    rows.events.push((id, event("reopened", detail)));
-                    Self::insert_timers(&mut transaction, id, &alert.timers).await?;
-                    rows.notices.push((id, "incident_updated", at));
-                    latest.insert(alert.fingerprint.clone(), LatestIncident { id, open: true, resolved_at: None });
-                    AlertOutcome::Reopened(id)
-                }
-                (true, _) => {
-                    let id = Self::insert_incident_row(&mut transaction, &alert.incident, at).await?;
-                    rows.events.push((id, declared_event(&alert.incident, alert.timers.len(), at)));
-                    // The incident shows what fired: the labels the routes matched on.
-                    rows.events
-                        .push((id, event("alert", json!({"status": status, "labels": alert.payload.get("labels")}))));
-                    Self::insert_timers(&mut transaction, id, &alert.timers).await?;
-                    rows.notices.push((id, "incident_declared", at));
-                    latest.insert(alert.fingerprint.clone(), LatestIncident { id, open: true, resolved_at: None });
-                    AlertOutcome::Opened(id)
-                }
-                (false, Some(incident)) if incident.open && alert.resolve => {
-                    let id = incident.id;
-                    sqlx::query(
-                        "UPDATE incidents SET status = 'resolved', resolved_at = $2, resolved_by = $3 WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(millis(at))
-                    .bind(source.to_string())
-                    .execute(&mut *transaction)
-                    .await?;
-                    let cancelled = Self::cancel_timers(&mut transaction, id, at, &self.instance).await?;
-                    rows.events.push((
-                        id,
-                        event("resolved", json!({"note": "the alert resolved", "cancelled_steps": cancelled})),
-                    ));
-                    rows.notices.push((id, "incident_resolved", at));
-                    latest.insert(alert.fingerprint.clone(), LatestIncident { id, open: false, resolved_at: Some(at) });
-                    AlertOutcome::Resolved(id)
-                }
-                (false, Some(incident)) if incident.open => {
-                    let detail =
-                        json!({"status": status, "note": "the alert resolved; this route leaves resolving to people"});
-                    rows.events.push((incident.id, event("alert", detail)));
-                    AlertOutcome::Repeated(incident.id)
-                }
-                (false, _) => AlertOutcome::Ignored,
-            };
-            let incident_id = match outcome {
-                AlertOutcome::Opened(id)
-                | AlertOutcome::Repeated(id)
-                | AlertOutcome::Reopened(id)
-                | AlertOutcome::Resolved(id) => Some(id),
-                AlertOutcome::Ignored => None,
-            };
-            rows.alerts.push(AlertRow {
-                at,
-                source: source.to_string(),
-                fingerprint: alert.fingerprint.clone(),
-                status,
-                incident_id,
-                payload: alert.payload.to_string(),
-            });
-            outcomes.push(outcome);
-        }
-        Self::flush(&mut transaction, rows).await?;
-        transaction.commit().await?;
-        Ok(outcomes)
+        self.ingest_batch(alerts, flap_window, at).await
     }
 
     async fn audit(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {

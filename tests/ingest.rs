@@ -1,0 +1,156 @@
+//! A batch of alerts through `Store::ingest_alerts`, on SQLite and on PostgreSQL: everything one
+//! batch can do to a fingerprint (open, repeat, resolve, re-open, ignore, open and resolve in the
+//! same batch), the ids it gives new incidents, and that what it wrote reads back as it decided.
+
+mod app;
+
+use app::{Backend, StoreSpace, mins, new_incident, t0};
+use firebell::incident::IncidentStatus;
+use firebell::store::{AlertOutcome, IncomingAlert, NewTimer};
+use serde_json::json;
+
+fn alert(fingerprint: &str, firing: bool, steps: usize) -> IncomingAlert {
+    let mut incident = new_incident(&format!("{fingerprint} is failing"), steps.gt(&0).then_some("default"));
+    incident.fingerprint = Some(fingerprint.to_string());
+    incident.declared_by = Some("generic".to_string());
+    IncomingAlert {
+        source: "generic".to_string(),
+        fingerprint: fingerprint.to_string(),
+        firing,
+        timers: (0..steps)
+            .map(|step| NewTimer { policy: "default".into(), step, round: 0, fire_at: t0() + mins(10 * step as i64) })
+            .collect(),
+        incident,
+        resolve: true,
+        payload: json!({"labels": {"service": fingerprint}, "alerts": 1}),
+    }
+}
+
+macro_rules! on_both_backends {
+    ($($story:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $story() {
+                    super::$story(super::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $story() {
+                    super::$story(super::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    one_batch_opens_repeats_resolves_reopens_and_ignores_in_order,
+    new_incidents_take_the_next_ids_and_later_incidents_continue_after_them,
+);
+
+async fn one_batch_opens_repeats_resolves_reopens_and_ignores_in_order(backend: Backend) {
+    let Some(space) = StoreSpace::new(backend).await else { return };
+    let store = space.open().await;
+    let batch = vec![
+        alert("api", true, 0),
+        alert("db", true, 0),
+        alert("api", true, 0),
+        alert("db", false, 0),
+        alert("db", true, 0),
+        alert("cache", false, 0),
+        alert("disk", true, 2),
+        alert("disk", false, 0),
+    ];
+    let outcomes = store.ingest_alerts(&batch, mins(10), t0()).await.expect("the batch commits");
+    let [api, db, disk] = [outcomes[0], outcomes[1], outcomes[6]].map(|outcome| match outcome {
+        AlertOutcome::Opened(id) => id,
+        other => panic!("expected an opened incident, got {other:?} in {outcomes:?}"),
+    });
+    assert_eq!(
+        outcomes,
+        vec![
+            AlertOutcome::Opened(api),
+            AlertOutcome::Opened(db),
+            AlertOutcome::Repeated(api),
+            AlertOutcome::Resolved(db),
+            AlertOutcome::Reopened(db),
+            AlertOutcome::Ignored,
+            AlertOutcome::Opened(disk),
+            AlertOutcome::Resolved(disk),
+        ]
+    );
+
+    let api = store.incident(api).await.unwrap();
+    assert_eq!(
+        (api.status, api.started_at, api.fingerprint.as_deref()),
+        (IncidentStatus::Triggered, t0(), Some("api"))
+    );
+    let kinds = |incident: &firebell::incident::Incident| -> Vec<String> {
+        incident.timeline.iter().map(|event| event.kind.clone()).collect()
+    };
+    assert_eq!(kinds(&api), ["declared", "alert", "alert"]);
+    assert_eq!(api.timeline[1].detail["labels"], json!({"service": "api"}));
+    assert_eq!(api.timeline[2].detail["repeat"], true);
+
+    let db = store.incident(db).await.unwrap();
+    assert_eq!(db.status, IncidentStatus::Triggered, "resolved, then re-opened within the flap window");
+    assert_eq!(db.resolved_at, None);
+    assert_eq!(kinds(&db), ["declared", "alert", "resolved", "reopened"]);
+
+    let disk = store.incident(disk).await.unwrap();
+    assert_eq!((disk.status, disk.resolved_at), (IncidentStatus::Resolved, Some(t0())));
+    assert_eq!(kinds(&disk), ["declared", "alert", "resolved"]);
+    assert_eq!(disk.timeline[0].detail["steps_scheduled"], 2);
+    assert_eq!(disk.timeline[2].detail["cancelled_steps"], 2, "its steps were written, then cancelled");
+    assert_eq!(store.pending_timers().await.unwrap(), 0);
+
+    // Each new incident is announced once; the re-opened one is announced as updated.
+    let mut notices: Vec<(Option<i64>, String)> =
+        store.undelivered(100).await.unwrap().into_iter().map(|item| (item.incident_id, item.kind)).collect();
+    notices.sort();
+    let mut expected = vec![
+        (Some(api.id), "incident_declared".to_string()),
+        (Some(db.id), "incident_declared".to_string()),
+        (Some(db.id), "incident_resolved".to_string()),
+        (Some(db.id), "incident_updated".to_string()),
+        (Some(disk.id), "incident_declared".to_string()),
+        (Some(disk.id), "incident_resolved".to_string()),
+    ];
+    expected.sort();
+    assert_eq!(notices, expected);
+}
+
+async fn new_incidents_take_the_next_ids_and_later_incidents_continue_after_them(backend: Backend) {
+    let Some(space) = StoreSpace::new(backend).await else { return };
+    let store = space.open().await;
+    let first = store.declare(new_incident("Declared by a person", None), Vec::new(), t0()).await.unwrap();
+
+    let batch: Vec<IncomingAlert> = (0..300).map(|index| alert(&format!("host-{index}"), true, 1)).collect();
+    let outcomes = store.ingest_alerts(&batch, mins(10), t0()).await.expect("the batch commits");
+    let ids: Vec<i64> = outcomes
+        .iter()
+        .map(|outcome| match outcome {
+            AlertOutcome::Opened(id) => *id,
+            other => panic!("expected an opened incident, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(ids, (first.id + 1..=first.id + 300).collect::<Vec<_>>(), "in order, no gaps");
+    assert_eq!(store.pending_timers().await.unwrap(), 300);
+    assert_eq!(store.incident(ids[299]).await.unwrap().title, "host-299 is failing");
+
+    // The same fingerprints again repeat; a person's next incident gets the next id.
+    let again = store.ingest_alerts(&batch[..3], mins(10), t0() + mins(1)).await.unwrap();
+    assert_eq!(again, ids[..3].iter().map(|id| AlertOutcome::Repeated(*id)).collect::<Vec<_>>());
+    let next = store.declare(new_incident("Declared afterwards", None), Vec::new(), t0() + mins(2)).await.unwrap();
+    assert_eq!(next.id, first.id + 301);
+
+    // After the flap window, a resolved fingerprint that fires again opens a new incident.
+    let resolved = store.ingest_alerts(&[alert("host-0", false, 0)], mins(10), t0() + mins(3)).await.unwrap();
+    assert_eq!(resolved, vec![AlertOutcome::Resolved(ids[0])]);
+    let later = store.ingest_alerts(&[alert("host-0", true, 0)], mins(10), t0() + mins(30)).await.unwrap();
+    assert_eq!(later, vec![AlertOutcome::Opened(next.id + 1)]);
+}
