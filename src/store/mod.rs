@@ -1,6 +1,7 @@
 //! Persistence: one [`Store`] trait for incidents, timelines, escalation timers and the outbox,
 //! chosen by `store.url` — SQLite (the default, one process) or PostgreSQL (several replicas).
 
+mod nodelay;
 mod sql;
 
 use std::fmt;

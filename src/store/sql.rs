@@ -72,7 +72,10 @@ impl Backend {
 }
 
 pub struct SqlStore {
+    /// Reads (and, on PostgreSQL, everything).
     pool: AnyPool,
+    /// Writes: on SQLite a pool of one connection, on PostgreSQL the same pool as `pool`.
+    writer: AnyPool,
     backend: Backend,
     /// Names this process in `timers.done_by`, so a replica's work can be told apart.
     instance: String,
@@ -80,6 +83,38 @@ pub struct SqlStore {
 
 const INCIDENT_COLUMNS: &str = "id, title, severity, status, impact, commander, fingerprint, policy, declared_by, started_at, \
      acknowledged_at, acknowledged_by, resolved_at, resolved_by, root_cause, fix, prevention, chat";
+
+async fn open_pool(
+    backend: Backend,
+    options: sqlx::any::AnyConnectOptions,
+    max_connections: u32,
+    port: u16,
+) -> Result<AnyPool, sqlx::Error> {
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |connection, _| {
+            Box::pin(async move {
+                match backend {
+                    Backend::Sqlite => {
+                        connection.execute("PRAGMA journal_mode = WAL").await?;
+                        connection.execute("PRAGMA synchronous = NORMAL").await?;
+                        connection.execute("PRAGMA busy_timeout = 10000").await?;
+                        connection.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    // A replica that dies or hangs inside a transaction gives up its claims
+                    // (row locks) within this time, and another replica takes them over.
+                    Backend::Postgres => {
+                        super::nodelay::set_on_sockets_to(port);
+                        connection.execute("SET idle_in_transaction_session_timeout = '30s'").await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+}
 
 impl SqlStore {
     pub async fn connect(url: &str) -> Result<SqlStore, StoreError> {
@@ -105,44 +140,33 @@ impl SqlStore {
                 crate::redact::Redactor::new([url.clone()]).redact(&error.to_string())
             ))
         })?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |connection, _| {
-                Box::pin(async move {
-                    match backend {
-                        Backend::Sqlite => {
-                            connection.execute("PRAGMA journal_mode = WAL").await?;
-                            connection.execute("PRAGMA synchronous = NORMAL").await?;
-                            connection.execute("PRAGMA busy_timeout = 10000").await?;
-                            connection.execute("PRAGMA foreign_keys = ON").await?;
-                        }
-                        // A replica that dies or hangs inside a transaction gives up its claims
-                        // (row locks) within this time, and another replica takes them over.
-                        Backend::Postgres => {
-                            connection.execute("SET idle_in_transaction_session_timeout = '30s'").await?;
-                        }
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
-            .await
-            .map_err(|error| {
-                StoreError::Database(format!(
-                    "cannot open the store: {}",
-                    crate::redact::Redactor::new([url.clone()]).redact(&error.to_string())
-                ))
-            })?;
+        let port = url::Url::parse(&url).ok().and_then(|url| url.port()).unwrap_or(5432);
+        let open = |max_connections| open_pool(backend, options.clone(), max_connections, port);
+        let opened = match backend {
+            // SQLite lets one connection write at a time; writers queued inside SQLite wait in its
+            // busy handler's sleeps (1, 2, 5 … 100 ms). One writer connection queues them here
+            // instead, in order, and WAL lets the readers go on meanwhile.
+            Backend::Sqlite => match open(1).await {
+                Ok(writer) => open(max_connections).await.map(|pool| (pool, writer)),
+                Err(error) => Err(error),
+            },
+            Backend::Postgres => open(max_connections).await.map(|pool| (pool.clone(), pool)),
+        };
+        let (pool, writer) = opened.map_err(|error| {
+            StoreError::Database(format!(
+                "cannot open the store: {}",
+                crate::redact::Redactor::new([url.clone()]).redact(&error.to_string())
+            ))
+        })?;
         let instance =
             format!("{}-{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "firebell".into()), std::process::id());
-        Ok(SqlStore { pool, backend, instance })
+        Ok(SqlStore { pool, writer, backend, instance })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let migrated = match self.backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await,
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&self.pool).await,
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.writer).await,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&self.writer).await,
         };
         migrated.map_err(|error| StoreError::Database(format!("migrations failed: {error}")))
     }
@@ -151,8 +175,8 @@ impl SqlStore {
     /// upgrading a read lock.
     async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
         let transaction = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
         };
         Ok(transaction)
     }
@@ -738,7 +762,7 @@ impl Store for SqlStore {
         )
         .bind(id)
         .bind(millis(at))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(pulled.rows_affected() == 1)
     }
@@ -749,7 +773,7 @@ impl Store for SqlStore {
             .bind(platform.to_string())
             .bind(channel.to_string())
             .bind(message.to_string())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -769,7 +793,7 @@ impl Store for SqlStore {
         let inserted = sqlx::query("INSERT INTO seen_events (key, at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
             .bind(key.to_string())
             .bind(millis(at))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(inserted.rows_affected() == 1)
     }
@@ -805,7 +829,7 @@ impl Store for SqlStore {
         sqlx::query("UPDATE outbox SET delivered_at = $2 WHERE id = $1")
             .bind(id)
             .bind(millis(at))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -815,7 +839,7 @@ impl Store for SqlStore {
             .bind(id)
             .bind(error.to_string())
             .bind(millis(next_attempt_at))
-            .fetch_one(&self.pool)
+            .fetch_one(&self.writer)
             .await?;
         Ok(attempts)
     }
@@ -887,7 +911,7 @@ impl Store for SqlStore {
         sqlx::query("UPDATE remediation_requests SET message = $2 WHERE id = $1")
             .bind(id)
             .bind(message.to_string())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -1070,7 +1094,7 @@ impl Store for SqlStore {
             .bind(author.to_string())
             .bind(body.to_string())
             .bind(millis(at))
-            .fetch_one(&self.pool)
+            .fetch_one(&self.writer)
             .await?;
         console_from_row(&row)
     }
@@ -1087,7 +1111,7 @@ impl Store for SqlStore {
             .bind(body.to_string())
             .bind(millis(at))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?
             .ok_or(StoreError::NoConsoleMessage(id))?;
         console_from_row(&row)
