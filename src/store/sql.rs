@@ -84,16 +84,9 @@ pub struct SqlStore {
 const INCIDENT_COLUMNS: &str = "id, title, severity, status, impact, commander, fingerprint, policy, declared_by, started_at, \
      acknowledged_at, acknowledged_by, resolved_at, resolved_by, root_cause, fix, prevention, chat";
 
-async fn open_pool(
-    backend: Backend,
-    options: sqlx::any::AnyConnectOptions,
-    max_connections: u32,
-    port: u16,
-) -> Result<AnyPool, sqlx::Error> {
-    AnyPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
-        .after_connect(move |connection, _| {
+fn pool_options(backend: Backend, max_connections: u32, port: u16) -> AnyPoolOptions {
+    AnyPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(10)).after_connect(
+        move |connection, _| {
             Box::pin(async move {
                 match backend {
                     Backend::Sqlite => {
@@ -111,9 +104,8 @@ async fn open_pool(
                 }
                 Ok(())
             })
-        })
-        .connect_with(options)
-        .await
+        },
+    )
 }
 
 impl SqlStore {
@@ -141,16 +133,18 @@ impl SqlStore {
             ))
         })?;
         let port = url::Url::parse(&url).ok().and_then(|url| url.port()).unwrap_or(5432);
-        let open = |max_connections| open_pool(backend, options.clone(), max_connections, port);
         let opened = match backend {
             // SQLite lets one connection write at a time; writers queued inside SQLite wait in its
             // busy handler's sleeps (1, 2, 5 … 100 ms). One writer connection queues them here
-            // instead, in order, and WAL lets the readers go on meanwhile.
-            Backend::Sqlite => match open(1).await {
-                Ok(writer) => open(max_connections).await.map(|pool| (pool, writer)),
-                Err(error) => Err(error),
-            },
-            Backend::Postgres => open(max_connections).await.map(|pool| (pool.clone(), pool)),
+            // instead, in order, and WAL lets the readers go on meanwhile. The readers connect
+            // when first used, so start-up opens one connection, not two.
+            Backend::Sqlite => pool_options(backend, 1, port).connect_with(options.clone()).await.map(|writer| {
+                (pool_options(backend, max_connections, port).connect_lazy_with(options.clone()), writer)
+            }),
+            Backend::Postgres => pool_options(backend, max_connections, port)
+                .connect_with(options)
+                .await
+                .map(|pool| (pool.clone(), pool)),
         };
         let (pool, writer) = opened.map_err(|error| {
             StoreError::Database(format!(
@@ -544,8 +538,9 @@ impl Store for SqlStore {
         }
     }
 
+    /// Through the writer: on SQLite the one connection opened at start.
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.writer).await?;
         Ok(())
     }
 
