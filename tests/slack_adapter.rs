@@ -545,7 +545,10 @@ async fn an_event_delivered_twice_reaches_the_handler_once() {
     }
 
     slack.signed("/slack/events", "application/json", &app_mention("Ev0PV52K22"), &[]).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handler.events().len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(handler.events().len(), 2, "a different event is handled");
 }
 
@@ -596,7 +599,7 @@ async fn a_button_click_becomes_a_button_event_and_a_private_reply_goes_to_respo
         }
         other => panic!("{other:?}"),
     }
-    fake.wait_for("the private reply", Duration::from_secs(2), |fake| !fake.responses().is_empty()).await;
+    fake.wait_for("the private reply", Duration::from_secs(10), |fake| !fake.responses().is_empty()).await;
     let reply = &fake.responses()[0];
     assert_eq!(reply["response_type"], "ephemeral");
     assert_eq!(reply["replace_original"], false);
@@ -684,7 +687,7 @@ async fn a_private_reply_to_an_app_mention_is_posted_ephemerally() {
     let handler = Recorder::new(Reply::private("Unknown command `/diagnose queue queue=signals`?"));
     let slack = serve(http::routes_with_adapter(handler, Secret::new(SIGNING_SECRET), adapter)).await;
     slack.signed("/slack/events", "application/json", &app_mention("Ev0EPHEMERAL"), &[]).await;
-    fake.wait_for("the ephemeral reply", Duration::from_secs(2), |fake| !fake.ephemerals().is_empty()).await;
+    fake.wait_for("the ephemeral reply", Duration::from_secs(10), |fake| !fake.ephemerals().is_empty()).await;
     let ephemeral = &fake.ephemerals()[0];
     assert_eq!((ephemeral["channel"].as_str(), ephemeral["user"].as_str()), (Some("C0001"), Some("U0001")));
     assert_eq!(ephemeral["thread_ts"], "1700000000.000100");
