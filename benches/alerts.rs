@@ -5,7 +5,8 @@
 //! file; then a scratch PostgreSQL database from `FIREBELL_BENCH_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`, created and dropped) and drives
 //! `POST /alerts/generic` from `FIREBELL_BENCH_CONNECTIONS` (default 64) keep-alive connections
-//! for `FIREBELL_BENCH_SECONDS` (default 10): half the alerts carry a new `dedup_key` (a new
+//! (a minimal HTTP/1.1 client, one request in flight on each) for `FIREBELL_BENCH_SECONDS`
+//! (default 10): half the alerts carry a new `dedup_key` (a new
 //! incident), half repeat one of 1,000 incidents opened beforehand (deduplicated). A 2xx means
 //! the alert is committed. Then, for comparison, the store alone: `Store::ingest_alerts` in
 //! batches of 500 with the same mix, no HTTP. `FIREBELL_BENCH_ONLY=sqlite|postgres` runs one.
@@ -62,23 +63,72 @@ struct Tally {
     latencies_us: Vec<u32>,
 }
 
-async fn post(client: &reqwest::Client, url: &str, dedup_key: &str) -> Result<String, String> {
-    let response = client
-        .post(url)
-        .bearer_auth(TOKEN)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body(dedup_key))
-        .send()
-        .await
-        .map_err(|error| error.to_string())?;
-    let status = response.status();
-    let text = response.text().await.map_err(|error| error.to_string())?;
-    if status.is_success() { Ok(text) } else { Err(format!("{status}: {text}")) }
+/// A minimal HTTP/1.1 keep-alive client: one request in flight, written in one piece, the answer
+/// read until its `Content-Length` is complete. The load generator shares the 2 cores with the
+/// bot; this one costs a fraction of what a full client (reqwest: a pool, a dispatch task and a
+/// channel hop per request) does, like `wrk` would, so the figure is the bot's.
+struct Connection {
+    stream: tokio::net::TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl Connection {
+    async fn open(address: std::net::SocketAddr) -> std::io::Result<Connection> {
+        let stream = tokio::net::TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        Ok(Connection { stream, buffer: Vec::with_capacity(4096) })
+    }
+
+    /// Posts an alert; the answer's status and body.
+    async fn post(&mut self, dedup_key: &str) -> std::io::Result<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let body = body(dedup_key);
+        let request = format!(
+            "POST /alerts/generic HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.stream.write_all(request.as_bytes()).await?;
+        self.buffer.clear();
+        loop {
+            if let Some(answer) = complete_answer(&self.buffer)? {
+                return Ok(answer);
+            }
+            if self.stream.read_buf(&mut self.buffer).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+}
+
+/// The status and body once `buffer` holds a whole answer with a `Content-Length`.
+fn complete_answer(buffer: &[u8]) -> std::io::Result<Option<(u16, String)>> {
+    let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let Some(end) = buffer.windows(4).position(|window| window == b"\r\n\r\n") else { return Ok(None) };
+    let head = std::str::from_utf8(&buffer[..end]).map_err(|_| invalid("a head that is not UTF-8"))?;
+    let status = head.get(9..12).and_then(|code| code.parse().ok()).ok_or_else(|| invalid(head))?;
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
+        })
+        .ok_or_else(|| invalid("an answer without Content-Length"))?;
+    let start = end + 4;
+    if buffer.len() < start + length {
+        return Ok(None);
+    }
+    Ok(Some((status, String::from_utf8_lossy(&buffer[start..start + length]).into_owned())))
+}
+
+async fn post(connection: &mut Connection, dedup_key: &str) -> Result<String, String> {
+    let (status, text) = connection.post(dedup_key).await.map_err(|error| error.to_string())?;
+    if (200..300).contains(&status) { Ok(text) } else { Err(format!("{status}: {text}")) }
 }
 
 /// One connection's loop: a new alert, then a repeat, until `deadline`.
-async fn drive(task: usize, url: String, deadline: Instant) -> Tally {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().expect("an HTTP client");
+async fn drive(task: usize, address: std::net::SocketAddr, deadline: Instant) -> Tally {
+    let mut connection = Connection::open(address).await.expect("a connection to the bot");
     let mut tally = Tally::default();
     let mut random = 0x9E37_79B9_7F4A_7C15 ^ (task as u64 + 1);
     let mut sent = 0u64;
@@ -90,7 +140,7 @@ async fn drive(task: usize, url: String, deadline: Instant) -> Tally {
         };
         sent += 1;
         let started = Instant::now();
-        match post(&client, &url, &dedup_key).await {
+        match post(&mut connection, &dedup_key).await {
             Ok(text) => {
                 tally.latencies_us.push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                 tally.answered += 1;
@@ -122,19 +172,19 @@ async fn http_phase(label: &str, url: &str, dir: &std::path::Path) {
     );
     let config = Config::parse(&SourceFile::new(dir.join("firebell.toml"), text)).expect("the bench config parses");
     let app = firebell::app::App::build(config, Arc::new(SystemClock)).await.expect("the app starts");
-    let endpoint = format!("http://{}/alerts/generic", app.address());
+    let address = app.address();
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(app.run_until_stopped(shutdown.clone()));
 
     // The incidents the repeats go to, opened before the clock starts.
-    let client = reqwest::Client::new();
     let opened = Arc::new(AtomicU64::new(0));
     let warmups: Vec<_> = (0..16)
         .map(|worker| {
-            let (client, endpoint, opened) = (client.clone(), endpoint.clone(), opened.clone());
+            let opened = opened.clone();
             tokio::spawn(async move {
+                let mut connection = Connection::open(address).await.expect("a connection to the bot");
                 for hot in (worker..HOT).step_by(16) {
-                    post(&client, &endpoint, &format!("hot-{hot}")).await.expect("a warm-up alert is accepted");
+                    post(&mut connection, &format!("hot-{hot}")).await.expect("a warm-up alert is accepted");
                     opened.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -147,7 +197,7 @@ async fn http_phase(label: &str, url: &str, dir: &std::path::Path) {
 
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
-    let tasks: Vec<_> = (0..connections).map(|task| tokio::spawn(drive(task, endpoint.clone(), deadline))).collect();
+    let tasks: Vec<_> = (0..connections).map(|task| tokio::spawn(drive(task, address, deadline))).collect();
     let mut total = Tally::default();
     for task in tasks {
         let tally = task.await.expect("a load task finishes");

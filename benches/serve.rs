@@ -157,7 +157,7 @@ async fn fill(store_url: &str) {
 
 fn main() {
     let runs = env_number("FIREBELL_BENCH_RUNS", 10).max(1) as usize;
-    println!("binary: {}; machine load average: {}", support::FIREBELL, support::load_average());
+    println!("binary: {}; machine load average: {}", support::firebell(), support::load_average());
     if selected("empty") {
         // A new empty file each time: start-up includes creating the schema.
         let dir = workspace();

@@ -1032,7 +1032,7 @@ fn main() {
         bare_server_main();
         return;
     }
-    println!("binary: {}; machine load average: {}", support::FIREBELL, support::load_average());
+    println!("binary: {}; machine load average: {}", support::firebell(), support::load_average());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
     runtime.block_on(async {
         if selected("bare") {

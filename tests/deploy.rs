@@ -555,7 +555,7 @@ fn the_dockerfile_builds_in_two_stages_and_runs_as_a_non_root_user() {
     assert!(stages.len() >= 2, "deploy/Dockerfile should be multi-stage");
     let build = &stages[0];
     let runtime = stages.last().expect("a runtime stage");
-    assert_eq!(build.image, "rust:1-bookworm");
+    assert_eq!(build.image, "rust:1.95-bookworm", "the toolchain link/startup-order.txt was made with");
     assert_eq!(runtime.image, "debian:bookworm-slim");
     let build_name = build.name.as_deref().expect("the build stage is named (FROM … AS build)");
     assert!(build.all("RUN").iter().any(|command| command.contains("cargo build --release --locked")));

@@ -19,8 +19,14 @@ pub fn selected(part: &str) -> bool {
     only.is_empty() || only.split(',').any(|name| name.trim() == part)
 }
 
-/// The release binary cargo built for this bench.
-pub const FIREBELL: &str = env!("CARGO_BIN_EXE_firebell");
+/// The binary under test: `FIREBELL_BENCH_BINARY` when set, else the release binary cargo built
+/// for this bench. They differ: `cargo bench` builds the binary with the dev-dependencies'
+/// features (tokio's `test-util`, …), so its symbols do not match `link/startup-order.txt`,
+/// which is made from `cargo build --release`, the binary people run. Memory is measured on that
+/// one: `cargo build --release && FIREBELL_BENCH_BINARY=target/release/firebell cargo bench …`.
+pub fn firebell() -> String {
+    std::env::var("FIREBELL_BENCH_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_firebell").to_string())
+}
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -37,7 +43,7 @@ pub fn toml_str(text: &str) -> String {
 /// `firebell serve --config CONFIG` in `dir`, its log in `dir/serve-N.log`.
 pub fn spawn_serve(dir: &Path, config: &Path, log_name: &str) -> Child {
     let log = std::fs::File::create(dir.join(log_name)).expect("a log file");
-    Command::new(FIREBELL)
+    Command::new(firebell())
         .args(["serve", "--config"])
         .arg(config)
         .current_dir(dir)

@@ -59,20 +59,24 @@ impl Deliverer {
         if let Ok(pending) = store.outbox_pending().await {
             metrics::gauge!("firebell_outbox_pending").set(pending as f64);
         }
-        let mut delivered = 0;
+        // Marked delivered together at the end of the pass: if that write is lost, each part
+        // of them is recorded as done, so the next pass repeats nothing.
+        let mut delivered = Vec::with_capacity(items.len());
         for item in items {
             match self.deliver(&item).await {
                 Ok(()) => {
-                    delivered += 1;
+                    delivered.push(item.id);
                     metrics::counter!("firebell_deliveries_total", "result" => "ok").increment(1);
-                    if let Err(error) = store.outbox_delivered(item.id, self.escalator.now()).await {
-                        tracing::error!(%error, item = item.id, "Marking an outbox item delivered failed");
-                    }
                 }
                 Err(error) => self.failed(&item, &error).await,
             }
         }
-        delivered
+        if !delivered.is_empty()
+            && let Err(error) = store.outbox_delivered(&delivered, self.escalator.now()).await
+        {
+            tracing::error!(%error, items = delivered.len(), "Marking outbox items delivered failed");
+        }
+        delivered.len()
     }
 
     async fn failed(&self, item: &OutboxItem, error: &str) {
@@ -164,17 +168,22 @@ impl Deliverer {
             return Ok(());
         }
         let message = self.notification(incident, adapter);
+        let mut posted = None;
         self.part(item, &format!("{platform}:notification"), async {
-            let posted = adapter.post(&channel, None, &message).await.map_err(|error| error.to_string())?;
+            let message = adapter.post(&channel, None, &message).await.map_err(|error| error.to_string())?;
             self.escalator
                 .store()
-                .attach_chat(incident.id, platform, &posted.channel, &posted.id)
+                .attach_chat(incident.id, platform, &message.channel, &message.id)
                 .await
-                .map_err(|error| error.to_string())
+                .map_err(|error| error.to_string())?;
+            posted = Some(message);
+            Ok(())
         })
         .await?;
-        if let Ok(fresh) = self.escalator.store().incident(incident.id).await {
-            *incident = fresh;
+        // Where it lives now, for this item's other parts (an earlier attempt's post is in the
+        // incident as loaded).
+        if let (Some(message), serde_json::Value::Object(chat)) = (posted, &mut incident.chat) {
+            chat.insert(platform.to_string(), serde_json::json!({"channel": message.channel, "message": message.id}));
         }
         Ok(())
     }

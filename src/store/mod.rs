@@ -294,7 +294,8 @@ pub trait Store: Send + Sync {
     async fn due_outbox(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<OutboxItem>, StoreError>;
     /// Marks one part of an item delivered (`slack:thread`), so a retry skips it.
     async fn outbox_progress(&self, id: i64, part: &str) -> Result<(), StoreError>;
-    async fn outbox_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Marks items delivered, all in one statement.
+    async fn outbox_delivered(&self, ids: &[i64], at: DateTime<Utc>) -> Result<(), StoreError>;
     /// Counts a failed attempt and schedules the next; returns the attempts so far.
     async fn outbox_retry(&self, id: i64, error: &str, next_attempt_at: DateTime<Utc>) -> Result<i64, StoreError>;
     /// Gives up on an item and says so on its incident's timeline, in one transaction.

@@ -1,0 +1,125 @@
+//! The outbox and incident lists at the store, on SQLite and on PostgreSQL: parts of an item
+//! recorded once each in order, items marked delivered together, and the incident list reading
+//! back exactly what one incident's page reads.
+
+mod app;
+
+use app::{Backend, StoreSpace, new_incident, t0};
+use firebell::incident::TimelineEvent;
+use serde_json::json;
+
+macro_rules! on_both_backends {
+    ($($story:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $story() {
+                    super::$story(super::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $story() {
+                    super::$story(super::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    parts_are_recorded_once_each_and_items_are_delivered_together,
+    the_incident_list_reads_what_each_incident_reads,
+);
+
+async fn parts_are_recorded_once_each_and_items_are_delivered_together(backend: Backend) {
+    let Some(space) = StoreSpace::new(backend).await else { return };
+    let store = space.open().await;
+    for title in ["Queue backlog", "Disk full", "API errors"] {
+        store.declare(new_incident(title, None), Vec::new(), t0()).await.expect("declared");
+    }
+    let items = store.due_outbox(t0(), 10).await.unwrap();
+    assert_eq!(items.len(), 3, "{items:?}");
+    assert!(items.iter().all(|item| item.progress.is_empty()));
+
+    let first = items[0].id;
+    for part in ["slack:notification", "console:notification", "slack:notification", "it's \"quoted\""] {
+        store.outbox_progress(first, part).await.expect("progress is recorded");
+    }
+    let items = store.due_outbox(t0(), 10).await.unwrap();
+    assert_eq!(items[0].progress, ["slack:notification", "console:notification", "it's \"quoted\""]);
+    assert!(items[1].progress.is_empty(), "only the item named changes");
+
+    store.outbox_delivered(&[items[0].id, items[2].id], t0()).await.expect("marked delivered");
+    let left = store.due_outbox(t0(), 10).await.unwrap();
+    assert_eq!(left.iter().map(|item| item.id).collect::<Vec<_>>(), [items[1].id]);
+    assert_eq!(store.outbox_pending().await.unwrap(), 1);
+    store.outbox_delivered(&[], t0()).await.expect("nothing to mark is not an error");
+}
+
+async fn the_incident_list_reads_what_each_incident_reads(backend: Backend) {
+    let Some(space) = StoreSpace::new(backend).await else { return };
+    let store = space.open().await;
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        let incident = store.declare(new_incident(&format!("Incident {n}"), None), Vec::new(), t0()).await.unwrap();
+        ids.push(incident.id);
+    }
+    // Timelines of different lengths, chat homes on some, one resolved.
+    for (n, id) in ids.iter().enumerate() {
+        for note in 0..n {
+            store.record(*id, TimelineEvent::new(t0(), "note", Some("slack:U1"), json!({"n": note}))).await.unwrap();
+        }
+    }
+    store.attach_chat(ids[1], "slack", "C1", "1700000000.000100").await.unwrap();
+    store.attach_chat(ids[1], "console", "incidents", "42").await.unwrap();
+    store.attach_chat(ids[4], "discord", "123", "456").await.unwrap();
+    store.resolve(ids[3], "slack:U1", Default::default(), t0()).await.unwrap();
+
+    let open = store.incidents(false, 50).await.unwrap();
+    let expected: Vec<i64> = ids.iter().rev().copied().filter(|id| *id != ids[3]).collect();
+    assert_eq!(open.iter().map(|incident| incident.id).collect::<Vec<_>>(), expected, "newest first, open only");
+    for listed in &open {
+        let single = store.incident(listed.id).await.unwrap();
+        assert_eq!(
+            serde_json::to_value(listed).unwrap(),
+            serde_json::to_value(&single).unwrap(),
+            "incident #{} as listed and as read alone",
+            listed.id
+        );
+    }
+    assert_eq!(open.iter().find(|incident| incident.id == ids[1]).unwrap().chat["console"]["message"], "42");
+    let all = store.incidents(true, 3).await.unwrap();
+    assert_eq!(
+        all.iter().map(|incident| incident.id).collect::<Vec<_>>(),
+        ids.iter().rev().take(3).copied().collect::<Vec<_>>()
+    );
+}
+
+/// The WAL is copied into the database file in the background once it passes 1 MB, long before
+/// the 4 MB at which SQLite would make a committing writer do it.
+#[tokio::test]
+async fn sqlite_checkpoints_its_log_in_the_background() {
+    let Some(space) = StoreSpace::new(Backend::Sqlite).await else { return };
+    let store = space.open().await;
+    let database = space.dir.path().join("firebell.db");
+    let wal = space.dir.path().join("firebell.db-wal");
+    let before = std::fs::metadata(&database).unwrap().len();
+    let impact = "x".repeat(2_000);
+    while std::fs::metadata(&wal).map(|meta| meta.len()).unwrap_or(0) < 2 * 1024 * 1024 {
+        let mut incident = new_incident("Filling the log", None);
+        incident.impact = Some(impact.clone());
+        store.declare(incident, Vec::new(), t0()).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while std::fs::metadata(&database).unwrap().len() < before + 1024 * 1024 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file is still {} bytes: the log was not checkpointed",
+            std::fs::metadata(&database).unwrap().len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
