@@ -3,6 +3,7 @@
 //! call `fire_due(now)` themselves, so every assertion is about *which* steps fire at *which*
 //! instant — never about how long anything took.
 
+#[macro_use]
 mod app;
 
 use std::collections::BTreeMap;
@@ -74,30 +75,8 @@ fn people(names: &[&str]) -> Vec<String> {
     names.iter().map(|name| name.to_string()).collect()
 }
 
-/// Each story runs on each backend with a fresh store; the tests are `sqlite::story` and
-/// `postgres::story`.
-macro_rules! on_both_backends {
-    ($($story:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $story() {
-                    super::$story(super::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $story() {
-                    super::$story(super::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)];
     steps_fire_at_their_offsets_and_not_before,
     acknowledging_stops_the_later_steps_even_overdue_ones,
     resolving_cancels_the_pending_steps_from_triggered_and_from_acknowledged,

@@ -2,6 +2,7 @@
 //! batch can do to a fingerprint (open, repeat, resolve, re-open, ignore, open and resolve in the
 //! same batch), the ids it gives new incidents, and that what it wrote reads back as it decided.
 
+#[macro_use]
 mod app;
 
 use app::{Backend, StoreSpace, mins, new_incident, t0};
@@ -24,27 +25,6 @@ fn alert(fingerprint: &str, firing: bool, steps: usize) -> IncomingAlert {
         resolve: true,
         payload: json!({"labels": {"service": fingerprint}, "alerts": 1}),
     }
-}
-
-macro_rules! on_both_backends {
-    ($($story:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $story() {
-                    super::$story(super::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $story() {
-                    super::$story(super::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_backends!(

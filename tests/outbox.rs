@@ -2,32 +2,12 @@
 //! recorded once each in order, items marked delivered together, and the incident list reading
 //! back exactly what one incident's page reads.
 
+#[macro_use]
 mod app;
 
 use app::{Backend, StoreSpace, new_incident, t0};
 use firebell::incident::TimelineEvent;
 use serde_json::json;
-
-macro_rules! on_both_backends {
-    ($($story:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $story() {
-                    super::$story(super::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $story() {
-                    super::$story(super::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
-}
 
 on_both_backends!(
     parts_are_recorded_once_each_and_items_are_delivered_together,

@@ -6,6 +6,34 @@
 //! Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+/// Each story runs on each backend with a fresh store; the tests are `sqlite::story` and
+/// `postgres::story`. A leading `#[…];` replaces `#[tokio::test]` on each. Use it through
+/// `#[macro_use] mod app;`.
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    (#[$test:meta]; $($story:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[$test]
+                async fn $story() {
+                    super::$story(super::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[$test]
+                async fn $story() {
+                    super::$story(super::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+    ($($story:ident),* $(,)?) => {
+        on_both_backends!(#[tokio::test]; $($story),*);
+    };
+}
+
 use std::fmt::Display;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
