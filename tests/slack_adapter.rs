@@ -319,6 +319,16 @@ impl Recorder {
     fn events(&self) -> Vec<ChatEvent> {
         self.events.lock().unwrap().clone()
     }
+
+    /// The events once there are `count` (waiting up to 10 s): a click is acknowledged before
+    /// it is handled.
+    async fn wait_for_events(&self, count: usize) -> Vec<ChatEvent> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.events().len() < count && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.events()
+    }
 }
 
 #[async_trait]
@@ -588,7 +598,8 @@ async fn a_button_click_becomes_a_button_event_and_a_private_reply_goes_to_respo
     let response =
         slack.signed("/slack/interactions", FORM, &button_click(&fake.response_url("r1"), "trigger-click"), &[]).await;
     assert_eq!(response.status(), 200);
-    match &handler.events()[..] {
+    assert_eq!(response.text().await.unwrap(), "", "a click is acknowledged with an empty answer");
+    match &handler.wait_for_events(1).await[..] {
         [ChatEvent::Button { origin, action, value, trigger, message }] => {
             assert_eq!((action.as_str(), value.as_str()), ("ack", "7"));
             assert_eq!(origin.user.to_string(), "slack:U0003");
@@ -652,13 +663,14 @@ async fn a_form_opened_from_a_click_comes_back_as_form_submitted_from_the_same_p
     slack
         .signed("/slack/interactions", FORM, &button_click(&fake.response_url("r2"), "trigger-resolve-form"), &[])
         .await;
+    handler.wait_for_events(1).await;
     adapter.open_form("trigger-resolve-form", &resolve_form()).await.unwrap();
     let metadata = fake.views()[0]["private_metadata"].as_str().unwrap().to_string();
 
     let response = slack.signed("/slack/interactions", FORM, &view_submission(&metadata), &[]).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "", "an empty answer closes the modal");
-    match &handler.events()[1] {
+    match &handler.wait_for_events(2).await[1] {
         ChatEvent::FormSubmitted { origin, action, value, fields } => {
             assert_eq!((action.as_str(), value.as_str()), ("resolve", "7"));
             assert_eq!(origin.user.to_string(), "slack:U0003");

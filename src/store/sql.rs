@@ -23,6 +23,9 @@ use crate::config::Severity;
 use crate::incident::{Incident, IncidentStatus, NewIncident, Resolution, TimelineEvent};
 
 mod ingest;
+mod script;
+
+use script::Script;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {
@@ -52,6 +55,16 @@ impl Backend {
             sql.push(')');
         }
         sql
+    }
+
+    /// The `n`th parameter of a statement (from 1), for statements that go into a [`Script`]:
+    /// `?` on SQLite, whose values are bound in order (a `$N` there would name the `N`th value of
+    /// the whole script), `$n` on PostgreSQL.
+    fn parameter(self, n: usize) -> String {
+        match self {
+            Backend::Sqlite => "?".to_string(),
+            Backend::Postgres => format!("${n}"),
+        }
     }
 
     /// Splits rows for multi-row statements. SQLite: up to 500 rows each. PostgreSQL: chunks of
@@ -370,7 +383,9 @@ impl SqlStore {
         let id = Self::insert_incident_row(&mut *transaction, new, at).await?;
         Self::insert_event(&mut *transaction, id, &declared_event(new, timers.len(), at)).await?;
         let rows: Vec<(i64, &NewTimer)> = timers.iter().map(|timer| (id, timer)).collect();
-        self.insert_timers(&mut *transaction, &rows).await?;
+        let mut script = Script::new(self.backend);
+        self.timers_statements(&mut script, &rows);
+        script.run(&mut *transaction).await?;
         Self::enqueue(&mut *transaction, id, "incident_declared", at).await?;
         Ok(id)
     }
@@ -396,29 +411,23 @@ impl SqlStore {
         .await?)
     }
 
-    /// Inserts `(incident, timer)` rows, many per statement.
-    async fn insert_timers(
-        &self,
-        transaction: &mut sqlx::AnyConnection,
-        timers: &[(i64, &NewTimer)],
-    ) -> Result<(), StoreError> {
+    /// Adds `(incident, timer)` rows to the script, many per statement.
+    fn timers_statements(&self, script: &mut Script, timers: &[(i64, &NewTimer)]) {
         for chunk in self.backend.chunks(timers) {
             let sql = format!(
                 "INSERT INTO timers (incident_id, policy, step, round, fire_at) VALUES {}",
                 self.backend.values(chunk.len(), 5)
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            script.statement(&sql);
             for (id, timer) in chunk {
-                query = query
+                script
                     .bind(*id)
                     .bind(timer.policy.clone())
                     .bind(timer.step as i64)
                     .bind(i64::from(timer.round))
                     .bind(millis(timer.fire_at));
             }
-            query.execute(&mut *transaction).await?;
         }
-        Ok(())
     }
 
     async fn load_request(

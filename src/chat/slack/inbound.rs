@@ -311,11 +311,12 @@ impl Dispatcher {
                 Ok(InteractionAck::Nothing)
             }
             Interaction::Button { event, response_url } => {
-                match self.handle_within_deadline(event).await {
-                    Ok(Reply::Private(message)) => self.respond(response_url, message),
-                    Ok(Reply::Nothing) => {}
-                    Err(late) => self.follow_up(late, response_url),
-                }
+                // Slack shows nothing of a click's acknowledgement, and a click's reply goes
+                // through `response_url` anyway: acknowledge at once, as Slack asks, and handle
+                // the click meanwhile rather than keep Slack waiting on the store.
+                remember_trigger(&event);
+                let handler = self.handler.clone();
+                self.follow_up(tokio::spawn(async move { handler.handle(event).await }), response_url);
                 Ok(InteractionAck::Nothing)
             }
             Interaction::Form { event, first_input } => {
@@ -405,15 +406,6 @@ impl Dispatcher {
                 }
             }
         });
-    }
-
-    fn respond(&self, response_url: Option<String>, message: Message) {
-        let Some(url) = response_url else {
-            tracing::info!("A private reply to a click without response_url was dropped");
-            return;
-        };
-        let dispatcher = self.clone();
-        tokio::spawn(async move { dispatcher.post_response(&url, &message).await });
     }
 
     /// An ephemeral message through an interaction's `response_url`.

@@ -1,18 +1,21 @@
 //! A batch of alerts in one transaction: the group-commit writer's unit of work.
 //!
-//! The batch reads the newest incident of all its fingerprints in one query, reserves the ids of
-//! the incidents it will open in another, decides every alert in memory, and then writes what it
-//! decided many rows per statement: incidents, timers, timeline events, outbox rows, alerts. Only
-//! re-opening and resolving (rare) are statements of their own. Statement count, not row count,
-//! is what a batch costs: on SQLite every statement hops to the connection's worker thread, on
-//! PostgreSQL it is a round trip.
+//! The batch reads the newest incident of all its fingerprints, reserves the ids of the incidents
+//! it will open, decides every alert in memory, and then writes what it decided many rows per
+//! statement: incidents, timers, timeline events, outbox rows, alerts. Queries, not rows, are
+//! what a batch costs: on SQLite every query hops to the connection's worker thread and back, on
+//! PostgreSQL it is a round trip. So on SQLite a batch is two queries: `BEGIN IMMEDIATE` with
+//! every read, then every write with the `COMMIT` (a [`Script`]); only resolving an incident
+//! (rare) adds one, to count the steps it cancels.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AssertSqlSafe, Row};
 
+use super::script::Script;
 use super::{Backend, SqlStore, declared_event, optional_time, text};
 use crate::incident::{NewIncident, TimelineEvent};
 use crate::store::{AlertOutcome, IncomingAlert, NewTimer, StoreError, millis};
@@ -70,8 +73,8 @@ struct AlertRow {
     payload: String,
 }
 
-/// Rows a batch writes. Incidents and timers may be written early (before a statement that
-/// changes them); everything else at the end.
+/// Rows a batch writes. Incidents and timers go into the script before a statement that changes
+/// them; everything else at the end.
 struct Rows<'a> {
     at: DateTime<Utc>,
     incidents: Vec<(i64, &'a NewIncident)>,
@@ -81,6 +84,22 @@ struct Rows<'a> {
     alerts: Vec<AlertRow>,
 }
 
+/// The writer connection while a batch's transaction is open. Dropped before the batch committed
+/// (an error, or a cancelled future), the connection is closed rather than handed back to the
+/// pool, and closing it rolls the transaction back.
+struct OpenBatch {
+    connection: PoolConnection<Any>,
+    committed: bool,
+}
+
+impl Drop for OpenBatch {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.connection.close_on_drop();
+        }
+    }
+}
+
 impl SqlStore {
     pub(super) async fn ingest_batch(
         &self,
@@ -88,14 +107,15 @@ impl SqlStore {
         flap_window: chrono::Duration,
         at: DateTime<Utc>,
     ) -> Result<Vec<AlertOutcome>, StoreError> {
-        let mut transaction = self.begin().await?;
+        let mut batch = OpenBatch { connection: self.writer.acquire().await?, committed: false };
         let mut fingerprints: Vec<&str> = alerts.iter().map(|alert| alert.fingerprint.as_str()).collect();
         fingerprints.sort_unstable();
         fingerprints.dedup();
-        let mut latest = self.latest_incidents(&mut transaction, &fingerprints).await?;
+        let (mut latest, last_id) = self.begin_and_read(&mut batch.connection, &fingerprints).await?;
         let wanted = incidents_to_open(alerts, &latest, at, flap_window);
-        let mut ids = self.reserve_incident_ids(&mut transaction, wanted).await?.into_iter();
+        let mut ids = self.reserve_incident_ids(&mut batch.connection, wanted, last_id).await?.into_iter();
 
+        let mut script = Script::new(self.backend);
         let mut rows = Rows {
             at,
             incidents: Vec::new(),
@@ -117,14 +137,13 @@ impl SqlStore {
                         AlertOutcome::Repeated(id)
                     }
                     Firing::Reopen(id) => {
-                        self.write_incidents(&mut transaction, &mut rows).await?;
-                        sqlx::query(
+                        self.write_incidents(&mut script, &mut rows);
+                        let sql = format!(
                             "UPDATE incidents SET status = 'triggered', resolved_at = NULL, resolved_by = NULL, \
-                             acknowledged_at = NULL, acknowledged_by = NULL WHERE id = $1",
-                        )
-                        .bind(id)
-                        .execute(&mut *transaction)
-                        .await?;
+                             acknowledged_at = NULL, acknowledged_by = NULL WHERE id = {}",
+                            self.backend.parameter(1)
+                        );
+                        script.statement(&sql).bind(id);
                         let detail = json!({"reason": "the alert fired again within the flap window", "flap_window_s": flap_window.num_seconds()});
                         rows.events.push((id, event("reopened", detail)));
                         rows.timers.extend(alert.timers.iter().map(|timer| (id, timer)));
@@ -149,16 +168,19 @@ impl SqlStore {
                 match current {
                     Some(incident) if incident.open && alert.resolve => {
                         let id = incident.id;
-                        self.write_incidents(&mut transaction, &mut rows).await?;
-                        sqlx::query(
-                            "UPDATE incidents SET status = 'resolved', resolved_at = $2, resolved_by = $3 WHERE id = $1",
-                        )
-                        .bind(id)
-                        .bind(millis(at))
-                        .bind(source.to_string())
-                        .execute(&mut *transaction)
-                        .await?;
-                        let cancelled = Self::cancel_timers(&mut transaction, id, at, &self.instance).await?;
+                        self.write_incidents(&mut script, &mut rows);
+                        let parameter = |n| self.backend.parameter(n);
+                        let sql = format!(
+                            "UPDATE incidents SET status = 'resolved', resolved_at = {}, resolved_by = {} WHERE id = {}",
+                            parameter(1),
+                            parameter(2),
+                            parameter(3)
+                        );
+                        script.statement(&sql).bind(millis(at)).bind(source.to_string()).bind(id);
+                        // The timeline tells how many steps resolving cancelled: that count needs
+                        // the script so far to have run.
+                        script.run(&mut batch.connection).await?;
+                        let cancelled = Self::cancel_timers(&mut batch.connection, id, at, &self.instance).await?;
                         let detail = json!({"note": "the alert resolved", "cancelled_steps": cancelled});
                         rows.events.push((id, event("resolved", detail)));
                         rows.notices.push((id, "incident_resolved"));
@@ -197,36 +219,32 @@ impl SqlStore {
             });
             outcomes.push(outcome);
         }
-        self.write_incidents(&mut transaction, &mut rows).await?;
-        self.write_rest(&mut transaction, rows).await?;
-        transaction.commit().await?;
+        self.write_incidents(&mut script, &mut rows);
+        self.write_rest(&mut script, rows);
+        script.statement("COMMIT");
+        script.run(&mut batch.connection).await?;
+        batch.committed = true;
         Ok(outcomes)
     }
 
-    /// The newest incident of each fingerprint.
-    async fn latest_incidents(
+    /// Opens the batch's transaction and reads the newest incident of each fingerprint. On SQLite
+    /// that is one query — `BEGIN IMMEDIATE`, the reads, and the last incident id (the batch's
+    /// new incidents take the next ones) — on PostgreSQL one per statement.
+    async fn begin_and_read(
         &self,
-        transaction: &mut sqlx::AnyConnection,
+        connection: &mut sqlx::AnyConnection,
         fingerprints: &[&str],
-    ) -> Result<HashMap<String, LatestIncident>, StoreError> {
+    ) -> Result<(HashMap<String, LatestIncident>, Option<i64>), StoreError> {
+        const NEWEST: &str = "SELECT i.id, i.fingerprint, i.status, i.resolved_at FROM incidents i JOIN \
+             (SELECT MAX(id) AS id FROM incidents WHERE fingerprint IN {} GROUP BY fingerprint) newest ON newest.id = i.id";
         let mut latest = HashMap::with_capacity(fingerprints.len());
-        for chunk in fingerprints.chunks(512) {
-            // On PostgreSQL the list is padded to a power of two (repeating its last entry), so a
-            // few prepared statements serve every batch.
-            let length = match self.backend {
-                Backend::Sqlite => chunk.len(),
-                Backend::Postgres => chunk.len().next_power_of_two(),
-            };
-            let sql = format!(
-                "SELECT i.id, i.fingerprint, i.status, i.resolved_at FROM incidents i JOIN \
-                 (SELECT MAX(id) AS id FROM incidents WHERE fingerprint IN {} GROUP BY fingerprint) newest ON newest.id = i.id",
-                self.backend.values(1, length)
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for index in 0..length {
-                query = query.bind(chunk[index.min(chunk.len() - 1)].to_string());
-            }
-            for row in query.fetch_all(&mut *transaction).await? {
+        let mut last_id = None;
+        let mut read = |rows: Vec<sqlx::any::AnyRow>| -> Result<(), StoreError> {
+            for row in rows {
+                if row.try_column("last_id").is_ok() {
+                    last_id = Some(row.try_get("last_id")?);
+                    continue;
+                }
                 let state = LatestIncident {
                     id: row.try_get("id")?,
                     open: text(&row, "status")? != "resolved",
@@ -234,38 +252,67 @@ impl SqlStore {
                 };
                 latest.insert(text(&row, "fingerprint")?, state);
             }
+            Ok(())
+        };
+        match self.backend {
+            Backend::Sqlite => {
+                let mut sql = String::from("BEGIN IMMEDIATE");
+                for chunk in fingerprints.chunks(512) {
+                    sql.push_str(";\n");
+                    sql.push_str(&NEWEST.replace("{}", &self.backend.values(1, chunk.len())));
+                }
+                // The batch holds the write lock from here on, so the ids after this one stay
+                // free until it commits (inserting them moves `AUTOINCREMENT` on).
+                sql.push_str(
+                    ";\nSELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'incidents'), 0), \
+                     COALESCE((SELECT MAX(id) FROM incidents), 0)) AS last_id",
+                );
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for fingerprint in fingerprints {
+                    query = query.bind(fingerprint.to_string());
+                }
+                read(query.fetch_all(&mut *connection).await?)?;
+            }
+            Backend::Postgres => {
+                sqlx::query("BEGIN").execute(&mut *connection).await?;
+                for chunk in fingerprints.chunks(512) {
+                    // The list is padded to a power of two (repeating its last entry), so a few
+                    // prepared statements serve every batch.
+                    let length = chunk.len().next_power_of_two();
+                    let sql = NEWEST.replace("{}", &self.backend.values(1, length));
+                    let mut query = sqlx::query(AssertSqlSafe(sql));
+                    for index in 0..length {
+                        query = query.bind(chunk[index.min(chunk.len() - 1)].to_string());
+                    }
+                    read(query.fetch_all(&mut *connection).await?)?;
+                }
+            }
         }
-        Ok(latest)
+        Ok((latest, last_id))
     }
 
-    /// `count` incident ids nobody else will use, ascending. SQLite: the batch holds the write
-    /// lock, so the next ids are free until it commits (inserting them moves `AUTOINCREMENT` on).
-    /// PostgreSQL: taken from the sequence, which other replicas share.
+    /// `count` incident ids nobody else will use, ascending: on SQLite the ones after `last_id`,
+    /// read under the batch's write lock; on PostgreSQL from the sequence, which other replicas
+    /// share.
     async fn reserve_incident_ids(
         &self,
-        transaction: &mut sqlx::AnyConnection,
+        connection: &mut sqlx::AnyConnection,
         count: usize,
+        last_id: Option<i64>,
     ) -> Result<Vec<i64>, StoreError> {
         if count == 0 {
             return Ok(Vec::new());
         }
         let count = count as i64;
-        match self.backend {
-            Backend::Sqlite => {
-                let last: i64 = sqlx::query_scalar(
-                    "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'incidents'), 0), \
-                     COALESCE((SELECT MAX(id) FROM incidents), 0))",
-                )
-                .fetch_one(&mut *transaction)
-                .await?;
-                Ok((last + 1..=last + count).collect())
-            }
-            Backend::Postgres => {
+        match (self.backend, last_id) {
+            (Backend::Sqlite, Some(last)) => Ok((last + 1..=last + count).collect()),
+            (Backend::Sqlite, None) => Err(StoreError::Database("the batch read no last incident id".into())),
+            (Backend::Postgres, _) => {
                 let mut ids: Vec<i64> = sqlx::query_scalar(
                     "SELECT nextval(pg_get_serial_sequence('incidents', 'id')) FROM generate_series(1::bigint, $1::bigint)",
                 )
                 .bind(count)
-                .fetch_all(&mut *transaction)
+                .fetch_all(&mut *connection)
                 .await?;
                 ids.sort_unstable();
                 Ok(ids)
@@ -273,21 +320,17 @@ impl SqlStore {
         }
     }
 
-    /// Inserts the incidents collected so far and their timers, so statements that change them
-    /// find them.
-    async fn write_incidents(
-        &self,
-        transaction: &mut sqlx::AnyConnection,
-        rows: &mut Rows<'_>,
-    ) -> Result<(), StoreError> {
+    /// Adds the incidents collected so far and their timers to the script, so statements after
+    /// them that change them find them.
+    fn write_incidents(&self, script: &mut Script, rows: &mut Rows<'_>) {
         for chunk in self.backend.chunks(&rows.incidents) {
             let sql = format!(
                 "INSERT INTO incidents (id, title, severity, status, impact, commander, fingerprint, policy, declared_by, started_at) VALUES {}",
                 self.backend.values(chunk.len(), 10)
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            script.statement(&sql);
             for (id, new) in chunk {
-                query = query
+                script
                     .bind(*id)
                     .bind(new.title.clone())
                     .bind(new.severity.name())
@@ -299,57 +342,48 @@ impl SqlStore {
                     .bind(new.declared_by.clone())
                     .bind(millis(rows.at));
             }
-            query.execute(&mut *transaction).await?;
         }
         rows.incidents.clear();
-        self.insert_timers(transaction, &rows.timers).await?;
+        self.timers_statements(script, &rows.timers);
         rows.timers.clear();
-        Ok(())
     }
 
     /// The timeline events, outbox rows and alerts, after the incidents they refer to.
-    async fn write_rest(&self, transaction: &mut sqlx::AnyConnection, rows: Rows<'_>) -> Result<(), StoreError> {
+    fn write_rest(&self, script: &mut Script, rows: Rows<'_>) {
         let at = millis(rows.at);
         for chunk in self.backend.chunks(&rows.events) {
             let sql = format!(
                 "INSERT INTO timeline (incident_id, at, kind, actor, detail) VALUES {}",
                 self.backend.values(chunk.len(), 5)
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            script.statement(&sql);
             for (id, event) in chunk {
-                query = query
+                script
                     .bind(*id)
                     .bind(millis(event.at))
                     .bind(event.kind.clone())
                     .bind(event.by.clone())
                     .bind(event.detail.to_string());
             }
-            query.execute(&mut *transaction).await?;
         }
         for chunk in self.backend.chunks(&rows.notices) {
             let sql = format!(
                 "INSERT INTO outbox (incident_id, kind, recipients, payload, created_at) VALUES {}",
                 self.backend.values(chunk.len(), 5)
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            script.statement(&sql);
             for (id, kind) in chunk {
-                query = query
-                    .bind(*id)
-                    .bind(kind.to_string())
-                    .bind("[]")
-                    .bind(json!({"incident_id": id}).to_string())
-                    .bind(at);
+                script.bind(*id).bind(kind.to_string()).bind("[]").bind(json!({"incident_id": id}).to_string()).bind(at);
             }
-            query.execute(&mut *transaction).await?;
         }
         for chunk in self.backend.chunks(&rows.alerts) {
             let sql = format!(
                 "INSERT INTO alerts (received_at, source, fingerprint, status, incident_id, payload) VALUES {}",
                 self.backend.values(chunk.len(), 6)
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            script.statement(&sql);
             for alert in chunk {
-                query = query
+                script
                     .bind(at)
                     .bind(alert.source.clone())
                     .bind(alert.fingerprint.clone())
@@ -357,8 +391,6 @@ impl SqlStore {
                     .bind(alert.incident_id)
                     .bind(alert.payload.clone());
             }
-            query.execute(&mut *transaction).await?;
         }
-        Ok(())
     }
 }
