@@ -1,6 +1,7 @@
 //! A batch of alerts through `Store::ingest_alerts`, on SQLite and on PostgreSQL: everything one
 //! batch can do to a fingerprint (open, repeat, resolve, re-open, ignore, open and resolve in the
-//! same batch), the ids it gives new incidents, and that what it wrote reads back as it decided.
+//! same batch), the ids it gives new incidents, that what it wrote reads back as it decided, and
+//! that a batch that fails part-way leaves nothing behind.
 
 #[macro_use]
 mod app;
@@ -30,6 +31,7 @@ fn alert(fingerprint: &str, firing: bool, steps: usize) -> IncomingAlert {
 on_both_backends!(
     one_batch_opens_repeats_resolves_reopens_and_ignores_in_order,
     new_incidents_take_the_next_ids_and_later_incidents_continue_after_them,
+    a_batch_that_fails_stores_nothing_and_the_store_goes_on,
 );
 
 async fn one_batch_opens_repeats_resolves_reopens_and_ignores_in_order(backend: Backend) {
@@ -133,4 +135,65 @@ async fn new_incidents_take_the_next_ids_and_later_incidents_continue_after_them
     assert_eq!(resolved, vec![AlertOutcome::Resolved(ids[0])]);
     let later = store.ingest_alerts(&[alert("host-0", true, 0)], mins(10), t0() + mins(30)).await.unwrap();
     assert_eq!(later, vec![AlertOutcome::Opened(next.id + 1)]);
+}
+
+/// Makes the database refuse any alert row with the fingerprint `poison`, as a full disk or a
+/// broken constraint would refuse a write in the middle of a batch.
+async fn poison_alerts(space: &StoreSpace) {
+    use sqlx::Connection;
+    match space.backend {
+        Backend::Sqlite => {
+            let mut connection = sqlx::SqliteConnection::connect(&space.url).await.unwrap();
+            sqlx::raw_sql(
+                "CREATE TRIGGER poison BEFORE INSERT ON alerts WHEN NEW.fingerprint = 'poison' \
+                 BEGIN SELECT RAISE(ABORT, 'poisoned alert'); END",
+            )
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        }
+        Backend::Postgres => {
+            let mut connection = sqlx::PgConnection::connect(&space.url).await.unwrap();
+            sqlx::raw_sql(
+                "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN \
+                   IF NEW.fingerprint = 'poison' THEN RAISE EXCEPTION 'poisoned alert'; END IF; RETURN NEW; \
+                 END $$ LANGUAGE plpgsql; \
+                 CREATE TRIGGER poison BEFORE INSERT ON alerts FOR EACH ROW EXECUTE FUNCTION poison();",
+            )
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        }
+    }
+}
+
+async fn a_batch_that_fails_stores_nothing_and_the_store_goes_on(backend: Backend) {
+    let Some(space) = StoreSpace::new(backend).await else { return };
+    let store = space.open().await;
+    let resolved_later = store.ingest_alerts(&[alert("cache", true, 1)], mins(10), t0()).await.unwrap();
+    poison_alerts(&space).await;
+
+    // The poisoned alert is the last row the batch writes: everything before it must go too.
+    let batch = vec![alert("api", true, 2), alert("db", true, 0), alert("cache", false, 0), alert("poison", true, 0)];
+    let error = store.ingest_alerts(&batch, mins(10), t0() + mins(1)).await.expect_err("the batch fails");
+    assert!(error.to_string().contains("poisoned alert"), "{error}");
+    let incidents = store.incidents(true, 100).await.unwrap();
+    assert_eq!(incidents.len(), 1, "only the incident from before the batch: {incidents:?}");
+    assert_eq!(incidents[0].status, IncidentStatus::Triggered, "the resolve was rolled back too");
+    assert_eq!(store.pending_timers().await.unwrap(), 1, "no timers of the failed batch");
+
+    // The writer is not left inside the failed transaction: the same alerts without the poison
+    // commit, and a person can declare an incident.
+    let outcomes = store.ingest_alerts(&batch[..3], mins(10), t0() + mins(2)).await.expect("the batch commits");
+    let cache = match resolved_later[0] {
+        AlertOutcome::Opened(id) => id,
+        other => panic!("expected an opened incident, got {other:?}"),
+    };
+    assert!(
+        matches!(outcomes[..], [AlertOutcome::Opened(_), AlertOutcome::Opened(_), AlertOutcome::Resolved(id)] if id == cache),
+        "{outcomes:?}"
+    );
+    assert_eq!(store.pending_timers().await.unwrap(), 2, "the api incident's two steps; the cache's was cancelled");
+    store.declare(new_incident("Declared after the failure", None), Vec::new(), t0() + mins(3)).await.unwrap();
+    assert_eq!(store.incidents(true, 100).await.unwrap().len(), 4);
 }

@@ -373,7 +373,12 @@ impl SqlStore {
             );
             script.statement(&sql);
             for (id, kind) in chunk {
-                script.bind(*id).bind(kind.to_string()).bind("[]").bind(json!({"incident_id": id}).to_string()).bind(at);
+                script
+                    .bind(*id)
+                    .bind(kind.to_string())
+                    .bind("[]")
+                    .bind(json!({"incident_id": id}).to_string())
+                    .bind(at);
             }
         }
         for chunk in self.backend.chunks(&rows.alerts) {
