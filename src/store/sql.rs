@@ -103,6 +103,14 @@ const INCIDENT_COLUMNS: &str = "id, title, severity, status, impact, commander, 
 
 /// WAL size from which the background checkpointer copies the log into the database file.
 const CHECKPOINT_FROM_BYTES: u64 = 1024 * 1024;
+/// How often the checkpointer looks. An alert storm writes 50–100 MB of WAL a second, so it
+/// must look often for the writer's own checkpoint never to come due.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// The writer checkpoints (and waits for the fsyncs) itself only past this many WAL pages
+/// (64 MiB), a backstop should the checkpointer fall behind. At SQLite's default of 1,000 pages
+/// an alert storm reached it several times a second and the writer spent most of its time in
+/// fsync; see docs/benchmarks.md.
+const AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
 fn pool_options(backend: Backend, max_connections: u32, port: u16) -> AnyPoolOptions {
     AnyPoolOptions::new()
@@ -119,6 +127,11 @@ fn pool_options(backend: Backend, max_connections: u32, port: u16) -> AnyPoolOpt
                         connection.execute("PRAGMA synchronous = NORMAL").await?;
                         connection.execute("PRAGMA busy_timeout = 10000").await?;
                         connection.execute("PRAGMA foreign_keys = ON").await?;
+                        let autocheckpoint = format!("PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}");
+                        connection.execute(AssertSqlSafe(autocheckpoint)).await?;
+                        // Statement journals of multi-row inserts stay in memory instead of a
+                        // temporary file created and deleted per statement.
+                        connection.execute("PRAGMA temp_store = MEMORY").await?;
                     }
                     // A replica that dies or hangs inside a transaction gives up its claims
                     // (row locks) within this time, and another replica takes them over.
@@ -139,11 +152,12 @@ fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     (!path.is_empty() && !path.contains(":memory:")).then(|| std::path::PathBuf::from(path))
 }
 
-/// Copies the WAL into the database file from a reader connection once a second while it holds
-/// more than `CHECKPOINT_FROM_BYTES`. Otherwise the commit that crosses SQLite's 1,000-page mark
-/// does the checkpoint and its fsyncs itself, and every write queued behind it (an acknowledge
-/// click) waits 15–50 ms. That automatic checkpoint stays as the backstop; it finds little left
-/// to copy. An idle store costs one `stat` a second. Stops when the guard drops with the store.
+/// Copies the WAL into the database file from a reader connection, every `CHECKPOINT_EVERY`
+/// while it holds more than `CHECKPOINT_FROM_BYTES`. Otherwise the commit that crosses the
+/// automatic checkpoint's mark does the checkpoint and its fsyncs itself, and every write queued
+/// behind it (an acknowledge click, an alert batch) waits for the disk. That automatic
+/// checkpoint stays as the backstop (`AUTOCHECKPOINT_PAGES`); it finds little left to copy. An
+/// idle store costs four `stat`s a second. Stops when the guard drops with the store.
 fn spawn_checkpointer(readers: AnyPool, database: std::path::PathBuf) -> DropGuard {
     let mut wal = database.into_os_string();
     wal.push("-wal");
@@ -151,7 +165,7 @@ fn spawn_checkpointer(readers: AnyPool, database: std::path::PathBuf) -> DropGua
     let stop = CancellationToken::new();
     let stopped = stop.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
