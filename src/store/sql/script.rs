@@ -3,7 +3,7 @@
 //! a busy 2-core machine each hop waits for a core twice; a `Script` sends all its statements as
 //! one query, whose values sqlx-sqlite binds across the statements in order. PostgreSQL's
 //! extended protocol takes one statement with parameters per query, so there each statement is
-//! its own query, as before.
+//! its own query.
 
 use sqlx::any::AnyArguments;
 use sqlx::encode::Encode;
@@ -41,9 +41,9 @@ impl Script {
     where
         T: Encode<'q, Any> + Type<Any> + 'q,
     {
-        let arguments = match self.queries.last_mut() {
-            Some((_, arguments)) => arguments,
-            None => panic!("Script::bind before Script::statement"),
+        let Some((_, arguments)) = self.queries.last_mut() else {
+            self.unbound.get_or_insert_with(|| "a value came before any statement".to_string());
+            return self;
         };
         if let Err(error) = arguments.add(value) {
             self.unbound.get_or_insert(error.to_string());
