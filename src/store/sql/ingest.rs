@@ -222,14 +222,18 @@ impl SqlStore {
         self.write_incidents(&mut script, &mut rows);
         self.write_rest(&mut script, rows);
         script.statement("COMMIT");
+        if self.backend == Backend::Sqlite {
+            script.statement("PRAGMA synchronous = NORMAL");
+        }
         script.run(&mut batch.connection).await?;
         batch.committed = true;
         Ok(outcomes)
     }
 
     /// Opens the batch's transaction and reads the newest incident of each fingerprint. On SQLite
-    /// that is one query — `BEGIN IMMEDIATE`, the reads, and the last incident id (the batch's
-    /// new incidents take the next ones) — on PostgreSQL one per statement.
+    /// that is one query — `synchronous = FULL`, `BEGIN IMMEDIATE`, the reads, and the last
+    /// incident id (the batch's new incidents take the next ones) — on PostgreSQL one per
+    /// statement.
     async fn begin_and_read(
         &self,
         connection: &mut sqlx::AnyConnection,
@@ -256,7 +260,12 @@ impl SqlStore {
         };
         match self.backend {
             Backend::Sqlite => {
-                let mut sql = String::from("BEGIN IMMEDIATE");
+                // The store runs with `synchronous = NORMAL`: a commit survives the process
+                // dying, not the machine losing power. Alerts are answered as durable and their
+                // sender will not send them again, so a batch's commit waits for the disk (SQLite
+                // takes the setting only outside a transaction; the writes set it back after
+                // the commit). PostgreSQL's commits always wait (`synchronous_commit`).
+                let mut sql = String::from("PRAGMA synchronous = FULL;\nBEGIN IMMEDIATE");
                 for chunk in fingerprints.chunks(512) {
                     sql.push_str(";\n");
                     sql.push_str(&NEWEST.replace("{}", &self.backend.values(1, chunk.len())));
