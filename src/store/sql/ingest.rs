@@ -6,7 +6,9 @@
 //! what a batch costs: on SQLite every query hops to the connection's worker thread and back, on
 //! PostgreSQL it is a round trip. So on SQLite a batch is two queries: `BEGIN IMMEDIATE` with
 //! every read, then every write with the `COMMIT` (a [`Script`]); only resolving an incident
-//! (rare) adds one, to count the steps it cancels.
+//! (rare) adds one, to count the steps it cancels. Unlike the store's other writes, a batch's
+//! commit waits for the disk (`synchronous = FULL` around it): its alerts are answered as
+//! durable.
 
 use std::collections::HashMap;
 
