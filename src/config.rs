@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
@@ -267,6 +268,43 @@ pub struct PolicyConfig {
     /// the last step's offset plus the gap before it (15 min for a single step).
     pub repeat_every: Option<Dur>,
     pub steps: Vec<StepConfig>,
+}
+
+/// The longest a step may wait, and the longest round: an escalation that waits longer is a
+/// reminder, and the bound keeps every timer's time far from what a date can hold.
+pub const MAX_POLICY_WAIT: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The most rounds a policy may repeat: each round is a timer row per step per incident.
+pub const MAX_POLICY_REPEAT: u32 = 100;
+
+/// What is out of bounds in a policy, as sentences that say what is valid.
+fn policy_bounds(policy: &PolicyConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    let days = MAX_POLICY_WAIT.as_secs() / 86_400;
+    for step in &policy.steps {
+        if step.after.0 > MAX_POLICY_WAIT {
+            problems.push(format!(
+                "a step's after = \"{}\" is too long: at most {days} days (write e.g. \"15m\", \"4h\")",
+                in_days(step.after.0)
+            ));
+        }
+    }
+    if let Some(every) = policy.repeat_every {
+        if every.0 > MAX_POLICY_WAIT {
+            problems.push(format!("repeat_every = \"{}\" is too long: at most {days} days", in_days(every.0)));
+        }
+    }
+    if policy.repeat > MAX_POLICY_REPEAT {
+        problems.push(format!("repeat = {} is too many: at most {MAX_POLICY_REPEAT}", policy.repeat));
+    }
+    problems
+}
+
+/// A long duration as the days it spans (`400d`), which reads better than months and years.
+fn in_days(duration: Duration) -> String {
+    match duration.as_secs() % 86_400 {
+        0 => format!("{}d", duration.as_secs() / 86_400),
+        _ => humantime::format_duration(duration).to_string(),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -672,6 +710,9 @@ impl Config {
             if policy.steps.is_empty() {
                 error(policy.name.span(), format!("policies.{}: needs at least one step", policy.name.get_ref()));
             }
+            for problem in policy_bounds(policy) {
+                error(policy.name.span(), format!("policies.{}: {problem}", policy.name.get_ref()));
+            }
             for step in &policy.steps {
                 for target in &step.notify {
                     match target.get_ref() {
@@ -893,6 +934,44 @@ steps = [ { after = "15m", notify = ["group:managers", "schedule:nope"] } ]
         assert!(errors.contains("firebell.toml:3: server.listen: 'nowhere' is not an address"), "{errors}");
         assert!(errors.contains("firebell.toml:7: policies.default: unknown group 'managers'"), "{errors}");
         assert!(errors.contains("firebell.toml:7: policies.default: unknown schedule 'nope'"), "{errors}");
+    }
+
+    #[test]
+    fn policies_out_of_bounds_are_refused_at_load() {
+        // Audit #27: a huge `after` panicked every declare, a slightly smaller one paged at once.
+        let text = r#"
+[groups]
+oncall = ["console:alice"]
+
+[[policies]]
+name = "slow"
+repeat = 100000
+repeat_every = "400d"
+steps = [ { after = "300000y", notify = ["group:oncall"] }, { after = "31d", notify = ["group:oncall"] } ]
+"#;
+        let errors = parse(text).unwrap_err().to_string();
+        assert!(errors.contains("firebell.toml:6: policies.slow: a step's after = \"109575000d\""), "{errors}");
+        assert!(errors.contains("is too long: at most 30 days"), "{errors}");
+        assert!(errors.contains("policies.slow: a step's after = \"31d\" is too long"), "{errors}");
+        assert!(errors.contains("policies.slow: repeat_every = \"400d\" is too long"), "{errors}");
+        assert!(errors.contains("policies.slow: repeat = 100000 is too many: at most 100"), "{errors}");
+
+        let text = r#"
+[groups]
+oncall = ["console:alice"]
+
+[[policies]]
+name = "longest"
+repeat = 100
+repeat_every = "30d"
+steps = [ { after = "30d", notify = ["group:oncall"] } ]
+"#;
+        let config = parse(text).expect("the bounds themselves are allowed");
+        let policy = crate::escalation::Policy::from_config(&config.policies[0]);
+        let start = chrono::Utc::now();
+        let timers = policy.timers(start);
+        assert_eq!(timers.len(), 101);
+        assert!(timers.iter().all(|timer| timer.fire_at > start), "no step fires at once");
     }
 
     #[test]

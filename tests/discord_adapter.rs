@@ -48,6 +48,29 @@ async fn a_call_that_stays_rate_limited_gives_up_with_rate_limited() {
 }
 
 #[tokio::test]
+async fn a_429_with_nonsense_waits_neither_panics_nor_stops_the_adapter() {
+    // Audit #7: `retry_after: -1` (or 1e20) in a 429's body panicked the task that made the call,
+    // which for notifications was the only deliverer.
+    let fake = FakeDiscord::start().await;
+    let adapter = adapter(&fake);
+    fake.rate_limit_next_with_body("POST channels/", 1, serde_json::json!(-1));
+    let posted = adapter.post(OPS, None, &Message::plain("after a negative wait")).await.expect("posted");
+    assert_eq!(fake.message(&posted.id).unwrap().content, "after a negative wait");
+
+    fake.rate_limit_next_with_body("POST channels/", 1, serde_json::json!(1e20));
+    let error = adapter.post(INCIDENTS, None, &Message::plain("told to wait for ever")).await.unwrap_err();
+    assert!(matches!(error, ChatError::RateLimited { .. }), "a wait past the limit gives up: {error}");
+
+    fake.rate_limit_next_with_body("POST channels/", 1, serde_json::json!("soon"));
+    let posted = adapter.post(OPS, None, &Message::plain("after a wait that is not a number")).await.expect("posted");
+    assert_eq!(fake.message(&posted.id).unwrap().content, "after a wait that is not a number");
+    let statuses: Vec<u16> =
+        fake.calls_to(&format!("POST channels/{OPS}/messages")).iter().map(|call| call.status).collect();
+    assert_eq!(statuses, [429, 200, 429, 200]);
+    fake.assert_no_unexpected();
+}
+
+#[tokio::test]
 async fn posts_in_one_channel_are_a_second_apart_and_other_channels_do_not_wait() {
     let fake = FakeDiscord::start().await;
     let adapter = std::sync::Arc::new(adapter(&fake));

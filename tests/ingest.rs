@@ -197,3 +197,54 @@ async fn a_batch_that_fails_stores_nothing_and_the_store_goes_on(backend: Backen
     store.declare(new_incident("Declared after the failure", None), Vec::new(), t0() + mins(3)).await.unwrap();
     assert_eq!(store.incidents(true, 100).await.unwrap().len(), 4);
 }
+
+/// Audit #17: two replicas get the same "firing" for a just-resolved incident at the same moment
+/// (Alertmanager HA sends every alert to each). Both re-open it; its steps must be scheduled once.
+/// The test holds the incident's row lock while both batches run, so both read it resolved and
+/// then wait: the race happens every time, not by chance.
+#[tokio::test]
+async fn replicas_reopening_one_incident_at_once_schedule_its_steps_once() {
+    use sqlx::Connection;
+    let Some(space) = StoreSpace::new(Backend::Postgres).await else { return };
+    let (one, two) = (space.open().await, space.open().await);
+    let opened = one.ingest_alerts(&[alert("api", true, 2)], mins(10), t0()).await.expect("opened");
+    let AlertOutcome::Opened(id) = opened[0] else { panic!("expected an opened incident, got {opened:?}") };
+    one.ingest_alerts(&[alert("api", false, 0)], mins(10), t0() + mins(1)).await.expect("resolved");
+
+    let mut holder = sqlx::PgConnection::connect(&space.url).await.expect("a connection of the test's own");
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT id FROM incidents WHERE id = $1 FOR UPDATE").bind(id).execute(&mut holder).await.unwrap();
+
+    let reopen = |store: std::sync::Arc<dyn firebell::store::Store>| {
+        tokio::spawn(async move { store.ingest_alerts(&[alert("api", true, 2)], mins(10), t0() + mins(2)).await })
+    };
+    let (first, second) = (reopen(one.clone()), reopen(two.clone()));
+    // Both batches are waiting for the row (or one has failed, which the joins below report).
+    let mut watcher = sqlx::PgConnection::connect(&space.url).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        if waiting >= 2 || first.is_finished() || second.is_finished() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the two batches never both waited for the incident's row");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+
+    let mut outcomes =
+        vec![first.await.unwrap().expect("a batch commits"), second.await.unwrap().expect("a batch commits")];
+    outcomes.sort_by_key(|outcome| format!("{outcome:?}"));
+    assert_eq!(outcomes, vec![vec![AlertOutcome::Reopened(id)], vec![AlertOutcome::Repeated(id)]]);
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM timers WHERE incident_id = $1 AND state = 'pending'")
+        .bind(id)
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+    assert_eq!(pending, 2, "the re-opened incident's two steps, once");
+}

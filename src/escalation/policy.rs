@@ -49,12 +49,21 @@ impl Policy {
         (0..=self.repeat)
             .flat_map(|round| {
                 self.steps.iter().enumerate().map(move |(step, policy_step)| {
-                    let offset = self.round_length * round + policy_step.after;
+                    // Config bounds `after`, `repeat_every` and `repeat`, so this never saturates
+                    // for a loaded policy; if it did, the step would wait for ever rather than
+                    // page at once.
+                    let offset = self
+                        .round_length
+                        .checked_mul(round)
+                        .and_then(|start| start.checked_add(policy_step.after))
+                        .and_then(|offset| chrono::Duration::from_std(offset).ok());
                     NewTimer {
                         policy: self.name.clone(),
                         step,
                         round,
-                        fire_at: started_at + chrono::Duration::from_std(offset).unwrap_or_default(),
+                        fire_at: offset
+                            .and_then(|offset| started_at.checked_add_signed(offset))
+                            .unwrap_or(DateTime::<Utc>::MAX_UTC),
                     }
                 })
             })

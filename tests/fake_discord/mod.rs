@@ -135,6 +135,8 @@ struct FakeState {
     messages: Vec<StoredMessage>,
     next_id: u64,
     forced_429: Vec<(String, u32, f64)>,
+    /// 429s whose only wait is `retry_after` in the body, as written (a broken or hostile peer).
+    forced_raw_429: Vec<(String, u32, Value)>,
     last_post: HashMap<String, Instant>,
     last_edit: HashMap<String, Instant>,
     buckets: HashMap<String, Vec<Instant>>,
@@ -184,6 +186,7 @@ impl FakeDiscord {
             messages: Vec::new(),
             next_id: 1_300_000_000_000_000_000,
             forced_429: Vec::new(),
+            forced_raw_429: Vec::new(),
             last_post: HashMap::new(),
             last_edit: HashMap::new(),
             buckets: HashMap::new(),
@@ -213,6 +216,12 @@ impl FakeDiscord {
     /// answered 429 with `Retry-After: retry_after` seconds.
     pub fn rate_limit_next(&self, route: &str, count: u32, retry_after: f64) {
         self.state().forced_429.push((route.to_string(), count, retry_after));
+    }
+
+    /// The next `count` calls whose route contains `route` are answered 429 with no
+    /// `Retry-After` header and `retry_after` in the body as given, however nonsensical.
+    pub fn rate_limit_next_with_body(&self, route: &str, count: u32, retry_after: Value) {
+        self.state().forced_raw_429.push((route.to_string(), count, retry_after));
     }
 
     pub fn allow_unexpected(&mut self) {
@@ -486,6 +495,13 @@ fn rate_limit(state: &Shared, method: &Method, route: &str, segments: &[&str], b
         bug: None,
         retry_after: Some((retry_after, scope)),
     };
+    if let Some(forced) =
+        state.forced_raw_429.iter_mut().find(|(pattern, count, _)| *count > 0 && whole.contains(pattern.as_str()))
+    {
+        forced.1 -= 1;
+        let body = json!({"message": "You are being rate limited.", "retry_after": forced.2.clone(), "global": false});
+        return Some(Answer { status: StatusCode::TOO_MANY_REQUESTS, body, bug: None, retry_after: None });
+    }
     if let Some(forced) =
         state.forced_429.iter_mut().find(|(pattern, count, _)| *count > 0 && whole.contains(pattern.as_str()))
     {

@@ -267,7 +267,8 @@ async fn connection(
     let interval = hello
         .filter(|hello| hello.get("op").and_then(Value::as_u64) == Some(HELLO))
         .and_then(|hello| hello.pointer("/d/heartbeat_interval").and_then(Value::as_u64))
-        .map(Duration::from_millis)
+        // Held to a sane range: a hostile or broken peer's value must not overflow the clock.
+        .map(|millis| Duration::from_millis(millis.clamp(1_000, 300_000)))
         .ok_or_else(|| GatewayError::Connection("the gateway's first message was not HELLO".to_string()))?;
 
     let token = responder.adapter().token().expose().to_string();

@@ -220,14 +220,14 @@ impl Limiter {
                 let now = Instant::now();
                 state.buckets.retain(|_, bucket| bucket.reset_at > now);
             }
-            state.buckets.insert(key, Bucket { remaining, reset_at: Instant::now() + reset_after });
+            state.buckets.insert(key, Bucket { remaining, reset_at: after(reset_after) });
         }
     }
 
     /// After a 429: nothing more on this route's bucket, or on any route when the limit was
     /// global, for `retry_after`.
     pub(crate) fn rate_limited(&self, route: &Route, retry_after: Duration, global: bool) {
-        let until = Instant::now() + retry_after;
+        let until = after(retry_after);
         let mut state = self.state.lock().expect("limiter state");
         if global {
             state.global_until = Some(state.global_until.map_or(until, |current| current.max(until)));
@@ -238,13 +238,28 @@ impl Limiter {
     }
 }
 
+/// The longest wait a peer's answer can impose. Discord's real resets are seconds; a larger
+/// value is nonsense (or hostile) and is held to this, so a wait never overflows a clock.
+pub(crate) const MAX_PEER_WAIT: Duration = Duration::from_secs(3600);
+
 /// Seconds as Discord writes them (`1`, `0.25`, `64.57`).
 pub(crate) fn seconds(text: &str) -> Option<Duration> {
-    text.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
-        .map(Duration::from_secs_f64)
+    text.trim().parse::<f64>().ok().and_then(seconds_from_f64)
+}
+
+/// A number of seconds from a peer: `None` when negative or not a number, at most
+/// [`MAX_PEER_WAIT`] however large.
+pub(crate) fn seconds_from_f64(seconds: f64) -> Option<Duration> {
+    if seconds.is_nan() || seconds < 0.0 {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(seconds).map_or(MAX_PEER_WAIT, |wait| wait.min(MAX_PEER_WAIT)))
+}
+
+/// `now + wait`, which cannot overflow once `wait` is held to [`MAX_PEER_WAIT`].
+fn after(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait.min(MAX_PEER_WAIT)).unwrap_or(now)
 }
 
 #[cfg(test)]
@@ -277,6 +292,24 @@ mod tests {
         assert_eq!(seconds("0.25"), Some(Duration::from_millis(250)));
         assert_eq!(seconds("-1"), None);
         assert_eq!(seconds("soon"), None);
+        // Audit #7: nonsense from a peer is held, never a panic.
+        assert_eq!(seconds("1e20"), Some(MAX_PEER_WAIT));
+        assert_eq!(seconds("inf"), Some(MAX_PEER_WAIT));
+        assert_eq!(seconds("NaN"), None);
+        assert_eq!(seconds_from_f64(-1.0), None);
+        assert_eq!(seconds_from_f64(f64::MAX), Some(MAX_PEER_WAIT));
+    }
+
+    #[test]
+    fn huge_resets_do_not_overflow_the_clock() {
+        let limiter = Limiter::default();
+        let route = Route::new(&Method::POST, "channels/1/messages");
+        limiter.rate_limited(&route, Duration::MAX, true);
+        limiter.rate_limited(&route, Duration::MAX, false);
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        headers.insert("x-ratelimit-reset-after", HeaderValue::from_static("1e300"));
+        limiter.observe(&route, &headers);
     }
 
     #[tokio::test(start_paused = true)]

@@ -134,7 +134,7 @@ impl Rest {
                 let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
                 let retry_after = header("retry-after")
                     .and_then(ratelimit::seconds)
-                    .or_else(|| answer.get("retry_after").and_then(Value::as_f64).map(Duration::from_secs_f64))
+                    .or_else(|| answer.get("retry_after").and_then(Value::as_f64).and_then(ratelimit::seconds_from_f64))
                     .unwrap_or(Duration::from_secs(1));
                 let global = header("x-ratelimit-global").is_some_and(|value| value.eq_ignore_ascii_case("true"))
                     || header("x-ratelimit-scope") == Some("global")

@@ -114,6 +114,9 @@ impl SqlStore {
         fingerprints.sort_unstable();
         fingerprints.dedup();
         let (mut latest, last_id) = self.begin_and_read(&mut batch.connection, &fingerprints).await?;
+        if self.backend == Backend::Postgres {
+            self.lock_reopen_candidates(&mut batch.connection, &mut latest, at, flap_window).await?;
+        }
         let wanted = incidents_to_open(alerts, &latest, at, flap_window);
         let mut ids = self.reserve_incident_ids(&mut batch.connection, wanted, last_id).await?.into_iter();
 
@@ -300,6 +303,47 @@ impl SqlStore {
             }
         }
         Ok((latest, last_id))
+    }
+
+    /// Locks the resolved incidents this batch may re-open and reads them again. On SQLite the
+    /// batch already holds the only write lock; on PostgreSQL another replica may be re-opening
+    /// the same incident right now (Alertmanager HA sends each alert to every replica). Waiting
+    /// for its row lock and reading the row as committed turns the second re-open into a repeat,
+    /// so the incident's timers are scheduled once, not once per replica (audit #17).
+    async fn lock_reopen_candidates(
+        &self,
+        connection: &mut sqlx::AnyConnection,
+        latest: &mut HashMap<String, LatestIncident>,
+        at: DateTime<Utc>,
+        flap_window: chrono::Duration,
+    ) -> Result<(), StoreError> {
+        let mut candidates: Vec<i64> = latest
+            .values()
+            .filter(|incident| matches!(firing(Some(incident), at, flap_window), Firing::Reopen(_)))
+            .map(|incident| incident.id)
+            .collect();
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        candidates.sort_unstable();
+        // In id order, so two batches locking the same rows never wait on each other in a cycle.
+        let sql = format!(
+            "SELECT id, fingerprint, status, resolved_at FROM incidents WHERE id IN {} ORDER BY id FOR UPDATE",
+            self.backend.values(1, candidates.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for id in &candidates {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(&mut *connection).await? {
+            let state = LatestIncident {
+                id: row.try_get("id")?,
+                open: text(&row, "status")? != "resolved",
+                resolved_at: optional_time(&row, "resolved_at")?,
+            };
+            latest.insert(text(&row, "fingerprint")?, state);
+        }
+        Ok(())
     }
 
     /// `count` incident ids nobody else will use, ascending: on SQLite the ones after `last_id`,
