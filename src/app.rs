@@ -62,6 +62,7 @@ pub fn load_catalogue(config: &Config) -> (Catalogue, Vec<LoadError>) {
 
 pub fn runner(config: &Config) -> Runner {
     Runner::new(Arc::new(Targets::from_config(config)), config.redactor(), config.commands.concurrency)
+        .with_max_output(config.commands.max_output.0)
 }
 
 /// The running bot: HTTP server, store, timer engine, chat core and adapters, built from a

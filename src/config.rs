@@ -98,11 +98,75 @@ pub struct CommandsConfig {
     /// How many checks of one command run at the same time.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// How much output one check may show (exec output, SQL rows, Redis replies, HTTP and
+    /// Prometheus bodies); the rest is cut with a visible marker. `1MiB`, `512KiB` or bytes.
+    #[serde(default = "default_max_output")]
+    pub max_output: ByteSize,
 }
 
 impl Default for CommandsConfig {
     fn default() -> Self {
-        Self { dirs: default_command_dirs(), concurrency: default_concurrency() }
+        Self { dirs: default_command_dirs(), concurrency: default_concurrency(), max_output: default_max_output() }
+    }
+}
+
+fn default_max_output() -> ByteSize {
+    ByteSize(1 << 20)
+}
+
+/// A size written as bytes (`65536`) or with a binary unit: `512KiB`, `1MiB` (also `KB`, `MB`,
+/// `K`, `M`, meaning the same powers of two). Between 1 KiB and 64 MiB, so a check always shows
+/// something and one check cannot hold the bot's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub usize);
+
+impl ByteSize {
+    pub const MIN: usize = 1 << 10;
+    pub const MAX: usize = 64 << 20;
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let invalid = || format!("invalid size '{text}': write bytes or a number with KiB or MiB, e.g. 512KiB, 1MiB");
+        let trimmed = text.trim();
+        let digits_end = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
+        let (number, unit) = trimmed.split_at(digits_end);
+        let number: usize = number.parse().map_err(|_| invalid())?;
+        let multiplier: usize = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" | "kib" => 1 << 10,
+            "m" | "mb" | "mib" => 1 << 20,
+            _ => return Err(invalid()),
+        };
+        let bytes = number.checked_mul(multiplier).ok_or_else(invalid)?;
+        if !(Self::MIN..=Self::MAX).contains(&bytes) {
+            return Err(format!("size '{text}' is out of range: between 1KiB and 64MiB, e.g. 1MiB"));
+        }
+        Ok(ByteSize(bytes))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Bytes(u64),
+            Text(String),
+        }
+        let text = match Written::deserialize(deserializer)? {
+            Written::Bytes(bytes) => bytes.to_string(),
+            Written::Text(text) => text,
+        };
+        ByteSize::parse(&text).map_err(|message| serde::de::Error::custom(format!("commands.max_output: {message}")))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            bytes if bytes % (1 << 20) == 0 => write!(f, "{} MiB", bytes >> 20),
+            bytes if bytes % (1 << 10) == 0 => write!(f, "{} KiB", bytes >> 10),
+            bytes => write!(f, "{bytes} bytes"),
+        }
     }
 }
 

@@ -1,5 +1,8 @@
-//! Keeps secrets out of everything a person or a log sees: masks configured secret values,
-//! passwords inside connection strings, and the common token shapes in any line of text.
+//! Keeps secrets out of everything a person or a log sees: masks configured secret values (also
+//! when a tool folded them across lines), passwords inside connection strings, armoured secret
+//! blocks (PEM private keys) whole, and the common token shapes. [`Redactor::redact`] works on
+//! a whole text; [`LineRedactor`] on output that arrives one line at a time, remembering that
+//! it is inside a key block until the block's END line.
 
 use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
@@ -19,8 +22,6 @@ const URL_PASSWORD: &str = "${1}:***@";
 /// its replacement.
 static TOKEN_SHAPES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
     [
-        // Private keys, the whole armoured block (or its opening line when cut).
-        (r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?s:.*?)(-----END [A-Z ]*PRIVATE KEY-----|\z)", WHOLE),
         // Slack bot, user, app and config tokens.
         (r"\bxox[abposre]-[A-Za-z0-9-]{8,}", WHOLE),
         (r"\bxapp-[A-Za-z0-9-]{8,}", WHOLE),
@@ -45,11 +46,57 @@ static TOKEN_SHAPES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
     .collect()
 });
 
+/// The opening and closing lines of an armoured block: PEM's `-----BEGIN RSA PRIVATE KEY-----`,
+/// OpenPGP's `-----BEGIN PGP PRIVATE KEY BLOCK-----`, RFC 4716's `---- BEGIN SSH2 … ----`.
+static ARMOUR_BEGIN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"-{4,5} ?BEGIN ([A-Z0-9][A-Z0-9 ]*?) ?-{4,5}").expect("armour pattern compiles"));
+static ARMOUR_END: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"-{4,5} ?END [A-Z0-9][A-Z0-9 ]*? ?-{4,5}").expect("armour pattern compiles"));
+
+/// Whether an armoured block with this label is public (certificates, public keys, signatures).
+/// Every other label is treated as a secret, so a kind of key we did not think of is masked too.
+fn armour_is_public(label: &str) -> bool {
+    ["CERTIFICATE", "PUBLIC KEY", "X509 CRL", "SIGNATURE", "SIGNED MESSAGE", "PKCS7", "PARAMETERS"]
+        .iter()
+        .any(|public| label.contains(public))
+}
+
+/// The next opening line of a secret armoured block in `text`.
+fn secret_block_start(text: &str) -> Option<regex::Match<'_>> {
+    ARMOUR_BEGIN
+        .captures_iter(text)
+        .find(|captures| !armour_is_public(&captures[1]))
+        .and_then(|captures| captures.get(0))
+}
+
+/// Masks every secret armoured block, BEGIN through END, as one `***` (through the end of the
+/// text when it was cut before the END line).
+fn mask_secret_blocks(text: &str) -> Cow<'_, str> {
+    let Some(first) = secret_block_start(text) else { return Cow::Borrowed(text) };
+    let mut output = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut start = Some(first);
+    while let Some(begin) = start {
+        output.push_str(&rest[..begin.start()]);
+        output.push_str(MASK);
+        rest = match ARMOUR_END.find(&rest[begin.end()..]) {
+            Some(end) => &rest[begin.end() + end.end()..],
+            None => "",
+        };
+        start = secret_block_start(rest);
+    }
+    output.push_str(rest);
+    Cow::Owned(output)
+}
+
 /// Masks secrets in text. Cheap to clone; built once from the configuration.
 #[derive(Clone, Default)]
 pub struct Redactor {
     /// Exact values to mask, longest first so a secret containing another is masked whole.
     secret_values: Arc<Vec<String>>,
+    /// The longer values again, matching with a line break between any two characters: what
+    /// `fold`, `base64 -w` or a narrow terminal makes of a token.
+    folded_values: Arc<Vec<Regex>>,
 }
 
 impl std::fmt::Debug for Redactor {
@@ -71,9 +118,26 @@ impl Redactor {
         secret_values.extend(passwords);
         secret_values.sort_by_key(|value| std::cmp::Reverse(value.len()));
         secret_values.dedup();
-        Self { secret_values: Arc::new(secret_values) }
+        let folded_values = secret_values
+            .iter()
+            .filter(|value| value.chars().count() >= MIN_FOLDED_CHARS)
+            .filter_map(|value| {
+                let pattern: Vec<String> = value.chars().map(|c| regex::escape(&c.to_string())).collect();
+                Regex::new(&pattern.join(r"(?:\r?\n)?")).ok()
+            })
+            .collect();
+        Self { secret_values: Arc::new(secret_values), folded_values: Arc::new(folded_values) }
     }
 
+    /// The longest configured secret in bytes: how far past a cut redaction has to look so a
+    /// value that straddles the cut is still recognised whole.
+    pub fn longest_secret(&self) -> usize {
+        self.secret_values.first().map(String::len).unwrap_or(0)
+    }
+
+    /// Masks every secret in `text`, which may hold many lines: armoured blocks are masked
+    /// whole and configured values also when folded across lines. Run it over the whole text
+    /// before cutting it; a cut first can leave a prefix nothing recognises any more.
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let mut output = Cow::Borrowed(text);
         for value in self.secret_values.iter() {
@@ -81,12 +145,69 @@ impl Redactor {
                 output = Cow::Owned(output.replace(value.as_str(), MASK));
             }
         }
+        if output.contains('\n') {
+            for folded in self.folded_values.iter() {
+                if folded.is_match(&output) {
+                    output = Cow::Owned(folded.replace_all(&output, MASK).into_owned());
+                }
+            }
+        }
+        if let Cow::Owned(masked) = mask_secret_blocks(&output) {
+            output = Cow::Owned(masked);
+        }
         for (pattern, replacement) in TOKEN_SHAPES.iter() {
             if pattern.is_match(&output) {
                 output = Cow::Owned(pattern.replace_all(&output, *replacement).into_owned());
             }
         }
         output
+    }
+}
+
+/// Values shorter than this are not looked for across line breaks: short ones would match
+/// ordinary text broken over lines.
+const MIN_FOLDED_CHARS: usize = 8;
+
+/// Redacts output that arrives one line at a time (one per output stream). A secret armoured
+/// block spans lines, so once a BEGIN line was seen every line is masked through the END line.
+#[derive(Debug, Clone)]
+pub struct LineRedactor {
+    redactor: Redactor,
+    inside_secret_block: bool,
+}
+
+impl LineRedactor {
+    pub fn new(redactor: Redactor) -> Self {
+        Self { redactor, inside_secret_block: false }
+    }
+
+    /// The line as it may be shown. A line inside a secret block becomes `***`.
+    pub fn redact_line(&mut self, line: &str) -> String {
+        let mut shown = String::with_capacity(line.len());
+        let mut rest = line;
+        loop {
+            if self.inside_secret_block {
+                shown.push_str(MASK);
+                match ARMOUR_END.find(rest) {
+                    Some(end) => {
+                        rest = &rest[end.end()..];
+                        self.inside_secret_block = false;
+                    }
+                    None => return self.redactor.redact(&shown).into_owned(),
+                }
+            }
+            match secret_block_start(rest) {
+                Some(begin) => {
+                    shown.push_str(&rest[..begin.start()]);
+                    rest = &rest[begin.end()..];
+                    self.inside_secret_block = true;
+                }
+                None => {
+                    shown.push_str(rest);
+                    return self.redactor.redact(&shown).into_owned();
+                }
+            }
+        }
     }
 }
 
@@ -140,6 +261,35 @@ mod tests {
             assert!(!output.contains(secret), "{input} → {output}");
             assert!(output.contains(MASK), "{input} → {output}");
         }
+    }
+
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIICdgIBADANBgkqhkiG9w0BAQEFAASC\nAmAwggJcAgEAAoGBAMlvX1sK2p0\n-----END PRIVATE KEY-----";
+
+    #[test]
+    fn masks_a_key_block_whole_in_a_text_and_keeps_what_follows() {
+        let redactor = Redactor::default();
+        let text = format!("cat key\n{KEY}\ndone\n");
+        assert_eq!(redactor.redact(&text), "cat key\n***\ndone\n");
+        let cut = "before -----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA";
+        assert_eq!(redactor.redact(cut), "before ***");
+        let certificate = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----";
+        assert_eq!(redactor.redact(certificate), certificate, "certificates are public");
+    }
+
+    #[test]
+    fn line_redactor_masks_every_line_of_a_key_block() {
+        let mut lines = LineRedactor::new(Redactor::default());
+        let text = format!("key follows\n{KEY}\nafter the key");
+        let shown: Vec<String> = text.lines().map(|line| lines.redact_line(line)).collect();
+        assert_eq!(shown, ["key follows", "***", "***", "***", "***", "after the key"]);
+        let same_line = lines.redact_line("a -----BEGIN EC PRIVATE KEY-----MHcC-----END EC PRIVATE KEY----- b");
+        assert_eq!(same_line, "a *** b");
+    }
+
+    #[test]
+    fn masks_a_configured_value_folded_across_lines() {
+        let redactor = Redactor::new(["Zq7vN2kLp9XwR4tY8mB3cD6fH1jK5sQ0".to_string()]);
+        assert_eq!(redactor.redact("token:\nZq7vN2kLp9XwR4tY\n8mB3cD6fH1jK5sQ0\nok"), "token:\n***\nok");
     }
 
     #[test]

@@ -188,13 +188,25 @@ impl ChatCore {
         let Ok(request) = store.request(id).await else { return };
         let name = runbook.remediations[index].name.clone();
         let mut events = self.runner.run_remediation(runbook, index, args);
-        let mut output: Vec<String> = Vec::new();
+        // One text bounded by bytes (the run itself stops at max_output, and this holds if not).
+        let keep_at_most = self.runner.max_output();
+        let mut output = String::new();
+        let mut dropped_lines = 0usize;
         let mut finished = None;
         while let Some(event) = events.recv().await {
             match event {
-                CheckEvent::Line { line, .. } => output.push(line),
+                CheckEvent::Line { line, .. } if output.len() + line.len() < keep_at_most => {
+                    if !output.is_empty() {
+                        output.push('\n');
+                    }
+                    output.push_str(&line);
+                }
+                CheckEvent::Line { .. } => dropped_lines += 1,
                 CheckEvent::Finished(run) => finished = Some(run),
             }
+        }
+        if dropped_lines > 0 {
+            output.push_str(&format!("\n… {dropped_lines} more lines not kept"));
         }
         let (succeeded, summary) = match &finished {
             Some(run) => (run.status == Status::Ok, run.summary.clone()),
@@ -209,7 +221,8 @@ impl ChatCore {
         let thread = request.thread.clone().or(request.message.clone());
         let mark = if succeeded { "✅" } else { "❌" };
         let mut message = Message::new().text(format!("{mark} *{name}* (request #{id}): {summary}"));
-        let text = output.join("\n");
+        // Redacted again as one text, for secrets that span lines (a key block, a folded token).
+        let text = self.runner.redactor().redact(&output).into_owned();
         let inline = !text.is_empty()
             && text.chars().count() <= INLINE_OUTPUT_CHARS.min(adapter.limits().max_block_text.saturating_sub(100));
         if inline {

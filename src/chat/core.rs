@@ -26,8 +26,9 @@ pub const EDIT_INTERVAL: Duration = Duration::from_secs(2);
 /// Output up to this size goes into the thread as a code block; beyond it, as a file.
 const INLINE_OUTPUT_CHARS: usize = 2_500;
 const INLINE_OUTPUT_LINES: usize = 40;
-/// Output lines kept per diagnosis for the file; more are counted, not kept.
-const MAX_KEPT_OUTPUT_LINES: usize = 200_000;
+/// How many checks' worth of `max_output` one diagnosis keeps for its output file; lines past
+/// that are counted, not kept, so memory stays bounded however many checks print.
+const KEPT_OUTPUT_CHECKS: usize = 4;
 
 /// Who may do what, from `[permissions]`.
 #[derive(Debug, Clone)]
@@ -611,8 +612,11 @@ impl ChatCore {
 
         let mut events = self.runner.run(runbook.clone(), args.clone());
         let mut results: Vec<CheckRun> = Vec::new();
-        let mut output: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut output: BTreeMap<String, String> = BTreeMap::new();
         let mut output_lines = 0usize;
+        let mut dropped_lines = 0usize;
+        let mut kept_bytes = 0usize;
+        let keep_at_most = self.runner.max_output().saturating_mul(KEPT_OUTPUT_CHECKS);
         let mut last_edit = Instant::now();
         let mut dirty = false;
         loop {
@@ -621,8 +625,14 @@ impl ChatCore {
                     None => break,
                     Some(CheckEvent::Line { check, line, .. }) => {
                         output_lines += 1;
-                        if output_lines <= MAX_KEPT_OUTPUT_LINES {
-                            output.entry(check).or_default().push(line);
+                        // Kept as one text per check: no per-line overhead, bounded by bytes.
+                        if kept_bytes + line.len() < keep_at_most {
+                            kept_bytes += line.len() + 1;
+                            let text = output.entry(check).or_default();
+                            text.push_str(&line);
+                            text.push('\n');
+                        } else {
+                            dropped_lines += 1;
                         }
                     }
                     Some(CheckEvent::Finished(run)) => {
@@ -648,8 +658,8 @@ impl ChatCore {
         adapter.update(&posted, &render(&lines, Some(worst), suggestions)).await.map_err(|error| error.to_string())?;
 
         if !output.is_empty() {
-            self.post_output(adapter.as_ref(), &origin.channel, &output_thread, &runbook.name, &output, output_lines)
-                .await;
+            let counts = (output_lines, dropped_lines);
+            self.post_output(adapter.as_ref(), &origin.channel, &output_thread, &runbook.name, &output, counts).await;
         }
         if let Some(id) = incident_id {
             let checks: Vec<serde_json::Value> = results
@@ -711,20 +721,20 @@ impl ChatCore {
         channel: &str,
         thread: &str,
         topic: &str,
-        output: &BTreeMap<String, Vec<String>>,
-        total_lines: usize,
+        output: &BTreeMap<String, String>,
+        (total_lines, dropped_lines): (usize, usize),
     ) {
         let mut text = String::new();
         for (check, lines) in output {
             text.push_str(&format!("== {check} ==\n"));
-            for line in lines {
-                text.push_str(line);
-                text.push('\n');
-            }
+            text.push_str(lines);
         }
-        if total_lines > MAX_KEPT_OUTPUT_LINES {
-            text.push_str(&format!("… {} more lines not kept\n", total_lines - MAX_KEPT_OUTPUT_LINES));
+        if dropped_lines > 0 {
+            text.push_str(&format!("… {dropped_lines} more lines not kept\n"));
         }
+        // The lines were redacted one by one; the joined text again, for secrets that span
+        // lines (a key block, a folded token), before any of it is posted.
+        let text = self.runner.redactor().redact(&text).into_owned();
         let limit = INLINE_OUTPUT_CHARS.min(adapter.limits().max_block_text.saturating_sub(100));
         let result = if text.chars().count() <= limit && total_lines <= INLINE_OUTPUT_LINES {
             adapter.post(channel, Some(thread), &Message::new().code(text.trim_end())).await.map(|_| ())

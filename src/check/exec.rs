@@ -1,22 +1,27 @@
-//! `kind = "exec"`: runs a program from an argv (never a shell), streams its output line by
-//! line, and kills its whole process group on timeout. Sees `exit_code`, `stdout`, `stderr`.
+//! `kind = "exec"`: runs a program from an argv (never a shell, see [`super::argv_rule`]),
+//! streams its output line by line (redacted, and cut at `[commands] max_output` with a marker),
+//! and kills its whole process group on timeout. Sees `exit_code`, `stdout`, `stderr`.
 //! Without expressions it follows the monitoring-plugin convention: 0 ok, 1 warn, 2 crit.
+//!
+//! A child that leaves the process group (`setsid`, `setpgid`, `sudo` with `use_pty`) is not
+//! reached by the group kill; its pipes close when it exits, and the check itself still ends at
+//! its timeout. Killing those too needs a cgroup per run, which firebell does not create.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use futures::future::BoxFuture;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::{Check, CheckContext, LineSink, Observation, Status, Stream, truncate};
+use super::{Check, CheckContext, LineSink, Observation, Status, Stream, output_cut_marker, summary_source};
 use crate::runbook::{Args, Encoding, Fields, Template};
 
-/// Output beyond this is streamed but not kept for the expressions.
-const MAX_KEPT_BYTES: usize = 1 << 20;
 /// The variables a program inherits; everything else it gets from `env`.
 const INHERITED_ENV: [&str; 8] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "TMPDIR", "KUBECONFIG"];
-const SHELLS: [&str; 10] = ["sh", "bash", "zsh", "dash", "ksh", "fish", "csh", "tcsh", "busybox", "env"];
+/// How much is read from a pipe at a time; a line is gathered from these, never read whole.
+const READ_CHUNK_BYTES: usize = 16 << 10;
 
 #[derive(Debug)]
 pub struct ExecCheck {
@@ -47,11 +52,8 @@ impl ExecCheck {
             );
             return None;
         }
-        let program_name = field.get_ref()[0].rsplit('/').next().unwrap_or_default().to_string();
-        let runs_shell = SHELLS.contains(&program_name.as_str())
-            && field.get_ref().iter().skip(1).any(|word| word.starts_with('-') && word.contains('c'));
-        if runs_shell || (program_name == "env" && field.get_ref().len() > 1) {
-            fields.error(field.span(), format!("argv: runs a shell ({program_name} -c); write the program and each argument as its own argv element, no shell"));
+        if let Err(refusal) = super::argv_rule::refuse_shells_and_inline_code(field.get_ref()) {
+            fields.error(field.span(), format!("argv: {refusal}"));
             return None;
         }
         Some(ExecCheck { argv, env })
@@ -77,28 +79,154 @@ impl Drop for ProcessGroupGuard {
     }
 }
 
-/// Streams `reader` line by line and keeps the output exactly as written (a last line without
-/// a newline stays without one). Bytes that are not UTF-8 are shown as U+FFFD rather than
-/// ending the stream, so the pipe is always drained and the program never blocks on it.
-async fn pump(reader: impl AsyncRead + Unpin, stream: Stream, sink: LineSink) -> String {
-    let mut reader = BufReader::new(reader);
-    let mut kept = String::new();
-    let mut buffer = Vec::new();
-    loop {
-        buffer.clear();
-        match reader.read_until(b'\n', &mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                let text = String::from_utf8_lossy(&buffer);
-                let line = text.strip_suffix('\n').unwrap_or(&text);
-                sink.send(stream, line.strip_suffix('\r').unwrap_or(line));
-                if kept.len() + text.len() <= MAX_KEPT_BYTES {
-                    kept.push_str(&text);
+/// What is left of one run's `max_output`, shared by its stdout and stderr.
+struct OutputBudget {
+    max_output: usize,
+    remaining: AtomicUsize,
+    cut: AtomicBool,
+}
+
+impl OutputBudget {
+    fn new(max_output: usize) -> Self {
+        Self { max_output, remaining: AtomicUsize::new(max_output), cut: AtomicBool::new(false) }
+    }
+
+    fn remaining(&self) -> usize {
+        self.remaining.load(Ordering::Relaxed)
+    }
+
+    /// Takes `wanted` bytes when that many are left; otherwise takes what is left and returns
+    /// how much that was, as `Err`.
+    fn take(&self, wanted: usize) -> Result<(), usize> {
+        let mut granted = 0;
+        let _ = self.remaining.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+            granted = wanted.min(left);
+            Some(left - granted)
+        });
+        if granted == wanted { Ok(()) } else { Err(granted) }
+    }
+
+    /// True for the one caller that gets to write the "output cut" marker.
+    fn mark_cut(&self) -> bool {
+        self.remaining.store(0, Ordering::Relaxed);
+        !self.cut.swap(true, Ordering::Relaxed)
+    }
+
+    fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::Relaxed)
+    }
+}
+
+/// One output stream of a run: redacts each line (remembering an open key block), forwards it,
+/// keeps it for the expressions, and cuts everything at the budget.
+struct StreamPump<'a> {
+    stream: Stream,
+    sink: LineSink,
+    redactor: crate::redact::LineRedactor,
+    budget: &'a OutputBudget,
+    kept: String,
+}
+
+impl StreamPump<'_> {
+    /// Shows one line (without its newline). Returns false once the output was cut: the rest
+    /// of the stream is read and dropped.
+    async fn line(&mut self, raw: &[u8], ends_with_newline: bool) -> bool {
+        if self.budget.is_cut() {
+            return false;
+        }
+        let text = String::from_utf8_lossy(raw);
+        let (line, carriage_return) = match text.strip_suffix('\r') {
+            Some(line) => (line, "\r"),
+            None => (text.as_ref(), ""),
+        };
+        // Redaction sees the whole line (bounded by the caller) before anything is cut.
+        let shown = self.redactor.redact_line(line);
+        let newline = if ends_with_newline { "\n" } else { "" };
+        match self.budget.take(shown.len() + carriage_return.len() + newline.len()) {
+            Ok(()) => {
+                self.kept.push_str(&shown);
+                self.kept.push_str(carriage_return);
+                self.kept.push_str(newline);
+                self.sink.send_redacted(self.stream, shown).await;
+                true
+            }
+            Err(granted) => {
+                let part = prefix_within(&shown, granted);
+                if !part.is_empty() {
+                    self.kept.push_str(part);
+                    self.kept.push('\n');
+                    self.sink.send_redacted(self.stream, part.to_string()).await;
                 }
+                if self.budget.mark_cut() {
+                    let marker = output_cut_marker(self.budget.max_output);
+                    self.kept.push_str(&marker);
+                    self.kept.push('\n');
+                    self.sink.send_redacted(self.stream, marker).await;
+                }
+                false
             }
         }
     }
-    kept
+}
+
+/// The longest prefix of `text` of at most `bytes` bytes that ends on a character boundary.
+fn prefix_within(text: &str, bytes: usize) -> &str {
+    let mut end = bytes.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Streams `reader` line by line and keeps the output as written (a last line without a
+/// newline stays without one), redacted and cut at the budget. It reads in chunks, so a line
+/// without a newline never grows past what could still be shown plus the redaction lookahead.
+/// Bytes that are not UTF-8 are shown as U+FFFD rather than ending the stream, and after a cut
+/// the pipe is still drained, so the program never blocks on it.
+async fn pump(mut reader: impl AsyncRead + Unpin, stream: Stream, sink: LineSink, budget: &OutputBudget) -> String {
+    let lookahead = sink.redaction_lookahead();
+    let mut pump = StreamPump { stream, redactor: sink.line_redactor(), sink, budget, kept: String::new() };
+    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    let mut pending: Vec<u8> = Vec::new();
+    let mut showing = true;
+    loop {
+        let read = match reader.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        if !showing {
+            continue;
+        }
+        let scanned = pending.len();
+        pending.extend_from_slice(&chunk[..read]);
+        let mut line_start = 0;
+        let mut search_from = scanned;
+        while let Some(offset) = pending[search_from..].iter().position(|byte| *byte == b'\n') {
+            let newline = search_from + offset;
+            if !pump.line(&pending[line_start..newline], true).await {
+                showing = false;
+                break;
+            }
+            line_start = newline + 1;
+            search_from = line_start;
+        }
+        pending.drain(..line_start);
+        if !showing {
+            pending = Vec::new();
+            continue;
+        }
+        // A line longer than what can still be shown: its end would be cut anyway, so it is
+        // shown now with just enough beyond the cut for redaction to see a secret whole.
+        if pending.len() > budget.remaining() + lookahead {
+            pump.line(&pending, false).await;
+            showing = false;
+            pending = Vec::new();
+        }
+    }
+    if showing && !pending.is_empty() {
+        pump.line(&pending, false).await;
+    }
+    pump.kept
 }
 
 impl Check for ExecCheck {
@@ -126,9 +254,10 @@ impl Check for ExecCheck {
             let mut guard = ProcessGroupGuard(child.id().and_then(|pid| i32::try_from(pid).ok()));
             let stdout = child.stdout.take().expect("stdout is piped");
             let stderr = child.stderr.take().expect("stderr is piped");
+            let budget = OutputBudget::new(context.max_output);
             let (stdout, stderr, status) = tokio::join!(
-                pump(stdout, Stream::Stdout, context.lines.clone()),
-                pump(stderr, Stream::Stderr, context.lines.clone()),
+                pump(stdout, Stream::Stdout, context.lines.clone(), &budget),
+                pump(stderr, Stream::Stderr, context.lines.clone(), &budget),
                 child.wait()
             );
             let status = status.map_err(|error| format!("waiting for {} failed: {error}", argv[0]))?;
@@ -147,7 +276,7 @@ impl Check for ExecCheck {
                 .find(|line| !line.trim().is_empty())
                 .or_else(|| stderr.lines().find(|line| !line.trim().is_empty()));
             let summary = match first_line {
-                Some(line) => format!("exit {exit_code}: {}", truncate(line.trim(), 160)),
+                Some(line) => format!("exit {exit_code}: {}", summary_source(line.trim())),
                 None => format!("exit {exit_code}"),
             };
             Ok(Observation::new(

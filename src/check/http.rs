@@ -8,13 +8,10 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde_json::json;
 
-use super::{Check, CheckContext, Observation, Status, millis, truncate};
+use super::{Check, CheckContext, Observation, Status, millis, summary_source, truncate};
 use crate::config::TargetKind;
 use crate::redact::mask_url;
 use crate::runbook::{Args, Encoding, Fields, Template};
-
-/// Bodies beyond this are cut before the expressions see them.
-const MAX_BODY_BYTES: usize = 1 << 20;
 
 #[derive(Debug)]
 pub struct HttpCheck {
@@ -116,25 +113,23 @@ impl Check for HttpCheck {
                 request.send().await.map_err(|error| format!("{} {shown_url}: {}", self.method, root_cause(&error)))?;
             let latency_ms = millis(started.elapsed());
             let status = response.status();
-            let mut body = Vec::new();
-            let mut stream = response.bytes_stream();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|error| {
-                    format!("{} {shown_url}: reading the body failed: {}", self.method, root_cause(&error))
-                })?;
-                let room = MAX_BODY_BYTES.saturating_sub(body.len());
-                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                if room <= chunk.len() {
-                    break;
-                }
-            }
-            let body = String::from_utf8_lossy(&body).into_owned();
-            let parsed: serde_json::Value = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+            let (body, more_followed) = read_capped_body(response, context.read_limit())
+                .await
+                .map_err(|error| format!("{} {shown_url}: reading the body failed: {error}", self.method))?;
+            let raw_body = String::from_utf8_lossy(&body);
+            // JSON from the body as sent (the runner redacts its strings); a cut body is no JSON.
+            let parsed: serde_json::Value = if more_followed {
+                serde_json::Value::Null
+            } else {
+                serde_json::from_str(&raw_body).unwrap_or(serde_json::Value::Null)
+            };
+            // Redacted before the cut, so a secret across it is masked whole.
+            let body = context.capped_output(&raw_body, more_followed);
             let default_status = if status.is_success() || status.is_redirection() { Status::Ok } else { Status::Crit };
             let reason = status.canonical_reason().unwrap_or("");
             let mut summary = format!("{} {} in {latency_ms} ms", status.as_u16(), reason);
             if !status.is_success() && !body.trim().is_empty() {
-                summary.push_str(&format!(": {}", truncate(body.trim().lines().next().unwrap_or(""), 120)));
+                summary.push_str(&format!(": {}", summary_source(body.trim().lines().next().unwrap_or(""))));
             }
             Ok(Observation::new(
                 summary,
@@ -160,6 +155,22 @@ impl Check for HttpCheck {
             None => format!("{} {address}", self.method),
         }
     }
+}
+
+/// Reads a response body up to `max_bytes` and says whether more followed; the rest is never
+/// read into memory.
+pub(crate) async fn read_capped_body(response: reqwest::Response, max_bytes: usize) -> Result<(Vec<u8>, bool), String> {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|error| root_cause(&error))?;
+        let room = max_bytes.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if chunk.len() > room {
+            return Ok((body, true));
+        }
+    }
+    Ok((body, false))
 }
 
 /// The innermost error's words: "connection refused", not "error sending request".

@@ -2,6 +2,7 @@
 //! [`Action`] enum that names the kinds, and the runner that runs a runbook's checks
 //! concurrently and streams each result as it finishes.
 
+mod argv_rule;
 mod exec;
 mod http;
 mod prometheus;
@@ -22,13 +23,13 @@ pub use exec::ExecCheck;
 pub use http::HttpCheck;
 pub use prometheus::PrometheusCheck;
 pub use redis::RedisCheck;
-pub use runner::{CheckEvent, CheckRun, Runner};
+pub use runner::{CheckEvent, CheckRun, EVENT_QUEUE, Runner};
 pub use sql::SqlCheck;
 pub use targets::{SqlPool, TargetInfo, Targets};
 pub use tcp::TcpCheck;
 pub use tls::TlsCheck;
 
-use crate::redact::Redactor;
+use crate::redact::{LineRedactor, Redactor};
 use crate::runbook::{Args, Fields};
 
 /// A check's verdict, ordered from best to worst.
@@ -96,15 +97,16 @@ pub enum Stream {
     Stderr,
 }
 
-/// Where a running check sends output lines as they appear (already redacted).
+/// Where a running check sends output lines as they appear. The channel is bounded: a check
+/// printing faster than the lines are shown waits, rather than queueing them in memory.
 #[derive(Clone)]
 pub struct LineSink {
-    sender: Option<mpsc::UnboundedSender<(Stream, String)>>,
+    sender: Option<mpsc::Sender<(Stream, String)>>,
     redactor: Redactor,
 }
 
 impl LineSink {
-    pub fn new(sender: mpsc::UnboundedSender<(Stream, String)>, redactor: Redactor) -> Self {
+    pub fn new(sender: mpsc::Sender<(Stream, String)>, redactor: Redactor) -> Self {
         Self { sender: Some(sender), redactor }
     }
 
@@ -112,9 +114,20 @@ impl LineSink {
         Self { sender: None, redactor: Redactor::default() }
     }
 
-    pub fn send(&self, stream: Stream, line: &str) {
+    /// A redactor for one stream's lines; it remembers an open key block from line to line.
+    pub fn line_redactor(&self) -> LineRedactor {
+        LineRedactor::new(self.redactor.clone())
+    }
+
+    /// How far past a cut redaction has to look to see a configured secret whole.
+    pub fn redaction_lookahead(&self) -> usize {
+        REDACTION_LOOKAHEAD_BYTES.max(self.redactor.longest_secret() + 1)
+    }
+
+    /// Sends a line that was already redacted (by this sink's [`LineRedactor`]).
+    pub async fn send_redacted(&self, stream: Stream, line: String) {
         if let Some(sender) = &self.sender {
-            let _ = sender.send((stream, self.redactor.redact(line).into_owned()));
+            let _ = sender.send((stream, line)).await;
         }
     }
 }
@@ -126,6 +139,54 @@ pub struct CheckContext<'a> {
     pub lines: LineSink,
     /// Remediations may run write commands; checks may not.
     pub allow_writes: bool,
+    /// How many bytes of output the check keeps and shows (`[commands] max_output`).
+    pub max_output: usize,
+}
+
+impl CheckContext<'_> {
+    /// `text` as a check may keep it: redacted whole, then cut at `max_output` bytes with the
+    /// marker. `more_followed` says the source had more than `text` (it was read only so far).
+    pub fn capped_output(&self, text: &str, more_followed: bool) -> String {
+        let redacted = self.lines.redactor.redact(text);
+        let cut = more_followed || redacted.len() > self.max_output;
+        let mut end = redacted.len().min(self.max_output);
+        while !redacted.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut kept = redacted[..end].to_string();
+        if cut {
+            kept.push('\n');
+            kept.push_str(&output_cut_marker(self.max_output));
+        }
+        kept
+    }
+
+    /// How many bytes a check reads of something it will cut at `max_output`: enough past the
+    /// cut for redaction to see a secret there whole.
+    pub fn read_limit(&self) -> usize {
+        self.max_output + self.lines.redaction_lookahead()
+    }
+}
+
+/// The marker that ends output cut at `max_output` bytes.
+pub fn output_cut_marker(max_output: usize) -> String {
+    format!("… output cut at {}", crate::config::ByteSize(max_output))
+}
+
+/// How many characters of a summary are shown; the runner cuts there, after redacting.
+pub const SUMMARY_CHARS: usize = 200;
+/// How much of a long value a check puts into its summary: far more than is shown, so the
+/// runner's redaction sees any secret that reaches into the shown part whole before it cuts.
+const SUMMARY_SOURCE_CHARS: usize = 4096;
+/// How far past a cut redaction looks at least (token shapes and configured values).
+const REDACTION_LOOKAHEAD_BYTES: usize = 4096;
+
+/// The part of `text` a check puts into its summary: bounded, but never cut near what is shown.
+pub(crate) fn summary_source(text: &str) -> &str {
+    match text.char_indices().nth(SUMMARY_SOURCE_CHARS) {
+        Some((index, _)) => &text[..index],
+        None => text,
+    }
 }
 
 /// One kind of check (or remediation action). Expected failures are `Err(reason)`: the check

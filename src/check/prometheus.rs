@@ -3,8 +3,8 @@
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::http::root_cause;
-use super::{Check, CheckContext, Observation, Status, truncate};
+use super::http::{read_capped_body, root_cause};
+use super::{Check, CheckContext, Observation, Status, output_cut_marker, summary_source};
 use crate::config::TargetKind;
 use crate::runbook::{Args, Encoding, Fields, Template};
 
@@ -64,9 +64,18 @@ impl Check for PrometheusCheck {
                 .await
                 .map_err(|error| format!("Prometheus '{}': {}", self.target, root_cause(&error)))?;
             let status = response.status();
-            let body: Value = response
-                .json()
+            // Read no more than max_output: a huge answer is refused, not held in memory.
+            let (body, cut) = read_capped_body(response, context.max_output)
                 .await
+                .map_err(|error| format!("Prometheus '{}': reading the answer failed: {error}", self.target))?;
+            if cut {
+                return Err(format!(
+                    "Prometheus '{}' answered more than the check may read ({}); narrow the query",
+                    self.target,
+                    output_cut_marker(context.max_output)
+                ));
+            }
+            let body: Value = serde_json::from_slice(&body)
                 .map_err(|error| format!("Prometheus '{}' answered {status} without JSON: {error}", self.target))?;
             if body["status"] != "success" {
                 let reason = body["error"].as_str().unwrap_or("unknown error");
@@ -92,10 +101,10 @@ impl Check for PrometheusCheck {
             let value = series.first().map(|first| first["value"].clone()).unwrap_or(Value::Null);
             let summary = match series.len() {
                 0 => "no data".to_string(),
-                1 => format!("{} = {}", series_label(&series[0]), value),
-                n => format!("{n} series; first {} = {}", series_label(&series[0]), value),
+                1 => format!("{} = {}", summary_source(&series_label(&series[0])), value),
+                n => format!("{n} series; first {} = {}", summary_source(&series_label(&series[0])), value),
             };
-            Ok(Observation::new(truncate(&summary, 200), Status::Ok, json!({"value": value, "series": series})))
+            Ok(Observation::new(summary, Status::Ok, json!({"value": value, "series": series})))
         })
     }
 

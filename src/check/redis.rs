@@ -4,7 +4,7 @@
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::{Check, CheckContext, Observation, Status, truncate};
+use super::{Check, CheckContext, Observation, Status, summary_source};
 use crate::config::TargetKind;
 use crate::runbook::{Args, Encoding, Fields, Template};
 
@@ -143,12 +143,12 @@ impl Check for RedisCheck {
                 value = parse_info(text);
             }
             let shown = match &value {
-                Value::String(text) => truncate(text, 120),
+                Value::String(text) => summary_source(text).to_string(),
                 Value::Object(map) => format!("{} fields", map.len()),
-                other => truncate(&other.to_string(), 120),
+                other => summary_source(&other.to_string()).to_string(),
             };
             let summary = format!("{} = {shown}", words.join(" "));
-            Ok(Observation::new(truncate(&summary, 200), Status::Ok, json!({"value": value})))
+            Ok(Observation::new(summary, Status::Ok, json!({"value": value})))
         })
     }
 

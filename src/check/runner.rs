@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
 
-use super::{Action, CheckContext, LineSink, Observation, Status, Stream, Targets};
+use super::{Action, CheckContext, LineSink, Observation, SUMMARY_CHARS, Status, Stream, Targets, truncate};
 use crate::redact::Redactor;
 use crate::runbook::{Args, CheckSpec, Runbook};
 
@@ -40,27 +40,44 @@ pub enum CheckEvent {
     Finished(CheckRun),
 }
 
+/// How many events wait for their reader before a check producing output waits too: output
+/// is held back by the reader's pace, never queued without bound.
+pub const EVENT_QUEUE: usize = 1024;
+
 /// Runs checks. One per process; cheap to clone.
 #[derive(Clone)]
 pub struct Runner {
     targets: Arc<Targets>,
     redactor: Redactor,
     concurrency: usize,
+    max_output: usize,
 }
 
 impl Runner {
     pub fn new(targets: Arc<Targets>, redactor: Redactor, concurrency: usize) -> Self {
-        Self { targets, redactor, concurrency: concurrency.max(1) }
+        let max_output = crate::config::CommandsConfig::default().max_output.0;
+        Self { targets, redactor, concurrency: concurrency.max(1), max_output }
+    }
+
+    /// Caps each check's output at `bytes` (`[commands] max_output`).
+    pub fn with_max_output(mut self, bytes: usize) -> Self {
+        self.max_output = bytes.max(1);
+        self
     }
 
     pub fn redactor(&self) -> &Redactor {
         &self.redactor
     }
 
+    /// How many bytes of output one check keeps and shows.
+    pub fn max_output(&self) -> usize {
+        self.max_output
+    }
+
     /// Starts every check of `runbook` and returns the events as they happen; the channel
     /// closes after the last check finished.
-    pub fn run(&self, runbook: Arc<Runbook>, args: Args) -> mpsc::UnboundedReceiver<CheckEvent> {
-        let (events, receiver) = mpsc::unbounded_channel();
+    pub fn run(&self, runbook: Arc<Runbook>, args: Args) -> mpsc::Receiver<CheckEvent> {
+        let (events, receiver) = mpsc::channel(EVENT_QUEUE);
         let bound = Arc::new(Semaphore::new(self.concurrency));
         let args = Arc::new(args);
         for index in 0..runbook.checks.len() {
@@ -99,7 +116,7 @@ impl Runner {
                 };
                 metrics::histogram!("firebell_check_duration_seconds", "kind" => run.kind, "status" => run.status.name())
                     .record(run.duration.as_secs_f64());
-                let _ = events.send(CheckEvent::Finished(run));
+                let _ = events.send(CheckEvent::Finished(run)).await;
             });
         }
         receiver
@@ -109,10 +126,10 @@ impl Runner {
         &self,
         check: &CheckSpec,
         args: &Args,
-        events: mpsc::UnboundedSender<CheckEvent>,
+        events: mpsc::Sender<CheckEvent>,
     ) -> (Status, String, serde_json::Map<String, serde_json::Value>) {
         match self.observe(&check.name, &check.action, check.timeout, args, false, events).await {
-            Ok(observation) => judge(check, args, observation),
+            Ok(observation) => judge(check, args, self.shown_summary(observation)),
             Err(reason) => (Status::Error, reason, serde_json::Map::new()),
         }
     }
@@ -125,13 +142,13 @@ impl Runner {
         timeout: Duration,
         args: &Args,
         allow_writes: bool,
-        events: mpsc::UnboundedSender<CheckEvent>,
+        events: mpsc::Sender<CheckEvent>,
     ) -> Result<Observation, String> {
-        let (line_sender, mut line_receiver) = mpsc::unbounded_channel();
+        let (line_sender, mut line_receiver) = mpsc::channel(EVENT_QUEUE);
         let forward_name = name.to_string();
         let forward = tokio::spawn(async move {
             while let Some((stream, line)) = line_receiver.recv().await {
-                let _ = events.send(CheckEvent::Line { check: forward_name.clone(), stream, line });
+                let _ = events.send(CheckEvent::Line { check: forward_name.clone(), stream, line }).await;
             }
         });
         let context = CheckContext {
@@ -139,6 +156,7 @@ impl Runner {
             targets: &self.targets,
             lines: LineSink::new(line_sender, self.redactor.clone()),
             allow_writes,
+            max_output: self.max_output,
         };
         let observed = tokio::time::timeout(timeout, action.as_check().run(&context)).await;
         drop(context);
@@ -156,8 +174,8 @@ impl Runner {
         runbook: Arc<Runbook>,
         index: usize,
         args: Args,
-    ) -> mpsc::UnboundedReceiver<CheckEvent> {
-        let (events, receiver) = mpsc::unbounded_channel();
+    ) -> mpsc::Receiver<CheckEvent> {
+        let (events, receiver) = mpsc::channel(EVENT_QUEUE);
         let runner = self.clone();
         tokio::spawn(async move {
             let started = Instant::now();
@@ -175,7 +193,10 @@ impl Runner {
                 .await
             };
             let (status, summary, data) = match outcome {
-                Ok(Ok(observation)) => (observation.default_status, observation.summary, observation.data),
+                Ok(Ok(observation)) => {
+                    let observation = runner.shown_summary(observation);
+                    (observation.default_status, observation.summary, observation.data)
+                }
                 Ok(Err(reason)) => (Status::Error, reason, serde_json::Map::new()),
                 Err(join_error) => (
                     Status::Error,
@@ -191,9 +212,16 @@ impl Runner {
                 duration: started.elapsed(),
                 data: redact_data(&runner.redactor, data),
             };
-            let _ = events.send(CheckEvent::Finished(run));
+            let _ = events.send(CheckEvent::Finished(run)).await;
         });
         receiver
+    }
+
+    /// Redacts the check's own summary whole, then cuts it to what is shown: cutting first could
+    /// leave a secret's prefix that no rule recognises any more.
+    fn shown_summary(&self, mut observation: Observation) -> Observation {
+        observation.summary = truncate(&self.redactor.redact(&observation.summary), SUMMARY_CHARS);
+        observation
     }
 }
 

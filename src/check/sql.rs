@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 use sqlx::{AssertSqlSafe, Column, Row, TypeInfo, ValueRef};
 
 use super::targets::SqlPool;
-use super::{Check, CheckContext, Observation, Status, truncate};
+use super::{Check, CheckContext, Observation, Status, summary_source};
 use crate::config::TargetKind;
 use crate::runbook::{Args, Encoding, Fields, Template};
 
@@ -131,7 +131,7 @@ fn compact_row(row: &Map<String, Value>) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ");
-    truncate(&text.replace('\n', " "), 160)
+    summary_source(&text).replace('\n', " ")
 }
 
 /// The database's own words, without sqlx's wrapping.

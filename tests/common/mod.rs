@@ -287,7 +287,7 @@ impl Engine {
         &self,
         runbook: &Arc<Runbook>,
         args: &[(&str, &str)],
-    ) -> tokio::sync::mpsc::UnboundedReceiver<CheckEvent> {
+    ) -> tokio::sync::mpsc::Receiver<CheckEvent> {
         let pairs: Vec<(String, String)> =
             args.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
         let args = runbook.bind_args(&pairs).unwrap_or_else(|error| panic!("arguments refused: {error}"));
