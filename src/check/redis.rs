@@ -108,11 +108,8 @@ impl RedisCheck {
 fn refusal(words: &[String]) -> String {
     let two_words = READ_ONLY_SUBCOMMANDS.iter().any(|(command, _)| *command == words[0]);
     let shown = if two_words { words.join(" ") } else { words[0].clone() };
-    let why = if words[0] == "CONFIG" {
-        " (CONFIG GET answers secrets such as masterauth and requirepass)"
-    } else {
-        ""
-    };
+    let why =
+        if words[0] == "CONFIG" { " (CONFIG GET answers secrets such as masterauth and requirepass)" } else { "" };
     let subcommands: Vec<String> = READ_ONLY_SUBCOMMANDS
         .iter()
         .map(|(command, subcommands)| format!("{command} {}", subcommands.join("|")))

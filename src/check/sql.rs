@@ -161,9 +161,10 @@ impl SqlCheck {
         // SQLite runs in this process: stop its work at the deadline rather than let it run on
         // in the connection's thread after the check was given up.
         let deadline = started + self.timeout;
-        session.lock_handle().await?.set_progress_handler(SQLITE_STEPS_BETWEEN_DEADLINE_CHECKS, move || {
-            Instant::now() < deadline
-        });
+        session
+            .lock_handle()
+            .await?
+            .set_progress_handler(SQLITE_STEPS_BETWEEN_DEADLINE_CHECKS, move || Instant::now() < deadline);
         let mut query = sqlx::query(AssertSqlSafe(self.query.clone()));
         for value in values {
             query = query.bind(value.clone());
@@ -290,7 +291,9 @@ impl Check for SqlCheck {
             let cut = match kept.cut {
                 None => String::new(),
                 Some(Cut::Rows) => format!(" (cut: the query returned more; a check reads the first {MAX_ROWS})"),
-                Some(Cut::Bytes) => format!(" (cut: the rows passed {} KiB; a check reads no more)", MAX_KEPT_BYTES / 1024),
+                Some(Cut::Bytes) => {
+                    format!(" (cut: the rows passed {} KiB; a check reads no more)", MAX_KEPT_BYTES / 1024)
+                }
             };
             let summary = match count {
                 0 => format!("no rows{cut}"),

@@ -136,7 +136,10 @@ pub enum Refusal {
     /// The statement begins with a word that is not a read.
     NotARead(String),
     /// `WITH …` or `EXPLAIN …` around a statement that writes.
-    WrapsAWrite { wrapper: &'static str, statement: String },
+    WrapsAWrite {
+        wrapper: &'static str,
+        statement: String,
+    },
     SideEffectFunction(String),
     IntoFile(String),
     /// MySQL's `/*! … */` comments run their content.
@@ -395,8 +398,7 @@ fn tokenize(query: &str, dialect: Dialect) -> Result<Vec<Token>, Refusal> {
             }
             let word: String = characters[start..index].iter().collect();
             // PostgreSQL's E'…' strings take backslash escapes.
-            if dialect == Dialect::Postgres && word.eq_ignore_ascii_case("e") && characters.get(index) == Some(&'\'')
-            {
+            if dialect == Dialect::Postgres && word.eq_ignore_ascii_case("e") && characters.get(index) == Some(&'\'') {
                 index = end_of_quoted(&characters, index, '\'', true).ok_or(Refusal::Unterminated("string"))?;
                 tokens.push(Token::Literal);
             } else if character.is_ascii_digit() {
@@ -536,11 +538,11 @@ mod tests {
             ("ATTACH 'x.db' AS x", Refusal::NotARead("ATTACH".to_string())),
             ("SET SESSION TRANSACTION READ WRITE", Refusal::NotARead("SET".to_string())),
             ("SELECT 1; DROP TABLE victim", Refusal::MultipleStatements),
-            ("WITH x AS (SELECT 1) DELETE FROM t", Refusal::WrapsAWrite { wrapper: "WITH", statement: "DELETE".into() }),
             (
-                "EXPLAIN ANALYZE DELETE FROM t",
-                Refusal::WrapsAWrite { wrapper: "EXPLAIN", statement: "DELETE".into() },
+                "WITH x AS (SELECT 1) DELETE FROM t",
+                Refusal::WrapsAWrite { wrapper: "WITH", statement: "DELETE".into() },
             ),
+            ("EXPLAIN ANALYZE DELETE FROM t", Refusal::WrapsAWrite { wrapper: "EXPLAIN", statement: "DELETE".into() }),
             ("SELECT pg_terminate_backend(pid) FROM x", Refusal::SideEffectFunction("pg_terminate_backend".into())),
             ("SELECT pg_catalog.pg_advisory_lock (1)", Refusal::SideEffectFunction("pg_advisory_lock".into())),
             ("SELECT GET_LOCK('a', 10)", Refusal::SideEffectFunction("get_lock".into())),
