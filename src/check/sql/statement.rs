@@ -363,9 +363,9 @@ fn tokenize(query: &str, dialect: Dialect) -> Result<Vec<Token>, Refusal> {
         let next = characters.get(index + 1).copied();
         if character.is_whitespace() {
             index += 1;
-        } else if character == '-' && next == Some('-') && starts_mysql_line_comment(&characters, index, dialect) {
-            index = end_of_line(&characters, index);
-        } else if character == '#' && dialect == Dialect::Mysql {
+        } else if (character == '-' && next == Some('-') && starts_mysql_line_comment(&characters, index, dialect))
+            || (character == '#' && dialect == Dialect::Mysql)
+        {
             index = end_of_line(&characters, index);
         } else if character == '/' && next == Some('*') {
             if dialect == Dialect::Mysql && matches!(characters.get(index + 2), Some('!' | 'M')) {
