@@ -157,12 +157,13 @@ async fn postgres_checks_run_in_a_read_only_transaction() {
     let engine = Engine::new(&[("signals_db", TargetKind::Postgres, &database.url)]);
     let runbook = engine.load(&QUEUE_RUNBOOK.replace(
         "SELECT count(*) AS depth FROM queue_messages WHERE queue = $1",
-        "INSERT INTO queue_messages (queue) VALUES ($1) RETURNING id",
+        "WITH added AS (INSERT INTO queue_messages (queue) VALUES ($1) RETURNING id) SELECT count(*) FROM added",
     ));
+    // A plain INSERT is refused at load now; a writable CTE passes the load and the database refuses it.
     let run = engine.run_one(&runbook, &[]).await;
     assert_eq!(
         verdict(&run),
-        (Status::Error, "query on 'signals_db' failed: cannot execute INSERT in a read-only transaction")
+        (Status::Error, "query on 'signals_db' failed: cannot execute SELECT in a read-only transaction")
     );
     assert_eq!(database.count("SELECT count(*) FROM queue_messages").await, 0, "nothing was written");
 }
@@ -214,15 +215,14 @@ async fn mariadb_query_with_a_bind_parameter_crosses_its_threshold() {
     assert_eq!(verdict(&run), (Status::Warn, "1 row: pending=3, queue=billing (warn: row.pending >= 3)"));
 
     // Checks only read here too.
-    let writer = engine.load(&JOBS_RUNBOOK.replace(
-        "SELECT COUNT(*) AS pending, MIN(queue) AS queue FROM jobs WHERE queue = ? AND done = 0",
-        "INSERT INTO jobs (queue, done) VALUES (?, 0)",
-    ));
-    let run = engine.run_one(&writer, &[("queue", "mail")]).await;
-    assert_eq!(
-        verdict(&run),
-        (Status::Error, "query on 'jobs_db' failed: Cannot execute statement in a READ ONLY transaction")
-    );
+    // A write is refused at load (tests/check_readonly.rs covers what the session refuses at run).
+    let errors = engine
+        .try_load(&JOBS_RUNBOOK.replace(
+            "SELECT COUNT(*) AS pending, MIN(queue) AS queue FROM jobs WHERE queue = ? AND done = 0",
+            "INSERT INTO jobs (queue, done) VALUES (?, 0)",
+        ))
+        .expect_err("a write is refused");
+    assert!(errors[0].contains("query starts with INSERT, which is not a read"), "{errors:?}");
     assert_eq!(database.count("SELECT COUNT(*) FROM jobs").await, 7, "nothing was written");
 }
 
@@ -282,8 +282,8 @@ crit = "row.age_seconds > 3600"
     assert_eq!(run.data["count"], json!(0));
     assert_eq!(run.status, Status::Error, "no row: the expression cannot read row.score: {}", run.summary);
 
-    // Checks open the file read-only.
-    let writer = engine.load(
+    // Writes are refused at load (and the file is opened read-only besides).
+    let errors = engine.try_load(
         r#"
 name = "writer"
 summary = "Tries to write"
@@ -295,13 +295,8 @@ target = "signals"
 query = "INSERT INTO signals VALUES ('x', 'y', 1, 1.0)"
 "#,
     );
-    let run = engine.run_one(&writer, &[]).await;
-    assert_eq!(run.status, Status::Error, "{}", run.summary);
-    assert!(
-        run.summary.starts_with("query on 'signals' failed: attempt to write a readonly database"),
-        "{}",
-        run.summary
-    );
+    let errors = errors.expect_err("a write is refused");
+    assert!(errors[0].contains("query starts with INSERT, which is not a read"), "{errors:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

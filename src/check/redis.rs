@@ -47,10 +47,11 @@ const READ_ONLY: [&str; 36] = [
     "LASTSAVE",
     "TIME",
 ];
-/// Two-word commands whose sub-command decides whether they read.
-const READ_ONLY_SUBCOMMANDS: [(&str, &[&str]); 5] = [
+/// Two-word commands whose sub-command decides whether they read. `CONFIG GET` is not here: it
+/// reads secrets (`CONFIG GET *` answers `masterauth` and `requirepass`), and the redactor knows
+/// only the target URL's password.
+const READ_ONLY_SUBCOMMANDS: [(&str, &[&str]); 4] = [
     ("MEMORY", &["USAGE", "STATS"]),
-    ("CONFIG", &["GET"]),
     ("SLOWLOG", &["GET", "LEN"]),
     ("CLIENT", &["LIST", "INFO"]),
     ("CLUSTER", &["INFO", "NODES"]),
@@ -91,12 +92,7 @@ impl RedisCheck {
         if fields.is_check {
             let words: Vec<String> = field.get_ref().iter().take(2).map(|word| word.to_ascii_uppercase()).collect();
             if !is_read_only(&words) {
-                let message = format!(
-                    "command: {} is not a read-only Redis command; checks may run {} (write commands belong in [[remediations]])",
-                    words[0],
-                    READ_ONLY.join(", ")
-                );
-                fields.error(field.span(), message);
+                fields.error(field.span(), refusal(&words));
                 return None;
             }
         }
@@ -106,6 +102,23 @@ impl RedisCheck {
     fn words(&self, args: &Args) -> Vec<String> {
         self.command.iter().map(|word| word.render(args, Encoding::Raw)).collect()
     }
+}
+
+/// Why a check may not run `words`, and what it may run instead.
+fn refusal(words: &[String]) -> String {
+    let two_words = READ_ONLY_SUBCOMMANDS.iter().any(|(command, _)| *command == words[0]);
+    let shown = if two_words { words.join(" ") } else { words[0].clone() };
+    let why =
+        if words[0] == "CONFIG" { " (CONFIG GET answers secrets such as masterauth and requirepass)" } else { "" };
+    let subcommands: Vec<String> = READ_ONLY_SUBCOMMANDS
+        .iter()
+        .map(|(command, subcommands)| format!("{command} {}", subcommands.join("|")))
+        .collect();
+    format!(
+        "command: {shown} is not a read-only Redis command{why}; checks may run {}, {} (write commands belong in [[remediations]])",
+        READ_ONLY.join(", "),
+        subcommands.join(", ")
+    )
 }
 
 fn is_read_only(words: &[String]) -> bool {

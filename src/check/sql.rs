@@ -1,28 +1,45 @@
 //! `kind = "sql"` on PostgreSQL, MySQL/MariaDB and SQLite: one query with bind parameters; sees
 //! `rows`, `row` (the first) and `count`. Checks run read-only; arguments never enter SQL text.
 
+mod statement;
+
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use serde_json::{Map, Value, json};
+use sqlx::pool::PoolConnection;
 use sqlx::{AssertSqlSafe, Column, Row, TypeInfo, ValueRef};
 
 use super::targets::SqlPool;
 use super::{Check, CheckContext, Observation, Status, summary_source};
 use crate::config::TargetKind;
-use crate::runbook::{Args, Encoding, Fields, Template};
+use crate::runbook::{Args, DEFAULT_TIMEOUT, Encoding, Fields, Template};
+pub use statement::Dialect;
 
-/// Rows beyond this are not kept; `count` still says how many came back.
+/// Rows beyond this are not read: the stream stops and the output says the rows were cut.
 const MAX_ROWS: usize = 1000;
+/// What the kept rows may hold, as JSON text; reading stops past it. One row is still read whole
+/// by the driver, so a single huge value is bounded only by the server. // max_output: the
+/// generic `[commands] max_output` cap applies on top of this.
+const MAX_KEPT_BYTES: usize = 1024 * 1024;
+/// How many SQLite virtual-machine steps pass between two looks at the check's deadline.
+const SQLITE_STEPS_BETWEEN_DEADLINE_CHECKS: i32 = 1000;
 
 #[derive(Debug)]
 pub struct SqlCheck {
     target: String,
     query: String,
     params: Vec<Template>,
+    /// The check's timeout, which the server enforces too (`statement_timeout`,
+    /// `max_statement_time`), so a timed-out query does not keep running there.
+    timeout: Duration,
 }
 
 impl SqlCheck {
     pub const KEYS: &'static [&'static str] = &["target", "query", "params"];
-    pub const VARIABLES: &'static [&'static str] = &["rows", "row", "count"];
+    pub const VARIABLES: &'static [&'static str] = &["rows", "row", "count", "truncated"];
 
     pub fn from_fields(fields: &mut Fields<'_>) -> Option<Self> {
         let raw = fields.raw;
@@ -48,66 +65,243 @@ impl SqlCheck {
             fields.error(query.span(), "query is empty");
             return None;
         }
-        Some(SqlCheck { target: target?, query: query.get_ref().clone(), params })
+        // The target's kind is not known here, so the dialect is checked again when the check runs.
+        if fields.is_check
+            && let Err(refusal) = statement::check_read_only_in_any_dialect(query.get_ref())
+        {
+            fields.error(query.span(), refusal.to_string());
+            return None;
+        }
+        let timeout = raw.timeout.as_ref().map(|timeout| timeout.get_ref().0).unwrap_or(DEFAULT_TIMEOUT);
+        Some(SqlCheck { target: target?, query: query.get_ref().clone(), params, timeout })
     }
 
     fn bound_values(&self, args: &Args) -> Vec<String> {
         self.params.iter().map(|param| param.render(args, Encoding::Raw)).collect()
     }
+
+    /// What is left of the check's timeout, for the server's own limit (at least 1 ms: zero
+    /// means "no limit" to both PostgreSQL and MariaDB).
+    fn server_timeout(&self, started: Instant) -> Duration {
+        self.timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(1))
+    }
+
+    async fn run_postgres(
+        &self,
+        pool: &sqlx::PgPool,
+        values: &[String],
+        allow_writes: bool,
+        started: Instant,
+    ) -> Result<KeptRows, sqlx::Error> {
+        let mut session = Session::new(pool.acquire().await?);
+        let begin = if allow_writes { "BEGIN" } else { "BEGIN TRANSACTION READ ONLY" };
+        sqlx::query(begin).execute(&mut **session).await?;
+        // SET LOCAL: the limit ends with the transaction and never reaches the pool's next user.
+        let milliseconds = self.server_timeout(started).as_millis().to_string();
+        sqlx::query("SELECT set_config('statement_timeout', $1, true)")
+            .bind(milliseconds)
+            .execute(&mut **session)
+            .await?;
+        let mut query = sqlx::query(AssertSqlSafe(self.query.clone()));
+        for value in values {
+            query = query.bind(value.clone());
+        }
+        let kept = keep_rows(query.fetch(&mut **session), postgres_row).await?;
+        if kept.cut.is_none() {
+            let end = if allow_writes { "COMMIT" } else { "ROLLBACK" };
+            sqlx::query(end).execute(&mut **session).await?;
+            session.finished();
+        }
+        Ok(kept)
+    }
+
+    async fn run_mysql(
+        &self,
+        pool: &sqlx::MySqlPool,
+        values: &[String],
+        allow_writes: bool,
+        started: Instant,
+    ) -> Result<KeptRows, sqlx::Error> {
+        let mut session = Session::new(pool.acquire().await?);
+        let limit = self.server_timeout(started);
+        // MariaDB names the limit max_statement_time (seconds); MySQL max_execution_time (ms).
+        let mariadb = format!("SET SESSION max_statement_time = {:.3}", limit.as_secs_f64());
+        if let Err(error) = sqlx::query(AssertSqlSafe(mariadb)).execute(&mut **session).await {
+            if !is_unknown_variable(&error) {
+                return Err(error);
+            }
+            let mysql = format!("SET SESSION max_execution_time = {}", limit.as_millis());
+            sqlx::query(AssertSqlSafe(mysql)).execute(&mut **session).await?;
+        }
+        // The session is read-only too (targets.rs): DDL commits a read-only transaction
+        // implicitly and would then run in the session's own mode.
+        let begin = if allow_writes { "START TRANSACTION" } else { "START TRANSACTION READ ONLY" };
+        sqlx::query(begin).execute(&mut **session).await?;
+        let mut query = sqlx::query(AssertSqlSafe(self.query.clone()));
+        for value in values {
+            query = query.bind(value.clone());
+        }
+        let kept = keep_rows(query.fetch(&mut **session), mysql_row).await;
+        let finished_cleanly = matches!(&kept, Ok(kept) if kept.cut.is_none());
+        if finished_cleanly || kept.is_err() {
+            let end = if allow_writes && kept.is_ok() { "COMMIT" } else { "ROLLBACK" };
+            sqlx::query(end).execute(&mut **session).await?;
+            session.finished();
+        }
+        kept
+    }
+
+    async fn run_sqlite(
+        &self,
+        pool: &sqlx::SqlitePool,
+        values: &[String],
+        started: Instant,
+    ) -> Result<KeptRows, sqlx::Error> {
+        let mut session = Session::new(pool.acquire().await?);
+        // SQLite runs in this process: stop its work at the deadline rather than let it run on
+        // in the connection's thread after the check was given up.
+        let deadline = started + self.timeout;
+        session
+            .lock_handle()
+            .await?
+            .set_progress_handler(SQLITE_STEPS_BETWEEN_DEADLINE_CHECKS, move || Instant::now() < deadline);
+        let mut query = sqlx::query(AssertSqlSafe(self.query.clone()));
+        for value in values {
+            query = query.bind(value.clone());
+        }
+        let kept = keep_rows(query.fetch(&mut **session), sqlite_row).await?;
+        if kept.cut.is_none() {
+            session.lock_handle().await?.remove_progress_handler();
+            session.finished();
+        }
+        Ok(kept)
+    }
+}
+
+/// MySQL's answer to a MariaDB-only variable (ER_UNKNOWN_SYSTEM_VARIABLE).
+fn is_unknown_variable(error: &sqlx::Error) -> bool {
+    const ER_UNKNOWN_SYSTEM_VARIABLE: u16 = 1193;
+    match error {
+        sqlx::Error::Database(database) => database
+            .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+            .is_some_and(|mysql| mysql.number() == ER_UNKNOWN_SYSTEM_VARIABLE),
+        _ => false,
+    }
+}
+
+/// A pooled connection that goes back to the pool only when the check finished with it: one
+/// left mid-result (rows cut short, or the check timed out and was dropped) or mid-transaction
+/// is closed instead, so the next check never inherits its unread rows or open transaction.
+struct Session<DB: sqlx::Database> {
+    connection: PoolConnection<DB>,
+    finished: bool,
+}
+
+impl<DB: sqlx::Database> Session<DB> {
+    fn new(connection: PoolConnection<DB>) -> Self {
+        Self { connection, finished: false }
+    }
+
+    fn finished(&mut self) {
+        self.finished = true;
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::Deref for Session<DB> {
+    type Target = PoolConnection<DB>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.connection
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::DerefMut for Session<DB> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.connection
+    }
+}
+
+impl<DB: sqlx::Database> Drop for Session<DB> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.connection.close_on_drop();
+        }
+    }
+}
+
+/// Why fewer rows were kept than the query returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    Rows,
+    Bytes,
+}
+
+#[derive(Debug, Default)]
+struct KeptRows {
+    rows: Vec<Map<String, Value>>,
+    cut: Option<Cut>,
+}
+
+/// Reads rows as they arrive and stops at `MAX_ROWS` rows or `MAX_KEPT_BYTES`, so what a query
+/// returns never has to fit in memory at once.
+async fn keep_rows<R>(
+    mut stream: BoxStream<'_, Result<R, sqlx::Error>>,
+    to_json: fn(&R) -> Map<String, Value>,
+) -> Result<KeptRows, sqlx::Error> {
+    let mut kept = KeptRows::default();
+    let mut kept_bytes = 0usize;
+    while let Some(row) = stream.try_next().await? {
+        if kept.rows.len() == MAX_ROWS {
+            kept.cut = Some(Cut::Rows);
+            break;
+        }
+        let row = to_json(&row);
+        kept_bytes += serde_json::to_string(&row).map(|text| text.len()).unwrap_or(0);
+        if kept_bytes > MAX_KEPT_BYTES {
+            kept.cut = Some(Cut::Bytes);
+            break;
+        }
+        kept.rows.push(row);
+    }
+    Ok(kept)
 }
 
 impl Check for SqlCheck {
     fn run<'a>(&'a self, context: &'a CheckContext<'a>) -> BoxFuture<'a, Result<Observation, String>> {
         Box::pin(async move {
+            let started = Instant::now();
             let pool = context.targets.sql_pool(&self.target, !context.allow_writes).await?;
+            // The load could not know the target's dialect; now it is known.
+            if !context.allow_writes
+                && let Err(refusal) = statement::check_read_only(&self.query, pool.dialect())
+            {
+                return Err(format!("query on '{}' refused: {refusal}", self.target));
+            }
             let values = self.bound_values(context.args);
             let fail = |error: sqlx::Error| format!("query on '{}' failed: {}", self.target, describe_error(&error));
-            let (rows, count) = match pool {
-                SqlPool::Postgres(pool) => {
-                    let mut transaction = pool.begin().await.map_err(fail)?;
-                    if !context.allow_writes {
-                        sqlx::query("SET TRANSACTION READ ONLY").execute(&mut *transaction).await.map_err(fail)?;
-                    }
-                    let mut query = sqlx::query(AssertSqlSafe(self.query.clone()));
-                    for value in &values {
-                        query = query.bind(value.clone());
-                    }
-                    let rows = query.fetch_all(&mut *transaction).await.map_err(fail)?;
-                    if context.allow_writes {
-                        transaction.commit().await.map_err(fail)?;
-                    }
-                    (rows.iter().take(MAX_ROWS).map(postgres_row).collect::<Vec<_>>(), rows.len())
-                }
-                SqlPool::Mysql(pool) => {
-                    let mut connection = pool.acquire().await.map_err(fail)?;
-                    let begin = if context.allow_writes { "START TRANSACTION" } else { "START TRANSACTION READ ONLY" };
-                    sqlx::query(begin).execute(&mut *connection).await.map_err(fail)?;
-                    let mut query = sqlx::query(AssertSqlSafe(self.query.clone()));
-                    for value in &values {
-                        query = query.bind(value.clone());
-                    }
-                    let result = query.fetch_all(&mut *connection).await;
-                    let end = if context.allow_writes && result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-                    sqlx::query(end).execute(&mut *connection).await.map_err(fail)?;
-                    let rows = result.map_err(fail)?;
-                    (rows.iter().take(MAX_ROWS).map(mysql_row).collect::<Vec<_>>(), rows.len())
-                }
-                SqlPool::Sqlite(pool) => {
-                    let mut query = sqlx::query(AssertSqlSafe(self.query.clone()));
-                    for value in &values {
-                        query = query.bind(value.clone());
-                    }
-                    let rows = query.fetch_all(&pool).await.map_err(fail)?;
-                    (rows.iter().take(MAX_ROWS).map(sqlite_row).collect::<Vec<_>>(), rows.len())
-                }
-            };
+            let kept = match &pool {
+                SqlPool::Postgres(pool) => self.run_postgres(pool, &values, context.allow_writes, started).await,
+                SqlPool::Mysql(pool) => self.run_mysql(pool, &values, context.allow_writes, started).await,
+                SqlPool::Sqlite(pool) => self.run_sqlite(pool, &values, started).await,
+            }
+            .map_err(fail)?;
+            let rows = kept.rows;
+            let count = rows.len();
             let first = rows.first().cloned().unwrap_or_default();
-            let summary = match count {
-                0 => "no rows".to_string(),
-                1 => format!("1 row: {}", compact_row(&first)),
-                n => format!("{n} rows; first: {}", compact_row(&first)),
+            let cut = match kept.cut {
+                None => String::new(),
+                Some(Cut::Rows) => format!(" (cut: the query returned more; a check reads the first {MAX_ROWS})"),
+                Some(Cut::Bytes) => {
+                    format!(" (cut: the rows passed {} KiB; a check reads no more)", MAX_KEPT_BYTES / 1024)
+                }
             };
-            Ok(Observation::new(summary, Status::Ok, json!({"rows": rows, "row": first, "count": count})))
+            let summary = match count {
+                0 => format!("no rows{cut}"),
+                1 => format!("1 row{cut}: {}", compact_row(&first)),
+                n => format!("{n} rows{cut}; first: {}", compact_row(&first)),
+            };
+            let data = json!({"rows": rows, "row": first, "count": count, "truncated": kept.cut.is_some()});
+            Ok(Observation::new(summary, Status::Ok, data))
         })
     }
 

@@ -31,6 +31,17 @@ pub enum SqlPool {
     Sqlite(SqlitePool),
 }
 
+impl SqlPool {
+    /// Whose SQL this database reads.
+    pub fn dialect(&self) -> super::sql::Dialect {
+        match self {
+            SqlPool::Postgres(_) => super::sql::Dialect::Postgres,
+            SqlPool::Mysql(_) => super::sql::Dialect::Mysql,
+            SqlPool::Sqlite(_) => super::sql::Dialect::Sqlite,
+        }
+    }
+}
+
 pub struct Targets {
     targets: BTreeMap<String, TargetInfo>,
     sql: Mutex<HashMap<String, SqlPool>>,
@@ -100,22 +111,40 @@ impl Targets {
         let timeout = SQL_ACQUIRE_TIMEOUT;
         let url = info.url.expose();
         let invalid = |error: sqlx::Error| format!("target '{name}': invalid connection string: {error}");
+        // Pools for checks are read-only in the database itself, on every connection, beneath the
+        // read-only transaction each check opens: the server refuses a write whatever the query.
         let pool = match info.kind {
             TargetKind::Postgres => {
-                let options = PgConnectOptions::from_str(url).map_err(invalid)?.application_name("firebell");
+                let mut options = PgConnectOptions::from_str(url).map_err(invalid)?.application_name("firebell");
+                if read_only {
+                    options = options.options([("default_transaction_read_only", "on")]);
+                }
                 SqlPool::Postgres(
                     PgPoolOptions::new().max_connections(4).acquire_timeout(timeout).connect_lazy_with(options),
                 )
             }
             TargetKind::Mysql => {
                 let options = MySqlConnectOptions::from_str(url).map_err(invalid)?;
-                SqlPool::Mysql(
-                    MySqlPoolOptions::new().max_connections(4).acquire_timeout(timeout).connect_lazy_with(options),
-                )
+                let mut pool_options = MySqlPoolOptions::new().max_connections(4).acquire_timeout(timeout);
+                if read_only {
+                    // A read-only transaction is not enough on MySQL/MariaDB: DDL commits it
+                    // implicitly and runs in the session's mode. A read-only session refuses DDL
+                    // too ("Cannot execute statement in a READ ONLY transaction").
+                    pool_options = pool_options.after_connect(|connection, _| {
+                        Box::pin(async move {
+                            sqlx::query("SET SESSION TRANSACTION READ ONLY").execute(connection).await.map(|_| ())
+                        })
+                    });
+                }
+                SqlPool::Mysql(pool_options.connect_lazy_with(options))
             }
             TargetKind::Sqlite => {
-                // Checks only read: open read-only so a check cannot create or change the file.
-                let options = SqliteConnectOptions::from_str(url).map_err(invalid)?.read_only(read_only);
+                // Checks only read: open read-only so a check cannot create or change the file,
+                // and query_only so the connection refuses changes to attached databases too.
+                let mut options = SqliteConnectOptions::from_str(url).map_err(invalid)?.read_only(read_only);
+                if read_only {
+                    options = options.pragma("query_only", "ON");
+                }
                 SqlPool::Sqlite(
                     SqlitePoolOptions::new().max_connections(2).acquire_timeout(timeout).connect_lazy_with(options),
                 )
