@@ -160,19 +160,30 @@ impl App {
             escalator.clone(),
             chat.clone(),
         ));
-        let state = crate::server::AppState {
-            escalator: escalator.clone(),
-            api_token: config.server.api_token.clone(),
-            alerts,
-        };
         let listen = config.server.listen.get_ref().0.clone();
         let listener =
             tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-        let access =
-            crate::chat::console::guard::Access::new(listener.local_addr()?, config.server.console_token.clone());
+        let local = listener.local_addr()?;
+        let access = Arc::new(crate::chat::console::guard::Access::new(
+            local,
+            config.server.console_token.clone(),
+            &config.console,
+        ));
         if let Some(reason) = access.shut_reason() {
             tracing::warn!("{reason}");
         }
+        let api_token_set = config.server.api_token.as_ref().is_some_and(|token| !token.is_empty());
+        if !api_token_set && !local.ip().is_loopback() {
+            tracing::warn!("{}", crate::server::api_closed_reason(local));
+        }
+        let state = crate::server::AppState {
+            escalator: escalator.clone(),
+            api_token: config.server.api_token.clone(),
+            metrics_token: config.server.metrics_token.clone(),
+            listen: local,
+            console: access.clone(),
+            alerts,
+        };
         let console_web =
             Arc::new(crate::chat::console::web::Console::new(chat.clone(), console, catalogue.clone(), access));
         let mut router = crate::server::router(state).merge(crate::chat::console::web::routes(console_web.clone()));
@@ -203,6 +214,11 @@ impl App {
             }
             discord_start = Some(DiscordStart { adapter, gateway: public_key.is_none() });
         }
+        // Host names are checked for every route, the platforms' webhooks included (SPEC §9).
+        let allowed_hosts: Vec<String> =
+            config.console.allowed_hosts.iter().map(|host| host.get_ref().clone()).collect();
+        let host_guard = Arc::new(crate::server::HostGuard::new(local, &allowed_hosts));
+        let router = router.layer(axum::middleware::from_fn_with_state(host_guard, crate::server::check_host));
         Ok(App {
             listener,
             router,
@@ -265,7 +281,10 @@ impl App {
             stopping.cancelled().await;
             console.close_streams();
         };
-        axum::serve(self.listener, self.router).with_graceful_shutdown(graceful).await?;
+        // The peer's address reaches the handlers: `[console] trusted_proxies` and the sign-in
+        // rate limit need it.
+        let service = self.router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(self.listener, service).with_graceful_shutdown(graceful).await?;
         shutdown.cancel();
         for task in tasks {
             let _ = task.await;

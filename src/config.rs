@@ -44,6 +44,9 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     #[serde(default)]
     pub templates: TemplatesConfig,
+    /// Who is who on the web console: per-person sign-in, a trusted sign-in proxy, host names.
+    #[serde(default)]
+    pub console: ConsoleConfig,
     /// Where this configuration came from; `None` for the embedded defaults.
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -55,15 +58,171 @@ pub struct ServerConfig {
     /// Address of the HTTP server and the web console.
     #[serde(default = "default_listen")]
     pub listen: Spanned<EnvString>,
-    /// Bearer token for `/api` writes and `/alerts/generic`; unset means writes are refused.
+    /// Bearer token for `/api` (reads and writes) and `/alerts/*`. Unset: writes are refused,
+    /// and on a non-loopback address `/api` and `/alerts/*` are refused altogether.
     pub api_token: Option<Secret>,
-    /// Login token for the web console when it listens on a non-loopback address.
+    /// The web console's shared login token: everyone who knows it may use the console, with
+    /// names chosen, not proven (see `[console] people` for sign-in per person).
     pub console_token: Option<Secret>,
+    /// Bearer token for `/metrics`; unset: `/metrics` is open.
+    pub metrics_token: Option<Secret>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: default_listen(), api_token: None, console_token: None }
+        Self { listen: default_listen(), api_token: None, console_token: None, metrics_token: None }
+    }
+}
+
+/// `[console]` (SPEC §9): how a console person is proven, and which host names the server
+/// answers to.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Per-person sign-in tokens: `people = { alice = "${ALICE_CONSOLE_TOKEN}" }`. Signing in
+    /// at `/login` with a name and that name's token proves the person.
+    #[serde(default)]
+    pub people: BTreeMap<String, Spanned<Secret>>,
+    /// A request header naming the person, set by a sign-in proxy (oauth2-proxy, Authelia):
+    /// `X-Forwarded-User`. Honoured only from `trusted_proxies`.
+    pub auth_header: Option<Spanned<EnvString>>,
+    /// The proxies (CIDRs, `127.0.0.1/32`) allowed to set `auth_header` and
+    /// `X-Forwarded-Proto`; any other peer's headers are ignored.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
+    /// Host names the server answers besides `localhost`, `127.0.0.1` and `[::1]` on loopback;
+    /// on any other address, when set, the only ones it answers. `host` or `host:port`.
+    #[serde(default)]
+    pub allowed_hosts: Vec<Spanned<String>>,
+}
+
+/// Console names: what `console:NAME` may be.
+pub static CONSOLE_NAME: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$").expect("a valid pattern"));
+
+/// A sign-in token shorter than this is refused at load: it could be guessed.
+pub const MIN_CONSOLE_TOKEN_CHARS: usize = 16;
+
+/// An IP network in CIDR notation (`10.0.0.0/8`, `::1/128`; a bare address is a single host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let invalid = || format!("'{text}' is not a CIDR: write ADDRESS/PREFIX, e.g. 127.0.0.1/32 or 10.0.0.0/8");
+        let (address, prefix) = match text.trim().split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text.trim(), None),
+        };
+        let network: std::net::IpAddr = address.parse().map_err(|_| invalid())?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(prefix) => prefix.parse::<u8>().ok().filter(|prefix| *prefix <= max).ok_or_else(invalid)?,
+            None => max,
+        };
+        Ok(Cidr { network, prefix })
+    }
+
+    pub fn contains(&self, address: std::net::IpAddr) -> bool {
+        // An IPv4 peer may arrive as an IPv4-mapped IPv6 address on a dual-stack socket.
+        let address = match address {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(address),
+            v4 => v4,
+        };
+        let bits = |address: std::net::IpAddr| -> (u128, u32) {
+            match address {
+                std::net::IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32),
+                std::net::IpAddr::V6(v6) => (u128::from(v6), 128),
+            }
+        };
+        let ((network, width), (candidate, candidate_width)) = (bits(self.network), bits(address));
+        if width != candidate_width {
+            return false;
+        }
+        let shift = width - u32::from(self.prefix);
+        shift >= width || (network >> shift) == (candidate >> shift)
+    }
+}
+
+impl ConsoleConfig {
+    /// The trusted proxies, parsed (validation has refused bad ones).
+    pub fn trusted_proxy_networks(&self) -> Vec<Cidr> {
+        self.trusted_proxies.iter().filter_map(|entry| Cidr::parse(entry.get_ref()).ok()).collect()
+    }
+
+    /// The header a trusted proxy names the person in, when set.
+    pub fn auth_header_name(&self) -> Option<&str> {
+        self.auth_header.as_ref().map(|header| header.get_ref().trim()).filter(|header| !header.is_empty())
+    }
+
+    /// What is wrong with `[console]`, each with its span.
+    fn problems(&self) -> Vec<(std::ops::Range<usize>, String)> {
+        let mut problems = Vec::new();
+        let mut tokens: BTreeMap<&str, &str> = BTreeMap::new();
+        for (name, token) in &self.people {
+            if !CONSOLE_NAME.is_match(name) {
+                problems.push((
+                    token.span(),
+                    format!(
+                        "console.people: '{name}' is not a console name: use 1–32 letters, digits, '.', '_' or '-', starting with a letter or digit (e.g. alice)"
+                    ),
+                ));
+            }
+            let secret = token.get_ref().expose();
+            if secret.chars().count() < MIN_CONSOLE_TOKEN_CHARS {
+                problems.push((
+                    token.span(),
+                    format!(
+                        "console.people.{name}: the sign-in token is {} characters; it needs at least {MIN_CONSOLE_TOKEN_CHARS} (e.g. openssl rand -hex 32), or leave {name} out",
+                        secret.chars().count()
+                    ),
+                ));
+            } else if let Some(other) = tokens.insert(secret, name) {
+                problems.push((
+                    token.span(),
+                    format!(
+                        "console.people.{name}: has the same token as {other}; each person needs a token of their own"
+                    ),
+                ));
+            }
+        }
+        for entry in &self.trusted_proxies {
+            if let Err(message) = Cidr::parse(entry.get_ref()) {
+                problems.push((entry.span(), format!("console.trusted_proxies: {message}")));
+            }
+        }
+        if let Some(header) = &self.auth_header {
+            let name = header.get_ref().trim();
+            if !name.is_empty() && axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                problems.push((
+                    header.span(),
+                    format!("console.auth_header: '{name}' is not an HTTP header name (e.g. X-Forwarded-User)"),
+                ));
+            }
+            if !name.is_empty() && self.trusted_proxies.is_empty() {
+                problems.push((
+                    header.span(),
+                    "console.auth_header: needs console.trusted_proxies, the addresses of the proxy that sets it (e.g. [\"127.0.0.1/32\"]); without them anyone could send the header".to_string(),
+                ));
+            }
+        }
+        for host in &self.allowed_hosts {
+            let text = host.get_ref();
+            let valid = !text.is_empty()
+                && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+            if !valid {
+                problems.push((
+                    host.span(),
+                    format!(
+                        "console.allowed_hosts: '{text}' is not a host name: write the name people and proxies use, with an optional port (e.g. firebell.example.com or firebell.example.com:8443), no scheme or path"
+                    ),
+                ));
+            }
+        }
+        problems
     }
 }
 
@@ -869,6 +1028,9 @@ impl Config {
                 error(span, message);
             }
         }
+        for (span, message) in self.console.problems() {
+            error(span, message);
+        }
 
         for route in &self.routes {
             if let Some(policy) = &route.policy
@@ -894,7 +1056,13 @@ impl Config {
         let mut values: Vec<String> = Vec::new();
         let mut add = |secret: &Secret| values.push(secret.expose().to_string());
         add(self.store.url.get_ref());
-        self.server.api_token.iter().chain(self.server.console_token.iter()).for_each(&mut add);
+        self.server
+            .api_token
+            .iter()
+            .chain(self.server.console_token.iter())
+            .chain(self.server.metrics_token.iter())
+            .for_each(&mut add);
+        self.console.people.values().map(Spanned::get_ref).for_each(&mut add);
         if let Some(slack) = &self.slack {
             slack.bot_token.iter().chain(slack.app_token.iter()).chain(slack.signing_secret.iter()).for_each(&mut add);
         }

@@ -1,13 +1,22 @@
 //! The HTTP surface of SPEC §7: every route in one place. Health and readiness, and the JSON
-//! API for scripts (writes need `Authorization: Bearer <server.api_token>`). Errors are
-//! `{"error": "…"}` with a status that says whose mistake it was.
+//! API for scripts. Errors are `{"error": "…"}` with a status that says whose mistake it was.
+//!
+//! Access (SPEC §9):
+//! - `/api` writes need `Authorization: Bearer <server.api_token>`; with the token set, reads
+//!   need it too (or a console session). On a non-loopback address without the token, `/api`
+//!   and `/alerts/*` are refused outright: nothing on the network may read or open incidents.
+//! - `/metrics` needs `Bearer <server.metrics_token>` when that is set.
+//! - [`HostGuard`] answers only the host names the server is meant to be reached by (421 for
+//!   others), so a page elsewhere cannot rebind its own name to a loopback firebell.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -29,25 +38,162 @@ const MAX_ALERT_BODY: usize = 1024 * 1024;
 pub struct AppState {
     pub escalator: Arc<Escalator>,
     pub api_token: Option<Secret>,
+    pub metrics_token: Option<Secret>,
+    /// The address the server is bound to: on a non-loopback one, no `api_token` means no API.
+    pub listen: SocketAddr,
+    /// The console's sign-in, so a signed-in person may read the API from the browser.
+    pub console: Arc<crate::chat::console::guard::Access>,
     pub alerts: Arc<crate::ingest::AlertService>,
 }
 
+impl AppState {
+    fn api_token(&self) -> Option<&Secret> {
+        self.api_token.as_ref().filter(|token| !token.is_empty())
+    }
+
+    /// `/api` and `/alerts/*` are off: a non-loopback listener without `api_token`.
+    fn api_closed(&self) -> Option<ApiError> {
+        (self.api_token().is_none() && !self.listen.ip().is_loopback())
+            .then(|| ApiError(StatusCode::UNAUTHORIZED, api_closed_reason(self.listen)))
+    }
+}
+
+/// Why `/api` and `/alerts/*` refuse everything, for the refusal and the start-up warning.
+pub fn api_closed_reason(listen: SocketAddr) -> String {
+    format!(
+        "the API and the alert endpoints are off: firebell listens on {listen}, which is not a loopback address, and \
+         [server] api_token is not set. Set api_token in firebell.toml (e.g. api_token = \"${{FIREBELL_API_TOKEN}}\" \
+         with a long random value) and send it as Authorization: Bearer <api_token>"
+    )
+}
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
+    let api = Router::new()
         .route("/api/incidents", get(list_incidents).post(declare_incident))
         .route("/api/incidents/{id}", get(show_incident))
         .route("/api/incidents/{id}/ack", post(acknowledge_incident))
         .route("/api/incidents/{id}/resolve", post(resolve_incident))
         .route("/api/remediations/{id}", get(show_remediation))
         .route("/api/audit", get(audit_log))
+        .layer(middleware::from_fn_with_state(state.clone(), authorize_reads));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .merge(api)
         .route("/alerts/alertmanager", post(alertmanager_webhook).layer(DefaultBodyLimit::max(MAX_ALERT_BODY)))
         .route("/alerts/grafana", post(grafana_webhook).layer(DefaultBodyLimit::max(MAX_ALERT_BODY)))
         .route("/alerts/generic", post(generic_alert).layer(DefaultBodyLimit::max(MAX_ALERT_BODY)))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+/// Every `/api` request: refused when the API is off; with `api_token` set, a read needs the
+/// bearer token or a console session (writes check the token in their handlers, as before).
+async fn authorize_reads(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(closed) = state.api_closed() {
+        return closed.into_response();
+    }
+    let reads = matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    if reads && let Some(expected) = state.api_token() {
+        let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
+        let signed_in = state
+            .console
+            .identify(request.headers(), peer, state.escalator.now())
+            .is_ok_and(|caller| caller.has_session() || caller.via == crate::chat::console::guard::Via::Proxy);
+        if !signed_in && let Err(error) = bearer(request.headers(), expected, "server.api_token") {
+            return ApiError(
+                error.0,
+                format!("{}; with server.api_token set, API reads need it too (or a console sign-in)", error.1),
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Which host names the server answers (SPEC §9): on loopback `localhost`, `127.0.0.1` and
+/// `[::1]` with the port, plus `[console] allowed_hosts`; elsewhere `allowed_hosts` when set,
+/// else any. Health and readiness answer any host: probes use the pod's address.
+#[derive(Debug, Clone)]
+pub struct HostGuard {
+    listen: SocketAddr,
+    allowed: Vec<String>,
+}
+
+impl HostGuard {
+    pub fn new(listen: SocketAddr, allowed_hosts: &[String]) -> Self {
+        let mut allowed: Vec<String> = allowed_hosts.iter().map(|host| host.trim().to_ascii_lowercase()).collect();
+        if listen.ip().is_loopback() {
+            let port = listen.port();
+            allowed.extend([format!("localhost:{port}"), format!("127.0.0.1:{port}"), format!("[::1]:{port}")]);
+            // A client leaves the default port out of Host.
+            if port == 80 {
+                allowed.extend(["localhost".to_string(), "127.0.0.1".to_string(), "[::1]".to_string()]);
+            }
+        }
+        HostGuard { listen, allowed }
+    }
+
+    fn enforced(&self) -> bool {
+        self.listen.ip().is_loopback() || !self.allowed.is_empty()
+    }
+
+    /// True when `host` (the Host header) is one this server answers.
+    pub fn admits(&self, host: &str) -> bool {
+        if !self.enforced() {
+            return true;
+        }
+        let host = host.trim().to_ascii_lowercase();
+        let name = host_name(&host);
+        // An allowed host written without a port matches on any port (a proxy's port).
+        self.allowed.iter().any(|allowed| *allowed == host || (host_name(allowed) == allowed && allowed == name))
+    }
+
+    fn refusal(&self, host: &str) -> String {
+        let mut names: Vec<&str> = self.allowed.iter().map(String::as_str).collect();
+        names.dedup();
+        format!(
+            "firebell does not answer to the host '{host}': it listens on {} and answers only {}. If you reach it by \
+             another name, add that name to [console] allowed_hosts in firebell.toml.",
+            self.listen,
+            names.join(", ")
+        )
+    }
+}
+
+/// A Host value without its port: `[::1]:8080` → `[::1]`, `example.com:443` → `example.com`.
+fn host_name(host: &str) -> &str {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|byte| byte.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+/// Refuses requests for other host names with 421 (the whole server, but for the probes).
+pub async fn check_host(State(guard): State<Arc<HostGuard>>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if path == "/healthz" || path == "/readyz" {
+        return next.run(request).await;
+    }
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .or_else(|| request.uri().authority().map(|authority| authority.as_str()))
+        .unwrap_or("")
+        .to_string();
+    if !guard.admits(&host) {
+        tracing::warn!(host, "Refused a request for another host name");
+        return ApiError(StatusCode::MISDIRECTED_REQUEST, guard.refusal(&host)).into_response();
+    }
+    next.run(request).await
 }
 
 /// An API failure: status and a sentence saying what was wrong and what is valid.
@@ -100,17 +246,25 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = state.api_token.as_ref().filter(|token| !token.is_empty()) else {
+    if let Some(closed) = state.api_closed() {
+        return Err(closed);
+    }
+    let Some(expected) = state.api_token() else {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
             "API writes are disabled: set server.api_token in firebell.toml".into(),
         ));
     };
+    bearer(headers, expected, "server.api_token")
+}
+
+/// Checks `Authorization: Bearer <expected>`; `key` names the setting in refusals.
+fn bearer(headers: &HeaderMap, expected: &Secret, key: &str) -> Result<(), ApiError> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <server.api_token>".into()))?;
+        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, format!("missing Authorization: Bearer <{key}>")))?;
     if !constant_time_eq(given.trim().as_bytes(), expected.expose().as_bytes()) {
         return Err(ApiError(StatusCode::UNAUTHORIZED, "wrong bearer token".into()));
     }
@@ -300,8 +454,9 @@ async fn audit_log(
 }
 
 /// Alert webhooks: with `server.api_token` set, every one needs it as a bearer token
-/// (Alertmanager's and Grafana's webhook settings can send one); without it, Alertmanager and
-/// Grafana are accepted and the generic endpoint is refused.
+/// (Alertmanager's and Grafana's webhook settings can send one); without it, on loopback,
+/// Alertmanager and Grafana are accepted and the generic endpoint is refused, and on any other
+/// address all of them are refused.
 async fn receive_alert(
     state: AppState,
     headers: HeaderMap,
@@ -309,8 +464,10 @@ async fn receive_alert(
     parse: fn(&[u8]) -> Result<crate::ingest::AlertGroup, String>,
     needs_token: bool,
 ) -> Result<Response, ApiError> {
-    let token_configured = state.api_token.as_ref().is_some_and(|token| !token.is_empty());
-    if token_configured || needs_token {
+    if let Some(closed) = state.api_closed() {
+        return Err(closed);
+    }
+    if state.api_token().is_some() || needs_token {
         authorize(&state, &headers)?;
     }
     let body = json_body(&headers, body, MAX_ALERT_BODY)?;
@@ -348,6 +505,37 @@ async fn generic_alert(
     receive_alert(state, headers, body, crate::ingest::parse_generic, true).await
 }
 
-async fn metrics_text() -> Response {
+async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(expected) = state.metrics_token.as_ref().filter(|token| !token.is_empty())
+        && let Err(error) = bearer(&headers, expected, "server.metrics_token")
+    {
+        return error.into_response();
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], crate::metrics::render()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_answers_its_own_names_with_the_port_and_the_allowed_hosts() {
+        let guard = HostGuard::new("127.0.0.1:8080".parse().unwrap(), &["firebell.example.com".to_string()]);
+        for host in ["localhost:8080", "127.0.0.1:8080", "[::1]:8080", "LOCALHOST:8080", "firebell.example.com:443"] {
+            assert!(guard.admits(host), "{host}");
+        }
+        for host in ["evil.example:8080", "localhost:9090", "localhost", "", "127.0.0.1.evil.example:8080"] {
+            assert!(!guard.admits(host), "{host}");
+        }
+        assert!(guard.refusal("evil.example:8080").contains("allowed_hosts"));
+    }
+
+    #[test]
+    fn elsewhere_only_allowed_hosts_are_enforced() {
+        let open = HostGuard::new("0.0.0.0:8080".parse().unwrap(), &[]);
+        assert!(open.admits("10.1.2.3:8080") && open.admits("anything"));
+        let pinned = HostGuard::new("0.0.0.0:8080".parse().unwrap(), &["firebell.example.com:8443".to_string()]);
+        assert!(pinned.admits("firebell.example.com:8443"));
+        assert!(!pinned.admits("firebell.example.com:8080") && !pinned.admits("10.1.2.3:8080"));
+    }
 }

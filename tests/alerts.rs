@@ -750,6 +750,7 @@ async fn an_answered_alert_survives_kill_9_of_the_real_binary() {
     let response = second
         .client
         .get(format!("http://{}/api/incidents?all=true&limit=1000", second.address))
+        .bearer_auth(TOKEN)
         .send()
         .await
         .expect("the list answers");

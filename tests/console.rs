@@ -164,7 +164,6 @@ async fn bad_input_is_refused_with_what_is_valid() {
     let cases = [
         (command("al ice", "ops", "/incident list"), "name 'al ice' is not valid"),
         (command("alice", "Ops!", "/incident list"), "channel 'Ops!' is not valid"),
-        (command("alice", "@bob", "/incident list"), "@alice for your direct messages"),
         (command("alice", "ops", "hello"), "commands start with /"),
         (json!({"user": "alice", "channel": "ops", "thread": "x1", "text": "/oncall"}), "thread 'x1'"),
     ];
@@ -173,8 +172,13 @@ async fn bad_input_is_refused_with_what_is_valid() {
         assert_eq!(status, 400, "{body} → {reply}");
         assert!(reply["error"].as_str().unwrap_or("").contains(expected), "{body} → {reply}");
     }
+    // A chosen name proves nothing, so the open console reads nobody's direct messages (SPEC §9).
+    let (status, reply) =
+        console.write("/console/command", &csrf, "", command("alice", "@bob", "/incident list")).await;
+    assert_eq!(status, 403, "{reply}");
+    assert!(reply["error"].as_str().unwrap_or("").contains("chosen, not proven"), "{reply}");
     let history = console.get("/console/history?user=alice&channel=%40bob", "").await;
-    assert_eq!(history.status(), 400, "nobody reads another person's direct messages");
+    assert_eq!(history.status(), 403, "nobody reads another person's direct messages");
     let (status, reply) = console.write("/console/command", &csrf, "", command("alice", "ops", "/diagnose nope")).await;
     assert_eq!(status, 200);
     let text = reply["reply"]["body"]["blocks"].to_string();
@@ -308,7 +312,8 @@ async fn beyond_loopback_without_a_token_the_console_stays_shut_and_says_why() {
     assert_eq!(console.get("/incidents", "").await.status(), 403);
     assert_eq!(console.get("/console/history?user=a&channel=ops", "").await.status(), 403);
     assert_eq!(console.get("/healthz", "").await.status(), 200);
-    assert_eq!(console.get("/api/incidents", "").await.status(), 200, "the JSON API is unaffected");
+    // Without api_token on a non-loopback address the API is off too (SPEC §9, secure by default).
+    assert_eq!(console.get("/api/incidents", "").await.status(), 401, "the JSON API needs server.api_token");
     console.stop().await;
 }
 

@@ -754,3 +754,37 @@ fn deploy_readme_explains_every_piece() {
         assert!(readme.contains(&name), "deploy/README.md does not mention deploy/{}", path.display());
     }
 }
+
+/// SPEC §9, secure by default: the kit listens beyond loopback, so the API token must reach the
+/// pods from the Secret (never optional), compose must refuse to start without one, and the
+/// container config must read it, along with the optional metrics token.
+#[test]
+fn the_kit_sets_the_api_token_because_it_listens_beyond_loopback() {
+    let config_text = read("firebell.container.toml");
+    let config = parse_config_with(CONFIG_PATH, &config_text, &BTreeMap::new()).expect("the container config parses");
+    let listen: std::net::SocketAddr = config.server.listen.get_ref().parse().expect("listen is an address");
+    assert!(!listen.ip().is_loopback(), "the container listens beyond loopback");
+    assert!(config_text.contains("api_token = \"${FIREBELL_API_TOKEN"), "the config reads FIREBELL_API_TOKEN");
+    assert!(
+        config_text.contains("metrics_token = \"${FIREBELL_METRICS_TOKEN"),
+        "the config reads FIREBELL_METRICS_TOKEN"
+    );
+
+    let manifests = Manifests::load();
+    let api_token = manifests.container()["env"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find(|variable| variable["name"] == "FIREBELL_API_TOKEN")
+        .expect("the container gets FIREBELL_API_TOKEN");
+    let reference = &api_token["valueFrom"]["secretKeyRef"];
+    assert_eq!(text(&reference["key"], "secretKeyRef.key"), "FIREBELL_API_TOKEN", "it comes from the Secret");
+    assert_ne!(reference["optional"].as_bool(), Some(true), "a pod without the API token must not start");
+    let secret = manifests.secret(text(&reference["name"], "secretKeyRef.name")).expect("the Secret");
+    assert!(secret["FIREBELL_API_TOKEN"].contains("CHANGE-ME"), "the example Secret holds a placeholder, not a token");
+    assert!(read("README.md").contains("FIREBELL_API_TOKEN=\"$(openssl rand -hex 32)\""), "the README generates it");
+
+    let compose = yaml_file("docker-compose.yml");
+    let environment = string_map(&compose["services"]["firebell"]["environment"], "firebell environment");
+    assert!(environment["FIREBELL_API_TOKEN"].contains(":?"), "compose refuses to start without FIREBELL_API_TOKEN");
+}

@@ -474,6 +474,24 @@ impl ChatCore {
         message: Option<MessageRef>,
     ) -> Result<Reply, String> {
         let incident_id = || value.parse::<i64>().map_err(|_| "this button refers to no incident".to_string());
+        // `[permissions] channels` holds for buttons too, on every platform: a button payload
+        // names its channel, so without this a click could start work anywhere. The bot's own
+        // messages live in those channels or the platform's incident channel; Acknowledge alone
+        // also comes in direct-message pages.
+        if action != views::ACTION_ACK && !self.permissions.channels.is_empty() {
+            let incident_channel = self.adapter(origin.platform)?.incident_channel();
+            if !self.permissions.channels.contains(&origin.channel)
+                && incident_channel.as_ref() != Some(&origin.channel)
+            {
+                let mut valid = self.permissions.channels.clone();
+                valid.extend(incident_channel);
+                return Err(format!(
+                    "buttons are not accepted in this channel ({}); use one of: {}",
+                    origin.channel,
+                    valid.join(", ")
+                ));
+            }
+        }
         match action {
             views::ACTION_ACK => {
                 self.require(&self.permissions.incident, &origin, "acknowledge incidents")?;

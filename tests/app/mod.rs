@@ -385,8 +385,9 @@ impl TestApp {
         format!("http://{}{path}", self.address)
     }
 
+    /// GETs with the API token: with `api_token` set, API reads need it too (SPEC §9).
     pub async fn get(&self, path: &str) -> Reply {
-        Reply::read(self.client.get(self.url(path)).send().await.expect("GET works")).await
+        Reply::read(self.client.get(self.url(path)).bearer_auth(TOKEN).send().await.expect("GET works")).await
     }
 
     /// POSTs JSON with the right token.
@@ -619,8 +620,13 @@ impl Server {
     }
 
     pub async fn incident(&self, id: i64) -> Value {
-        let response =
-            self.client.get(format!("http://{}/api/incidents/{id}", self.address)).send().await.expect("GET works");
+        let response = self
+            .client
+            .get(format!("http://{}/api/incidents/{id}", self.address))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("GET works");
         assert_eq!(response.status().as_u16(), 200, "reading incident {id} failed:\n{}", self.log());
         response.json().await.expect("the incident is JSON")
     }

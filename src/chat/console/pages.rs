@@ -87,8 +87,12 @@ impl Pages {
         self.render("chat.html", json!({"page": "chat"}))
     }
 
-    pub fn login(&self, csrf: &str, error: Option<&str>) -> String {
-        self.render("login.html", json!({"page": "login", "csrf": csrf, "error": error}))
+    /// The sign-in form: name and token with `[console] people`, the shared token otherwise.
+    pub fn login(&self, csrf: &str, error: Option<&str>, people: bool, signed_in: Option<&str>) -> String {
+        self.render(
+            "login.html",
+            json!({"page": "login", "csrf": csrf, "error": error, "people": people, "signed_in": signed_in}),
+        )
     }
 
     /// A page that says why the request was refused.

@@ -1,13 +1,18 @@
 //! The console's HTTP side: the pages, the embedded assets, the JSON endpoints the chat page
 //! calls (`/console/*`), and the server-sent event stream that carries every post and edit to
-//! open pages. Every route passes [`admit`] first (login and cross-site checks).
+//! open pages. Every route passes [`admit`] first (who the caller is, sign-in and cross-site
+//! checks).
+//!
+//! A proven caller (see [`guard`]) acts only as themselves: a `user` field naming anyone else is
+//! refused (403). Callers whose names are chosen neither take nor approve remediation requests
+//! and read no direct messages; the refusals say how to turn sign-in on.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -23,11 +28,12 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_util::sync::CancellationToken;
 
-use super::guard::{self, Access};
+use super::guard::{self, Access, Caller, LoginError, NotAdmitted};
 use super::pages::Pages;
 use super::{BOT, CHANNELS, ConsoleAdapter, ConsoleEvent, INCIDENT_CHANNEL, direct_channel};
 use crate::chat::core::ChatCore;
-use crate::chat::{ChatEvent, MessageRef, Origin, Reply};
+use crate::chat::grammar::{self, Command};
+use crate::chat::{ChatEvent, MessageRef, Origin, Reply, views};
 use crate::config::Person;
 use crate::runbook::Catalogue;
 
@@ -36,8 +42,6 @@ const HISTORY: i64 = 500;
 /// Characters a typed command may have.
 const MAX_COMMAND_CHARS: usize = 4_000;
 
-static NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$").expect("a valid pattern"));
 static CHANNEL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9_-]{0,31}$").expect("a valid pattern"));
 
 /// Everything the console's routes share.
@@ -45,7 +49,7 @@ pub struct Console {
     chat: Arc<ChatCore>,
     adapter: Arc<ConsoleAdapter>,
     catalogue: Arc<Catalogue>,
-    access: Access,
+    access: Arc<Access>,
     pages: Pages,
     /// Cancelled when the server stops: ends every event stream, so open pages do not hold up
     /// a graceful shutdown.
@@ -53,7 +57,12 @@ pub struct Console {
 }
 
 impl Console {
-    pub fn new(chat: Arc<ChatCore>, adapter: Arc<ConsoleAdapter>, catalogue: Arc<Catalogue>, access: Access) -> Self {
+    pub fn new(
+        chat: Arc<ChatCore>,
+        adapter: Arc<ConsoleAdapter>,
+        catalogue: Arc<Catalogue>,
+        access: Arc<Access>,
+    ) -> Self {
         Console { chat, adapter, catalogue, access, pages: Pages::new(), closing: CancellationToken::new() }
     }
 
@@ -78,6 +87,7 @@ pub fn routes(console: Arc<Console>) -> Router {
         .route("/incidents", get(incidents_page))
         .route("/incidents/{id}", get(incident_page))
         .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
         .route("/assets/{name}", get(asset))
         .route("/console/catalogue", get(catalogue))
         .route("/console/history", get(history))
@@ -99,22 +109,42 @@ fn refuse(status: StatusCode, path: &str, message: String) -> Response {
     }
 }
 
-/// Lets a request through when the console is open to its sender, checks that writes come
-/// from the console's own page, and gives every page a CSRF cookie.
+/// The TCP peer of a request (set by `into_make_service_with_connect_info`).
+fn peer(request: &Request) -> Option<std::net::SocketAddr> {
+    request.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|info| info.0)
+}
+
+/// True when the browser reached this page over HTTPS: its Origin says so (the Host check and
+/// the same-origin check hold it to this server), or a trusted proxy says so.
+fn served_over_https(access: &Access, headers: &HeaderMap, peer: Option<std::net::SocketAddr>) -> bool {
+    let origin = headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()).unwrap_or("");
+    let forwarded = headers.get("x-forwarded-proto").and_then(|value| value.to_str().ok()).unwrap_or("");
+    origin.starts_with("https://") || (access.trusted_peer(peer) && forwarded.eq_ignore_ascii_case("https"))
+}
+
+/// Lets a request through when the console is open to its sender, says who the sender is
+/// ([`Caller`]), checks that writes come from the console's own page, and gives every page a
+/// CSRF cookie.
 async fn admit(State(console): State<Arc<Console>>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
     let public = path == "/login" || path.starts_with("/assets/");
-    if let Some(reason) = console.access.shut_reason()
-        && !path.starts_with("/assets/")
-    {
-        return refuse(StatusCode::FORBIDDEN, &path, reason);
-    }
-    if !public && !console.access.admits(request.headers(), console.now()) {
-        if path.starts_with("/console/") {
-            return refuse(StatusCode::UNAUTHORIZED, &path, "log in first: open /login".to_string());
+    let peer = peer(&request);
+    let caller = match console.access.identify(request.headers(), peer, console.now()) {
+        Ok(caller) => Some(caller),
+        Err(NotAdmitted::Shut(reason)) if !path.starts_with("/assets/") => {
+            return refuse(StatusCode::FORBIDDEN, &path, reason);
         }
-        return Redirect::to("/login").into_response();
-    }
+        Err(NotAdmitted::BadProxyName(reason)) if !path.starts_with("/assets/") => {
+            return refuse(StatusCode::FORBIDDEN, &path, reason);
+        }
+        Err(_) if public => None,
+        Err(_) => {
+            if path.starts_with("/console/") || path == "/logout" {
+                return refuse(StatusCode::UNAUTHORIZED, &path, "sign in first: open /login".to_string());
+            }
+            return Redirect::to("/login").into_response();
+        }
+    };
     let writes = !matches!(*request.method(), Method::GET | Method::HEAD);
     // The login form carries its token in a field; the handler checks it there.
     if writes && path != "/login" {
@@ -130,7 +160,13 @@ async fn admit(State(console): State<Arc<Console>>, mut request: Request, next: 
             (token, Some(cookie))
         }
     };
+    let https = served_over_https(&console.access, request.headers(), peer);
     request.extensions_mut().insert(CsrfToken(token));
+    request.extensions_mut().insert(Https(https));
+    request.extensions_mut().insert(Client(peer.map(|peer| peer.ip())));
+    if let Some(caller) = caller {
+        request.extensions_mut().insert(caller);
+    }
     let mut response = next.run(request).await;
     if let Some(cookie) = new_cookie {
         response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -149,6 +185,14 @@ async fn admit(State(console): State<Arc<Console>>, mut request: Request, next: 
     }
     response
 }
+
+/// Whether this request reached the console over HTTPS (the session cookie is then `Secure`).
+#[derive(Debug, Clone, Copy)]
+struct Https(bool);
+
+/// The client's address, for the sign-in rate limit.
+#[derive(Debug, Clone, Copy)]
+struct Client(Option<std::net::IpAddr>);
 
 async fn chat_page(State(console): State<Arc<Console>>) -> Response {
     Html(console.pages.chat()).into_response()
@@ -180,15 +224,22 @@ async fn incident_page(State(console): State<Arc<Console>>, Path(id): Path<Strin
     }
 }
 
-async fn login_page(State(console): State<Arc<Console>>, Extension(csrf): Extension<CsrfToken>) -> Response {
-    if !console.access.needs_login() {
+async fn login_page(
+    State(console): State<Arc<Console>>,
+    Extension(csrf): Extension<CsrfToken>,
+    caller: Option<Extension<Caller>>,
+) -> Response {
+    if !console.access.offers_sign_in() {
         return Redirect::to("/").into_response();
     }
-    Html(console.pages.login(&csrf.0, None)).into_response()
+    let signed_in = caller.and_then(|Extension(caller)| caller.proven);
+    Html(console.pages.login(&csrf.0, None, console.access.signs_in_people(), signed_in.as_deref())).into_response()
 }
 
 #[derive(Deserialize)]
 struct LoginForm {
+    #[serde(default)]
+    name: String,
     #[serde(default)]
     token: String,
     #[serde(default)]
@@ -198,24 +249,66 @@ struct LoginForm {
 async fn login(
     State(console): State<Arc<Console>>,
     Extension(csrf): Extension<CsrfToken>,
+    Extension(Https(https)): Extension<Https>,
+    Extension(Client(client)): Extension<Client>,
     headers: HeaderMap,
     UrlForm(form): UrlForm<LoginForm>,
 ) -> Response {
     if let Err(reason) = guard::check_same_origin(&headers, Some(&form.csrf)) {
         return refuse(StatusCode::FORBIDDEN, "/login", format!("refused: {reason}"));
     }
-    match console.access.login(&form.token, console.now()) {
-        Some(cookie) => {
+    let people = console.access.signs_in_people();
+    let page = |status: StatusCode, message: &str| {
+        (status, Html(console.pages.login(&csrf.0, Some(message), people, None))).into_response()
+    };
+    let client = client.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    match console.access.login(client, &form.name, &form.token, console.now()) {
+        Ok((caller, value)) => {
+            match &caller.proven {
+                Some(name) => tracing::info!(person = %name, "A person signed in to the console"),
+                None => tracing::info!("Someone signed in to the console with the shared token"),
+            }
             let mut response = Redirect::to("/").into_response();
-            response.headers_mut().append(header::SET_COOKIE, cookie);
+            response.headers_mut().append(header::SET_COOKIE, guard::session_cookie(&value, https));
             response
         }
-        None => {
-            tracing::warn!("A console login failed: wrong token");
-            let page = console.pages.login(&csrf.0, Some("That is not the console token."));
-            (StatusCode::UNAUTHORIZED, Html(page)).into_response()
+        Err(LoginError::TooMany { what, retry_after_secs }) => {
+            tracing::warn!(%client, name = form.name.trim(), "Console sign-ins refused: too many failures");
+            let message = format!(
+                "Too many failed sign-ins {what}: wait {retry_after_secs} s and try again (at most {} failures per name and {} per address in {} minutes).",
+                guard::LOGIN_FAILURES_PER_NAME,
+                guard::LOGIN_FAILURES_PER_ADDRESS,
+                guard::LOGIN_WINDOW_SECS / 60
+            );
+            let mut response = page(StatusCode::TOO_MANY_REQUESTS, &message);
+            if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
+        Err(LoginError::NotConfigured) => page(
+            StatusCode::NOT_FOUND,
+            "There is nothing to sign in with here: set [console] people (or [server] console_token) in firebell.toml.",
+        ),
+        Err(LoginError::Wrong) => {
+            tracing::warn!(%client, name = form.name.trim(), "A console sign-in failed: wrong name or token");
+            let message = if people {
+                "That name and token do not match: sign in with your name and your own token from [console] people."
+            } else {
+                "That is not the console token."
+            };
+            page(StatusCode::UNAUTHORIZED, message)
         }
     }
+}
+
+/// Ends the session in this browser. To end a person's sessions everywhere, rotate their token
+/// in `[console] people` (each session is signed with its person's token).
+async fn logout(State(console): State<Arc<Console>>, Extension(Https(https)): Extension<Https>) -> Response {
+    let to = if console.access.needs_login() { "/login" } else { "/" };
+    let mut response = Redirect::to(to).into_response();
+    response.headers_mut().append(header::SET_COOKIE, guard::cleared_session_cookie(https));
+    response
 }
 
 async fn asset(Path(name): Path<String>) -> Response {
@@ -228,8 +321,8 @@ async fn asset(Path(name): Path<String>) -> Response {
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
 }
 
-/// What Tab completes, and the channels a page lists.
-async fn catalogue(State(console): State<Arc<Console>>) -> Response {
+/// What Tab completes, the channels a page lists, and who the caller is.
+async fn catalogue(State(console): State<Arc<Console>>, Extension(caller): Extension<Caller>) -> Response {
     let topics: Vec<_> = console
         .catalogue
         .runbooks()
@@ -248,6 +341,13 @@ async fn catalogue(State(console): State<Arc<Console>>) -> Response {
         "topics": topics,
         "channels": CHANNELS,
         "incident_channel": INCIDENT_CHANNEL,
+        "me": {
+            "person": caller.proven,
+            "proven": caller.proven.is_some(),
+            "signed_in": caller.has_session(),
+            "sign_in": console.access.offers_sign_in(),
+            "how_to_prove": console.access.how_to_prove(),
+        },
     }))
     .into_response()
 }
@@ -265,8 +365,26 @@ fn bad_request(message: impl Into<String>) -> Refusal {
     Refusal(StatusCode::BAD_REQUEST, message.into())
 }
 
-fn person(name: &str) -> Result<Person, Refusal> {
-    if NAME.is_match(name) {
+fn forbidden(message: impl Into<String>) -> Refusal {
+    Refusal(StatusCode::FORBIDDEN, message.into())
+}
+
+/// The person a request acts as: the proven person (a `user` naming anyone else is refused), or
+/// the chosen name in `user`.
+fn person(caller: &Caller, user: Option<&str>) -> Result<Person, Refusal> {
+    let user = user.map(str::trim).filter(|user| !user.is_empty());
+    let name = match (&caller.proven, user) {
+        (Some(proven), Some(named)) if named != proven => {
+            return Err(forbidden(format!(
+                "you are signed in as console:{proven}, and this request names '{named}': every console action is the \
+                 signed-in person's. Leave out \"user\", or sign out and sign in as {named} with their own token."
+            )));
+        }
+        (Some(proven), _) => proven.as_str(),
+        (None, Some(named)) => named,
+        (None, None) => return Err(bad_request("\"user\" is required: the name you act as (e.g. alice)")),
+    };
+    if crate::config::CONSOLE_NAME.is_match(name) {
         Ok(Person { platform: "console".to_string(), id: name.to_string() })
     } else {
         Err(bad_request(format!(
@@ -275,16 +393,43 @@ fn person(name: &str) -> Result<Person, Refusal> {
     }
 }
 
-/// A channel the person may read and write: a named channel, or their own direct messages.
-fn channel_for(channel: &str, user: &Person) -> Result<String, Refusal> {
-    if CHANNEL.is_match(channel) || channel == direct_channel(&user.id) {
-        Ok(channel.to_string())
-    } else {
-        Err(bad_request(format!(
-            "channel '{channel}' is not valid: use 1–32 lowercase letters, digits, '_' or '-' (e.g. {INCIDENT_CHANNEL}), or @{} for your direct messages",
-            user.id
-        )))
+/// A channel the person may read and write: a named channel, or their own direct messages —
+/// which only a proven person has.
+fn channel_for(console: &Console, caller: &Caller, channel: &str, user: &Person) -> Result<String, Refusal> {
+    if CHANNEL.is_match(channel) {
+        return Ok(channel.to_string());
     }
+    if channel.starts_with('@') {
+        return match &caller.proven {
+            Some(proven) if channel == direct_channel(proven) => Ok(channel.to_string()),
+            Some(proven) => Err(forbidden(format!(
+                "{channel} holds someone else's direct messages: you are console:{proven}, and yours are @{proven}"
+            ))),
+            None => Err(forbidden(format!(
+                "direct messages are readable only by their own person, and names on this console are chosen, not \
+                 proven; {}",
+                console.access.how_to_prove()
+            ))),
+        };
+    }
+    let own =
+        if caller.proven.is_some() { format!(", or @{} for your direct messages", user.id) } else { String::new() };
+    Err(bad_request(format!(
+        "channel '{channel}' is not valid: use 1–32 lowercase letters, digits, '_' or '-' (e.g. {INCIDENT_CHANNEL}){own}"
+    )))
+}
+
+/// Refuses what takes part in remediations unless the person is proven: a chosen name could be
+/// anyone's, so "someone else approves" would mean nothing.
+fn require_proven(console: &Console, caller: &Caller, what: &str) -> Result<(), Refusal> {
+    if caller.proven.is_some() {
+        return Ok(());
+    }
+    Err(forbidden(format!(
+        "{what} needs a proven name, and names on this console are chosen, not proven (anyone could type any name, so \
+         \"approved by someone else\" would mean nothing); {}. Diagnoses and incidents work without it.",
+        console.access.how_to_prove()
+    )))
 }
 
 fn message_id(id: &str, what: &str) -> Result<String, Refusal> {
@@ -296,12 +441,19 @@ fn message_id(id: &str, what: &str) -> Result<String, Refusal> {
 
 #[derive(Deserialize)]
 struct HistoryQuery {
-    user: String,
+    #[serde(default)]
+    user: Option<String>,
     channel: String,
 }
 
-async fn history(State(console): State<Arc<Console>>, Query(query): Query<HistoryQuery>) -> Response {
-    let channel = match person(&query.user).and_then(|user| channel_for(&query.channel, &user)) {
+async fn history(
+    State(console): State<Arc<Console>>,
+    Extension(caller): Extension<Caller>,
+    Query(query): Query<HistoryQuery>,
+) -> Response {
+    let channel = match person(&caller, query.user.as_deref())
+        .and_then(|user| channel_for(&console, &caller, &query.channel, &user))
+    {
         Ok(channel) => channel,
         Err(refusal) => return refusal.into_response(),
     };
@@ -319,13 +471,19 @@ async fn history(State(console): State<Arc<Console>>, Query(query): Query<Histor
 
 #[derive(Deserialize)]
 struct FileQuery {
-    user: String,
+    #[serde(default)]
+    user: Option<String>,
 }
 
 /// A file posted on the console (long output), whole, as a download.
-async fn file(State(console): State<Arc<Console>>, Path(id): Path<String>, Query(query): Query<FileQuery>) -> Response {
+async fn file(
+    State(console): State<Arc<Console>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Query(query): Query<FileQuery>,
+) -> Response {
     let found = async {
-        let user = person(&query.user)?;
+        let user = person(&caller, query.user.as_deref())?;
         let id = message_id(&id, "file")?;
         let message = console
             .adapter
@@ -333,7 +491,7 @@ async fn file(State(console): State<Arc<Console>>, Path(id): Path<String>, Query
             .console_message(id.parse().unwrap_or_default())
             .await
             .map_err(|error| Refusal(StatusCode::NOT_FOUND, error.to_string()))?;
-        channel_for(&message.channel, &user)?;
+        channel_for(&console, &caller, &message.channel, &user)?;
         let file = message
             .body
             .get("file")
@@ -360,20 +518,26 @@ async fn file(State(console): State<Arc<Console>>, Path(id): Path<String>, Query
 
 #[derive(Deserialize)]
 struct EventsQuery {
-    user: String,
+    #[serde(default)]
+    user: Option<String>,
 }
 
-/// Every post and edit from now on, as server-sent events (`message`), except other people's
-/// direct messages; `resync` when the page fell too far behind and must reload its history.
-async fn events(State(console): State<Arc<Console>>, Query(query): Query<EventsQuery>) -> Response {
-    let user = match person(&query.user) {
-        Ok(user) => user,
-        Err(refusal) => return refusal.into_response(),
-    };
-    let own_direct = direct_channel(&user.id);
+/// Every post and edit from now on, as server-sent events (`message`), except direct messages
+/// other than the proven person's own; `resync` when the page fell too far behind and must
+/// reload its history.
+async fn events(
+    State(console): State<Arc<Console>>,
+    Extension(caller): Extension<Caller>,
+    Query(query): Query<EventsQuery>,
+) -> Response {
+    if let Err(refusal) = person(&caller, query.user.as_deref()) {
+        return refusal.into_response();
+    }
+    // A chosen name proves nothing, so it reads nobody's direct messages.
+    let own_direct = caller.proven.as_deref().map(direct_channel);
     let stream = BroadcastStream::new(console.adapter.subscribe()).filter_map(move |item| match item {
         Ok(ConsoleEvent::Message { message }) => {
-            if message.channel.starts_with('@') && message.channel != own_direct {
+            if message.channel.starts_with('@') && Some(&message.channel) != own_direct.as_ref() {
                 return None;
             }
             let data = serde_json::to_string(&message).unwrap_or_default();
@@ -392,7 +556,8 @@ fn sse(stream: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -
 
 #[derive(Deserialize)]
 struct CommandBody {
-    user: String,
+    #[serde(default)]
+    user: Option<String>,
     channel: String,
     #[serde(default)]
     thread: Option<String>,
@@ -400,10 +565,14 @@ struct CommandBody {
 }
 
 /// A typed command: shown in the channel as the person's message, then answered by the core.
-async fn command(State(console): State<Arc<Console>>, Json(body): Json<CommandBody>) -> Response {
+async fn command(
+    State(console): State<Arc<Console>>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<CommandBody>,
+) -> Response {
     let result = async {
-        let user = person(&body.user)?;
-        let channel = channel_for(&body.channel, &user)?;
+        let user = person(&caller, body.user.as_deref())?;
+        let channel = channel_for(&console, &caller, &body.channel, &user)?;
         let thread = body.thread.as_deref().map(|thread| message_id(thread, "thread")).transpose()?;
         let text = body.text.trim();
         if !text.starts_with('/') {
@@ -414,6 +583,9 @@ async fn command(State(console): State<Arc<Console>>, Json(body): Json<CommandBo
         }
         if text.chars().count() > MAX_COMMAND_CHARS {
             return Err(bad_request(format!("a command may have at most {MAX_COMMAND_CHARS} characters")));
+        }
+        if matches!(grammar::parse(text), Ok(Command::Remediate { .. })) {
+            require_proven(&console, &caller, "/remediate")?;
         }
         console
             .adapter
@@ -429,9 +601,20 @@ async fn command(State(console): State<Arc<Console>>, Json(body): Json<CommandBo
     answer(&console, result)
 }
 
+/// The actions that take part in remediations: requesting one, approving or denying one.
+fn remediation_action(action: &str) -> Option<&'static str> {
+    match action {
+        views::ACTION_REMEDIATE => Some("requesting a remediation"),
+        views::ACTION_APPROVE => Some("approving a remediation"),
+        views::ACTION_DENY => Some("denying a remediation"),
+        _ => None,
+    }
+}
+
 #[derive(Deserialize)]
 struct ButtonBody {
-    user: String,
+    #[serde(default)]
+    user: Option<String>,
     channel: String,
     #[serde(default)]
     thread: Option<String>,
@@ -440,30 +623,49 @@ struct ButtonBody {
     value: String,
 }
 
-async fn button(State(console): State<Arc<Console>>, Json(body): Json<ButtonBody>) -> Response {
-    let result = async {
-        let user = person(&body.user)?;
-        let channel = channel_for(&body.channel, &user)?;
-        let thread = body.thread.as_deref().map(|thread| message_id(thread, "thread")).transpose()?;
-        let message = MessageRef { channel: channel.clone(), id: message_id(&body.message, "message")? };
-        let origin = Origin { platform: "console", user, channel, thread };
-        let trigger = new_trigger();
-        let event = ChatEvent::Button {
-            origin,
-            action: body.action,
-            value: body.value,
-            trigger: Some(trigger.clone()),
-            message: Some(message),
-        };
-        Ok((console.chat.handle(event).await, trigger))
-    }
-    .await;
+async fn button(
+    State(console): State<Arc<Console>>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<ButtonBody>,
+) -> Response {
+    let result =
+        async {
+            let user = person(&caller, body.user.as_deref())?;
+            let channel = channel_for(&console, &caller, &body.channel, &user)?;
+            let thread = body.thread.as_deref().map(|thread| message_id(thread, "thread")).transpose()?;
+            let message_id = message_id(&body.message, "message")?;
+            if let Some(what) = remediation_action(&body.action) {
+                require_proven(&console, &caller, what)?;
+            }
+            // The button is on a message of the bot's in that channel: the channel a click claims
+            // is what `[permissions] channels` is checked against.
+            let clicked =
+                console.adapter.store().console_message(message_id.parse().unwrap_or_default()).await.map_err(
+                    |_| bad_request(format!("there is no console message {message_id} to click a button on")),
+                )?;
+            if clicked.channel != channel {
+                return Err(bad_request(format!("message {message_id} is not in channel {channel}")));
+            }
+            let message = MessageRef { channel: channel.clone(), id: message_id };
+            let origin = Origin { platform: "console", user, channel, thread };
+            let trigger = new_trigger();
+            let event = ChatEvent::Button {
+                origin,
+                action: body.action,
+                value: body.value,
+                trigger: Some(trigger.clone()),
+                message: Some(message),
+            };
+            Ok((console.chat.handle(event).await, trigger))
+        }
+        .await;
     answer(&console, result)
 }
 
 #[derive(Deserialize)]
 struct FormBody {
-    user: String,
+    #[serde(default)]
+    user: Option<String>,
     channel: String,
     #[serde(default)]
     thread: Option<String>,
@@ -473,11 +675,18 @@ struct FormBody {
     fields: BTreeMap<String, String>,
 }
 
-async fn form(State(console): State<Arc<Console>>, Json(body): Json<FormBody>) -> Response {
+async fn form(
+    State(console): State<Arc<Console>>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<FormBody>,
+) -> Response {
     let result = async {
-        let user = person(&body.user)?;
-        let channel = channel_for(&body.channel, &user)?;
+        let user = person(&caller, body.user.as_deref())?;
+        let channel = channel_for(&console, &caller, &body.channel, &user)?;
         let thread = body.thread.as_deref().map(|thread| message_id(thread, "thread")).transpose()?;
+        if let Some(what) = remediation_action(&body.action) {
+            require_proven(&console, &caller, what)?;
+        }
         let origin = Origin { platform: "console", user, channel, thread };
         let event = ChatEvent::FormSubmitted { origin, action: body.action, value: body.value, fields: body.fields };
         Ok((console.chat.handle(event).await, new_trigger()))

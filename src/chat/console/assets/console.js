@@ -14,7 +14,19 @@
     recalled: JSON.parse(localStorage.getItem("firebell.recalled") || "[]"),
     events: null,
     ephemerals: [], // replies only this person sees: { where: "channel" | thread id, body }
+    // Who the server says this is: { person, proven, signed_in, sign_in, how_to_prove }. With a
+    // proven person the page never sends a name: the server acts as the signed-in person.
+    me: { person: null, proven: false, signed_in: false, sign_in: false },
   };
+
+  // The `user` field of a request: left out when the server knows who this is.
+  function who() {
+    return state.me.proven ? {} : { user: state.user };
+  }
+
+  function whoQuery(prefix) {
+    return state.me.proven ? "" : `${prefix}user=${encodeURIComponent(state.user)}`;
+  }
 
   // ---- talking to the server -------------------------------------------------------------
 
@@ -138,7 +150,7 @@
       file.append(el("summary", null, `📄 ${body.file.title || body.file.filename} (${size})`));
       if (message) {
         const link = el("a", "download", `Download ${body.file.filename}`);
-        link.href = `/console/files/${message.id}?user=${encodeURIComponent(state.user)}`;
+        link.href = `/console/files/${message.id}${whoQuery("?")}`;
         link.download = body.file.filename;
         file.append(link);
       }
@@ -242,10 +254,18 @@
     const names = [...state.catalogue.channels];
     if (!names.includes(state.channel)) names.push(state.channel);
     const items = names.map((name) => channelLink(name, `#${name}`));
-    if (state.user) items.push(channelLink(`@${state.user}`, "Direct messages"));
+    // Direct messages are only for a proven person: a chosen name could be anyone's.
+    if (state.me.proven) items.push(channelLink(`@${state.user}`, "Direct messages"));
     $("channels").replaceChildren(...items);
     $("channel-title").textContent = state.channel.startsWith("@") ? "Direct messages" : `#${state.channel}`;
-    $("who").textContent = state.user ? `console:${state.user}` : "Choose a name";
+    if (state.me.proven) {
+      $("who").textContent = `console:${state.user}`;
+      $("who").title = "Signed in";
+    } else {
+      $("who").textContent = state.user ? `console:${state.user} (chosen)` : "Choose a name";
+    }
+    $("sign-in").hidden = state.me.proven || !state.me.sign_in;
+    $("sign-out").hidden = !(state.me.proven || state.me.signed_in);
   }
 
   function channelLink(name, label) {
@@ -279,9 +299,7 @@
     remember();
     renderChannels();
     try {
-      const data = await load(
-        `/console/history?user=${encodeURIComponent(state.user)}&channel=${encodeURIComponent(channel)}`,
-      );
+      const data = await load(`/console/history?channel=${encodeURIComponent(channel)}${whoQuery("&")}`);
       for (const message of data.messages) state.messages.set(String(message.id), message);
     } catch (error) {
       showError("channel", error.message);
@@ -304,7 +322,7 @@
 
   function listen() {
     if (state.events) state.events.close();
-    const events = new EventSource(`/console/events?user=${encodeURIComponent(state.user)}`);
+    const events = new EventSource(`/console/events${whoQuery("?")}`);
     events.addEventListener("message", (event) => receive(JSON.parse(event.data)));
     events.addEventListener("resync", () => switchChannel(state.channel, state.thread));
     // After a dropped connection the browser reconnects by itself; reload what was missed.
@@ -320,7 +338,7 @@
   async function send(pane, text) {
     const thread = pane === "thread" ? state.thread : null;
     try {
-      const data = await call("/console/command", { user: state.user, channel: state.channel, thread, text });
+      const data = await call("/console/command", { ...who(), channel: state.channel, thread, text });
       answer(pane, data);
     } catch (error) {
       showError(pane, error.message);
@@ -332,7 +350,7 @@
     node.disabled = true;
     try {
       const data = await call("/console/button", {
-        user: state.user,
+        ...who(),
         channel: message.channel,
         thread: message.thread || null,
         message: String(message.id),
@@ -377,7 +395,7 @@
       for (const field of form.fields) values[field.id] = $(`field-${field.id}`).value;
       try {
         const data = await call("/console/form", {
-          user: state.user,
+          ...who(),
           channel: message ? message.channel : state.channel,
           thread: message ? message.thread || null : pane === "thread" ? state.thread : null,
           action: form.action,
@@ -515,6 +533,8 @@
   // ---- who you are ---------------------------------------------------------------------------
 
   function askName() {
+    // A proven person's name is the one they signed in with.
+    if (state.me.proven) return;
     const dialog = $("name-dialog");
     $("name-input").value = state.user;
     dialog.showModal();
@@ -533,6 +553,19 @@
     return true;
   }
 
+  async function signOut() {
+    try {
+      await fetch("/logout", {
+        method: "POST",
+        headers: { "x-firebell-csrf": csrf() },
+        credentials: "same-origin",
+        redirect: "manual",
+      });
+    } finally {
+      location.href = "/login";
+    }
+  }
+
   // ---- start ---------------------------------------------------------------------------------
 
   async function start() {
@@ -543,6 +576,7 @@
     composer("thread-composer", "thread-input", "thread-suggestions", "thread");
     $("close-thread").addEventListener("click", closeThread);
     $("who").addEventListener("click", askName);
+    $("sign-out").addEventListener("click", signOut);
     $("name-form").addEventListener("submit", (event) => {
       if (!setName($("name-input").value.trim())) {
         event.preventDefault();
@@ -553,9 +587,12 @@
     $("name-input").addEventListener("input", () => $("name-input").setCustomValidity(""));
     try {
       state.catalogue = await load("/console/catalogue");
+      if (state.catalogue.me) state.me = state.catalogue.me;
     } catch (error) {
       showError("channel", `the command catalogue could not be loaded: ${error.message}`);
     }
+    if (state.me.proven) state.user = state.me.person;
+    if (!state.me.proven && state.channel.startsWith("@")) state.channel = "incidents";
     if (NAME.test(state.user)) {
       listen();
       await switchChannel(state.channel, state.thread);
