@@ -293,6 +293,7 @@ impl ByteSize {
             "" | "b" => 1,
             "k" | "kb" | "kib" => 1 << 10,
             "m" | "mb" | "mib" => 1 << 20,
+            "g" | "gb" | "gib" => 1 << 30,
             _ => return Err(invalid()),
         };
         let bytes = number.checked_mul(multiplier).ok_or_else(invalid)?;

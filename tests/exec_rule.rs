@@ -14,7 +14,9 @@ fn runbook(name: &str, argv: &str) -> String {
     );
     for piece in argv.split("{{").skip(1) {
         let argument = piece.split("}}").next().unwrap();
-        text.push_str(&format!("\n[args.{argument}]\npattern = '^[a-z0-9/_]+$'\ndefault = \"a\"\nhelp = \"an argument\"\n"));
+        text.push_str(&format!(
+            "\n[args.{argument}]\npattern = '^[a-z0-9/_]+$'\ndefault = \"a\"\nhelp = \"an argument\"\n"
+        ));
     }
     text
 }
@@ -63,7 +65,11 @@ fn every_wrapper_form_of_a_shell_or_inline_code_is_refused_at_load_with_its_line
         ("env_python", r#"["env", "PYTHONPATH=/opt", "python3", "-c", "x"]"#, "'python3 -c' (run by env)"),
         ("docker_exec", r#"["docker", "exec", "worker", "sh", "-c", "x"]"#, "'sh' after 'docker' runs a shell"),
         ("kubectl_exec", r#"["kubectl", "exec", "pod", "--", "python3", "-c", "x"]"#, "'python3 -c' (after 'kubectl')"),
-        ("templated_program", r#"["timeout", "5", "{{program}}"]"#, "the program that timeout runs must be written out"),
+        (
+            "templated_program",
+            r#"["timeout", "5", "{{program}}"]"#,
+            "the program that timeout runs must be written out",
+        ),
         ("templated_script", r#"["python3", "{{script}}"]"#, "an argument fills in '{{script}}'"),
     ];
     let workspace = Workspace::new();
@@ -82,7 +88,9 @@ fn every_wrapper_form_of_a_shell_or_inline_code_is_refused_at_load_with_its_line
         assert!(line.contains(named), "{file}: the refusal does not say {named:?}:\n{line}");
         assert!(line.contains("argv"), "{line}");
         assert!(
-            ["script file", "in a file", "on that host", "written out", "path out"].iter().any(|advice| line.contains(advice)),
+            ["script file", "in a file", "on that host", "written out", "path out"]
+                .iter()
+                .any(|advice| line.contains(advice)),
             "{file}: the refusal does not say what to do instead:\n{line}"
         );
     }

@@ -169,12 +169,7 @@ impl Runner {
 
     /// Runs remediation `index` of `runbook` (writes allowed), streaming its output like a check.
     /// Its verdict is the kind's own: exec exit 0, HTTP 2xx/3xx, a query or command that ran.
-    pub fn run_remediation(
-        &self,
-        runbook: Arc<Runbook>,
-        index: usize,
-        args: Args,
-    ) -> mpsc::Receiver<CheckEvent> {
+    pub fn run_remediation(&self, runbook: Arc<Runbook>, index: usize, args: Args) -> mpsc::Receiver<CheckEvent> {
         let (events, receiver) = mpsc::channel(EVENT_QUEUE);
         let runner = self.clone();
         tokio::spawn(async move {

@@ -283,11 +283,7 @@ impl Engine {
     }
 
     /// Starts every check of `runbook` with `args` (validated as `/diagnose` does).
-    pub fn start(
-        &self,
-        runbook: &Arc<Runbook>,
-        args: &[(&str, &str)],
-    ) -> tokio::sync::mpsc::Receiver<CheckEvent> {
+    pub fn start(&self, runbook: &Arc<Runbook>, args: &[(&str, &str)]) -> tokio::sync::mpsc::Receiver<CheckEvent> {
         let pairs: Vec<(String, String)> =
             args.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
         let args = runbook.bind_args(&pairs).unwrap_or_else(|error| panic!("arguments refused: {error}"));
