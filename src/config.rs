@@ -1249,4 +1249,23 @@ overrides = [ { start = "yesterday", end = "2026-11-20T09:00:00Z", person = "sla
         let redactor = config.redactor();
         assert_eq!(redactor.redact("auth failed for topsecret1 / tok-123456789"), "auth failed for *** / ***");
     }
+
+    #[test]
+    fn the_console_section_is_checked_and_its_tokens_are_redacted() {
+        let text = "[console]\npeople = { alice = \"short\", \"b b\" = \"a-long-enough-token-1\", carol = \"a-long-enough-token-1\" }\nauth_header = \"X-Forwarded-User\"\ntrusted_proxies = []\nallowed_hosts = [\"https://x.example/\"]\n";
+        let errors = parse(text).unwrap_err().to_string();
+        assert!(errors.contains(":2: console.people.alice: the sign-in token is 5 characters"), "{errors}");
+        assert!(errors.contains(":2: console.people: 'b b' is not a console name"), "{errors}");
+        assert!(errors.contains("has the same token as b b"), "{errors}");
+        assert!(errors.contains(":3: console.auth_header: needs console.trusted_proxies"), "{errors}");
+        assert!(errors.contains(":5: console.allowed_hosts: 'https://x.example/' is not a host name"), "{errors}");
+        let errors = parse("[console]\ntrusted_proxies = [\"10.0.0.0/33\"]\n").unwrap_err().to_string();
+        assert!(errors.contains(":2: console.trusted_proxies: '10.0.0.0/33' is not a CIDR"), "{errors}");
+
+        let config = parse("[console]\npeople = { alice = \"alice-token-0123456789\" }\n").unwrap();
+        assert_eq!(config.redactor().redact("token alice-token-0123456789"), "token ***");
+        let network = Cidr::parse("10.9.0.0/16").unwrap();
+        assert!(network.contains("10.9.255.1".parse().unwrap()) && !network.contains("10.8.0.1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("192.0.2.1".parse().unwrap()));
+    }
 }

@@ -80,6 +80,10 @@ approvers = ["oncall"]
 suggest_when = "checks['queue depth'].status in ['warn', 'crit']"
 "#;
 
+/// alice's and bob's own sign-in tokens: remediations need proven people (SPEC §9).
+const ALICE_TOKEN: &str = "alice-browser-token-0123456789";
+const BOB_TOKEN: &str = "bob-browser-token-0123456789";
+
 fn config_text(dir: &Path, redis_url: &str) -> String {
     let store = format!("sqlite://{}", dir.join("firebell.db").display());
     format!(
@@ -101,6 +105,9 @@ oncall = ["console:alice", "console:bob"]
 
 [permissions]
 remediate = ["group:oncall"]
+
+[console]
+people = {{ alice = "{ALICE_TOKEN}", bob = "{BOB_TOKEN}" }}
 "#,
         store = toml_str(&store),
         commands = toml_str(&dir.join("commands").display().to_string()),
@@ -142,8 +149,16 @@ async fn people_diagnose_declare_resolve_and_approve_in_the_browser() {
     let guarded_dir = tempfile::tempdir().expect("a temporary folder");
     std::fs::create_dir(guarded_dir.path().join("commands")).expect("a commands folder");
     std::fs::write(guarded_dir.path().join("commands/cache.toml"), RUNBOOK).expect("the runbook is written");
+    // Only the shared token there: carol's name is chosen, not proven.
     let guarded_text = config_text(guarded_dir.path(), &redis.url)
-        .replace("listen = \"127.0.0.1:0\"", "listen = \"0.0.0.0:0\"\nconsole_token = \"open-sesame\"");
+        .split("\n[console]\n")
+        .next()
+        .expect("the config text")
+        .to_string()
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            "listen = \"0.0.0.0:0\"\nconsole_token = \"open-sesame\"\napi_token = \"api-token-0123456789\"",
+        );
     let guarded_path = guarded_dir.path().join("firebell.toml");
     std::fs::write(&guarded_path, guarded_text).expect("the config is written");
     let guarded_config = firebell::config::Config::load(&guarded_path).unwrap_or_else(|errors| panic!("{errors}"));
@@ -157,6 +172,8 @@ async fn people_diagnose_declare_resolve_and_approve_in_the_browser() {
         .env("BASE_URL", &base)
         .env("GUARDED_URL", &guarded_base)
         .env("CONSOLE_TOKEN", "open-sesame")
+        .env("ALICE_TOKEN", ALICE_TOKEN)
+        .env("BOB_TOKEN", BOB_TOKEN)
         .env("ARTIFACTS", &artifacts)
         .env("CHROMIUM", &chromium)
         .env("QUEUE", &queue)

@@ -202,12 +202,16 @@ argv = ["echo", "{{queue}}"]
     fn console_sessions_and_csrf_refuse_anything_forged(cookie in "\\PC{0,120}", header in "\\PC{0,60}") {
         use axum::http::{HeaderMap, HeaderValue};
         use firebell::chat::console::guard::{Access, check_same_origin};
-        let access = Access::new("10.0.0.1:8080".parse().unwrap(), Some(Secret::new("the-real-token")));
+        let access = Access::new(
+            "10.0.0.1:8080".parse().unwrap(),
+            Some(Secret::new("the-real-token")),
+            &firebell::config::ConsoleConfig::default(),
+        );
         let mut headers = HeaderMap::new();
         if let Ok(value) = HeaderValue::from_str(&cookie) {
             headers.insert("cookie", value);
         }
-        prop_assert!(!access.admits(&headers, chrono::Utc::now()), "admitted with cookie {cookie:?}");
+        prop_assert!(access.identify(&headers, None, chrono::Utc::now()).is_err(), "admitted with cookie {cookie:?}");
         let csrf_cookie = cookie.split(';').find_map(|pair| pair.trim().strip_prefix("firebell_csrf=")).unwrap_or("");
         if check_same_origin(&headers, Some(&header)).is_ok() {
             prop_assert!(!csrf_cookie.is_empty() && csrf_cookie == header, "{cookie:?} / {header:?}");

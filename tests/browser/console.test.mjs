@@ -12,6 +12,7 @@ const BASE = process.env.BASE_URL;
 const ARTIFACTS = process.env.ARTIFACTS;
 const QUEUE = process.env.QUEUE;
 const WAIT = 20_000;
+const TOKENS = { alice: process.env.ALICE_TOKEN, bob: process.env.BOB_TOKEN };
 mkdirSync(ARTIFACTS, { recursive: true });
 
 const browser = await chromium.launch({
@@ -45,10 +46,12 @@ async function person(name, viewport) {
     if (message.type() === "error") problems.push(`${name}: console error: ${message.text()}`);
   });
   pages.push([name, page]);
-  await page.goto(BASE + "/");
-  await page.locator("#name-input").fill(name);
-  await page.getByRole("button", { name: "Start" }).click();
-  await page.getByRole("button", { name: `console:${name}` }).waitFor();
+  // Signed in with their own token ([console] people), so approvals know who is who.
+  await page.goto(BASE + "/login");
+  await page.getByLabel("Name").fill(name);
+  await page.getByLabel("Console token").fill(TOKENS[name]);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: `console:${name}`, exact: true }).waitFor();
   return page;
 }
 
@@ -167,11 +170,11 @@ try {
   await carol.goto(process.env.GUARDED_URL + "/");
   await carol.getByLabel("Console token").waitFor();
   await carol.getByLabel("Console token").fill("not-the-token");
-  await carol.getByRole("button", { name: "Log in" }).click();
+  await carol.getByRole("button", { name: "Sign in" }).click();
   await carol.getByText("That is not the console token.").waitFor();
   await shot(carol, "login");
   await carol.getByLabel("Console token").fill(process.env.CONSOLE_TOKEN);
-  await carol.getByRole("button", { name: "Log in" }).click();
+  await carol.getByRole("button", { name: "Sign in" }).click();
   await carol.locator("#name-input").fill("carol");
   await carol.getByRole("button", { name: "Start" }).click();
   await type(carol, "/incident list");
