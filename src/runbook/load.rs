@@ -674,7 +674,7 @@ suggest_when = "checks['trade queue'].status in ['warn', 'crit']"
             (
                 "argv = [\"systemctl\", \"restart\", \"autotrader-workers\"]",
                 "argv = [\"sh\", \"-c\", \"systemctl restart x\"]",
-                ":30: remediation 'restart-worker': argv: runs a shell",
+                ":30: remediation 'restart-worker': argv: 'sh' runs a shell",
             ),
         ];
         for (from, to, expected) in cases {
