@@ -512,10 +512,10 @@ fn policy_bounds(policy: &PolicyConfig) -> Vec<String> {
             ));
         }
     }
-    if let Some(every) = policy.repeat_every {
-        if every.0 > MAX_POLICY_WAIT {
-            problems.push(format!("repeat_every = \"{}\" is too long: at most {days} days", in_days(every.0)));
-        }
+    if let Some(every) = policy.repeat_every
+        && every.0 > MAX_POLICY_WAIT
+    {
+        problems.push(format!("repeat_every = \"{}\" is too long: at most {days} days", in_days(every.0)));
     }
     if policy.repeat > MAX_POLICY_REPEAT {
         problems.push(format!("repeat = {} is too many: at most {MAX_POLICY_REPEAT}", policy.repeat));
