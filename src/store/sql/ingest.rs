@@ -30,6 +30,18 @@ struct LatestIncident {
     resolved_at: Option<DateTime<Utc>>,
 }
 
+impl LatestIncident {
+    /// A row of `id, fingerprint, status, resolved_at` as its fingerprint and state.
+    fn read(row: &sqlx::any::AnyRow) -> Result<(String, LatestIncident), StoreError> {
+        let state = LatestIncident {
+            id: row.try_get("id")?,
+            open: text(row, "status")? != "resolved",
+            resolved_at: optional_time(row, "resolved_at")?,
+        };
+        Ok((text(row, "fingerprint")?, state))
+    }
+}
+
 /// What a firing alert does to its fingerprint's newest incident.
 enum Firing {
     Repeat(i64),
@@ -254,12 +266,8 @@ impl SqlStore {
                     last_id = Some(row.try_get("last_id")?);
                     continue;
                 }
-                let state = LatestIncident {
-                    id: row.try_get("id")?,
-                    open: text(&row, "status")? != "resolved",
-                    resolved_at: optional_time(&row, "resolved_at")?,
-                };
-                latest.insert(text(&row, "fingerprint")?, state);
+                let (fingerprint, state) = LatestIncident::read(&row)?;
+                latest.insert(fingerprint, state);
             }
             Ok(())
         };
@@ -336,12 +344,8 @@ impl SqlStore {
             query = query.bind(*id);
         }
         for row in query.fetch_all(&mut *connection).await? {
-            let state = LatestIncident {
-                id: row.try_get("id")?,
-                open: text(&row, "status")? != "resolved",
-                resolved_at: optional_time(&row, "resolved_at")?,
-            };
-            latest.insert(text(&row, "fingerprint")?, state);
+            let (fingerprint, state) = LatestIncident::read(&row)?;
+            latest.insert(fingerprint, state);
         }
         Ok(())
     }
