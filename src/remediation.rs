@@ -1,25 +1,71 @@
-//! The rules of remediation approval, as pure functions: the hash that binds an approval to the
-//! exact action and arguments, and who may approve a request.
+//! The rules of remediation approval, as pure functions: what a request shows, the hash that
+//! binds an approval to everything that will run, and who may approve a request.
 
 use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
+use crate::check::{Action, Targets};
 use crate::config::Person;
 use crate::runbook::{Args, Remediation};
+
+/// Everything that will run, as approvers read it: the argv and env of a program; the method,
+/// normalised URL, headers and whole body of a request; the SQL and its parameters; the Redis
+/// command; and the timeout. A target's URL password and header values show as `***` (the
+/// caller's redactor then masks configured secrets wherever else they appear).
+pub fn describe_action(remediation: &Remediation, args: &Args, targets: &Targets) -> String {
+    describe(remediation, args, targets, false)
+}
+
+/// The same description with nothing masked, plus the settings of the target it uses: what the
+/// hash binds, so an edit to any of it (in the runbook or in `firebell.toml`) is noticed.
+fn bound_action(remediation: &Remediation, args: &Args, targets: &Targets) -> String {
+    let mut text = describe(remediation, args, targets, true);
+    let target = match &remediation.action {
+        Action::Sql(check) => Some(check.target_name()),
+        Action::Redis(check) => Some(check.target_name()),
+        _ => None,
+    };
+    if let Some(name) = target {
+        match targets.get(name) {
+            Ok(info) => {
+                text.push_str(&format!("\ntarget {name}: {} {}", info.kind.name(), info.url.expose()));
+                for (header, value) in &info.headers {
+                    text.push_str(&format!("\ntarget header {header}: {}", value.expose()));
+                }
+            }
+            Err(missing) => text.push_str(&format!("\ntarget {name}: {missing}")),
+        }
+    }
+    text
+}
+
+fn describe(remediation: &Remediation, args: &Args, targets: &Targets, reveal: bool) -> String {
+    let body = match &remediation.action {
+        Action::Http(check) => {
+            let target = check.target_name().and_then(|name| targets.get(name).ok());
+            check.describe_request(args, target, reveal)
+        }
+        other => other.as_check().describe(args),
+    };
+    format!("{body}\ntimeout {}", humantime::format_duration(remediation.timeout))
+}
 
 /// How long a request waits for its approvals.
 pub const REQUEST_LIFETIME: chrono::Duration = chrono::Duration::minutes(15);
 
 /// A hash of everything that decides what runs and who must agree: the topic, the remediation's
-/// name and kind, the exact command with its arguments, and its approval policy. A runbook edit
-/// that changes any of them changes the hash, and pending requests for it become stale.
-pub fn action_hash(topic: &str, remediation: &Remediation, args: &Args) -> String {
+/// name and kind, the whole action unmasked (argv and env, URL, headers and body, SQL and its
+/// parameters, the Redis command, the timeout, the target's settings), the bound arguments, and
+/// its approval policy. An edit that changes any of them changes the hash, and pending requests
+/// for it become stale.
+pub fn action_hash(topic: &str, remediation: &Remediation, args: &Args, targets: &Targets) -> String {
     let identity = serde_json::json!({
         "topic": topic,
         "name": remediation.name,
         "kind": remediation.action.kind(),
-        "command": remediation.action.as_check().describe(args),
+        "command": bound_action(remediation, args, targets),
+        "args": args.iter().collect::<BTreeMap<_, _>>(),
         "approvals": remediation.approvals,
         "approvers": remediation.approvers,
         "self_approve": remediation.self_approve,

@@ -935,7 +935,30 @@ crit = "series.exists(s, s.value > 0.9)"
     // Outside a quoted label value an argument is refused when the file loads.
     let unquoted = text.replace(r#"job="{{job}}""#, "job={{job}}");
     let errors = engine.try_load(&unquoted).unwrap_err();
-    assert!(errors[0].contains("an argument may only fill in a quoted label value"), "{errors:?}");
+    assert!(errors[0].contains("an argument may only fill in a double-quoted string"), "{errors:?}");
+    // Nor in the strings and comments where PromQL reads no escapes or no string at all: a quote
+    // in them cannot make the argument look quoted.
+    for (query, reason) in [
+        (r#"up{job='{{job}}'}"#, "may not go in a '…' string"),
+        ("up{job=`{{job}}`}", "may not go in a `…` string"),
+        ("up{job=\"api\"} # \"{{job}}\"", "may not go in a # comment"),
+        ("up{job=`\"`} + up{job=\"x\"} or {{job}}", "outside any string"),
+    ] {
+        let line = format!("query = '''{query}'''");
+        let errors = engine
+            .try_load(&text.replace(r#"query = 'sum by (instance) (rate(errors_total{job="{{job}}"}[5m]))'"#, &line))
+            .unwrap_err();
+        assert!(errors[0].contains(reason) && errors[0].contains("e.g. up{job=\"{{job}}\"}"), "{query}: {errors:?}");
+    }
+
+    // In a regex matcher the argument matches itself only: its metacharacters arrive escaped.
+    let regex = engine.load(
+        &text
+            .replace(r#"job="{{job}}""#, r#"job=~"{{job}}|api""#)
+            .replace(r#"'^[a-z"\\]{1,16}$'"#, "'^[a-z.*]{1,16}$'"),
+    );
+    engine.run_one(&regex, &[("job", ".*")]).await;
+    assert_eq!(*seen.lock().unwrap(), r#"sum by (instance) (rate(errors_total{job=~"\\.\\*|api"}[5m]))"#);
 
     // Prometheus refusing the query is an error with its reason.
     let bad = "name = \"errors\"\nsummary = \"x\"\n[[checks]]\nname = \"bad\"\nkind = \"prometheus\"\ntarget = \"metrics\"\nquery = \"bad{\"\n";
@@ -1012,4 +1035,78 @@ expect = "status == 200 && json.echo.contains('\"latest\"')"
     // The target's secret header reached the server but is masked in what the user sees.
     assert_eq!(run.data["json"]["auth"], json!("***"));
     assert!(!json!(run.data).to_string().contains("s3cr3t"), "{:?}", run.data);
+}
+
+/// A server that echoes each request's path (as sent) and body, so a test sees exactly what
+/// went out.
+async fn spawn_echo() -> SocketAddr {
+    use axum::http::Uri;
+    let app = axum::Router::new().fallback(|uri: Uri, body: String| async move {
+        axum::Json(json!({"path": uri.path(), "query": uri.query(), "body": body}))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    address
+}
+
+#[tokio::test]
+async fn arguments_are_encoded_for_json_and_form_bodies_and_cannot_climb_a_url() {
+    let address = spawn_echo().await;
+    let runbook = |extra: &str| {
+        format!(
+            r#"name = "api"
+summary = "The API"
+[args.name]
+pattern = '^[a-z0-9 ."%&=,:\\]{{1,32}}$'
+help = "a name"
+[[checks]]
+name = "health"
+kind = "http"
+method = "POST"
+url = "http://{address}/items/{{{{name}}}}"
+{extra}
+"#
+        )
+    };
+    let engine = Engine::new(&[]);
+    let hostile = r#"x", "admin": "true"#;
+
+    // A body that is JSON (here without a Content-Type): the quote stays inside the string.
+    let json_body = engine.load(&runbook(r#"body = '{"user": "{{name}}"}'"#));
+    let run = engine.run_one(&json_body, &[("name", hostile)]).await;
+    let sent: serde_json::Value = serde_json::from_str(run.data["json"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(sent, json!({"user": hostile}), "one field, holding the whole value");
+
+    // Declared as JSON, a body that is not JSON yet still gets JSON escapes.
+    let declared = engine
+        .load(&runbook("headers = { Content-Type = \"application/json; charset=utf-8\" }\nbody = 'user={{name}}'"));
+    let run = engine.run_one(&declared, &[("name", "a\"b")]).await;
+    assert_eq!(run.data["json"]["body"], json!("user=a\\\"b"));
+
+    // A form body: percent-encoded, so `&` cannot add a field.
+    let form = engine.load(&runbook(
+        "headers = { Content-Type = \"application/x-www-form-urlencoded\" }\nbody = 'user={{name}}&role=viewer'",
+    ));
+    let run = engine.run_one(&form, &[("name", "x&role=admin")]).await;
+    assert_eq!(run.data["json"]["body"], json!("user=x%26role%3Dadmin&role=viewer"));
+    let fields: Vec<(String, String)> =
+        url::form_urlencoded::parse(run.data["json"]["body"].as_str().unwrap().as_bytes()).into_owned().collect();
+    assert_eq!(fields, [("user".to_string(), "x&role=admin".to_string()), ("role".to_string(), "viewer".to_string())]);
+
+    // Any other body takes the value as is.
+    let text = engine.load(&runbook("headers = { Content-Type = \"text/plain\" }\nbody = 'hello {{name}}'"));
+    assert_eq!(engine.run_one(&text, &[("name", "a\"b")]).await.data["json"]["body"], json!("hello a\"b"));
+
+    // In the URL a value of `.` or `..` would climb to another path: refused when it binds.
+    for value in ["..", ".", "%2e%2e", "%2E."] {
+        let error = json_body.bind_args(&[("name".to_string(), value.to_string())]).unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!("argument name='{value}' is refused: it goes into a URL, where '.' and '..'")),
+            "{value}: {error}"
+        );
+    }
+    // Dots inside a longer value are an ordinary, encoded path segment.
+    let run = engine.run_one(&json_body, &[("name", "v1.2")]).await;
+    assert_eq!(run.data["json"]["path"], json!("/items/v1%2E2"));
 }

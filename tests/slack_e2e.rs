@@ -567,6 +567,41 @@ async fn a_bad_or_stale_signature_is_refused_and_nothing_is_posted() {
 }
 
 #[tokio::test]
+async fn a_replayed_signed_command_is_answered_empty_and_does_nothing() {
+    let workspace = Workspace::new();
+    workspace.runbook("ping", PING);
+    let app = spawn(workspace, "").await;
+    let body = slash_command_body(&app.fake, "U0001", OPS, "/diagnose", "ping");
+    let timestamp = now();
+    let headers = [
+        ("x-slack-request-timestamp", timestamp.to_string()),
+        ("x-slack-signature", signature(SIGNING_SECRET, timestamp, &body)),
+    ];
+    assert_eq!(app.send("/slack/commands", FORM, &body, &headers).await.status, 200);
+    app.wait_message("the diagnosis", OPS, WAIT, |message| message.visible_text().contains("diagnose ping: OK")).await;
+
+    // Someone who captured the request (a proxy's log, say) sends it again within the 5 minutes.
+    let replay = app.send("/slack/commands", FORM, &body, &headers).await;
+    assert_eq!((replay.status, replay.body.as_str()), (200, ""), "{replay:?}");
+    // The same command signed anew is a new request and runs: the replay's silence is the dedup.
+    let resigned = [
+        ("x-slack-request-timestamp", (timestamp - 1).to_string()),
+        ("x-slack-signature", signature(SIGNING_SECRET, timestamp - 1, &body)),
+    ];
+    assert_eq!(app.send("/slack/commands", FORM, &body, &resigned).await.status, 200);
+    app.fake.wait_for("the second diagnosis", WAIT, |fake| fake.calls_to("chat.postMessage").len() >= 2).await;
+    let diagnoses = app.top_level(OPS).into_iter().filter(|m| m.visible_text().contains("diagnose ping")).count();
+    assert_eq!(
+        diagnoses,
+        2,
+        "the original and the re-signed one ran, the replay did not: {:#?}",
+        app.fake.messages(OPS)
+    );
+    app.fake.assert_all_accepted();
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn an_app_mention_delivered_twice_runs_its_diagnosis_once() {
     let workspace = Workspace::new();
     workspace.runbook("ping", PING);

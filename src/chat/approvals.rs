@@ -11,7 +11,7 @@ use super::core::ChatCore;
 use super::message::{FileAttachment, Message};
 use super::{MessageRef, Origin, Reply, views};
 use crate::check::{CheckEvent, Status};
-use crate::remediation::{REQUEST_LIFETIME, action_hash, may_approve};
+use crate::remediation::{REQUEST_LIFETIME, action_hash, describe_action, may_approve};
 use crate::runbook::{Args, Runbook};
 use crate::store::{NewRequest, RemediationRequest, VoteOutcome};
 
@@ -49,14 +49,15 @@ impl ChatCore {
             None => None,
         };
         let now = self.escalator.now();
-        let command = self.runner.redactor().redact(&remediation.action.as_check().describe(&args)).into_owned();
+        let command =
+            self.runner.redactor().redact(&describe_action(remediation, &args, self.runner.targets())).into_owned();
         let new = NewRequest {
             incident_id,
             topic: runbook.name.clone(),
             action: remediation.name.clone(),
             args: args.iter().map(|(key, value)| (key.clone(), value.clone())).collect(),
             command,
-            action_hash: action_hash(&runbook.name, remediation, &args),
+            action_hash: action_hash(&runbook.name, remediation, &args, self.runner.targets()),
             requested_by: origin.user.to_string(),
             approvals_needed: i64::from(remediation.approvals),
             platform: origin.platform.to_string(),
@@ -73,6 +74,13 @@ impl ChatCore {
                 Ok(posted) => {
                     if let Err(error) = core.escalator.store().set_request_message(request.id, &posted.id).await {
                         tracing::error!(%error, request = request.id, "Remembering the request message failed");
+                    }
+                    // Too long to show whole in the message: the whole action goes beside it.
+                    if let Some(file) = views::remediation_request_file(&request) {
+                        let thread = request.thread.clone().unwrap_or(posted.id.clone());
+                        if let Err(error) = adapter.upload(&request.channel, Some(&thread), &file).await {
+                            tracing::warn!(%error, request = request.id, "Uploading the remediation request's action failed");
+                        }
                     }
                 }
                 Err(error) => tracing::warn!(%error, request = request.id, "Posting the remediation request failed"),
@@ -126,7 +134,7 @@ impl ChatCore {
                 let pairs: Vec<(String, String)> = request.args.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                 match runbook.bind_remediation_args(*index, &pairs) {
                     Ok(args) => (
-                        action_hash(&runbook.name, &runbook.remediations[*index], &args),
+                        action_hash(&runbook.name, &runbook.remediations[*index], &args, self.runner.targets()),
                         Some((runbook.clone(), *index, args)),
                     ),
                     Err(_) => (String::new(), None),

@@ -278,7 +278,21 @@ pub fn remediations(catalogue: &Catalogue) -> Message {
         .context("Request one with /remediate NAME [key=value…]; it runs once approved.")
 }
 
-/// A remediation request as it stands: what runs, who asked, who approved, and its state.
+/// Characters of a request's action shown in its message; a longer one is shown cut, with a
+/// pointer to the file holding it whole (approvers never approve what they could not read).
+pub const REQUEST_INLINE_CHARS: usize = 2_500;
+
+/// The whole action of a request too long for its message, as the file posted beside it.
+pub fn remediation_request_file(request: &crate::store::RemediationRequest) -> Option<super::message::FileAttachment> {
+    (request.command.chars().count() > REQUEST_INLINE_CHARS).then(|| super::message::FileAttachment {
+        filename: format!("remediation-request-{}-{}.txt", request.id, request.action),
+        title: format!("What request #{} runs, in full ({})", request.id, request.action),
+        content: request.command.clone().into_bytes(),
+    })
+}
+
+/// A remediation request as it stands: what runs (the whole action, or the start of it and the
+/// file that holds it all), with which arguments, who asked, who approved, and its state.
 pub fn remediation_request(
     request: &crate::store::RemediationRequest,
     summary: &str,
@@ -286,7 +300,18 @@ pub fn remediation_request(
     mention: &dyn Fn(&str) -> String,
 ) -> Message {
     let approvals = request.approvers();
+    let arguments = if request.args.is_empty() {
+        "none".to_string()
+    } else {
+        request
+            .args
+            .iter()
+            .map(|(name, value)| format!("{name}={}", serde_json::Value::String(value.clone())))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let mut fields = vec![
+        ("Arguments".to_string(), arguments),
         ("Requested by".to_string(), mention(&request.requested_by)),
         (
             "Approvals".to_string(),
@@ -318,9 +343,19 @@ pub fn remediation_request(
     };
     let mut message = Message::new()
         .header(format!("🛠 Remediation request #{}: {}", request.id, request.action))
-        .text(summary.to_string())
-        .code(request.command.clone())
-        .fields(fields);
+        .text(summary.to_string());
+    message = match remediation_request_file(request) {
+        None => message.code(request.command.clone()),
+        Some(file) => {
+            let shown: String = request.command.chars().take(REQUEST_INLINE_CHARS).collect();
+            let rest = request.command.chars().count() - REQUEST_INLINE_CHARS;
+            message.code(shown).context(format!(
+                "…and {rest} more characters: the whole action is in the file {} in this thread. Read it before approving.",
+                file.filename
+            ))
+        }
+    };
+    message = message.fields(fields);
     match state {
         None => {
             message = message.buttons(vec![

@@ -287,12 +287,14 @@ impl Check for ExecCheck {
         })
     }
 
+    /// `run ["prog", "arg with space"]` then `env NAME: "value"` per variable: each word quoted,
+    /// so no two argvs read the same, and every variable the program is given.
     fn describe(&self, args: &Args) -> String {
-        let words: Vec<String> = self
-            .command_line(args)
-            .into_iter()
-            .map(|word| if word.is_empty() || word.contains(char::is_whitespace) { format!("{word:?}") } else { word })
-            .collect();
-        format!("run {}", words.join(" "))
+        let words: Vec<String> = self.command_line(args).iter().map(|word| super::http::quoted(word)).collect();
+        let mut lines = vec![format!("run [{}]", words.join(", "))];
+        for (name, value) in &self.env {
+            lines.push(format!("env {name}: {}", super::http::quoted(&value.render(args, Encoding::Raw))));
+        }
+        lines.join("\n")
     }
 }

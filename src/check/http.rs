@@ -1,5 +1,9 @@
 //! `kind = "http"`: one request; sees `status`, `latency_ms`, `body` and `json`. Without
 //! expressions 2xx/3xx is ok and anything else crit. Redirects are not followed.
+//!
+//! Arguments are encoded for their place: percent-encoded in the URL (where `.` and `..` are
+//! refused when they bind), JSON-string-escaped in a JSON body (a `Content-Type` naming JSON, or
+//! a body that is JSON once filled in), percent-encoded in a form body, as is elsewhere.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -8,10 +12,10 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde_json::json;
 
-use super::{Check, CheckContext, Observation, Status, millis, summary_source, truncate};
+use super::{Check, CheckContext, Observation, Status, TargetInfo, millis, summary_source};
 use crate::config::TargetKind;
 use crate::redact::mask_url;
-use crate::runbook::{Args, Encoding, Fields, Template};
+use crate::runbook::{Args, Encoding, Fields, Template, is_dot_segment};
 
 #[derive(Debug)]
 pub struct HttpCheck {
@@ -21,6 +25,8 @@ pub struct HttpCheck {
     method: reqwest::Method,
     headers: BTreeMap<String, Template>,
     body: Option<Template>,
+    /// How arguments are written into `body`, decided at load from its type.
+    body_encoding: Encoding,
 }
 
 impl HttpCheck {
@@ -35,6 +41,9 @@ impl HttpCheck {
         let path = fields.template("path", &raw.path);
         let headers = fields.template_map("headers", &raw.headers);
         let body = fields.template("body", &raw.body);
+        for template in url.iter().chain(path.iter()) {
+            fields.url_placed(template);
+        }
         match (&raw.url, &raw.target) {
             (Some(_), Some(target)) => fields.error(target.span(), "give either `url` or `target` + `path`, not both"),
             (None, None) => fields
@@ -71,42 +80,130 @@ impl HttpCheck {
         if url.is_none() && target.is_none() {
             return None;
         }
-        Some(HttpCheck { url, target, path, method, headers: headers?, body })
+        let headers = headers?;
+        let body_encoding = body.as_ref().map(|body| body_encoding(&headers, body)).unwrap_or(Encoding::Raw);
+        Some(HttpCheck { url, target, path, method, headers, body, body_encoding })
     }
 
-    fn address(&self, context: &CheckContext<'_>) -> Result<(String, Vec<(String, String)>), String> {
+    /// The target this request goes to, when it names one.
+    pub fn target_name(&self) -> Option<&str> {
+        if self.url.is_some() { None } else { self.target.as_deref() }
+    }
+
+    /// The address as the request will use it, after the URL parser normalised it (so what is
+    /// shown is what is sent), with the target's headers then the runbook's.
+    fn address(&self, args: &Args, target: Option<&TargetInfo>) -> Result<(String, Vec<(String, String)>), String> {
+        // Binding refuses these already; this keeps a caller that skipped it from climbing paths.
+        for name in self.url.iter().chain(self.path.iter()).flat_map(Template::arg_names) {
+            if args.get(name).is_some_and(is_dot_segment) {
+                return Err(format!("argument {name} may not be '.' or '..' in a URL"));
+            }
+        }
         let mut headers = Vec::new();
-        let url = match (&self.url, &self.target) {
-            (Some(url), _) => url.render(context.args, Encoding::Url),
-            (None, Some(target)) => {
-                let info = context.targets.get(target)?;
+        let url = match (&self.url, &self.target, target) {
+            (Some(url), _, _) => url.render(args, Encoding::Url),
+            (None, Some(_), Some(info)) => {
                 headers.extend(info.headers.iter().map(|(name, value)| (name.clone(), value.expose().to_string())));
-                let path = self.path.as_ref().map(|path| path.render(context.args, Encoding::Url)).unwrap_or_default();
+                let path = self.path.as_ref().map(|path| path.render(args, Encoding::Url)).unwrap_or_default();
                 if path.is_empty() {
                     info.url.expose().to_string()
                 } else {
                     format!("{}/{}", info.url.expose().trim_end_matches('/'), path.trim_start_matches('/'))
                 }
             }
-            (None, None) => return Err("no url".into()),
+            (None, Some(name), None) => return Err(format!("target '{name}' is not configured")),
+            (None, None, _) => return Err("no url".into()),
         };
-        headers
-            .extend(self.headers.iter().map(|(name, value)| (name.clone(), value.render(context.args, Encoding::Raw))));
+        let url = url::Url::parse(&url).map(String::from).unwrap_or(url);
+        headers.extend(self.headers.iter().map(|(name, value)| (name.clone(), value.render(args, Encoding::Raw))));
         Ok((url, headers))
     }
+
+    /// Everything the request will send, for approvers and the approval hash: the method and
+    /// the normalised URL, every header, and the whole body. With `reveal` false (what people
+    /// see) the target's URL password and header values show as `***`; with `reveal` true (what
+    /// the hash binds) nothing is masked. `target` is the configured target, when there is one.
+    pub fn describe_request(&self, args: &Args, target: Option<&TargetInfo>, reveal: bool) -> String {
+        let mut lines = Vec::new();
+        match self.address(args, target) {
+            Ok((url, _)) => {
+                // A target's URL is one of the configured secrets, so people see its name and
+                // the normalised path and query after it; the hash binds the whole URL.
+                let shown = match (reveal, self.target_name(), url::Url::parse(&url)) {
+                    (true, _, _) => url,
+                    (false, Some(name), Ok(parsed)) => format!("[{name}]{}", &parsed[url::Position::BeforePath..]),
+                    (false, _, _) => mask_url(&url),
+                };
+                lines.push(format!("{} {shown}", self.method));
+            }
+            Err(_) => {
+                let path = self.path.as_ref().map(|path| path.render(args, Encoding::Url)).unwrap_or_default();
+                lines.push(format!("{} [{}]{path}", self.method, self.target.as_deref().unwrap_or("")));
+            }
+        }
+        if let (None, Some(info)) = (&self.url, target) {
+            for (name, value) in &info.headers {
+                let value = if reveal { value.expose().to_string() } else { "***".to_string() };
+                lines.push(format!("header {name}: {}", quoted(&value)));
+            }
+        }
+        for (name, value) in &self.headers {
+            lines.push(format!("header {name}: {}", quoted(&value.render(args, Encoding::Raw))));
+        }
+        if let Some(body) = &self.body {
+            let text = body.render(args, self.body_encoding);
+            let kind = match self.body_encoding {
+                Encoding::Json => "JSON, ",
+                Encoding::Url => "form, ",
+                _ => "",
+            };
+            lines.push(format!("body ({kind}{} bytes):", text.len()));
+            lines.push(text);
+        }
+        lines.join("\n")
+    }
+}
+
+/// How arguments are written into a body: JSON-escaped when the body is JSON (its
+/// `Content-Type` says so, or, without one, it parses as JSON once filled in), percent-encoded
+/// in a form, as is otherwise.
+fn body_encoding(headers: &BTreeMap<String, Template>, body: &Template) -> Encoding {
+    let content_type = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        .map(|(_, value)| value.source().to_ascii_lowercase());
+    match content_type {
+        Some(content_type) if content_type.contains("json") => Encoding::Json,
+        Some(content_type) if content_type.contains("x-www-form-urlencoded") => Encoding::Url,
+        Some(_) => Encoding::Raw,
+        None => {
+            // "0" fits both places an argument takes in JSON: inside a string and as a number.
+            let sample = body.render(&Args::sample(body.arg_names(), "0"), Encoding::Json);
+            if serde_json::from_str::<serde_json::Value>(&sample).is_ok() { Encoding::Json } else { Encoding::Raw }
+        }
+    }
+}
+
+/// `"text"` with JSON's escapes, so a value's quotes, spaces and newlines cannot be misread.
+pub(crate) fn quoted(text: &str) -> String {
+    serde_json::Value::String(text.to_string()).to_string()
 }
 
 impl Check for HttpCheck {
     fn run<'a>(&'a self, context: &'a CheckContext<'a>) -> BoxFuture<'a, Result<Observation, String>> {
         Box::pin(async move {
-            let (url, headers) = self.address(context)?;
+            let target = match &self.target {
+                Some(name) if self.url.is_none() => Some(context.targets.get(name)?),
+                _ => None,
+            };
+            let (url, headers) = self.address(context.args, target)?;
             let shown_url = mask_url(&url);
             let mut request = context.targets.http_client().request(self.method.clone(), &url);
             for (name, value) in headers {
                 request = request.header(name, value);
             }
             if let Some(body) = &self.body {
-                request = request.body(body.render(context.args, Encoding::Raw));
+                request = request.body(body.render(context.args, self.body_encoding));
             }
             let started = Instant::now();
             let response =
@@ -140,20 +237,7 @@ impl Check for HttpCheck {
     }
 
     fn describe(&self, args: &Args) -> String {
-        let address = match (&self.url, &self.target) {
-            (Some(url), _) => mask_url(&url.render(args, Encoding::Url)),
-            (None, target) => format!(
-                "[{}]{}",
-                target.as_deref().unwrap_or(""),
-                self.path.as_ref().map(|p| p.render(args, Encoding::Url)).unwrap_or_default()
-            ),
-        };
-        match &self.body {
-            Some(body) => {
-                format!("{} {address} with body {}", self.method, truncate(&body.render(args, Encoding::Raw), 200))
-            }
-            None => format!("{} {address}", self.method),
-        }
+        self.describe_request(args, None, false)
     }
 }
 

@@ -1,4 +1,11 @@
 //! `kind = "prometheus"`: an instant query; sees `value` (the first sample) and `series`.
+//!
+//! Arguments go only inside double-quoted strings, where they are escaped; the query is lexed
+//! as PromQL reads it (`"…"` and `'…'` with backslash escapes, `` `…` `` without, `#` comments
+//! to the end of the line), so a quote inside another kind of string or a comment cannot make an
+//! argument look quoted. Inside the string of a `=~` or `!~` matcher an argument's regex
+//! metacharacters are escaped too, so it matches only itself (`job=~"{{job}}"` with `job=.*`
+//! matches a job named `.*`, not every job).
 
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
@@ -12,6 +19,8 @@ use crate::runbook::{Args, Encoding, Fields, Template};
 pub struct PrometheusCheck {
     target: String,
     query: Template,
+    /// The encoding of each `{{arg}}` in `query`, in order: a string or a regex matcher's string.
+    encodings: Vec<Encoding>,
 }
 
 impl PrometheusCheck {
@@ -22,38 +31,111 @@ impl PrometheusCheck {
         let raw = fields.raw;
         let target = fields.required_target(&[TargetKind::Prometheus]);
         let query = fields.required_template("query", &raw.query)?;
-        // Arguments go only inside quoted label values, where they are escaped.
-        let source = query.source();
-        let mut in_quotes = false;
-        let mut chars = source.char_indices().peekable();
-        while let Some((index, c)) = chars.next() {
-            match c {
-                '\\' => {
-                    chars.next();
-                }
-                '"' => in_quotes = !in_quotes,
-                '{' if source[index..].starts_with("{{") && !in_quotes => {
-                    fields.error(
-                        raw.query.as_ref().unwrap().span(),
-                        "query: an argument may only fill in a quoted label value, e.g. up{job=\"{{job}}\"}",
-                    );
-                    return None;
-                }
-                '{' if source[index..].starts_with("{{") => {
-                    chars.next();
-                }
-                _ => {}
+        let encodings = match argument_places(&query.source()) {
+            Ok(encodings) => encodings,
+            Err(reason) => {
+                fields.error(
+                    raw.query.as_ref().map(|field| field.span()).unwrap_or_default(),
+                    format!("query: {reason}"),
+                );
+                return None;
             }
-        }
-        Some(PrometheusCheck { target: target?, query })
+        };
+        Some(PrometheusCheck { target: target?, query, encodings })
     }
+
+    fn rendered(&self, args: &Args) -> String {
+        self.query.render_each(args, |index| self.encodings.get(index).copied().unwrap_or(Encoding::Promql))
+    }
+}
+
+/// Lexes `source` (a query with `{{arg}}` placeholders) the way PromQL does and says how each
+/// placeholder is encoded, or why one sits where no encoding makes it safe.
+fn argument_places(source: &str) -> Result<Vec<Encoding>, String> {
+    const EXAMPLE: &str = "e.g. up{job=\"{{job}}\"}";
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        Code,
+        Quoted(char),
+        Backtick,
+        Comment,
+    }
+    let chars: Vec<char> = source.chars().collect();
+    let mut encodings = Vec::new();
+    let mut state = State::Code;
+    let mut code = String::new();
+    let mut regex_string = false;
+    let mut index = 0;
+    while index < chars.len() {
+        let c = chars[index];
+        if c == '{' && chars.get(index + 1) == Some(&'{') {
+            match state {
+                State::Code => {
+                    return Err(format!(
+                        "an argument may only fill in a double-quoted string, {EXAMPLE}; this one is outside any string"
+                    ));
+                }
+                State::Quoted('"') => {
+                    encodings.push(if regex_string { Encoding::PromqlRegex } else { Encoding::Promql });
+                }
+                State::Quoted(_) => {
+                    return Err(format!("an argument may not go in a '…' string; use a double-quoted one, {EXAMPLE}"));
+                }
+                State::Backtick => {
+                    return Err(format!(
+                        "an argument may not go in a `…` string (PromQL reads no escapes there, so it cannot be escaped); use a double-quoted one, {EXAMPLE}"
+                    ));
+                }
+                State::Comment => {
+                    return Err(format!(
+                        "an argument may not go in a # comment; put it in a double-quoted string, {EXAMPLE}"
+                    ));
+                }
+            }
+            // Past the placeholder: its name holds no quotes.
+            let rest: String = chars[index..].iter().collect();
+            index += rest.find("}}").map(|end| rest[..end + 2].chars().count()).unwrap_or(chars.len() - index);
+            continue;
+        }
+        match state {
+            State::Code => match c {
+                '#' => state = State::Comment,
+                '"' | '\'' => {
+                    let before = code.trim_end();
+                    regex_string = before.ends_with("=~") || before.ends_with("!~");
+                    state = State::Quoted(c);
+                }
+                '`' => state = State::Backtick,
+                other => code.push(other),
+            },
+            State::Quoted(quote) => {
+                if c == '\\' {
+                    // An escape: the next character is part of the string (a placeholder right
+                    // after it is still looked at as one).
+                    if chars.get(index + 1) != Some(&'{') {
+                        index += 1;
+                    }
+                } else if c == quote {
+                    state = State::Code;
+                }
+            }
+            State::Backtick if c == '`' => state = State::Code,
+            State::Comment if c == '\n' => state = State::Code,
+            State::Backtick | State::Comment => {}
+        }
+        index += 1;
+    }
+    if matches!(state, State::Quoted(_) | State::Backtick) && !encodings.is_empty() {
+        return Err("a string is not closed: close every quote".to_string());
+    }
+    Ok(encodings)
 }
 
 impl Check for PrometheusCheck {
     fn run<'a>(&'a self, context: &'a CheckContext<'a>) -> BoxFuture<'a, Result<Observation, String>> {
         Box::pin(async move {
             let info = context.targets.get(&self.target)?;
-            let query = self.query.render(context.args, Encoding::Promql);
+            let query = self.rendered(context.args);
             let url = format!("{}/api/v1/query", info.url.expose().trim_end_matches('/'));
             let mut request = context.targets.http_client().get(&url).query(&[("query", &query)]);
             for (name, value) in &info.headers {
@@ -109,7 +191,7 @@ impl Check for PrometheusCheck {
     }
 
     fn describe(&self, args: &Args) -> String {
-        format!("PromQL on {}: {}", self.target, self.query.render(args, Encoding::Promql))
+        format!("PromQL on {}: {}", self.target, self.rendered(args))
     }
 }
 

@@ -165,8 +165,17 @@ impl Check for RedisCheck {
         })
     }
 
+    /// The command as the words sent, each quoted.
     fn describe(&self, args: &Args) -> String {
-        format!("Redis on {}: {}", self.target, self.words(args).join(" "))
+        let words: Vec<String> = self.words(args).iter().map(|word| super::http::quoted(word)).collect();
+        format!("Redis on {}: [{}]", self.target, words.join(", "))
+    }
+}
+
+impl RedisCheck {
+    /// The target it talks to, whose settings an approval binds too.
+    pub fn target_name(&self) -> &str {
+        &self.target
     }
 }
 

@@ -74,6 +74,11 @@ impl Runner {
         self.max_output
     }
 
+    /// The configured targets: what an approval request shows and binds of them.
+    pub fn targets(&self) -> &Targets {
+        &self.targets
+    }
+
     /// Starts every check of `runbook` and returns the events as they happen; the channel
     /// closes after the last check finished.
     pub fn run(&self, runbook: Arc<Runbook>, args: Args) -> mpsc::Receiver<CheckEvent> {

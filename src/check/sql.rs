@@ -305,13 +305,26 @@ impl Check for SqlCheck {
         })
     }
 
+    /// The statement as written, then each bound parameter by position, quoted.
     fn describe(&self, args: &Args) -> String {
         let values = self.bound_values(args);
-        if values.is_empty() {
-            format!("SQL on {}: {}", self.target, self.query)
-        } else {
-            format!("SQL on {}: {} with parameters {:?}", self.target, self.query, values)
+        let mut text = format!("SQL on {}:\n{}", self.target, self.query);
+        if !values.is_empty() {
+            let params: Vec<String> = values
+                .iter()
+                .enumerate()
+                .map(|(index, value)| format!("${} = {}", index + 1, super::http::quoted(value)))
+                .collect();
+            text.push_str(&format!("\nparameters: {}", params.join(", ")));
         }
+        text
+    }
+}
+
+impl SqlCheck {
+    /// The target it queries, whose settings an approval binds too.
+    pub fn target_name(&self) -> &str {
+        &self.target
     }
 }
 

@@ -51,6 +51,6 @@ impl Check for TcpCheck {
     }
 
     fn describe(&self, args: &Args) -> String {
-        format!("TCP connect to {}:{}", self.host.render(args, Encoding::Raw), self.port)
+        format!("TCP connect to {} port {}", super::http::quoted(&self.host.render(args, Encoding::Raw)), self.port)
     }
 }

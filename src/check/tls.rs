@@ -153,7 +153,21 @@ impl Check for TlsCheck {
     }
 
     fn describe(&self, args: &Args) -> String {
-        format!("TLS certificate of {}:{}", self.host.render(args, Encoding::Raw), self.port)
+        let mut text = format!(
+            "TLS certificate of {} port {}",
+            super::http::quoted(&self.host.render(args, Encoding::Raw)),
+            self.port
+        );
+        if let Some(name) = &self.server_name {
+            text.push_str(&format!(", server name {}", super::http::quoted(&name.render(args, Encoding::Raw))));
+        }
+        if let Some(ca_file) = &self.ca_file {
+            text.push_str(&format!(", trusting {}", super::http::quoted(ca_file)));
+        }
+        if !self.verify {
+            text.push_str(", dates only (chain not verified)");
+        }
+        text
     }
 }
 

@@ -1,5 +1,7 @@
 //! Runbook arguments: declared with a full-match pattern, given as `key=value`, and placed into
-//! values only through `{{name}}` templates (percent-encoded in URLs, escaped in PromQL strings).
+//! values only through `{{name}}` templates (percent-encoded in URLs, escaped in JSON and PromQL
+//! strings, regex-escaped in PromQL regex matchers). An argument that goes into a URL may not be
+//! a dot segment (`.`, `..`, however percent-encoded): it would move the request to another path.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,6 +18,8 @@ pub struct ArgSpec {
     pub default: Option<String>,
     pub help: String,
     pub example: Option<String>,
+    /// Some template puts this argument into a URL, so `.` and `..` are refused when it binds.
+    pub url_placed: bool,
 }
 
 impl ArgSpec {
@@ -78,6 +82,14 @@ impl Args {
             if values.contains_key(name) {
                 return Err(ArgError::Repeated { name: name.clone() });
             }
+            if spec.url_placed && is_dot_segment(value) {
+                return Err(ArgError::DotSegment {
+                    name: name.clone(),
+                    value: value.clone(),
+                    pattern: spec.pattern_source.clone(),
+                    help: spec.help.clone(),
+                });
+            }
             if !spec.pattern.is_match(value) {
                 return Err(ArgError::NoMatch {
                     name: name.clone(),
@@ -111,6 +123,12 @@ impl Args {
         Ok(Args(values))
     }
 
+    /// Every name in `names` set to `value`: a stand-in for checking, at load, what a template
+    /// looks like once filled in.
+    pub fn sample<'a>(names: impl IntoIterator<Item = &'a str>, value: &str) -> Args {
+        Args(names.into_iter().map(|name| (name.to_string(), value.to_string())).collect())
+    }
+
     /// Builds arguments without patterns; for tests and for internal callers that already checked.
     pub fn from_pairs<const N: usize>(pairs: [(&str, &str); N]) -> Args {
         Args(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
@@ -142,6 +160,13 @@ pub enum ArgError {
         help: String,
         example: Option<String>,
     },
+    /// A URL-placed value that is `.` or `..` (however percent-encoded).
+    DotSegment {
+        name: String,
+        value: String,
+        pattern: String,
+        help: String,
+    },
     /// A word that is not `key=value`.
     NotKeyValue {
         word: String,
@@ -170,6 +195,11 @@ impl fmt::Display for ArgError {
                 write!(f, "{command} needs argument {name} ({help}; must match {pattern})")?;
                 example(f, name, ex)
             }
+            ArgError::DotSegment { name, value, pattern, help } => write!(
+                f,
+                "argument {name}='{value}' is refused: it goes into a URL, where '.' and '..' (also written %2e) \
+                 climb to another path; give a {help} that is not just dots (must match {pattern})"
+            ),
             ArgError::NotKeyValue { word } => {
                 write!(f, "'{word}' is not an argument: write key=value (e.g. queue=ingest_indicators)")
             }
@@ -193,15 +223,38 @@ pub fn parse_pairs<S: AsRef<str>>(words: &[S]) -> Result<Vec<(String, String)>, 
         .collect()
 }
 
+/// Whether `value` is a dot segment once percent-decoded, as the URL parser sees it: `.`, `..`,
+/// `%2e`, `.%2E`, and so on (decoded repeatedly, so `%252e` counts too, for servers that decode
+/// twice).
+pub fn is_dot_segment(value: &str) -> bool {
+    let mut current = value.to_string();
+    for _ in 0..4 {
+        if current == "." || current == ".." {
+            return true;
+        }
+        let decoded = percent_encoding::percent_decode_str(&current).decode_utf8_lossy().into_owned();
+        if decoded == current {
+            return false;
+        }
+        current = decoded;
+    }
+    current == "." || current == ".."
+}
+
 /// How an argument's value is written into its place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
     /// As is: bind parameters, argv elements, Redis arguments, header values.
     Raw,
-    /// Percent-encoded, for any part of a URL.
+    /// Percent-encoded, for any part of a URL and for form (urlencoded) bodies.
     Url,
-    /// Escaped for a double-quoted PromQL string.
+    /// Escaped as the inside of a JSON string (`"`, `\`, control characters), for JSON bodies.
+    Json,
+    /// Escaped for a double-quoted PromQL string (`"…"`, the only place a query takes arguments).
     Promql,
+    /// Inside the string of a `=~` / `!~` matcher: regex metacharacters escaped first, so the
+    /// argument matches itself only, then escaped for the PromQL string.
+    PromqlRegex,
 }
 
 /// A value with `{{name}}` placeholders, parsed once when the runbook loads.
@@ -259,25 +312,21 @@ impl Template {
     }
 
     pub fn render(&self, args: &Args, encoding: Encoding) -> String {
+        self.render_each(args, |_| encoding)
+    }
+
+    /// Renders with an encoding chosen per placeholder: `encoding_of(n)` for the `n`th
+    /// `{{arg}}` (0-based), for values where places differ (PromQL strings and regexes).
+    pub fn render_each(&self, args: &Args, encoding_of: impl Fn(usize) -> Encoding) -> String {
         let mut output = String::new();
+        let mut placeholder = 0;
         for part in &self.parts {
             match part {
                 Part::Text(text) => output.push_str(text),
                 Part::Arg(name) => {
                     let value = args.get(name).unwrap_or_default();
-                    match encoding {
-                        Encoding::Raw => output.push_str(value),
-                        Encoding::Url => output
-                            .extend(percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)),
-                        Encoding::Promql => {
-                            for c in value.chars() {
-                                if matches!(c, '\\' | '"' | '\'') {
-                                    output.push('\\');
-                                }
-                                output.push(c);
-                            }
-                        }
-                    }
+                    encode_into(&mut output, value, encoding_of(placeholder));
+                    placeholder += 1;
                 }
             }
         }
@@ -293,6 +342,43 @@ impl Template {
                 Part::Arg(name) => format!("{{{{{name}}}}}"),
             })
             .collect()
+    }
+}
+
+fn encode_into(output: &mut String, value: &str, encoding: Encoding) {
+    // A double-quoted PromQL string reads Go's escapes; `\'` is an error there, so `'` stays.
+    let promql_escape = |output: &mut String, text: &str| {
+        for c in text.chars() {
+            match c {
+                '\\' => output.push_str("\\\\"),
+                '"' => output.push_str("\\\""),
+                '\n' => output.push_str("\\n"),
+                '\r' => output.push_str("\\r"),
+                other => output.push(other),
+            }
+        }
+    };
+    match encoding {
+        Encoding::Raw => output.push_str(value),
+        Encoding::Url => {
+            output.extend(percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC))
+        }
+        Encoding::Json => {
+            let quoted = serde_json::Value::String(value.to_string()).to_string();
+            output.push_str(&quoted[1..quoted.len() - 1]);
+        }
+        Encoding::Promql => promql_escape(output, value),
+        Encoding::PromqlRegex => {
+            // The metacharacters of Prometheus's regexes (Go's RE2), as `regexp.QuoteMeta` escapes them.
+            let mut literal = String::with_capacity(value.len());
+            for c in value.chars() {
+                if "\\.+*?()|[]{}^$".contains(c) {
+                    literal.push('\\');
+                }
+                literal.push(c);
+            }
+            promql_escape(output, &literal);
+        }
     }
 }
 
@@ -321,6 +407,7 @@ mod tests {
             default: Some("ingest_indicators".into()),
             help: "queue name".into(),
             example: None,
+            url_placed: false,
         };
         BTreeMap::from([("queue".to_string(), spec)])
     }
@@ -376,6 +463,54 @@ mod tests {
         assert!(Template::parse("{{oops").is_err());
         assert!(Template::parse("{{a-b}}").is_err());
         assert_eq!(Template::parse("{{queue}}").unwrap().source(), "{{queue}}");
+    }
+
+    #[test]
+    fn dot_segments_are_recognised_however_encoded() {
+        for value in [".", "..", "%2e", "%2E%2e", ".%2E", "%252e%252e"] {
+            assert!(is_dot_segment(value), "{value}");
+        }
+        for value in ["...", "a.", ".a", "%2e%2f", "", "%zz"] {
+            assert!(!is_dot_segment(value), "{value}");
+        }
+    }
+
+    #[test]
+    fn a_url_placed_argument_may_not_be_a_dot_segment() {
+        let mut specs = queue_spec();
+        let spec = specs.get_mut("queue").unwrap();
+        spec.pattern = regex::Regex::new("^[a-z.%0-9]{1,16}$").unwrap();
+        spec.pattern_source = "[a-z.%0-9]{1,16}".into();
+        let pairs = |value: &str| vec![("queue".to_string(), value.to_string())];
+        assert!(Args::bind(&specs, &all(&specs), &pairs(".."), "diagnose queue").is_ok(), "not in a URL: fine");
+        specs.get_mut("queue").unwrap().url_placed = true;
+        let error = Args::bind(&specs, &all(&specs), &pairs("%2e%2E"), "diagnose queue").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "argument queue='%2e%2E' is refused: it goes into a URL, where '.' and '..' (also written %2e) climb to \
+             another path; give a queue name that is not just dots (must match [a-z.%0-9]{1,16})"
+        );
+        assert!(Args::bind(&specs, &all(&specs), &pairs("a.b"), "diagnose queue").is_ok());
+    }
+
+    #[test]
+    fn json_and_promql_regex_encodings_keep_a_value_inside_its_string() {
+        let args = Args::from_pairs([("v", "a\"b\\c\nd")]);
+        let json = Template::parse("{\"name\":\"{{v}}\"}").unwrap().render(&args, Encoding::Json);
+        let parsed: serde_json::Value = serde_json::from_str(&json).expect("still JSON");
+        assert_eq!(parsed, serde_json::json!({"name": "a\"b\\c\nd"}), "one field, the value intact");
+
+        let regex = Template::parse("{{v}}").unwrap();
+        assert_eq!(regex.render(&Args::from_pairs([("v", ".*|x")]), Encoding::PromqlRegex), "\\\\.\\\\*\\\\|x");
+        assert_eq!(
+            regex.render(&Args::from_pairs([("v", "it's")]), Encoding::Promql),
+            "it's",
+            "' needs no escape in \"…\""
+        );
+        let each = Template::parse("{{v}}={{v}}").unwrap().render_each(&Args::from_pairs([("v", ".")]), |n| {
+            if n == 0 { Encoding::Raw } else { Encoding::PromqlRegex }
+        });
+        assert_eq!(each, ".=\\\\.");
     }
 
     #[test]

@@ -136,6 +136,8 @@ pub struct Fields<'a> {
     errors: &'a mut Vec<LoadError>,
     /// Arguments referenced anywhere in this action.
     used_args: BTreeSet<String>,
+    /// Arguments this action puts into a URL (their dot segments are refused when they bind).
+    url_args: BTreeSet<String>,
 }
 
 impl Fields<'_> {
@@ -150,6 +152,11 @@ impl Fields<'_> {
 
     pub fn kind_span(&self) -> Range<usize> {
         self.raw.kind.span()
+    }
+
+    /// Records that `template` is (part of) a URL, so its arguments may not be `.` or `..`.
+    pub fn url_placed(&mut self, template: &Template) {
+        self.url_args.extend(template.arg_names().map(str::to_string));
     }
 
     /// A value that may hold `{{arg}}` references to declared arguments.
@@ -307,6 +314,7 @@ pub(super) fn load_runbook(source: &SourceFile, targets: &TargetRefs) -> Result<
     }
 
     let mut used_args = BTreeSet::new();
+    let mut url_args = BTreeSet::new();
     let mut check_args = BTreeSet::new();
     let mut checks = Vec::new();
     let mut check_names = BTreeSet::new();
@@ -326,12 +334,14 @@ pub(super) fn load_runbook(source: &SourceFile, targets: &TargetRefs) -> Result<
             targets,
             errors: &mut errors,
             used_args: BTreeSet::new(),
+            url_args: BTreeSet::new(),
         };
         if let Some(check) = load_check(&mut fields) {
             checks.push(check);
         }
         check_args.extend(fields.used_args.iter().cloned());
         used_args.extend(fields.used_args);
+        url_args.extend(fields.url_args);
     }
 
     let mut remediations = Vec::new();
@@ -352,12 +362,14 @@ pub(super) fn load_runbook(source: &SourceFile, targets: &TargetRefs) -> Result<
             targets,
             errors: &mut errors,
             used_args: BTreeSet::new(),
+            url_args: BTreeSet::new(),
         };
         if let Some(mut remediation) = load_remediation(&mut fields) {
             remediation.args = fields.used_args.clone();
             remediations.push(remediation);
         }
         used_args.extend(fields.used_args);
+        url_args.extend(fields.url_args);
     }
 
     if raw.checks.is_empty() && raw.remediations.is_empty() {
@@ -376,6 +388,11 @@ pub(super) fn load_runbook(source: &SourceFile, targets: &TargetRefs) -> Result<
 
     if !errors.is_empty() {
         return Err(errors);
+    }
+    for name in &url_args {
+        if let Some(spec) = args.get_mut(name) {
+            spec.url_placed = true;
+        }
     }
     Ok(Runbook {
         name,
@@ -445,6 +462,7 @@ fn load_arg(source: &SourceFile, name: &str, arg: &Spanned<RawArg>, errors: &mut
         default: arg.default.as_ref().map(|value| value.get_ref().clone()),
         help,
         example: arg.example.as_ref().map(|value| value.get_ref().clone()),
+        url_placed: false,
     })
 }
 

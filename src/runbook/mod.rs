@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use args::{ArgError, ArgSpec, Args, Encoding, Template, parse_pairs};
+pub use args::{ArgError, ArgSpec, Args, Encoding, Template, is_dot_segment, parse_pairs};
 pub use expr::{Expr, json_to_cel};
 pub use load::{Fields, RawAction, TargetRefs};
 

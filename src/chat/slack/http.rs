@@ -2,6 +2,12 @@
 //! Every request is verified first — `X-Slack-Signature` is HMAC-SHA256 of
 //! `v0:{timestamp}:{body}` under the signing secret, compared in constant time, and the timestamp
 //! must be within 5 minutes — and a request that fails gets 401 and does nothing.
+//!
+//! A signed command or interaction acts once: its timestamp and signature are remembered through
+//! the store's seen-events, so a replay of the same request (captured from a proxy's logs, say)
+//! within the 5 minutes gets an empty 200 and does nothing. 200 rather than an error because
+//! the genuine request was already answered, a non-2xx would show people a failure for
+//! something that worked, and the replayer learns nothing from it.
 
 use std::sync::Arc;
 
@@ -12,6 +18,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
+use sha2::Digest;
 use slack_morphism::prelude::SlackSigningSecret;
 use slack_morphism::signature_verifier::{SlackEventSignatureVerifier, SlackEventSignatureVerifierError};
 
@@ -70,6 +77,22 @@ impl IntoResponse for Refusal {
 }
 
 impl SlackHttp {
+    /// Whether this exact signed request (timestamp and signature) is new; a replay is not.
+    async fn first_time(&self, headers: &HeaderMap) -> bool {
+        let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).unwrap_or("").trim();
+        let signed = format!(
+            "{}:{}",
+            header(SlackEventSignatureVerifier::SLACK_SIGNED_TIMESTAMP),
+            header(SlackEventSignatureVerifier::SLACK_SIGNED_HASH_HEADER)
+        );
+        let key = format!("slack:signed:{}", hex::encode(sha2::Sha256::digest(signed.as_bytes())));
+        let first = self.dispatcher.first_seen(&key).await;
+        if !first {
+            tracing::warn!("Ignored a replayed Slack request (same timestamp and signature as one already handled)");
+        }
+        first
+    }
+
     /// The body as text once the request is proven to come from Slack, recently.
     fn verify<'a>(&self, headers: &HeaderMap, body: &'a Bytes) -> Result<&'a str, Refusal> {
         let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).map(str::trim);
@@ -109,6 +132,9 @@ async fn commands(State(state): State<SlackHttp>, headers: HeaderMap, body: Byte
     if url::form_urlencoded::parse(body.as_bytes()).any(|(key, value)| key == "ssl_check" && value == "1") {
         return StatusCode::OK.into_response();
     }
+    if !state.first_time(&headers).await {
+        return StatusCode::OK.into_response();
+    }
     let form = match CommandForm::from_urlencoded(body) {
         Ok(form) => form,
         Err(reason) => return bad_request(reason),
@@ -124,6 +150,9 @@ async fn interactions(State(state): State<SlackHttp>, headers: HeaderMap, body: 
         Ok(body) => body,
         Err(refusal) => return refusal.into_response(),
     };
+    if !state.first_time(&headers).await {
+        return StatusCode::OK.into_response();
+    }
     let payload = url::form_urlencoded::parse(body.as_bytes())
         .find(|(key, _)| key == "payload")
         .map(|(_, value)| value.into_owned());
