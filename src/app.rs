@@ -75,6 +75,8 @@ pub struct App {
     chat: Arc<crate::chat::core::ChatCore>,
     console: Arc<crate::chat::console::web::Console>,
     deliver_wake: Arc<tokio::sync::Notify>,
+    /// What each background part is doing, for `/readyz`.
+    health: Arc<crate::health::Health>,
     /// Slack in Socket Mode: connected when the app runs.
     slack_socket: Option<crate::config::SlackConfig>,
     /// Discord: its commands are registered, and without a public key its gateway connected,
@@ -113,6 +115,9 @@ impl App {
         );
 
         let deliver_wake = Arc::new(tokio::sync::Notify::new());
+        let health = crate::health::Health::new();
+        // The timer loop pages people: without it the bot is not ready.
+        health.register("timers", true);
         // The web console is always there: it is the chat platform of a bot with no other.
         let console = Arc::new(crate::chat::console::ConsoleAdapter::new(escalator.store().clone(), clock.clone()));
         let mut chat = crate::chat::core::ChatCore::new(
@@ -183,6 +188,7 @@ impl App {
             listen: local,
             console: access.clone(),
             alerts,
+            health: health.clone(),
         };
         let console_web =
             Arc::new(crate::chat::console::web::Console::new(chat.clone(), console, catalogue.clone(), access));
@@ -227,6 +233,7 @@ impl App {
             chat,
             console: console_web,
             deliver_wake,
+            health,
             slack_socket,
             discord: discord_start,
         })
@@ -250,26 +257,39 @@ impl App {
 
     /// Serves until `shutdown` is cancelled; in-flight requests finish first.
     pub async fn run_until_stopped(self, shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
-        let mut tasks = vec![tokio::spawn(self.escalator.clone().run(shutdown.clone()))];
-        tasks.push(tokio::spawn(self.chat.clone().run_expiry(shutdown.clone())));
+        // Every loop is supervised: one that panics is logged, shown by /readyz and restarted.
+        let supervise = |part: &str, make: Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send>| {
+            crate::health::supervise(part, self.health.clone(), shutdown.clone(), make)
+        };
+        let (escalator, stop) = (self.escalator.clone(), shutdown.clone());
+        let mut tasks = vec![supervise("timers", Box::new(move || Box::pin(escalator.clone().run(stop.clone()))))];
+        let (chat, stop) = (self.chat.clone(), shutdown.clone());
+        tasks.push(supervise("expiry", Box::new(move || Box::pin(chat.clone().run_expiry(stop.clone())))));
         if !self.chat.adapters().is_empty() {
-            let deliverer = crate::chat::deliver::Deliverer::new(
+            let deliverer = crate::chat::deliver::Deliverer::with_health(
                 self.escalator.clone(),
                 self.chat.adapters().clone(),
                 self.deliver_wake.clone(),
+                self.health.clone(),
             );
-            tasks.push(tokio::spawn(Arc::new(deliverer).run(shutdown.clone())));
+            tasks.extend(Arc::new(deliverer).spawn(shutdown.clone()));
         }
         if let Some(slack_config) = self.slack_socket.clone() {
             let handler: Arc<dyn crate::chat::slack::SlackHandler> = Arc::new(self.chat.clone());
-            let socket_shutdown = shutdown.clone();
-            tasks.push(tokio::spawn(async move {
-                if let Err(error) =
-                    crate::chat::slack::socket::run_socket_mode(&slack_config, handler, socket_shutdown).await
-                {
-                    tracing::error!(error = %format!("{error:#}"), "Slack Socket Mode stopped");
-                }
-            }));
+            let stop = shutdown.clone();
+            tasks.push(supervise(
+                "slack-socket-mode",
+                Box::new(move || {
+                    let (slack_config, handler, stop) = (slack_config.clone(), handler.clone(), stop.clone());
+                    Box::pin(async move {
+                        if let Err(error) =
+                            crate::chat::slack::socket::run_socket_mode(&slack_config, handler, stop).await
+                        {
+                            tracing::error!(error = %format!("{error:#}"), "Slack Socket Mode stopped");
+                        }
+                    })
+                }),
+            ));
         }
         if let Some(discord) = &self.discord {
             tasks.extend(self.start_discord(discord, &shutdown));
@@ -324,12 +344,14 @@ impl App {
             let handler: Arc<dyn crate::chat::discord::DiscordHandler> = Arc::new(self.chat.clone());
             let adapter = discord.adapter.clone();
             let catalogue = self.catalogue.clone();
-            let gateway_shutdown = shutdown.clone();
-            tasks.push(tokio::spawn(async move {
-                if let Err(error) =
-                    crate::chat::discord::gateway::run(handler, adapter, catalogue, gateway_shutdown).await
-                {
-                    tracing::error!(error = %format!("{error:#}"), "The Discord gateway stopped");
+            let stop = shutdown.clone();
+            tasks.push(crate::health::supervise("discord-gateway", self.health.clone(), shutdown.clone(), move || {
+                let (handler, adapter, catalogue, stop) =
+                    (handler.clone(), adapter.clone(), catalogue.clone(), stop.clone());
+                async move {
+                    if let Err(error) = crate::chat::discord::gateway::run(handler, adapter, catalogue, stop).await {
+                        tracing::error!(error = %format!("{error:#}"), "The Discord gateway stopped");
+                    }
                 }
             }));
         }

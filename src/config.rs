@@ -349,6 +349,14 @@ pub struct SlackConfig {
     pub incident_channel: Option<EnvString>,
     #[serde(default = "default_slack_api_url")]
     pub api_url: EnvString,
+    /// The most one Web API call may take before it counts as failed (and is retried later).
+    #[serde(default = "default_chat_timeout")]
+    pub timeout: Dur,
+}
+
+/// How long one chat API call may take.
+pub fn default_chat_timeout() -> Dur {
+    Dur(std::time::Duration::from_secs(15))
 }
 
 fn default_slack_api_url() -> EnvString {

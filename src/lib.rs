@@ -15,6 +15,8 @@
 //! - [`escalation`]: policies, on-call schedules and the durable timer engine.
 //! - [`store`]: the `Store` trait over SQLite or PostgreSQL: incidents, timeline, timers, outbox.
 //! - [`server`]: every HTTP route (health, readiness, the JSON API).
+//! - [`health`]: what each background part is doing (for `/readyz`) and the supervisor that
+//!   restarts one that panicked.
 //! - [`clock`]: time as an input (system clock, manual clock for tests).
 //! - [`remediation`]: approval rules: the action hash and who may approve.
 //! - [`metrics`]: the Prometheus recorder behind `GET /metrics`.
@@ -28,6 +30,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod escalation;
+pub mod health;
 pub mod incident;
 pub mod ingest;
 pub mod metrics;

@@ -44,6 +44,8 @@ pub struct AppState {
     /// The console's sign-in, so a signed-in person may read the API from the browser.
     pub console: Arc<crate::chat::console::guard::Access>,
     pub alerts: Arc<crate::ingest::AlertService>,
+    /// The background parts: `/readyz` names the ones not working.
+    pub health: Arc<crate::health::Health>,
 }
 
 impl AppState {
@@ -230,19 +232,38 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Ready when the store answers and the timer loop runs; "degraded" (still 200) when another
+/// part is not working, such as delivery to one platform. `failing` names each part that is not
+/// working and what is wrong with it.
 async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.escalator.store();
-    match store.ping().await {
-        Ok(()) => Json(json!({"status": "ready", "store": store.backend()})).into_response(),
-        Err(error) => {
+    let (mut failing, critical) = state.health.report();
+    let store_ok = match tokio::time::timeout(std::time::Duration::from_secs(5), store.ping()).await {
+        Ok(Ok(())) => true,
+        Ok(Err(error)) => {
             tracing::warn!(%error, "Not ready: the store does not answer");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "not ready", "error": "the store does not answer"})),
-            )
-                .into_response()
+            failing.insert("store".to_string(), "the store does not answer".to_string());
+            false
         }
+        Err(_) => {
+            tracing::warn!("Not ready: the store did not answer within 5 s");
+            failing.insert("store".to_string(), "the store did not answer within 5 s".to_string());
+            false
+        }
+    };
+    let (code, status) = match (store_ok && !critical, failing.is_empty()) {
+        (true, true) => (StatusCode::OK, "ready"),
+        (true, false) => (StatusCode::OK, "degraded"),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "not ready"),
+    };
+    let mut body = json!({"status": status, "store": store.backend()});
+    if !failing.is_empty() {
+        body["failing"] = json!(failing);
     }
+    if !store_ok {
+        body["error"] = json!("the store does not answer");
+    }
+    (code, Json(body)).into_response()
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {

@@ -610,10 +610,10 @@ async fn a_delivery_that_keeps_failing_is_given_up_and_shows_on_the_timeline() {
 
     for attempt in 1..=MAX_ATTEMPTS {
         assert_eq!(bot.deliver().await, 0);
-        assert_eq!(bot.platform.failed_calls() as i64, attempt, "attempt {attempt} was made");
+        assert_eq!(bot.platform.failed_calls() as u32, attempt, "attempt {attempt} was made");
         // The retry waits for its backoff: a pass now attempts nothing.
         assert_eq!(bot.deliver().await, 0);
-        assert_eq!(bot.platform.failed_calls() as i64, attempt);
+        assert_eq!(bot.platform.failed_calls() as u32, attempt);
         assert!(
             events(&bot.incident(1).await, "notification_failed").is_empty() || attempt == MAX_ATTEMPTS,
             "given up after attempt {attempt} of {MAX_ATTEMPTS}"

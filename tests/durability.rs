@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use app::{PgDatabase, ServeDir, Server, api_escalations};
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// One person, so every step has someone to notify.
 fn policy(offsets: &[&str]) -> String {
@@ -199,4 +199,147 @@ async fn two_replicas_on_postgresql_fire_each_step_once_when_one_is_killed() {
     let store = dir.open_store().await;
     assert_eq!(store.pending_timers().await.unwrap(), 0);
     assert_eq!(dir.escalation_rows().await, (ids.len() * STEPS as usize) as i64, "one page per fired step");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A remediation running when firebell is killed
+
+const ALICE: &str = "alice-token-0123456789abcdef";
+const BOB: &str = "bob-token-0123456789abcdef";
+
+/// A console session: the CSRF token and the cookies of one signed-in person.
+struct Session {
+    csrf: String,
+    cookies: String,
+}
+
+fn cookie(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok()?.split(';').next()?.split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_string())
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+}
+
+async fn sign_in(server: &Server, name: &str, token: &str) -> Session {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let base = format!("http://{}", server.address);
+    let csrf = cookie(&client.get(format!("{base}/login")).send().await.unwrap(), "firebell_csrf");
+    let signed = client
+        .post(format!("{base}/login"))
+        .header(reqwest::header::COOKIE, format!("firebell_csrf={csrf}"))
+        .form(&[("name", name), ("token", token), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 303, "{name} signs in:\n{}", server.log());
+    let session = cookie(&signed, "firebell_session");
+    Session { cookies: format!("firebell_csrf={csrf}; firebell_session={session}"), csrf }
+}
+
+async fn console_write(server: &Server, session: &Session, path: &str, body: Value) -> Value {
+    let base = format!("http://{}", server.address);
+    let response = server
+        .client
+        .post(format!("{base}{path}"))
+        .header(reqwest::header::COOKIE, &session.cookies)
+        .header("x-firebell-csrf", &session.csrf)
+        .header("origin", &base)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{path}:\n{}", server.log());
+    response.json().await.unwrap()
+}
+
+/// Polls `GET path` (with the API token) until `condition` holds, for up to 20 s.
+async fn api_until(server: &Server, path: &str, condition: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = server
+            .client
+            .get(format!("http://{}{path}", server.address))
+            .bearer_auth(app::TOKEN)
+            .send()
+            .await
+            .expect("GET works");
+        let value: Value = response.json().await.unwrap_or(Value::Null);
+        if condition(&value) {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "{path} never got there: {value:#}\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_remediation_running_when_firebell_is_killed_is_interrupted_after_restart() {
+    let rest = format!(
+        "[console]\npeople = {{ alice = \"{ALICE}\", bob = \"{BOB}\" }}\n\n[groups]\noncall = [\"console:alice\", \"console:bob\"]\n\n\
+         [permissions]\nremediate = [\"group:oncall\"]\n"
+    );
+    let mut dir = ServeDir::new(None, &rest);
+    let started = dir.dir.path().join("started");
+    let script = dir.dir.path().join("slow-fix");
+    std::fs::write(&script, format!("#!/bin/sh\ntouch '{}'\nexec sleep 20\n", started.display())).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        dir.dir.path().join("commands/fix.toml"),
+        format!(
+            "name = \"fix\"\nsummary = \"The slow fix\"\n\n[[remediations]]\nname = \"slow-fix\"\nsummary = \"Takes a while\"\n\
+             kind = \"exec\"\nargv = [\"{}\"]\ntimeout = \"60s\"\napprovers = [\"oncall\"]\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+
+    let mut first = dir.start("first").await;
+    let alice = sign_in(&first, "alice", ALICE).await;
+    let bob = sign_in(&first, "bob", BOB).await;
+    console_write(&first, &alice, "/console/command", json!({"channel": "ops", "text": "/remediate slow-fix"})).await;
+    let request = api_until(&first, "/api/remediations/1", |request| {
+        request["state"] == "pending" && request["message"].is_string()
+    })
+    .await;
+    let message = request["message"].as_str().expect("the request message").to_string();
+    let approve = json!({"channel": "ops", "message": message, "action": "remediation_approve", "value": "1"});
+    console_write(&first, &bob, "/console/button", approve).await;
+    api_until(&first, "/api/remediations/1", |request| request["state"] == "running").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !started.exists() {
+        assert!(std::time::Instant::now() < deadline, "the fix never started:\n{}", first.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.kill();
+
+    // The new process cannot know what the dead one's run did: it says so, once.
+    let second = dir.start("second").await;
+    let request = api_until(&second, "/api/remediations/1", |request| request["state"] == "interrupted").await;
+    assert_eq!(request["votes"].as_array().map(Vec::len), Some(1), "{request:#}");
+    let audit = api_until(&second, "/api/audit", |entries| {
+        entries
+            .as_array()
+            .is_some_and(|entries| entries.iter().any(|entry| entry["action"] == "remediation_interrupted"))
+    })
+    .await;
+    let interrupted: Vec<&Value> =
+        audit.as_array().unwrap().iter().filter(|entry| entry["action"] == "remediation_interrupted").collect();
+    assert_eq!(interrupted.len(), 1, "{audit:#}");
+    assert_eq!(interrupted[0]["detail"]["approved_by"], json!(["console:bob"]));
+    let history = second
+        .client
+        .get(format!("http://{}/console/history?channel=ops", second.address))
+        .header(reqwest::header::COOKIE, &sign_in(&second, "alice", ALICE).await.cookies)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(history.contains("(request #1) was interrupted: firebell stopped while it ran"), "{history}");
+    assert!(history.contains("⚠️ Interrupted (approved by"), "the request message says so too: {history}");
 }

@@ -1,6 +1,6 @@
 //! The outbox and incident lists at the store, on SQLite and on PostgreSQL: parts of an item
-//! recorded once each in order, items marked delivered together, and the incident list reading
-//! back exactly what one incident's page reads.
+//! recorded once each in order, an item delivered once every platform finished it, pages read
+//! first, and the incident list reading back exactly what one incident's page reads.
 
 #[macro_use]
 mod app;
@@ -10,17 +10,17 @@ use firebell::incident::TimelineEvent;
 use serde_json::json;
 
 on_both_backends!(
-    parts_are_recorded_once_each_and_items_are_delivered_together,
+    parts_are_recorded_once_each_and_an_item_is_delivered_when_every_platform_is_done,
     the_incident_list_reads_what_each_incident_reads,
 );
 
-async fn parts_are_recorded_once_each_and_items_are_delivered_together(backend: Backend) {
+async fn parts_are_recorded_once_each_and_an_item_is_delivered_when_every_platform_is_done(backend: Backend) {
     let Some(space) = StoreSpace::new(backend).await else { return };
     let store = space.open().await;
     for title in ["Queue backlog", "Disk full", "API errors"] {
         store.declare(new_incident(title, None), Vec::new(), t0()).await.expect("declared");
     }
-    let items = store.due_outbox(t0(), 10).await.unwrap();
+    let items = store.due_outbox("slack:done", 10).await.unwrap();
     assert_eq!(items.len(), 3, "{items:?}");
     assert!(items.iter().all(|item| item.progress.is_empty()));
 
@@ -28,15 +28,34 @@ async fn parts_are_recorded_once_each_and_items_are_delivered_together(backend: 
     for part in ["slack:notification", "console:notification", "slack:notification", "it's \"quoted\""] {
         store.outbox_progress(first, part).await.expect("progress is recorded");
     }
-    let items = store.due_outbox(t0(), 10).await.unwrap();
+    let items = store.due_outbox("slack:done", 10).await.unwrap();
     assert_eq!(items[0].progress, ["slack:notification", "console:notification", "it's \"quoted\""]);
     assert!(items[1].progress.is_empty(), "only the item named changes");
 
-    store.outbox_delivered(&[items[0].id, items[2].id], t0()).await.expect("marked delivered");
-    let left = store.due_outbox(t0(), 10).await.unwrap();
-    assert_eq!(left.iter().map(|item| item.id).collect::<Vec<_>>(), [items[1].id]);
-    assert_eq!(store.outbox_pending().await.unwrap(), 1);
-    store.outbox_delivered(&[], t0()).await.expect("nothing to mark is not an error");
+    // Slack finishes the first item: Slack's lane no longer reads it, the console's still does,
+    // and it is not delivered until the console is done too.
+    let needed = ["console:done".to_string(), "slack:done".to_string()];
+    store.outbox_progress(first, "slack:done").await.unwrap();
+    assert!(!store.outbox_settle(first, &needed, t0()).await.unwrap(), "the console has not finished it");
+    let ids = |items: Vec<firebell::store::OutboxItem>| items.into_iter().map(|item| item.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.due_outbox("slack:done", 10).await.unwrap()), [items[1].id, items[2].id]);
+    assert_eq!(ids(store.due_outbox("console:done", 10).await.unwrap()), [first, items[1].id, items[2].id]);
+    assert_eq!(store.outbox_pending().await.unwrap(), 3);
+    store.outbox_progress(first, "console:done").await.unwrap();
+    assert!(store.outbox_settle(first, &needed, t0()).await.unwrap(), "both are done: delivered");
+    assert!(!store.outbox_settle(first, &needed, t0()).await.unwrap(), "settled once");
+    assert_eq!(ids(store.due_outbox("console:done", 10).await.unwrap()), [items[1].id, items[2].id]);
+    assert_eq!(store.outbox_pending().await.unwrap(), 2);
+
+    // An escalation page queued last is read first.
+    let incident = items[2].incident_id.unwrap();
+    let event = TimelineEvent::new(t0(), "escalated", None, json!({"step": 0}));
+    store.record_with_notice(incident, event, "escalation").await.unwrap();
+    let due = store.due_outbox("slack:done", 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|item| item.kind.as_str()).collect::<Vec<_>>(),
+        ["escalation", "incident_declared", "incident_declared"]
+    );
 }
 
 async fn the_incident_list_reads_what_each_incident_reads(backend: Backend) {

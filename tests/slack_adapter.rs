@@ -28,6 +28,7 @@ fn adapter_for(fake: &FakeSlack) -> SlackAdapter {
         signing_secret: None,
         incident_channel: Some(EnvString("CINCIDENTS".into())),
         api_url: EnvString(fake.api_url()),
+        timeout: firebell::config::default_chat_timeout(),
     };
     SlackAdapter::new(&config).expect("a Slack adapter")
 }

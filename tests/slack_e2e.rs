@@ -700,3 +700,90 @@ async fn a_routes_diagnosis_streams_into_the_slack_thread() {
         .await;
     app.fake.assert_no_unexpected();
 }
+
+/// The console's messages in `channel`, as its page reads them.
+async fn console_history(app: &SlackApp, channel: &str) -> Vec<Value> {
+    let url = app.url(&format!("/console/history?user=tester&channel={channel}"));
+    let history: Value = reqwest::get(url).await.expect("the console answers").json().await.expect("JSON");
+    history["messages"].as_array().cloned().unwrap_or_default()
+}
+
+async fn readyz(app: &SlackApp) -> (u16, Value) {
+    let response = reqwest::get(app.url("/readyz")).await.expect("the app answers");
+    (response.status().as_u16(), response.json().await.expect("JSON"))
+}
+
+/// Waits until `condition` holds for what `read` returns, or fails after [`WAIT`].
+async fn eventually<T, F, Fut>(what: &str, read: F, condition: impl Fn(&T) -> bool) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = T>,
+    T: std::fmt::Debug,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let value = read().await;
+        if condition(&value) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; last: {value:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_slack_holds_up_nothing_else_shows_in_readyz_and_catches_up_once_it_answers() {
+    let workspace = Workspace::new();
+    workspace.runbook("ping", PING);
+    // `timeout` belongs to [slack]: each Web API call may take 1 s.
+    let app = spawn(workspace, "timeout = \"1s\"").await;
+    assert_eq!(readyz(&app).await, (200, json!({"status": "ready", "store": "sqlite"})));
+    app.fake.stall();
+
+    for key in ["db1-disk", "db2-disk"] {
+        let answer = app.slash("U0001", OPS, "/incident", &format!("declare Disk almost full on {key}")).await;
+        assert_eq!((answer.status, answer.body.as_str()), (200, ""));
+    }
+
+    // The console gets both notifications while Slack hangs: a platform waits only on itself.
+    let notifications = eventually(
+        "both notifications on the console",
+        || console_history(&app, "incidents"),
+        |messages| messages.len() >= 2,
+    )
+    .await;
+    assert_eq!(notifications.len(), 2, "{notifications:#?}");
+
+    // /readyz says what is wrong (and stays 200: paging through other platforms works).
+    let (status, ready) =
+        eventually("readyz to name Slack", || readyz(&app), |(_, body)| body["status"] == "degraded").await;
+    assert_eq!(status, 200);
+    let failing = ready["failing"]["delivery:slack"].as_str().unwrap_or_default();
+    assert!(failing.contains("chat.postMessage did not answer within 1s"), "{ready:#}");
+    assert_eq!(ready["failing"].as_object().map(|parts| parts.len()), Some(1), "{ready:#}");
+    // The delay is on the incident's timeline.
+    let incident = app.get_json("/api/incidents/1").await;
+    let retrying: Vec<&Value> = incident["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["kind"] == "notification_retrying")
+        .collect();
+    assert_eq!(retrying.len(), 1, "{incident:#}");
+    assert_eq!(retrying[0]["detail"]["platform"], "slack");
+    assert!(
+        app.fake.stalled_calls().iter().all(|method| method == "chat.postMessage"),
+        "{:?}",
+        app.fake.stalled_calls()
+    );
+
+    // Slack answers again: each notification arrives once, and the bot is ready again.
+    app.fake.unstall();
+    app.fake.wait_for("both notifications in Slack", WAIT, |fake| fake.messages(INCIDENTS).len() >= 2).await;
+    eventually("readyz to be ready again", || readyz(&app), |(_, body)| body["status"] == "ready").await;
+    let posted: Vec<String> = app.top_level(INCIDENTS).iter().map(StoredMessage::visible_text).collect();
+    assert_eq!(posted.len(), 2, "{posted:#?}");
+    assert!(posted.iter().any(|text| text.contains("db1-disk")) && posted.iter().any(|text| text.contains("db2-disk")));
+    app.fake.assert_all_accepted();
+    app.stop().await;
+}

@@ -190,6 +190,44 @@ impl ChatCore {
         }
     }
 
+    /// Requests still `running` although no process can be running them: every one at start on
+    /// SQLite (`all`), and otherwise those running longer than the longest remediation timeout
+    /// plus 30 s (a replica would have finished or killed them by then). Each becomes
+    /// `interrupted`, in the audit log and on the timeline, and its thread says so.
+    async fn interrupt_dead_runs(&self, all: bool) {
+        let now = self.escalator.now();
+        let longest = self
+            .catalogue
+            .runbooks()
+            .flat_map(|runbook| runbook.remediations.iter().map(|remediation| remediation.timeout))
+            .max()
+            .unwrap_or_default();
+        let grace = chrono::Duration::from_std(longest + std::time::Duration::from_secs(30))
+            .unwrap_or(chrono::Duration::hours(1));
+        let started_before = if all { now } else { now - grace };
+        let interrupted = match self.escalator.store().interrupt_requests(started_before, now).await {
+            Ok(interrupted) => interrupted,
+            Err(error) => {
+                tracing::error!(%error, "Looking for interrupted remediations failed");
+                return;
+            }
+        };
+        for request in interrupted {
+            tracing::warn!(request = request.id, remediation = request.action, "Remediation was interrupted by a stop");
+            self.refresh_request(request.id).await;
+            let Ok(adapter) = self.adapter(&request.platform) else { continue };
+            let thread = request.thread.clone().or(request.message.clone());
+            let message = Message::new().text(format!(
+                "⚠️ *{}* (request #{}) was interrupted: firebell stopped while it ran, so whether it took effect \
+                 is unknown. Check before requesting it again.",
+                request.action, request.id
+            ));
+            if let Err(error) = adapter.post(&request.channel, thread.as_deref(), &message).await {
+                tracing::warn!(%error, request = request.id, "Posting the interruption failed");
+            }
+        }
+    }
+
     /// Runs an approved request once and reports in its thread, on the timeline and in the audit.
     async fn run_approved(self: Arc<Self>, id: i64, runbook: Arc<Runbook>, index: usize, args: Args) {
         let store = self.escalator.store().clone();
@@ -252,8 +290,13 @@ impl ChatCore {
     }
 
     /// Expires requests whose time is up, every second until `shutdown`; their messages say so.
+    /// Also marks `interrupted` the requests whose run died with a bot (see [`Self::interrupt_dead_runs`]).
     pub async fn run_expiry(self: Arc<Self>, shutdown: CancellationToken) {
+        // A SQLite store belongs to one bot, so at start whatever is `running` died with the last one.
+        let mut starting = self.escalator.store().backend() == "sqlite";
         loop {
+            self.interrupt_dead_runs(starting).await;
+            starting = false;
             match self.escalator.store().expire_requests(self.escalator.now()).await {
                 Ok(expired) => {
                     for request in expired {

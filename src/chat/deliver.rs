@@ -1,28 +1,61 @@
 //! Delivers the store's outbox to the chat platforms: incident notifications and their edits,
 //! resolution summaries, and escalation pages (a mention in the incident's thread and a direct
-//! message to each person). Each part delivered is recorded, so a retry repeats none of them; an
-//! item that keeps failing is given up after a few attempts and shows on the incident timeline.
+//! message to each person).
+//!
+//! Each platform has its own lane: a task that reads the items it has not finished (pages
+//! first), delivers them one at a time with a deadline on each, and records each part it
+//! delivered, so a retry repeats none of them. One stalled or failing platform therefore holds up
+//! only itself. A failure is retried with backoff (1 s doubling) and shown on the incident's
+//! timeline (`notification_retrying` once, `notification_failed` when given up after
+//! [`MAX_ATTEMPTS`]); an item is delivered once every lane finished it.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::message::{FileAttachment, Message};
 use super::{ChatAdapter, views};
 use crate::escalation::Escalator;
-use crate::incident::Incident;
+use crate::health::{Health, supervise};
+use crate::incident::{Incident, TimelineEvent};
 use crate::store::OutboxItem;
 
-/// Attempts before an item is given up and the failure put on the timeline.
-pub const MAX_ATTEMPTS: i64 = 5;
+/// Attempts before a platform gives an item up and the failure is put on the timeline.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// The most one item may take on one platform, all its calls together (each call has its own,
+/// shorter deadline in the adapter); past it the attempt counts as failed.
+pub const ITEM_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Items one lane reads per pass.
+const BATCH: i64 = 50;
 
 pub struct Deliverer {
-    escalator: Arc<Escalator>,
-    adapters: BTreeMap<&'static str, Arc<dyn ChatAdapter>>,
+    lanes: Vec<Arc<Lane>>,
     wake: Arc<Notify>,
+}
+
+/// One platform's deliveries.
+struct Lane {
+    escalator: Arc<Escalator>,
+    adapter: Arc<dyn ChatAdapter>,
+    /// The `done` part of every lane: an item is delivered once all of them are recorded.
+    needed: Vec<String>,
+    wake: Notify,
+    /// Failed items waiting for their next attempt.
+    retries: Mutex<HashMap<i64, Retry>>,
+    health: Arc<Health>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    attempts: u32,
+    next: DateTime<Utc>,
 }
 
 impl Deliverer {
@@ -31,13 +64,82 @@ impl Deliverer {
         adapters: BTreeMap<&'static str, Arc<dyn ChatAdapter>>,
         wake: Arc<Notify>,
     ) -> Self {
-        Self { escalator, adapters, wake }
+        Self::with_health(escalator, adapters, wake, Health::new())
+    }
+
+    /// A deliverer whose lanes report into `health` (`delivery:PLATFORM`).
+    pub fn with_health(
+        escalator: Arc<Escalator>,
+        adapters: BTreeMap<&'static str, Arc<dyn ChatAdapter>>,
+        wake: Arc<Notify>,
+        health: Arc<Health>,
+    ) -> Self {
+        let needed: Vec<String> = adapters.keys().map(|platform| done_part(platform)).collect();
+        let lanes = adapters
+            .into_values()
+            .map(|adapter| {
+                health.register(&format!("delivery:{}", adapter.platform()), false);
+                Arc::new(Lane {
+                    escalator: escalator.clone(),
+                    adapter,
+                    needed: needed.clone(),
+                    wake: Notify::new(),
+                    retries: Mutex::new(HashMap::new()),
+                    health: health.clone(),
+                })
+            })
+            .collect();
+        Self { lanes, wake }
+    }
+
+    /// Starts each platform's lane, supervised (`delivery:PLATFORM`), and the task that wakes
+    /// them all when something is queued; they run until `shutdown`.
+    pub fn spawn(self: Arc<Self>, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        for lane in &self.lanes {
+            let health = lane.health.clone();
+            let lane = lane.clone();
+            let stop = shutdown.clone();
+            tasks.push(supervise(
+                &format!("delivery:{}", lane.adapter.platform()),
+                health,
+                shutdown.clone(),
+                move || lane.clone().run(stop.clone()),
+            ));
+        }
+        let deliverer = self.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = deliverer.wake.notified() => deliverer.lanes.iter().for_each(|lane| lane.wake.notify_one()),
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        }));
+        tasks
+    }
+
+    /// One pass of every lane at once (what their loops do when woken); returns how many
+    /// deliveries, one per item and platform, were made.
+    pub async fn deliver_due(&self) -> usize {
+        futures::future::join_all(self.lanes.iter().map(|lane| lane.pass())).await.into_iter().sum()
+    }
+}
+
+/// The part a lane records when it finished an item (delivered or given up).
+fn done_part(platform: &str) -> String {
+    format!("{platform}:done")
+}
+
+impl Lane {
+    fn platform(&self) -> &'static str {
+        self.adapter.platform()
     }
 
     /// Delivers until `shutdown`: when woken, and every second for retries.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+    async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
-            self.deliver_due().await;
+            self.pass().await;
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -46,61 +148,110 @@ impl Deliverer {
         }
     }
 
-    /// One pass over the items that are due; returns how many were delivered.
-    pub async fn deliver_due(&self) -> usize {
+    /// One pass over the items this platform has not finished; returns how many it delivered.
+    async fn pass(&self) -> usize {
         let store = self.escalator.store();
-        let items = match store.due_outbox(self.escalator.now(), 50).await {
+        let waiting = self.retries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len() as i64;
+        let items = match store.due_outbox(&done_part(self.platform()), BATCH + waiting).await {
             Ok(items) => items,
             Err(error) => {
-                tracing::error!(%error, "Reading the outbox failed");
+                tracing::error!(%error, platform = self.platform(), "Reading the outbox failed");
+                self.health
+                    .failing(&format!("delivery:{}", self.platform()), format!("cannot read the outbox: {error}"));
                 return 0;
             }
         };
         if let Ok(pending) = store.outbox_pending().await {
             metrics::gauge!("firebell_outbox_pending").set(pending as f64);
         }
-        // Marked delivered together at the end of the pass: if that write is lost, each part
-        // of them is recorded as done, so the next pass repeats nothing.
-        let mut delivered = Vec::with_capacity(items.len());
+        let mut finished = 0;
         for item in items {
-            match self.deliver(&item).await {
+            let retry = self.retries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&item.id).copied();
+            if retry.is_some_and(|retry| retry.next > self.escalator.now()) {
+                continue;
+            }
+            let result = match tokio::time::timeout(ITEM_DEADLINE, self.deliver(&item)).await {
+                Ok(result) => result,
+                Err(_) => Err(format!("did not finish within {} s", ITEM_DEADLINE.as_secs())),
+            };
+            match result {
                 Ok(()) => {
-                    delivered.push(item.id);
-                    metrics::counter!("firebell_deliveries_total", "result" => "ok").increment(1);
+                    metrics::counter!("firebell_deliveries_total", "result" => "ok", "platform" => self.platform())
+                        .increment(1);
+                    self.finish(&item).await;
+                    self.health.ok(&format!("delivery:{}", self.platform()));
+                    finished += 1;
                 }
-                Err(error) => self.failed(&item, &error).await,
+                Err(error) => self.failed(&item, retry.map_or(0, |retry| retry.attempts), &error).await,
             }
         }
-        if !delivered.is_empty()
-            && let Err(error) = store.outbox_delivered(&delivered, self.escalator.now()).await
-        {
-            tracing::error!(%error, items = delivered.len(), "Marking outbox items delivered failed");
-        }
-        delivered.len()
+        finished
     }
 
-    async fn failed(&self, item: &OutboxItem, error: &str) {
+    /// Records that this platform is done with `item`, and marks it delivered when every
+    /// platform is.
+    async fn finish(&self, item: &OutboxItem) {
+        self.retries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&item.id);
         let store = self.escalator.store();
-        let now = self.escalator.now();
-        let result = if item.attempts + 1 >= MAX_ATTEMPTS { "given_up" } else { "failed" };
-        metrics::counter!("firebell_deliveries_total", "result" => result).increment(1);
-        if item.attempts + 1 >= MAX_ATTEMPTS {
-            tracing::error!(item = item.id, kind = item.kind, error, "Giving up delivering a chat message");
-            if let Err(store_error) = store.outbox_give_up(item.id, error, now).await {
-                tracing::error!(%store_error, "Recording the failed delivery failed");
-            }
+        if let Err(error) = store.outbox_progress(item.id, &done_part(self.platform())).await {
+            tracing::error!(%error, item = item.id, "Recording a finished delivery failed");
             return;
         }
-        let backoff = chrono::Duration::seconds(1 << item.attempts.clamp(0, 6));
+        if let Err(error) = store.outbox_settle(item.id, &self.needed, self.escalator.now()).await {
+            tracing::error!(%error, item = item.id, "Marking an outbox item delivered failed");
+        }
+    }
+
+    /// Counts a failed attempt: schedules the next with backoff, or gives up after
+    /// [`MAX_ATTEMPTS`]; either shows on the incident's timeline.
+    async fn failed(&self, item: &OutboxItem, attempts_before: u32, error: &str) {
+        let platform = self.platform();
+        let attempts = attempts_before + 1;
+        let now = self.escalator.now();
+        let part = format!("delivery:{platform}");
+        self.health.failing(&part, format!("delivering outbox item {} ({}) failed: {error}", item.id, item.kind));
+        let detail = |extra: serde_json::Value| {
+            let mut detail = serde_json::json!({
+                "outbox_id": item.id, "kind": item.kind, "platform": platform, "attempts": attempts, "error": error,
+            });
+            if let (Some(detail), serde_json::Value::Object(extra)) = (detail.as_object_mut(), extra) {
+                detail.extend(extra);
+            }
+            detail
+        };
+        if attempts >= MAX_ATTEMPTS {
+            metrics::counter!("firebell_deliveries_total", "result" => "given_up", "platform" => platform).increment(1);
+            tracing::error!(item = item.id, kind = item.kind, platform, error, "Giving up delivering a chat message");
+            self.on_timeline(item, TimelineEvent::new(now, "notification_failed", None, detail(serde_json::json!({}))))
+                .await;
+            self.finish(item).await;
+            return;
+        }
+        metrics::counter!("firebell_deliveries_total", "result" => "failed", "platform" => platform).increment(1);
+        let backoff = chrono::Duration::seconds(1 << attempts_before.min(6));
         tracing::warn!(
             item = item.id,
             kind = item.kind,
+            platform,
             error,
             retry_in_s = backoff.num_seconds(),
             "Delivering a chat message failed; will retry"
         );
-        if let Err(store_error) = store.outbox_retry(item.id, error, now + backoff).await {
-            tracing::error!(%store_error, "Scheduling the retry failed");
+        if attempts == 1 {
+            let retry = serde_json::json!({"retry_in_s": backoff.num_seconds()});
+            self.on_timeline(item, TimelineEvent::new(now, "notification_retrying", None, detail(retry))).await;
+        }
+        self.retries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(item.id, Retry { attempts, next: now + backoff });
+    }
+
+    async fn on_timeline(&self, item: &OutboxItem, event: TimelineEvent) {
+        if let Some(id) = item.incident_id
+            && let Err(error) = self.escalator.store().record(id, event).await
+        {
+            tracing::error!(%error, item = item.id, "Recording the delivery failure on the timeline failed");
         }
     }
 
@@ -109,23 +260,17 @@ impl Deliverer {
             return Ok(());
         };
         let mut incident = self.escalator.store().incident(id).await.map_err(|error| error.to_string())?;
-        let mut errors = Vec::new();
-        for (platform, adapter) in &self.adapters {
-            let result = match item.kind.as_str() {
-                "incident_declared" => self.declared(item, adapter.as_ref(), &mut incident).await,
-                "incident_updated" => self.updated(item, adapter.as_ref(), &incident, false).await,
-                "incident_resolved" => self.updated(item, adapter.as_ref(), &incident, true).await,
-                "escalation" => self.escalation(item, adapter.as_ref(), &incident).await,
-                other => {
-                    tracing::warn!(kind = other, "Unknown outbox item kind; skipping");
-                    Ok(())
-                }
-            };
-            if let Err(error) = result {
-                errors.push(format!("{platform}: {error}"));
+        let adapter = self.adapter.as_ref();
+        match item.kind.as_str() {
+            "incident_declared" => self.declared(item, adapter, &mut incident).await,
+            "incident_updated" => self.updated(item, adapter, &incident, false).await,
+            "incident_resolved" => self.updated(item, adapter, &incident, true).await,
+            "escalation" => self.escalation(item, adapter, &incident).await,
+            other => {
+                tracing::warn!(kind = other, "Unknown outbox item kind; skipping");
+                Ok(())
             }
         }
-        if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
     }
 
     /// Runs `part` unless an earlier attempt delivered it, and records it once done.

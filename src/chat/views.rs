@@ -337,6 +337,9 @@ pub fn remediation_request(
         "succeeded" => Some(format!("✅ Succeeded (approved by {approved_by}): {result}")),
         "failed" => Some(format!("❌ Failed (approved by {approved_by}): {result}")),
         "denied" => Some(format!("🚫 Denied by {denied_by}; nothing ran.")),
+        "interrupted" => Some(format!(
+            "⚠️ Interrupted (approved by {approved_by}): firebell stopped while it ran, so whether it took effect is unknown."
+        )),
         "expired" => Some("⌛ Expired before it was approved; nothing ran. Request it again if it is still needed.".to_string()),
         "stale" => Some("⚠️ The runbook changed after this request, so its approvals no longer apply; nothing ran. Request it again.".to_string()),
         other => Some(format!("State: {other}")),

@@ -121,7 +121,7 @@ pub struct RemediationRequest {
     pub channel: String,
     pub thread: Option<String>,
     pub message: Option<String>,
-    /// pending, running, succeeded, failed, denied, expired or stale.
+    /// pending, running, succeeded, failed, interrupted, denied, expired or stale.
     pub state: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
@@ -290,16 +290,14 @@ pub trait Store: Send + Sync {
     /// True the first time `key` is offered: platforms retry deliveries, work must not repeat.
     async fn first_seen(&self, key: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
 
-    /// Outbox items ready for (another) delivery attempt at `now`.
-    async fn due_outbox(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Undelivered outbox items that have no `done` part yet (one platform's lane reads the
+    /// items it has not finished): escalation pages first, then oldest first.
+    async fn due_outbox(&self, done: &str, limit: i64) -> Result<Vec<OutboxItem>, StoreError>;
     /// Marks one part of an item delivered (`slack:thread`), so a retry skips it.
     async fn outbox_progress(&self, id: i64, part: &str) -> Result<(), StoreError>;
-    /// Marks items delivered, all in one statement.
-    async fn outbox_delivered(&self, ids: &[i64], at: DateTime<Utc>) -> Result<(), StoreError>;
-    /// Counts a failed attempt and schedules the next; returns the attempts so far.
-    async fn outbox_retry(&self, id: i64, error: &str, next_attempt_at: DateTime<Utc>) -> Result<i64, StoreError>;
-    /// Gives up on an item and says so on its incident's timeline, in one transaction.
-    async fn outbox_give_up(&self, id: i64, error: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Marks the item delivered if every part in `needed` is recorded (each platform's `done`);
+    /// true when this call did. One statement, so of lanes finishing at once one settles it.
+    async fn outbox_settle(&self, id: i64, needed: &[String], at: DateTime<Utc>) -> Result<bool, StoreError>;
 
     /// Stores a remediation request, with its audit entry and timeline event.
     async fn create_request(&self, new: NewRequest, at: DateTime<Utc>) -> Result<RemediationRequest, StoreError>;
@@ -325,6 +323,14 @@ pub trait Store: Send + Sync {
     ) -> Result<RemediationRequest, StoreError>;
     /// Expires the pending requests whose time is up, and returns them.
     async fn expire_requests(&self, now: DateTime<Utc>) -> Result<Vec<RemediationRequest>, StoreError>;
+    /// Marks `interrupted` every request `running` since `started_before` or earlier (its process
+    /// died with the bot: it would have finished or been killed by its timeout by now), with an
+    /// audit entry each; returns them.
+    async fn interrupt_requests(
+        &self,
+        started_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RemediationRequest>, StoreError>;
     /// Newest first.
     async fn audit(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError>;
 

@@ -912,11 +912,16 @@ impl Store for SqlStore {
         Ok(inserted.rows_affected() == 1)
     }
 
-    async fn due_outbox(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<OutboxItem>, StoreError> {
+    async fn due_outbox(&self, done: &str, limit: i64) -> Result<Vec<OutboxItem>, StoreError> {
+        let unfinished = match self.backend {
+            Backend::Sqlite => "NOT EXISTS (SELECT 1 FROM json_each(outbox.progress) WHERE value = $1)",
+            Backend::Postgres => "NOT (progress::jsonb ? $1)",
+        };
         let sql = format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $1 ORDER BY id LIMIT $2"
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL AND {unfinished} \
+             ORDER BY CASE WHEN kind = 'escalation' THEN 0 ELSE 1 END, id LIMIT $2"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(millis(now)).bind(limit).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(done.to_string()).bind(limit).fetch_all(&self.pool).await?;
         rows.iter().map(outbox_from_row).collect()
     }
 
@@ -936,61 +941,22 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn outbox_delivered(&self, ids: &[i64], at: DateTime<Utc>) -> Result<(), StoreError> {
-        for chunk in ids.chunks(500) {
-            let list = self.backend.values(1, chunk.len());
-            let sql = match self.backend {
-                Backend::Sqlite => format!("UPDATE outbox SET delivered_at = ? WHERE id IN {list}"),
-                // `values` numbers the list from $1; the time goes last.
-                Backend::Postgres => {
-                    format!("UPDATE outbox SET delivered_at = ${} WHERE id IN {list}", chunk.len() + 1)
-                }
-            };
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            if self.backend == Backend::Sqlite {
-                query = query.bind(millis(at));
+    async fn outbox_settle(&self, id: i64, needed: &[String], at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let all_there = match self.backend {
+            Backend::Sqlite => {
+                "NOT EXISTS (SELECT 1 FROM json_each($2) AS need \
+                 WHERE need.value NOT IN (SELECT value FROM json_each(outbox.progress)))"
             }
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            if self.backend == Backend::Postgres {
-                query = query.bind(millis(at));
-            }
-            query.execute(&self.writer).await?;
-        }
-        Ok(())
-    }
-
-    async fn outbox_retry(&self, id: i64, error: &str, next_attempt_at: DateTime<Utc>) -> Result<i64, StoreError> {
-        let attempts: i64 = sqlx::query_scalar("UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3 WHERE id = $1 RETURNING attempts")
+            Backend::Postgres => "progress::jsonb @> $2::jsonb",
+        };
+        let sql = format!("UPDATE outbox SET delivered_at = $3 WHERE id = $1 AND delivered_at IS NULL AND {all_there}");
+        let settled = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
-            .bind(error.to_string())
-            .bind(millis(next_attempt_at))
-            .fetch_one(&self.writer)
-            .await?;
-        Ok(attempts)
-    }
-
-    async fn outbox_give_up(&self, id: i64, error: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut transaction = self.begin().await?;
-        let row = sqlx::query("UPDATE outbox SET failed_at = $2, last_error = $3, attempts = attempts + 1 WHERE id = $1 RETURNING incident_id, kind, attempts")
-            .bind(id)
+            .bind(serde_json::to_string(needed).map_err(|error| StoreError::Database(error.to_string()))?)
             .bind(millis(at))
-            .bind(error.to_string())
-            .fetch_one(&mut *transaction)
+            .execute(&self.writer)
             .await?;
-        let incident_id: Option<i64> = row.try_get("incident_id")?;
-        if let Some(incident_id) = incident_id {
-            let detail = json!({"outbox_id": id, "kind": text(&row, "kind")?, "attempts": row.try_get::<i64, _>("attempts")?, "error": error});
-            Self::insert_event(
-                &mut transaction,
-                incident_id,
-                &TimelineEvent::new(at, "notification_failed", None, detail),
-            )
-            .await?;
-        }
-        transaction.commit().await?;
-        Ok(())
+        Ok(settled.rows_affected() == 1)
     }
 
     async fn create_request(&self, new: NewRequest, at: DateTime<Utc>) -> Result<RemediationRequest, StoreError> {
@@ -1168,6 +1134,37 @@ impl Store for SqlStore {
         }
         transaction.commit().await?;
         Ok(expired)
+    }
+
+    async fn interrupt_requests(
+        &self,
+        started_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RemediationRequest>, StoreError> {
+        let mut transaction = self.begin().await?;
+        let claim = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
+        let sql = format!(
+            "SELECT id FROM remediation_requests WHERE state = 'running' AND decided_at <= $1 ORDER BY id LIMIT 100{claim}"
+        );
+        let ids: Vec<i64> =
+            sqlx::query_scalar(AssertSqlSafe(sql)).bind(millis(started_before)).fetch_all(&mut *transaction).await?;
+        let mut interrupted = Vec::with_capacity(ids.len());
+        for id in ids {
+            let request = self.load_request(&mut transaction, id, false).await?;
+            Self::set_request_state(&mut transaction, id, "interrupted", now).await?;
+            let detail = json!({
+                "request": id, "name": request.action, "command": request.command, "approved_by": request.approvers(),
+                "started_at": request.decided_at,
+                "reason": "firebell stopped while it ran, so whether it took effect is unknown",
+            });
+            Self::audit_request(&mut transaction, &request, None, "remediation_interrupted", detail, now).await?;
+            interrupted.push(RemediationRequest { state: "interrupted".into(), decided_at: Some(now), ..request });
+        }
+        transaction.commit().await?;
+        Ok(interrupted)
     }
 
     /// One transaction per batch: the newest incident of every fingerprint is read once, each

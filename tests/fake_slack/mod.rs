@@ -126,6 +126,10 @@ struct FakeState {
     views: Vec<Value>,
     ephemerals: Vec<Value>,
     responses: Vec<Value>,
+    /// Web API calls are read and never answered (a proxy or a half-open connection that hangs).
+    stalled: bool,
+    /// Calls that arrived while stalled, by method.
+    stalled_calls: Vec<String>,
 }
 
 impl FakeState {
@@ -183,6 +187,8 @@ impl FakeSlack {
             views: Vec::new(),
             ephemerals: Vec::new(),
             responses: Vec::new(),
+            stalled: false,
+            stalled_calls: Vec::new(),
         }));
         let router = Router::new()
             .route("/api/{method}", any(api))
@@ -213,6 +219,21 @@ impl FakeSlack {
     /// The next `count` calls of `method` are answered 429 with `Retry-After: retry_after_secs`.
     pub fn rate_limit_next(&self, method: &str, count: u32, retry_after_secs: u64) {
         self.state().forced_429.insert(method.to_string(), (count, retry_after_secs));
+    }
+
+    /// From now on every Web API call is read and never answered, until [`FakeSlack::unstall`];
+    /// the calls it held are dropped unanswered, as a hung proxy would.
+    pub fn stall(&self) {
+        self.state().stalled = true;
+    }
+
+    pub fn unstall(&self) {
+        self.state().stalled = false;
+    }
+
+    /// The methods of the calls that arrived while stalled.
+    pub fn stalled_calls(&self) -> Vec<String> {
+        self.state().stalled_calls.clone()
     }
 
     /// `chat.postMessage` spacing per channel (default 1 s, as Slack).
@@ -510,6 +531,17 @@ async fn api(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
+    let stalled = {
+        let mut state = state.lock().unwrap();
+        if state.stalled {
+            state.stalled_calls.push(method.clone());
+        }
+        state.stalled
+    };
+    if stalled {
+        // Never answers: the client gives up and drops the connection.
+        std::future::pending::<()>().await;
+    }
     let fields = match parse_body(&http_method, &headers, query.as_deref(), &body) {
         Ok(fields) => fields,
         Err(why) => {

@@ -55,6 +55,8 @@ pub struct SlackAdapter {
     gate: ChannelGate,
     /// User id → their direct-message channel, so `conversations.open` runs once per person.
     direct_channels: Mutex<HashMap<String, String>>,
+    /// The most one Web API call may take (`[slack] timeout`).
+    timeout: Duration,
 }
 
 impl fmt::Debug for SlackAdapter {
@@ -73,7 +75,16 @@ macro_rules! with_retries {
     ($adapter:expr, $method:expr, $call:expr) => {{
         let mut retries = 0;
         loop {
-            match $call.await {
+            // A call that does not answer in time is not retried here: the caller's retry (the
+            // outbox's backoff) comes later, and nothing waits on a stalled connection forever.
+            let Ok(result) = tokio::time::timeout($adapter.timeout, $call).await else {
+                break Err(ChatError::Unreachable(format!(
+                    "{} did not answer within {}",
+                    $method,
+                    humantime::format_duration($adapter.timeout)
+                )));
+            };
+            match result {
                 Ok(response) => break Ok::<_, ChatError>(response),
                 Err(error) => match $adapter.retry_delay($method, error, &mut retries) {
                     Ok(delay) => tokio::time::sleep(delay).await,
@@ -97,7 +108,13 @@ impl SlackAdapter {
             .as_ref()
             .map(|channel| channel.trim().to_string())
             .filter(|channel| !channel.is_empty());
-        Self::with_api_url(bot_token, &config.api_url, incident_channel)
+        Ok(Self::with_api_url(bot_token, &config.api_url, incident_channel)?.with_timeout(config.timeout.0))
+    }
+
+    /// The most one Web API call may take.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// The adapter for an explicit API URL (`http://127.0.0.1:…/api/` for a fake in tests).
@@ -108,6 +125,7 @@ impl SlackAdapter {
             incident_channel,
             gate: ChannelGate::new(POST_INTERVAL),
             direct_channels: Mutex::new(HashMap::new()),
+            timeout: crate::config::default_chat_timeout().0,
         })
     }
 

@@ -237,6 +237,7 @@ mod tests {
             signing_secret: None,
             incident_channel: None,
             api_url: EnvString("http://127.0.0.1:9/api/".into()),
+            timeout: crate::config::default_chat_timeout(),
         };
         let error = run_socket_mode(&config, Arc::new(Nobody), CancellationToken::new()).await.unwrap_err();
         assert!(error.to_string().contains("slack.app_token"), "{error}");
