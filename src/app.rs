@@ -63,6 +63,7 @@ pub fn load_catalogue(config: &Config) -> (Catalogue, Vec<LoadError>) {
 pub fn runner(config: &Config) -> Runner {
     Runner::new(Arc::new(Targets::from_config(config)), config.redactor(), config.commands.concurrency)
         .with_max_output(config.commands.max_output.0)
+        .with_max_running(config.commands.max_running)
 }
 
 /// The running bot: HTTP server, store, timer engine, chat core and adapters, built from a
@@ -77,6 +78,8 @@ pub struct App {
     deliver_wake: Arc<tokio::sync::Notify>,
     /// What each background part is doing, for `/readyz`.
     health: Arc<crate::health::Health>,
+    /// The server's header-read timeout and connection cap.
+    limits: crate::server::ConnectionLimits,
     /// Slack in Socket Mode: connected when the app runs.
     slack_socket: Option<crate::config::SlackConfig>,
     /// Discord: its commands are registered, and without a public key its gateway connected,
@@ -127,6 +130,7 @@ impl App {
             crate::chat::core::Permissions::from_config(&config.permissions),
             deliver_wake.clone(),
         )
+        .with_per_person(config.commands.per_person)
         .with_adapter(console.clone());
         // Slack starts when a bot token is set: Socket Mode with an app token, else HTTP mode.
         let slack =
@@ -160,7 +164,7 @@ impl App {
             }
         }
         let alerts = Arc::new(crate::ingest::AlertService::new(
-            crate::ingest::Ingestor::start(escalator.clone()),
+            crate::ingest::Ingestor::start(escalator.clone(), health.clone()),
             crate::ingest::Routes::from_config(&config.routes),
             escalator.clone(),
             chat.clone(),
@@ -234,6 +238,10 @@ impl App {
             console: console_web,
             deliver_wake,
             health,
+            limits: crate::server::ConnectionLimits {
+                header_timeout: config.server.header_timeout.get_ref().0,
+                max_connections: *config.server.max_connections.get_ref(),
+            },
             slack_socket,
             discord: discord_start,
         })
@@ -303,8 +311,7 @@ impl App {
         };
         // The peer's address reaches the handlers: `[console] trusted_proxies` and the sign-in
         // rate limit need it.
-        let service = self.router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(self.listener, service).with_graceful_shutdown(graceful).await?;
+        crate::server::serve(self.listener, self.router, self.limits, graceful).await;
         shutdown.cancel();
         for task in tasks {
             let _ = task.await;

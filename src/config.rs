@@ -66,11 +66,33 @@ pub struct ServerConfig {
     pub console_token: Option<Secret>,
     /// Bearer token for `/metrics`; unset: `/metrics` is open.
     pub metrics_token: Option<Secret>,
+    /// How long a connection may take to send a request's headers (a silent or trickling
+    /// client is closed after it).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: Spanned<Dur>,
+    /// Connections served at once; more wait to be accepted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: Spanned<usize>,
+}
+
+fn default_header_timeout() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(std::time::Duration::from_secs(10)))
+}
+
+fn default_max_connections() -> Spanned<usize> {
+    Spanned::new(0..0, 512)
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: default_listen(), api_token: None, console_token: None, metrics_token: None }
+        Self {
+            listen: default_listen(),
+            api_token: None,
+            console_token: None,
+            metrics_token: None,
+            header_timeout: default_header_timeout(),
+            max_connections: default_max_connections(),
+        }
     }
 }
 
@@ -261,12 +283,33 @@ pub struct CommandsConfig {
     /// Prometheus bodies); the rest is cut with a visible marker. `1MiB`, `512KiB` or bytes.
     #[serde(default = "default_max_output")]
     pub max_output: ByteSize,
+    /// How many checks run at the same time in the whole bot, across every diagnosis (the rest
+    /// wait their turn): a storm of alerts or commands cannot start thousands of processes.
+    #[serde(default = "default_max_running")]
+    pub max_running: usize,
+    /// How many diagnoses one person may start per minute; more are refused with the wait.
+    #[serde(default = "default_per_person")]
+    pub per_person: usize,
 }
 
 impl Default for CommandsConfig {
     fn default() -> Self {
-        Self { dirs: default_command_dirs(), concurrency: default_concurrency(), max_output: default_max_output() }
+        Self {
+            dirs: default_command_dirs(),
+            concurrency: default_concurrency(),
+            max_output: default_max_output(),
+            max_running: default_max_running(),
+            per_person: default_per_person(),
+        }
     }
+}
+
+fn default_max_running() -> usize {
+    32
+}
+
+fn default_per_person() -> usize {
+    20
 }
 
 fn default_max_output() -> ByteSize {
@@ -901,6 +944,36 @@ impl Config {
                 ),
             );
         }
+        let header_timeout = self.server.header_timeout.get_ref().0;
+        if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(300)).contains(&header_timeout) {
+            error(
+                self.server.header_timeout.span(),
+                format!(
+                    "server.header_timeout: {} is out of range: give 1s to 5m (default 10s)",
+                    humantime::format_duration(header_timeout)
+                ),
+            );
+        }
+        if let Some(slack) = &self.slack
+            && !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(300)).contains(&slack.timeout.0)
+        {
+            error(
+                0..0,
+                format!(
+                    "slack.timeout: {} is out of range: give 1s to 5m (default 15s)",
+                    humantime::format_duration(slack.timeout.0)
+                ),
+            );
+        }
+        if !(1..=65_536).contains(self.server.max_connections.get_ref()) {
+            error(
+                self.server.max_connections.span(),
+                format!(
+                    "server.max_connections: {} is out of range: give 1 to 65536 (default 512)",
+                    self.server.max_connections.get_ref()
+                ),
+            );
+        }
         let store_url = self.store.url.get_ref().expose();
         if !(store_url.starts_with("sqlite:")
             || store_url.starts_with("postgres://")
@@ -913,6 +986,24 @@ impl Config {
         }
         if self.commands.concurrency == 0 {
             error(0..0, "commands.concurrency: must be at least 1".to_string());
+        }
+        if !(1..=10_000).contains(&self.commands.max_running) {
+            error(
+                0..0,
+                format!(
+                    "commands.max_running: {} is out of range: give 1 to 10000 (default 32)",
+                    self.commands.max_running
+                ),
+            );
+        }
+        if !(1..=10_000).contains(&self.commands.per_person) {
+            error(
+                0..0,
+                format!(
+                    "commands.per_person: {} is out of range: give 1 to 10000 (default 20)",
+                    self.commands.per_person
+                ),
+            );
         }
 
         for (name, target) in &self.targets {
@@ -1141,6 +1232,25 @@ mod tests {
         assert!(error.contains("UNSET is not set"), "{error}");
         assert!(expand_env("${BAD NAME}", lookup).is_err());
         assert!(expand_env("${OPEN", lookup).is_err());
+    }
+
+    #[test]
+    fn server_limits_have_defaults_and_bounds() {
+        let config = parse("").unwrap();
+        assert_eq!(config.server.header_timeout.get_ref().0, Duration::from_secs(10));
+        assert_eq!(*config.server.max_connections.get_ref(), 512);
+        assert_eq!(default_chat_timeout().0, Duration::from_secs(15));
+        let errors = parse("[server]\nheader_timeout = \"500ms\"\nmax_connections = 0\n").unwrap_err().to_string();
+        assert!(
+            errors
+                .contains("firebell.toml:2: server.header_timeout: 500ms is out of range: give 1s to 5m (default 10s)"),
+            "{errors}"
+        );
+        assert!(
+            errors
+                .contains("firebell.toml:3: server.max_connections: 0 is out of range: give 1 to 65536 (default 512)"),
+            "{errors}"
+        );
     }
 
     #[test]

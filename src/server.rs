@@ -224,6 +224,10 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %message, "Store failed while serving the API");
                 ApiError(StatusCode::SERVICE_UNAVAILABLE, "the incident store is unavailable; try again".into())
             }
+            StoreError::Timeout => {
+                tracing::error!("The store did not answer while serving the API");
+                ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{error}; try again"))
+            }
         }
     }
 }
@@ -559,4 +563,70 @@ mod tests {
         assert!(pinned.admits("firebell.example.com:8443"));
         assert!(!pinned.admits("firebell.example.com:8080") && !pinned.admits("10.1.2.3:8080"));
     }
+}
+
+/// What the accept loop bounds (`[server] header_timeout`, `max_connections`).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub header_timeout: std::time::Duration,
+    pub max_connections: usize,
+}
+
+/// Serves `router` on `listener` until `stop` resolves, then lets open requests finish. Each
+/// connection must send its request headers within `header_timeout` (a silent or trickling
+/// client is closed), at most `max_connections` are served at once (the rest wait in the
+/// listen backlog), and handlers see the peer's address as `ConnectInfo<SocketAddr>`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use tower::ServiceExt as _;
+
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    tokio::pin!(stop);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = &mut stop => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, say: wait a little rather than spin.
+                    tracing::warn!(%error, "Accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = router.clone().map_request(move |mut request: axum::extract::Request| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request
+        });
+        let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            service.clone().oneshot(request.map(axum::body::Body::new))
+        });
+        // No upgrades: nothing here speaks WebSocket (the console streams with SSE).
+        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "A connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }

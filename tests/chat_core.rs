@@ -834,3 +834,67 @@ members = ["slack:U1", "slack:U2", "slack:U3"]
     assert!(unknown.contains("unknown schedule 'secondary'; schedules: primary"), "{unknown}");
     assert!(bot.recorded().is_empty(), "answers are private");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Bounds
+
+/// The title of each finished `ping` diagnosis, as its message reads now.
+fn finished_pings(bot: &Bot) -> Vec<String> {
+    bot.posts()
+        .iter()
+        .filter_map(|post| bot.current(&post.id).text().lines().next().map(str::to_string))
+        .filter(|title| title.contains("diagnose ping: ") && !title.contains("running"))
+        .collect()
+}
+
+#[tokio::test]
+async fn one_person_starting_too_many_diagnoses_is_told_how_long_to_wait() {
+    let scratch = scratch();
+    let ok = write_script(scratch.path(), "ok.sh", "echo fine");
+    let ping = exec_runbook("ping", "Is it up", &[("up", ok.as_path())]);
+    let bot = Bot::new(scratch, "[commands]\nper_person = 2\n", &[&ping]).await;
+
+    for _ in 0..2 {
+        assert!(matches!(bot.command("U1", OPS_CHANNEL, None, "/diagnose ping").await, Reply::Nothing));
+    }
+    bot.clock.advance(chrono::Duration::seconds(20));
+    let refused = private(&bot.command("U1", OPS_CHANNEL, None, "/diagnose ping").await);
+    assert_eq!(
+        refused,
+        "you started 2 diagnoses in the last minute, the most one person may ([commands] per_person); try again in 40 s"
+    );
+    // Someone else is not held up by it.
+    assert!(matches!(bot.command("U2", OPS_CHANNEL, None, "/diagnose ping").await, Reply::Nothing));
+    bot.wait_until("three diagnoses", |bot| finished_pings(bot).len() == 3).await;
+
+    // A minute after the first one, U1 may start one again.
+    bot.clock.advance(chrono::Duration::seconds(41));
+    assert!(matches!(bot.command("U1", OPS_CHANNEL, None, "/diagnose ping").await, Reply::Nothing));
+    bot.wait_until("the fourth diagnosis", |bot| finished_pings(bot).len() == 4).await;
+}
+
+#[tokio::test]
+async fn checks_take_turns_across_diagnoses_under_max_running() {
+    let scratch = scratch();
+    // Each check holds a lock directory while it runs: two at once and the second one fails.
+    let lock = scratch.path().join("lock").display().to_string();
+    let exclusive = write_script(
+        scratch.path(),
+        "exclusive.sh",
+        &format!(
+            "mkdir '{lock}' || {{ echo 'another check is running'; exit 2; }}\nsleep 0.2\nrmdir '{lock}'\necho alone"
+        ),
+    );
+    let checks: Vec<(&str, &std::path::Path)> = vec![("a", exclusive.as_path()), ("b", exclusive.as_path())];
+    let ping = exec_runbook("ping", "Is it up", &checks);
+    let bot = Bot::new(scratch, "[commands]\nmax_running = 1\n", &[&ping]).await;
+    for user in ["U1", "U2"] {
+        assert!(matches!(bot.command(user, OPS_CHANNEL, None, "/diagnose ping").await, Reply::Nothing));
+    }
+    bot.wait_until("both diagnoses to finish", |bot| finished_pings(bot).len() == 2).await;
+    let verdicts = finished_pings(&bot);
+    assert!(
+        verdicts.iter().all(|title| title.ends_with("diagnose ping: OK")),
+        "four checks, one at a time: {verdicts:#?}"
+    );
+}

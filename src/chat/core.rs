@@ -74,6 +74,11 @@ pub struct ChatCore {
     pub(crate) adapters: BTreeMap<&'static str, Arc<dyn ChatAdapter>>,
     /// Wakes the outbox deliverer after something was queued.
     deliver: Arc<Notify>,
+    /// Diagnoses one person may start per minute (`[commands] per_person`).
+    per_person: usize,
+    /// When each person started their diagnoses of the last minute.
+    recent_diagnoses:
+        std::sync::Mutex<std::collections::HashMap<String, std::collections::VecDeque<chrono::DateTime<chrono::Utc>>>>,
 }
 
 impl ChatCore {
@@ -84,7 +89,49 @@ impl ChatCore {
         permissions: Permissions,
         deliver: Arc<Notify>,
     ) -> Self {
-        Self { catalogue, runner, escalator, permissions, adapters: BTreeMap::new(), deliver }
+        Self {
+            catalogue,
+            runner,
+            escalator,
+            permissions,
+            adapters: BTreeMap::new(),
+            deliver,
+            per_person: 20,
+            recent_diagnoses: Default::default(),
+        }
+    }
+
+    /// At most `diagnoses` per person per minute (`[commands] per_person`).
+    pub fn with_per_person(mut self, diagnoses: usize) -> Self {
+        self.per_person = diagnoses.max(1);
+        self
+    }
+
+    /// Counts a diagnosis the person of `origin` starts now, or says how long they must wait
+    /// when they started [`Self::with_per_person`] of them in the last minute.
+    fn admit_diagnosis(&self, origin: &Origin) -> Result<(), String> {
+        let now = self.escalator.now();
+        let window = chrono::Duration::minutes(1);
+        let mut recent = self.recent_diagnoses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if recent.len() > 10_000 {
+            recent.retain(|_, starts| starts.back().is_some_and(|at| *at > now - window));
+        }
+        let starts = recent.entry(origin.user.to_string()).or_default();
+        while starts.front().is_some_and(|at| *at <= now - window) {
+            starts.pop_front();
+        }
+        if let Some(oldest) = starts.front()
+            && starts.len() >= self.per_person
+        {
+            let wait = (*oldest + window - now).num_seconds().max(1);
+            return Err(format!(
+                "you started {} diagnoses in the last minute, the most one person may ([commands] per_person); \
+                 try again in {wait} s",
+                starts.len()
+            ));
+        }
+        starts.push_back(now);
+        Ok(())
     }
 
     pub fn with_adapter(mut self, adapter: Arc<dyn ChatAdapter>) -> Self {
@@ -269,6 +316,7 @@ impl ChatCore {
                     format!("unknown topic '{topic}'; valid topics: {}", self.catalogue.topic_names().join(", "))
                 })?;
                 let args = runbook.bind_args(&args).map_err(|error| error.to_string())?;
+                self.admit_diagnosis(&origin)?;
                 self.start_diagnosis(origin, runbook, args);
                 Ok(Reply::Nothing)
             }
@@ -525,6 +573,7 @@ impl ChatCore {
                 let args = runbook
                     .bind_args(&[])
                     .map_err(|error| format!("{error}; type /diagnose {value} key=value… instead"))?;
+                self.admit_diagnosis(&origin)?;
                 self.start_diagnosis(origin, runbook, args);
                 Ok(Reply::Nothing)
             }

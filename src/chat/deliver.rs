@@ -152,7 +152,7 @@ impl Lane {
     async fn pass(&self) -> usize {
         let store = self.escalator.store();
         let waiting = self.retries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len() as i64;
-        let items = match store.due_outbox(&done_part(self.platform()), BATCH + waiting).await {
+        let items = match crate::store::timed(store.due_outbox(&done_part(self.platform()), BATCH + waiting)).await {
             Ok(items) => items,
             Err(error) => {
                 tracing::error!(%error, platform = self.platform(), "Reading the outbox failed");

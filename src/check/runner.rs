@@ -51,12 +51,25 @@ pub struct Runner {
     redactor: Redactor,
     concurrency: usize,
     max_output: usize,
+    /// Turns for checks across every run of this runner (`[commands] max_running`).
+    running: Arc<Semaphore>,
 }
+
+/// Checks running at once in the whole bot unless configured otherwise.
+const MAX_RUNNING: usize = 32;
 
 impl Runner {
     pub fn new(targets: Arc<Targets>, redactor: Redactor, concurrency: usize) -> Self {
         let max_output = crate::config::CommandsConfig::default().max_output.0;
-        Self { targets, redactor, concurrency: concurrency.max(1), max_output }
+        let running = Arc::new(Semaphore::new(MAX_RUNNING));
+        Self { targets, redactor, concurrency: concurrency.max(1), max_output, running }
+    }
+
+    /// At most `checks` checks run at once across every run (`[commands] max_running`); the
+    /// rest wait for a turn.
+    pub fn with_max_running(mut self, checks: usize) -> Self {
+        self.running = Arc::new(Semaphore::new(checks.max(1)));
+        self
     }
 
     /// Caps each check's output at `bytes` (`[commands] max_output`).
@@ -91,8 +104,10 @@ impl Runner {
             let args = args.clone();
             let events = events.clone();
             let bound = bound.clone();
+            let running = runner.running.clone();
             tokio::spawn(async move {
                 let _permit = bound.acquire_owned().await;
+                let _turn = running.acquire_owned().await;
                 let started = Instant::now();
                 let check = &runbook.checks[index];
                 // The check runs in its own task so a panic there ends only that check.

@@ -158,14 +158,14 @@ impl Escalator {
                 }
                 counted_at = Some(std::time::Instant::now());
             }
-            if let Err(error) = self.fire_due(self.clock.now()).await {
+            if let Err(error) = crate::store::timed(self.fire_due(self.clock.now())).await {
                 tracing::error!(%error, "Firing due escalation steps failed; retrying in 1 s");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                     _ = shutdown.cancelled() => return,
                 }
             }
-            let sleep = match self.store.next_due().await {
+            let sleep = match crate::store::timed(self.store.next_due()).await {
                 Ok(Some(next)) => (next - self.clock.now()).to_std().unwrap_or(Duration::ZERO).min(self.poll),
                 Ok(None) => self.poll,
                 Err(error) => {

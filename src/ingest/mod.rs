@@ -15,7 +15,7 @@ use crate::chat::core::ChatCore;
 use crate::config::{RouteConfig, Severity};
 use crate::escalation::Escalator;
 use crate::incident::NewIncident;
-use crate::store::{AlertOutcome, IncomingAlert, Store};
+use crate::store::{AlertOutcome, IncomingAlert, Store, StoreError, timed};
 pub use payloads::{AlertGroup, parse_alertmanager, parse_generic, parse_grafana};
 
 /// A firing alert this soon after its incident resolved opens that incident again.
@@ -87,9 +87,14 @@ pub struct Ingestor {
 }
 
 impl Ingestor {
-    pub fn start(escalator: Arc<Escalator>) -> Ingestor {
+    /// Starts the writer, supervised (`ingest` in `health`): a panic restarts it on the same
+    /// queue. It ends when the last `Ingestor` is dropped.
+    pub fn start(escalator: Arc<Escalator>, health: Arc<crate::health::Health>) -> Ingestor {
         let (jobs, receiver) = mpsc::channel(8_192);
-        tokio::spawn(write_batches(escalator, receiver));
+        let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+        crate::health::supervise("ingest", health, tokio_util::sync::CancellationToken::new(), move || {
+            write_batches(escalator.clone(), receiver.clone())
+        });
         Ingestor { jobs }
     }
 
@@ -101,7 +106,10 @@ impl Ingestor {
     }
 }
 
-async fn write_batches(escalator: Arc<Escalator>, mut receiver: mpsc::Receiver<Job>) {
+/// Commits the queued webhooks in batches. Each store call has [`timed`]'s deadline, so a store
+/// that stops answering fails the waiting webhooks (503) instead of holding them.
+async fn write_batches(escalator: Arc<Escalator>, receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
+    let mut receiver = receiver.lock().await;
     let store: Arc<dyn Store> = escalator.store().clone();
     while let Some(first) = receiver.recv().await {
         let mut count = first.alerts.len();
@@ -116,7 +124,7 @@ async fn write_batches(escalator: Arc<Escalator>, mut receiver: mpsc::Receiver<J
             }
         }
         let all: Vec<IncomingAlert> = jobs.iter().flat_map(|job| job.alerts.iter().cloned()).collect();
-        match store.ingest_alerts(&all, FLAP_WINDOW, escalator.now()).await {
+        match timed(store.ingest_alerts(&all, FLAP_WINDOW, escalator.now())).await {
             Ok(outcomes) => {
                 let mut outcomes = outcomes.into_iter();
                 for job in jobs {
@@ -124,12 +132,12 @@ async fn write_batches(escalator: Arc<Escalator>, mut receiver: mpsc::Receiver<J
                     let _ = job.done.send(Ok(mine));
                 }
             }
-            // One bad job must not fail the others: retry each on its own.
-            Err(error) if jobs.len() > 1 => {
+            // One bad job must not fail the others: retry each on its own (not when the store
+            // did not answer at all: each retry would wait as long again).
+            Err(error) if jobs.len() > 1 && !matches!(error, StoreError::Timeout) => {
                 tracing::warn!(%error, jobs = jobs.len(), "An alert batch failed; committing its webhooks one by one");
                 for job in jobs {
-                    let result = store
-                        .ingest_alerts(&job.alerts, FLAP_WINDOW, escalator.now())
+                    let result = timed(store.ingest_alerts(&job.alerts, FLAP_WINDOW, escalator.now()))
                         .await
                         .map_err(|error| error.to_string());
                     let _ = job.done.send(result);

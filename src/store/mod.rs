@@ -15,6 +15,15 @@ pub use sql::SqlStore;
 use crate::config::Person;
 use crate::incident::{Incident, NewIncident, Resolution, TimelineEvent, TransitionError};
 
+/// The most one store call may take where a caller waits on it (the alert writer, the timer
+/// loop, the deliverer): past it the call fails, and the caller answers 503 or retries.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `call`, failed with [`StoreError::Timeout`] if it takes longer than [`CALL_TIMEOUT`].
+pub async fn timed<T>(call: impl std::future::Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    tokio::time::timeout(CALL_TIMEOUT, call).await.unwrap_or(Err(StoreError::Timeout))
+}
+
 #[derive(Debug)]
 pub enum StoreError {
     NotFound(i64),
@@ -22,6 +31,8 @@ pub enum StoreError {
     NoConsoleMessage(i64),
     Transition(TransitionError),
     Database(String),
+    /// The call did not finish within [`CALL_TIMEOUT`].
+    Timeout,
 }
 
 impl fmt::Display for StoreError {
@@ -32,6 +43,7 @@ impl fmt::Display for StoreError {
             StoreError::NoConsoleMessage(id) => write!(f, "there is no console message {id}"),
             StoreError::Transition(error) => write!(f, "{error}"),
             StoreError::Database(message) => write!(f, "store error: {message}"),
+            StoreError::Timeout => write!(f, "the store did not answer within {} s", CALL_TIMEOUT.as_secs()),
         }
     }
 }

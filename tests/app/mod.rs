@@ -458,6 +458,8 @@ pub struct ServeDir {
     pub url: String,
     /// The config without its `[server]` table.
     body: String,
+    /// Extra keys for `[server]`.
+    server: String,
     starts: u32,
 }
 
@@ -472,7 +474,13 @@ impl ServeDir {
             .map(str::to_string)
             .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("firebell.db").display()));
         let body = format!("[store]\nurl = {}\n\n{rest}", toml_str(&url));
-        ServeDir { dir, url, body, starts: 0 }
+        ServeDir { dir, url, body, server: String::new(), starts: 0 }
+    }
+
+    /// Adds `keys` (lines of `key = value`) to the `[server]` table of later starts.
+    pub fn with_server_keys(mut self, keys: &str) -> ServeDir {
+        self.server = keys.to_string();
+        self
     }
 
     /// Every server log of this folder, in start order, for failure messages.
@@ -533,8 +541,8 @@ impl ServeDir {
         let port = free_port();
         let config = self.dir.path().join(format!("firebell-{}.toml", self.starts));
         let text = format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\napi_token = \"{TOKEN}\"\n\n[commands]\ndirs = [\"commands\"]\n\n{}",
-            self.body
+            "[server]\nlisten = \"127.0.0.1:{port}\"\napi_token = \"{TOKEN}\"\n{}\n\n[commands]\ndirs = [\"commands\"]\n\n{}",
+            self.server, self.body
         );
         std::fs::write(&config, text).expect("the config is written");
         let log_path = self.dir.path().join(format!("{:02}-{name}.log", self.starts));

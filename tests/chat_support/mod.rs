@@ -225,7 +225,8 @@ impl Bot {
         assert!(errors.is_empty(), "the test runbooks do not load: {errors:?}");
 
         let redactor = Redactor::new(targets.values().map(|target| target.url.expose().to_string()));
-        let runner = Runner::new(Arc::new(Targets::new(targets)), redactor, 8);
+        let runner =
+            Runner::new(Arc::new(Targets::new(targets)), redactor, 8).with_max_running(config.commands.max_running);
         let platform = Arc::new(TestPlatform::new(MemoryAdapter::new("slack", incident_channel)));
         let notify = Arc::new(Notify::new());
         let core = Arc::new(
@@ -236,6 +237,7 @@ impl Bot {
                 Permissions::from_config(&config.permissions),
                 notify.clone(),
             )
+            .with_per_person(config.commands.per_person)
             .with_adapter(platform.clone()),
         );
         let deliverer = Deliverer::new(escalator.clone(), core.adapters().clone(), notify);
