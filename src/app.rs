@@ -80,6 +80,8 @@ pub struct App {
     health: Arc<crate::health::Health>,
     /// The server's header-read timeout and connection cap.
     limits: crate::server::ConnectionLimits,
+    /// `[store] retention`: what the pruning loop keeps.
+    retention: std::time::Duration,
     /// Slack in Socket Mode: connected when the app runs.
     slack_socket: Option<crate::config::SlackConfig>,
     /// Discord: its commands are registered, and without a public key its gateway connected,
@@ -238,6 +240,7 @@ impl App {
             console: console_web,
             deliver_wake,
             health,
+            retention: config.store.retention.get_ref().0,
             limits: crate::server::ConnectionLimits {
                 header_timeout: config.server.header_timeout.get_ref().0,
                 max_connections: *config.server.max_connections.get_ref(),
@@ -273,6 +276,11 @@ impl App {
         let mut tasks = vec![supervise("timers", Box::new(move || Box::pin(escalator.clone().run(stop.clone()))))];
         let (chat, stop) = (self.chat.clone(), shutdown.clone());
         tasks.push(supervise("expiry", Box::new(move || Box::pin(chat.clone().run_expiry(stop.clone())))));
+        let (escalator, retention, stop) = (self.escalator.clone(), self.retention, shutdown.clone());
+        tasks.push(supervise(
+            "retention",
+            Box::new(move || Box::pin(prune_every_hour(escalator.clone(), retention, stop.clone()))),
+        ));
         if !self.chat.adapters().is_empty() {
             let deliverer = crate::chat::deliver::Deliverer::with_health(
                 self.escalator.clone(),
@@ -363,5 +371,31 @@ impl App {
             }));
         }
         tasks
+    }
+}
+
+/// Deletes what `[store] retention` lets go, at start and then every hour, until `shutdown`.
+async fn prune_every_hour(
+    escalator: Arc<crate::escalation::Escalator>,
+    retention: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let keep = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(90));
+    loop {
+        match escalator.store().prune(escalator.now() - keep).await {
+            Ok(pruned) if pruned == crate::store::Pruned::default() => {}
+            Ok(pruned) => tracing::info!(
+                seen_events = pruned.seen_events,
+                alerts = pruned.alerts,
+                outbox = pruned.outbox,
+                console_messages = pruned.console_messages,
+                "Pruned rows older than the retention"
+            ),
+            Err(error) => tracing::warn!(%error, "Pruning old rows failed; trying again in an hour"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+            _ = shutdown.cancelled() => return,
+        }
     }
 }

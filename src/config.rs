@@ -258,12 +258,20 @@ pub struct StoreConfig {
     /// `sqlite://firebell.db` (the default) or `postgres://user@host/db`.
     #[serde(default = "default_store_url")]
     pub url: Spanned<Secret>,
+    /// How long handled events, received alerts, delivered outbox items and console messages
+    /// are kept (incidents, their timelines and the audit log are kept for good).
+    #[serde(default = "default_retention")]
+    pub retention: Spanned<Dur>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { url: default_store_url() }
+        Self { url: default_store_url(), retention: default_retention() }
     }
+}
+
+fn default_retention() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(90 * 86_400)))
 }
 
 fn default_store_url() -> Spanned<Secret> {
@@ -965,6 +973,16 @@ impl Config {
                 ),
             );
         }
+        let retention = self.store.retention.get_ref().0;
+        if !(Duration::from_secs(86_400)..=Duration::from_secs(10 * 366 * 86_400)).contains(&retention) {
+            error(
+                self.store.retention.span(),
+                format!(
+                    "store.retention: {} is out of range: give 1d to 10y (default 90d)",
+                    humantime::format_duration(retention)
+                ),
+            );
+        }
         if !(1..=65_536).contains(self.server.max_connections.get_ref()) {
             error(
                 self.server.max_connections.span(),
@@ -1240,6 +1258,12 @@ mod tests {
         assert_eq!(config.server.header_timeout.get_ref().0, Duration::from_secs(10));
         assert_eq!(*config.server.max_connections.get_ref(), 512);
         assert_eq!(default_chat_timeout().0, Duration::from_secs(15));
+        assert_eq!(config.store.retention.get_ref().0, Duration::from_secs(90 * 86_400));
+        let short = parse("[store]\nretention = \"12h\"\n").unwrap_err().to_string();
+        assert!(
+            short.contains("firebell.toml:2: store.retention: 12h is out of range: give 1d to 10y (default 90d)"),
+            "{short}"
+        );
         let errors = parse("[server]\nheader_timeout = \"500ms\"\nmax_connections = 0\n").unwrap_err().to_string();
         assert!(
             errors

@@ -1110,3 +1110,75 @@ url = "http://{address}/items/{{{{name}}}}"
     let run = engine.run_one(&json_body, &[("name", "v1.2")]).await;
     assert_eq!(run.data["json"]["path"], json!("/items/v1%2E2"));
 }
+
+#[tokio::test]
+async fn redis_replies_are_bounded_before_they_are_read() {
+    let Some(redis) = common::redis_prefix().await else {
+        return;
+    };
+    let list = redis.key("backlog");
+    let hash = redis.key("workers");
+    let set = redis.key("members");
+    let big = redis.key("blob");
+    let items: Vec<String> = (0..2_500).map(|n| format!("job{n}")).collect();
+    for chunk in items.chunks(500) {
+        let mut words = vec!["RPUSH", list.as_str()];
+        words.extend(chunk.iter().map(String::as_str));
+        redis.command(&words).await;
+    }
+    let mut fields = vec!["HSET".to_string(), hash.clone()];
+    let mut members = vec!["SADD".to_string(), set.clone()];
+    for n in 0..1_200 {
+        fields.extend([format!("w{n}"), "up".to_string()]);
+        members.push(format!("m{n}"));
+    }
+    redis.command(&fields.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    redis.command(&members.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let blob = "x".repeat(3 << 20);
+    redis.command(&["SET", &big, &blob]).await;
+
+    let engine = Engine::new(&[("cache", TargetKind::Redis, &redis.url)]);
+    let check = |command: &str| {
+        format!(
+            "name = \"cache\"\nsummary = \"Cache\"\n[[checks]]\nname = \"read\"\nkind = \"redis\"\ntarget = \"cache\"\ncommand = {command}\n"
+        )
+    };
+    let run = |command: String| {
+        let engine = &engine;
+        async move { engine.run_one(&engine.load(&check(&command)), &[]).await }
+    };
+
+    // The whole list asked for: the first 1000 come back, and the check says it was cut.
+    let whole = run(format!("[\"LRANGE\", {}, \"0\", \"-1\"]", toml_str(&list))).await;
+    assert_eq!(whole.status, Status::Ok, "{}", whole.summary);
+    assert_eq!(whole.data["value"].as_array().map(Vec::len), Some(1_000));
+    assert_eq!((whole.data["value"][0].clone(), whole.data["truncated"].clone()), (json!("job0"), json!(true)));
+    // From the end, the same bound from where it starts.
+    let tail = run(format!("[\"LRANGE\", {}, \"-1200\", \"-1\"]", toml_str(&list))).await;
+    assert_eq!(tail.data["value"][0], json!("job1300"));
+    assert_eq!(tail.data["value"].as_array().map(Vec::len), Some(1_000));
+    // A small range is read as asked.
+    let few = run(format!("[\"LRANGE\", {}, \"0\", \"2\"]", toml_str(&list))).await;
+    assert_eq!(
+        (few.data["value"].clone(), few.data["truncated"].clone()),
+        (json!(["job0", "job1", "job2"]), json!(false))
+    );
+
+    // A 3 MiB value: only what the check shows is read, with the cut marked.
+    let value = run(format!("[\"GET\", {}]", toml_str(&big))).await;
+    assert_eq!(value.data["truncated"], json!(true));
+    let text = value.data["value"].as_str().unwrap();
+    assert!(text.len() < (1 << 20) + 100 && text.ends_with("… output cut at 1 MiB"), "{}", &text[text.len() - 40..]);
+
+    // Whole hashes and sets past the bound are refused, saying what to run instead.
+    let fields = run(format!("[\"HGETALL\", {}]", toml_str(&hash))).await;
+    assert_eq!(
+        verdict(&fields),
+        (
+            Status::Error,
+            format!("HGETALL {hash} would read 1200 fields, more than the 1000 a check reads; use HLEN, HGET or HMGET instead").as_str()
+        )
+    );
+    let set_members = run(format!("[\"SMEMBERS\", {}]", toml_str(&set))).await;
+    assert!(set_members.summary.contains("would read 1200 members"), "{}", set_members.summary);
+}

@@ -12,6 +12,8 @@ use serde_json::json;
 on_both_backends!(
     parts_are_recorded_once_each_and_an_item_is_delivered_when_every_platform_is_done,
     the_incident_list_reads_what_each_incident_reads,
+    retention_deletes_what_is_old_and_handled_and_keeps_the_rest,
+    console_history_cuts_files_to_their_previews_in_the_database,
 );
 
 async fn parts_are_recorded_once_each_and_an_item_is_delivered_when_every_platform_is_done(backend: Backend) {
@@ -126,4 +128,70 @@ async fn sqlite_checkpoints_its_log_in_the_background() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+async fn retention_deletes_what_is_old_and_handled_and_keeps_the_rest(backend: Backend) {
+    let Some(space) = StoreSpace::new(backend).await else { return };
+    let store = space.open().await;
+    let old = t0();
+    let recent = t0() + chrono::Duration::days(100);
+    let alert = |key: &str| firebell::store::IncomingAlert {
+        source: "generic".into(),
+        fingerprint: format!("generic:{key}"),
+        firing: true,
+        incident: new_incident(key, None),
+        timers: Vec::new(),
+        resolve: true,
+        payload: json!({"dedup_key": key}),
+    };
+    for (key, at) in [("old", old), ("recent", recent)] {
+        assert!(store.first_seen(&format!("slack:{key}"), at).await.unwrap());
+        store.ingest_alerts(&[alert(key)], chrono::Duration::minutes(10), at).await.unwrap();
+        store.console_post("ops", None, "firebell", &json!({"text": key}), at).await.unwrap();
+    }
+    // The old incident's notification was delivered back then; the recent one's was not yet.
+    let due = store.due_outbox("console:done", 10).await.unwrap();
+    assert_eq!(due.len(), 2, "{due:?}");
+    store.outbox_progress(due[0].id, "console:done").await.unwrap();
+    assert!(store.outbox_settle(due[0].id, &["console:done".to_string()], old).await.unwrap());
+    let undelivered_old = store.declare(new_incident("Never delivered", None), Vec::new(), old).await.unwrap();
+
+    let pruned = store.prune(t0() + chrono::Duration::days(50)).await.expect("pruning works");
+    assert_eq!(pruned, firebell::store::Pruned { seen_events: 1, alerts: 1, outbox: 1, console_messages: 1 });
+    assert_eq!(store.prune(t0() + chrono::Duration::days(50)).await.unwrap(), Default::default(), "nothing twice");
+
+    assert!(store.first_seen("slack:old", recent).await.unwrap(), "the old event key is gone");
+    assert!(!store.first_seen("slack:recent", recent).await.unwrap(), "the recent one is kept");
+    let history = store.console_history("ops", 10, 2_000).await.unwrap();
+    assert_eq!(history.iter().map(|message| message.body["text"].clone()).collect::<Vec<_>>(), [json!("recent")]);
+    let waiting: Vec<Option<i64>> =
+        store.due_outbox("console:done", 10).await.unwrap().into_iter().map(|item| item.incident_id).collect();
+    assert!(waiting.contains(&Some(undelivered_old.id)), "an undelivered item is kept however old: {waiting:?}");
+    // Incidents and their timelines stay.
+    assert_eq!(store.incidents(true, 10).await.unwrap().len(), 3);
+}
+
+async fn console_history_cuts_files_to_their_previews_in_the_database(backend: Backend) {
+    let Some(space) = StoreSpace::new(backend).await else { return };
+    let store = space.open().await;
+    let big = "é".repeat(3_000);
+    let file = |text: &str| json!({"blocks": [], "file": {"filename": "out.txt", "title": "Output", "text": text}});
+    store.console_post("ops", None, "firebell", &file(&big), t0()).await.unwrap();
+    store.console_post("ops", None, "firebell", &file("short"), t0()).await.unwrap();
+    store.console_post("ops", None, "alice", &json!({"text": "no file"}), t0()).await.unwrap();
+
+    let history = store.console_history("ops", 10, 100).await.unwrap();
+    let cut = &history[0].body["file"];
+    assert_eq!(cut["preview"], json!("é".repeat(100)), "characters, not bytes");
+    assert_eq!((cut["size"].clone(), cut["cut"].clone()), (json!(6_000), json!(true)), "{cut}");
+    assert!(cut.get("text").is_none(), "the whole text stays in the database: {cut}");
+    assert_eq!((cut["filename"].clone(), cut["title"].clone()), (json!("out.txt"), json!("Output")));
+    let whole = &history[1].body["file"];
+    assert_eq!(
+        (whole["preview"].clone(), whole["size"].clone(), whole["cut"].clone()),
+        (json!("short"), json!(5), json!(false))
+    );
+    assert_eq!(history[2].body, json!({"text": "no file"}));
+    // The message itself still holds the whole file, for the download.
+    assert_eq!(store.console_message(history[0].id).await.unwrap().body["file"]["text"], json!(big));
 }

@@ -1,5 +1,12 @@
-//! `kind = "redis"`: one command; sees `value`. Checks may only run read-only commands;
-//! remediations may write. Numeric replies become numbers and `INFO` becomes a map.
+//! `kind = "redis"`: one command; sees `value` and `truncated`. Checks may only run read-only
+//! commands; remediations may write. Numeric replies become numbers and `INFO` becomes a map.
+//!
+//! Replies are bounded before they are read: `GET` of a value longer than `max_output` reads
+//! only its start (`GETRANGE`), `LRANGE` and index `ZRANGE` read at most [`MAX_ITEMS`]
+//! elements (`LLEN`/`ZCARD` first), `ZRANGE … BYSCORE|BYLEX` and `XRANGE` get a `LIMIT`/`COUNT`,
+//! and `HGETALL`, `HKEYS` and `SMEMBERS` of more than [`MAX_ITEMS`] fields or members, or `HGET`
+//! of a field longer than `max_output`, are refused saying what to run instead. `truncated` says
+//! when a reply was cut.
 
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
@@ -65,7 +72,7 @@ pub struct RedisCheck {
 
 impl RedisCheck {
     pub const KEYS: &'static [&'static str] = &["target", "command"];
-    pub const VARIABLES: &'static [&'static str] = &["value"];
+    pub const VARIABLES: &'static [&'static str] = &["value", "truncated"];
 
     pub fn from_fields(fields: &mut Fields<'_>) -> Option<Self> {
         let raw = fields.raw;
@@ -136,6 +143,7 @@ impl Check for RedisCheck {
         Box::pin(async move {
             let words = self.words(context.args);
             let mut connection = context.targets.redis_connection(&self.target).await?;
+            let (words, mut truncated) = bounded(words, &mut connection, context.read_limit()).await?;
             let mut command = redis::cmd(&words[0]);
             for word in &words[1..] {
                 command.arg(word);
@@ -150,6 +158,12 @@ impl Check for RedisCheck {
                 }
             };
             let mut value = reply_to_json(&reply);
+            if let Value::Array(items) = &value {
+                truncated |= items.len() as i64 >= MAX_ITEMS && appended_limit(&words);
+            }
+            if truncated && let Value::String(text) = &value {
+                value = Value::String(context.capped_output(text, true));
+            }
             if words[0].eq_ignore_ascii_case("INFO")
                 && let Value::String(text) = &value
             {
@@ -161,7 +175,7 @@ impl Check for RedisCheck {
                 other => summary_source(&other.to_string()).to_string(),
             };
             let summary = format!("{} = {shown}", words.join(" "));
-            Ok(Observation::new(summary, Status::Ok, json!({"value": value})))
+            Ok(Observation::new(summary, Status::Ok, json!({"value": value, "truncated": truncated})))
         })
     }
 
@@ -170,6 +184,96 @@ impl Check for RedisCheck {
         let words: Vec<String> = self.words(args).iter().map(|word| super::http::quoted(word)).collect();
         format!("Redis on {}: [{}]", self.target, words.join(", "))
     }
+}
+
+/// Elements, fields or members one reply may hold.
+pub const MAX_ITEMS: i64 = 1000;
+
+/// The command to send instead of `words` so its reply stays bounded, and whether it already
+/// reads less than all (see the module's comment). `read_limit` is how many bytes of a value
+/// the check reads.
+async fn bounded(
+    mut words: Vec<String>,
+    connection: &mut redis::aio::MultiplexedConnection,
+    read_limit: usize,
+) -> Result<(Vec<String>, bool), String> {
+    let name = words[0].to_ascii_uppercase();
+    let mut count = async |probe: &[&str]| -> Result<i64, String> {
+        let mut command = redis::cmd(probe[0]);
+        for word in &probe[1..] {
+            command.arg(*word);
+        }
+        command.query_async::<i64>(connection).await.map_err(|error| format!("{} failed: {error}", probe[0]))
+    };
+    let too_many = |what: &str, key: &str, n: i64, instead: &str| {
+        Err(format!(
+            "{name} {key} would read {n} {what}, more than the {MAX_ITEMS} a check reads; use {instead} instead"
+        ))
+    };
+    match (name.as_str(), words.len()) {
+        ("GET", 2) => {
+            let length = count(&["STRLEN", &words[1]]).await?;
+            if length as usize > read_limit {
+                let key = words[1].clone();
+                return Ok((vec!["GETRANGE".into(), key, "0".into(), (read_limit - 1).to_string()], true));
+            }
+        }
+        ("HGET", 3) => {
+            let length = count(&["HSTRLEN", &words[1], &words[2]]).await?;
+            if length as usize > read_limit {
+                return Err(format!(
+                    "HGET {} {} would read {length} bytes, more than the check may show ([commands] max_output); \
+                     use HSTRLEN to check its size instead",
+                    words[1], words[2]
+                ));
+            }
+        }
+        ("LRANGE", 4) | ("ZRANGE", 4) => {
+            let size = count(&[if name == "LRANGE" { "LLEN" } else { "ZCARD" }, &words[1]]).await?;
+            if let (Ok(start), Ok(stop)) = (words[2].parse::<i64>(), words[3].parse::<i64>()) {
+                let from = if start < 0 { (size + start).max(0) } else { start };
+                let to = if stop < 0 { size + stop } else { stop.min(size - 1) };
+                if to - from + 1 > MAX_ITEMS {
+                    words[2] = from.to_string();
+                    words[3] = (from + MAX_ITEMS - 1).to_string();
+                    return Ok((words, true));
+                }
+            }
+        }
+        ("ZRANGE", _)
+            if words.iter().any(|word| matches!(word.to_ascii_uppercase().as_str(), "BYSCORE" | "BYLEX"))
+                && !has(&words, "LIMIT") =>
+        {
+            words.extend(["LIMIT".to_string(), "0".to_string(), MAX_ITEMS.to_string()]);
+        }
+        ("XRANGE", _) | ("XREVRANGE", _) if !has(&words, "COUNT") => {
+            words.extend(["COUNT".to_string(), MAX_ITEMS.to_string()]);
+        }
+        ("HGETALL", 2) | ("HKEYS", 2) => {
+            let fields = count(&["HLEN", &words[1]]).await?;
+            if fields > MAX_ITEMS {
+                return too_many("fields", &words[1], fields, "HLEN, HGET or HMGET");
+            }
+        }
+        ("SMEMBERS", 2) => {
+            let members = count(&["SCARD", &words[1]]).await?;
+            if members > MAX_ITEMS {
+                return too_many("members", &words[1], members, "SCARD or SISMEMBER");
+            }
+        }
+        _ => {}
+    }
+    Ok((words, false))
+}
+
+/// Whether `words` holds the option `name`, in any case.
+fn has(words: &[String], name: &str) -> bool {
+    words.iter().any(|word| word.eq_ignore_ascii_case(name))
+}
+
+/// Whether `words` end with the `LIMIT`/`COUNT` [`bounded`] added, so a full reply may be cut.
+fn appended_limit(words: &[String]) -> bool {
+    words.last().is_some_and(|last| last == &MAX_ITEMS.to_string())
 }
 
 impl RedisCheck {

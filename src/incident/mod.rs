@@ -82,6 +82,10 @@ pub struct Incident {
     pub prevention: Option<String>,
     /// Where the incident lives in chat: `{"slack": {"channel": …, "ts": …}}`.
     pub chat: serde_json::Value,
+    /// Firing alerts of its fingerprint that repeated while it was open, counted here rather
+    /// than each put on the timeline; and when the last one came.
+    pub alert_repeats: i64,
+    pub last_alert_at: Option<DateTime<Utc>>,
     pub timeline: Vec<TimelineEvent>,
 }
 
@@ -215,6 +219,8 @@ mod tests {
             fix: None,
             prevention: None,
             chat: serde_json::Value::Null,
+            alert_repeats: 0,
+            last_alert_at: None,
             timeline: Vec::new(),
         }
     }

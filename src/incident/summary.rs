@@ -476,6 +476,8 @@ pub fn sample_incident() -> Incident {
         fix: Some("Moved the order to the dead-letter queue and restarted the workers.".to_string()),
         prevention: Some("Validate orders before queueing; alert on worker heartbeats.".to_string()),
         chat: json!({"slack": {"channel": "C0INCIDENTS", "ts": "1795341600.000100"}}),
+        alert_repeats: 0,
+        last_alert_at: None,
         timeline,
     }
 }
@@ -526,6 +528,8 @@ mod tests {
             fix: None,
             prevention: None,
             chat: Json::Null,
+            alert_repeats: 0,
+            last_alert_at: None,
             timeline: vec![TimelineEvent::new(started_at, "declared", None, serde_json::json!({}))],
         }
     }

@@ -355,6 +355,11 @@ pub trait Store: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<Vec<AlertOutcome>, StoreError>;
 
+    /// Deletes what retention lets go, older than `before`: handled events (`seen_events`),
+    /// received alerts, delivered or given-up outbox items and console messages, in batches;
+    /// returns how many rows of each went.
+    async fn prune(&self, before: DateTime<Utc>) -> Result<Pruned, StoreError>;
+
     /// Posts a web-console message.
     async fn console_post(
         &self,
@@ -372,8 +377,25 @@ pub trait Store: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<ConsoleMessage, StoreError>;
     async fn console_message(&self, id: i64) -> Result<ConsoleMessage, StoreError>;
-    /// The last `limit` messages of a console channel (threads included), oldest first.
-    async fn console_history(&self, channel: &str, limit: i64) -> Result<Vec<ConsoleMessage>, StoreError>;
+    /// The last `limit` messages of a console channel (threads included), oldest first, as
+    /// pages show them: a file's text is cut to its first `preview_chars` characters in the
+    /// database (`file.preview`, with `file.size` in bytes and `file.cut`), so a page of history
+    /// never loads whole files.
+    async fn console_history(
+        &self,
+        channel: &str,
+        limit: i64,
+        preview_chars: i64,
+    ) -> Result<Vec<ConsoleMessage>, StoreError>;
+}
+
+/// What one [`Store::prune`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Pruned {
+    pub seen_events: u64,
+    pub alerts: u64,
+    pub outbox: u64,
+    pub console_messages: u64,
 }
 
 /// Opens the store named by `url` and applies its migrations.

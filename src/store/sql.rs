@@ -17,7 +17,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{
     AlertOutcome, AuditEntry, ConsoleMessage, DueTimer, FiredStep, IncomingAlert, NewRequest, NewTimer, OutboxItem,
-    RemediationRequest, StepResolver, Store, StoreError, Vote, VoteOutcome, from_millis, millis,
+    Pruned, RemediationRequest, StepResolver, Store, StoreError, Vote, VoteOutcome, from_millis, millis,
 };
 use crate::config::Severity;
 use crate::incident::{Incident, IncidentStatus, NewIncident, Resolution, TimelineEvent};
@@ -99,7 +99,7 @@ pub struct SqlStore {
 }
 
 const INCIDENT_COLUMNS: &str = "id, title, severity, status, impact, commander, fingerprint, policy, declared_by, started_at, \
-     acknowledged_at, acknowledged_by, resolved_at, resolved_by, root_cause, fix, prevention, chat";
+     acknowledged_at, acknowledged_by, resolved_at, resolved_by, root_cause, fix, prevention, chat, alert_repeats, last_alert_at";
 
 /// WAL size from which the background checkpointer copies the log into the database file.
 const CHECKPOINT_FROM_BYTES: u64 = 1024 * 1024;
@@ -628,6 +628,8 @@ fn incident_from_row(row: &AnyRow) -> Result<Incident, StoreError> {
         fix: optional_text(row, "fix")?,
         prevention: optional_text(row, "prevention")?,
         chat: serde_json::from_str(&text(row, "chat")?).unwrap_or(serde_json::Value::Null),
+        alert_repeats: row.try_get("alert_repeats")?,
+        last_alert_at: optional_time(row, "last_alert_at")?,
         timeline: Vec::new(),
     })
 }
@@ -1251,11 +1253,69 @@ impl Store for SqlStore {
         console_from_row(&row)
     }
 
-    async fn console_history(&self, channel: &str, limit: i64) -> Result<Vec<ConsoleMessage>, StoreError> {
+    async fn prune(&self, before: DateTime<Utc>) -> Result<Pruned, StoreError> {
+        // Batches keep each delete short: other writers (the alert writer on SQLite) wait at
+        // most one batch.
+        const BATCH: i64 = 5_000;
+        let tables = [
+            ("seen_events", "key", "at < $1"),
+            ("alerts", "id", "received_at < $1"),
+            ("outbox", "id", "(delivered_at < $1 OR failed_at < $1)"),
+            ("console_messages", "id", "posted_at < $1"),
+        ];
+        let mut counts = [0u64; 4];
+        for ((table, key, old), count) in tables.iter().zip(counts.iter_mut()) {
+            let sql = format!("DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {old} LIMIT $2)");
+            loop {
+                let deleted = sqlx::query(AssertSqlSafe(sql.clone()))
+                    .bind(millis(before))
+                    .bind(BATCH)
+                    .execute(&self.writer)
+                    .await?
+                    .rows_affected();
+                *count += deleted;
+                if deleted < BATCH as u64 {
+                    break;
+                }
+            }
+        }
+        let [seen_events, alerts, outbox, console_messages] = counts;
+        Ok(Pruned { seen_events, alerts, outbox, console_messages })
+    }
+
+    async fn console_history(
+        &self,
+        channel: &str,
+        limit: i64,
+        preview_chars: i64,
+    ) -> Result<Vec<ConsoleMessage>, StoreError> {
+        let body = match self.backend {
+            Backend::Sqlite => {
+                "CASE WHEN json_type(body, '$.file.text') = 'text' THEN json_set(json_remove(body, '$.file.text'), \
+                 '$.file.preview', substr(json_extract(body, '$.file.text'), 1, $3), \
+                 '$.file.size', length(CAST(json_extract(body, '$.file.text') AS BLOB)), \
+                 '$.file.cut', json(CASE WHEN length(json_extract(body, '$.file.text')) > $3 THEN 'true' ELSE 'false' END)) \
+                 ELSE body END"
+            }
+            Backend::Postgres => {
+                "CASE WHEN body::jsonb #> '{file,text}' IS NOT NULL THEN \
+                 jsonb_set(body::jsonb #- '{file,text}', '{file}', ((body::jsonb -> 'file') - 'text') || jsonb_build_object(\
+                 'preview', left(body::jsonb #>> '{file,text}', $3::int), \
+                 'size', octet_length(body::jsonb #>> '{file,text}'), \
+                 'cut', char_length(body::jsonb #>> '{file,text}') > $3::int))::text \
+                 ELSE body END"
+            }
+        };
         let sql = format!(
-            "SELECT {CONSOLE_COLUMNS} FROM (SELECT {CONSOLE_COLUMNS} FROM console_messages WHERE channel = $1 ORDER BY id DESC LIMIT $2) newest ORDER BY id"
+            "SELECT {CONSOLE_COLUMNS} FROM (SELECT id, channel, thread, author, {body} AS body, posted_at, edited_at \
+             FROM console_messages WHERE channel = $1 ORDER BY id DESC LIMIT $2) newest ORDER BY id"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(channel.to_string()).bind(limit).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(channel.to_string())
+            .bind(limit)
+            .bind(preview_chars)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(console_from_row).collect()
     }
 }

@@ -133,12 +133,14 @@ impl ConsoleAdapter {
 }
 
 /// Characters of a file shown inline; the whole file is downloaded from `/console/files/{id}`.
-const FILE_PREVIEW_CHARS: usize = 2_000;
+pub(crate) const FILE_PREVIEW_CHARS: usize = 2_000;
 
 /// A message as pages receive it: a file's text cut to its preview (files can be megabytes,
 /// and every page and the event buffer would hold a copy), with its size and whether it was cut.
 pub fn for_pages(mut message: ConsoleMessage) -> ConsoleMessage {
-    if let Some(file) = message.body.get_mut("file").and_then(serde_json::Value::as_object_mut) {
+    if let Some(file) = message.body.get_mut("file").and_then(serde_json::Value::as_object_mut)
+        && file.contains_key("text")
+    {
         let text = file.remove("text").and_then(|text| text.as_str().map(str::to_string)).unwrap_or_default();
         let preview: String = text.chars().take(FILE_PREVIEW_CHARS).collect();
         file.insert("size".to_string(), json!(text.len()));

@@ -457,9 +457,9 @@ async fn history(
         Ok(channel) => channel,
         Err(refusal) => return refusal.into_response(),
     };
-    match console.adapter.store().console_history(&channel, HISTORY).await {
+    match console.adapter.store().console_history(&channel, HISTORY, super::FILE_PREVIEW_CHARS as i64).await {
         Ok(messages) => {
-            let messages: Vec<_> = messages.into_iter().map(super::for_pages).collect();
+            // Already as pages show them: files cut to their previews by the store.
             Json(json!({"channel": channel, "messages": messages})).into_response()
         }
         Err(error) => {

@@ -10,7 +10,7 @@
 //! commit waits for the disk (`synchronous = FULL` around it): its alerts are answered as
 //! durable.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -96,6 +96,8 @@ struct Rows<'a> {
     events: Vec<(i64, TimelineEvent)>,
     notices: Vec<(i64, &'static str)>,
     alerts: Vec<AlertRow>,
+    /// Firing repeats per open incident: a count, not a timeline row each.
+    repeats: BTreeMap<i64, i64>,
 }
 
 /// The writer connection while a batch's transaction is open. Dropped before the batch committed
@@ -140,6 +142,7 @@ impl SqlStore {
             events: Vec::new(),
             notices: Vec::new(),
             alerts: Vec::new(),
+            repeats: BTreeMap::new(),
         };
         let mut outcomes = Vec::with_capacity(alerts.len());
         for alert in alerts {
@@ -150,7 +153,7 @@ impl SqlStore {
             let outcome = if alert.firing {
                 match firing(current, at, flap_window) {
                     Firing::Repeat(id) => {
-                        rows.events.push((id, event("alert", json!({"status": status, "repeat": true}))));
+                        *rows.repeats.entry(id).or_default() += 1;
                         AlertOutcome::Repeated(id)
                     }
                     Firing::Reopen(id) => {
@@ -407,9 +410,20 @@ impl SqlStore {
         rows.timers.clear();
     }
 
-    /// The timeline events, outbox rows and alerts, after the incidents they refer to.
+    /// The timeline events, outbox rows and alerts, after the incidents they refer to; and the
+    /// repeats, one count per incident.
     fn write_rest(&self, script: &mut Script, rows: Rows<'_>) {
         let at = millis(rows.at);
+        let parameter = |n| self.backend.parameter(n);
+        let repeat = format!(
+            "UPDATE incidents SET alert_repeats = alert_repeats + {}, last_alert_at = {} WHERE id = {}",
+            parameter(1),
+            parameter(2),
+            parameter(3)
+        );
+        for (id, count) in &rows.repeats {
+            script.statement(&repeat).bind(*count).bind(at).bind(*id);
+        }
         for chunk in self.backend.chunks(&rows.events) {
             let sql = format!(
                 "INSERT INTO timeline (incident_id, at, kind, actor, detail) VALUES {}",
