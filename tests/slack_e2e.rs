@@ -735,8 +735,11 @@ where
 async fn a_stalled_slack_holds_up_nothing_else_shows_in_readyz_and_catches_up_once_it_answers() {
     let workspace = Workspace::new();
     workspace.runbook("ping", PING);
-    // `timeout` belongs to [slack]: each Web API call may take 1 s.
-    let app = spawn(workspace, "timeout = \"1s\"").await;
+    // `timeout` belongs to [slack]: each Web API call may take 1 s. Every incident pages alice
+    // on the console at once, and U0007 on Slack.
+    let rest = "timeout = \"1s\"\n\n[groups]\npagers = [\"console:alice\", \"slack:U0007\"]\n\n\
+                [[policies]]\nname = \"default\"\nsteps = [{ after = \"0s\", notify = [\"group:pagers\"] }]\n";
+    let app = spawn(workspace, rest).await;
     assert_eq!(readyz(&app).await, (200, json!({"status": "ready", "store": "sqlite"})));
     app.fake.stall();
 
@@ -746,40 +749,70 @@ async fn a_stalled_slack_holds_up_nothing_else_shows_in_readyz_and_catches_up_on
     }
 
     // The console gets both notifications while Slack hangs: a platform waits only on itself.
-    let notifications = eventually(
+    let top_level = |messages: &Vec<Value>| -> Vec<Value> {
+        messages.iter().filter(|message| message["thread"].is_null()).cloned().collect()
+    };
+    let history = eventually(
         "both notifications on the console",
         || console_history(&app, "incidents"),
-        |messages| messages.len() >= 2,
+        |messages| top_level(messages).len() >= 2,
     )
     .await;
+    let notifications = top_level(&history);
     assert_eq!(notifications.len(), 2, "{notifications:#?}");
+    // And the escalation pages fire on time and reach alice there, in each incident's thread.
+    let pages = |messages: &Vec<Value>| -> usize {
+        messages
+            .iter()
+            .filter(|message| {
+                !message["thread"].is_null() && message["body"].to_string().contains("Escalation level 1")
+            })
+            .count()
+    };
+    eventually("both pages on the console", || console_history(&app, "incidents"), |messages| pages(messages) >= 2)
+        .await;
 
     // /readyz says what is wrong (and stays 200: paging through other platforms works).
     let (status, ready) =
         eventually("readyz to name Slack", || readyz(&app), |(_, body)| body["status"] == "degraded").await;
     assert_eq!(status, 200);
     let failing = ready["failing"]["delivery:slack"].as_str().unwrap_or_default();
-    assert!(failing.contains("chat.postMessage did not answer within 1s"), "{ready:#}");
+    assert!(failing.contains("did not answer within 1s"), "{ready:#}");
     assert_eq!(ready["failing"].as_object().map(|parts| parts.len()), Some(1), "{ready:#}");
-    // The delay is on the incident's timeline.
-    let incident = app.get_json("/api/incidents/1").await;
-    let retrying: Vec<&Value> = incident["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|event| event["kind"] == "notification_retrying")
-        .collect();
-    assert_eq!(retrying.len(), 1, "{incident:#}");
-    assert_eq!(retrying[0]["detail"]["platform"], "slack");
+    // The delay is on the incident's timeline: once for its notification and once for its
+    // page, each said once however often it is retried.
+    let retrying = |incident: &Value| -> Vec<Value> {
+        incident["timeline"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|event| event["kind"] == "notification_retrying")
+            .cloned()
+            .collect()
+    };
+    let incident = eventually(
+        "both delays on the timeline",
+        || app.get_json("/api/incidents/1"),
+        |incident| retrying(incident).len() >= 2,
+    )
+    .await;
+    let delays = retrying(&incident);
+    assert_eq!(delays.len(), 2, "{incident:#}");
+    assert!(delays.iter().all(|event| event["detail"]["platform"] == "slack"), "{delays:#?}");
+    let stalled = app.fake.stalled_calls();
     assert!(
-        app.fake.stalled_calls().iter().all(|method| method == "chat.postMessage"),
-        "{:?}",
-        app.fake.stalled_calls()
+        stalled.iter().all(|method| ["chat.postMessage", "conversations.open"].contains(&method.as_str())),
+        "{stalled:?}"
     );
 
     // Slack answers again: each notification arrives once, and the bot is ready again.
     app.fake.unstall();
-    app.fake.wait_for("both notifications in Slack", WAIT, |fake| fake.messages(INCIDENTS).len() >= 2).await;
+    app.fake
+        .wait_for("both notifications in Slack", WAIT, |fake| {
+            fake.messages(INCIDENTS).iter().filter(|message| message.thread_ts.is_none()).count() >= 2
+        })
+        .await;
+    app.fake.wait_for("both pages to U0007", WAIT, |fake| fake.messages("D0007").len() >= 2).await;
     eventually("readyz to be ready again", || readyz(&app), |(_, body)| body["status"] == "ready").await;
     let posted: Vec<String> = app.top_level(INCIDENTS).iter().map(StoredMessage::visible_text).collect();
     assert_eq!(posted.len(), 2, "{posted:#?}");
