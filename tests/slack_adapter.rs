@@ -594,7 +594,10 @@ fn button_click(response_url: &str, trigger: &str) -> String {
 #[tokio::test]
 async fn a_button_click_becomes_a_button_event_and_a_private_reply_goes_to_response_url() {
     let fake = FakeSlack::start().await;
-    let handler = Recorder::new(Reply::private("Incident #7 is already acknowledged by <@U0001>."));
+    // A reply that means to mention someone says so; only then is `<@U0001>` a mention.
+    let handler = Recorder::new(Reply::Private(
+        Message::plain("Incident #7 is already acknowledged by <@U0001>.").mentioning(["slack:U0001"]),
+    ));
     let slack = endpoints(handler.clone()).await;
     let response =
         slack.signed("/slack/interactions", FORM, &button_click(&fake.response_url("r1"), "trigger-click"), &[]).await;

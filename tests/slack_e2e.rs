@@ -820,3 +820,87 @@ async fn a_stalled_slack_holds_up_nothing_else_shows_in_readyz_and_catches_up_on
     app.fake.assert_all_accepted();
     app.stop().await;
 }
+
+#[tokio::test]
+async fn only_the_people_a_message_means_are_mentioned_never_someone_named_in_a_title_or_output() {
+    let workspace = Workspace::new();
+    let noisy = workspace.script("noisy", "echo 'paging <@U0666> and <!channel> from the output'");
+    workspace.runbook(
+        "noisy",
+        &format!(
+            "name = \"noisy\"\nsummary = \"Prints mentions\"\n\n[[checks]]\nname = \"noisy\"\nkind = \"exec\"\nargv = [{}]\n",
+            toml_str(&noisy.display().to_string())
+        ),
+    );
+    let app = spawn(workspace, "").await;
+
+    // A title naming people: they stay text; the commander (who declared it) is mentioned.
+    let answer = app.slash("U0001", OPS, "/incident", "declare Disk full <@U0666> slack:U0667 sev=high").await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let notification =
+        app.wait_message("the notification", INCIDENTS, WAIT, |message| message.thread_ts.is_none()).await;
+    let sent = notification.blocks.to_string() + &notification.text;
+    assert!(sent.contains("&lt;@U0666&gt;"), "the title's mention is shown as text: {sent}");
+    assert!(
+        sent.contains("slack:U0667") && !sent.contains("<@U0667>"),
+        "a person id in the title is not turned into a mention: {sent}"
+    );
+    assert!(sent.contains("<@U0001>"), "the commander is mentioned: {sent}");
+    assert!(!sent.contains("<@U0666>"), "{sent}");
+
+    // Check output naming someone: text; the person who asked: mentioned.
+    assert_eq!(app.slash("U0001", OPS, "/diagnose", "noisy").await.status, 200);
+    let diagnosis = app
+        .wait_message("the diagnosis", OPS, WAIT, |message| message.visible_text().contains("diagnose noisy: OK"))
+        .await;
+    let output = app.fake.thread(OPS, &diagnosis.ts);
+    let everything: String = std::iter::once(&diagnosis)
+        .chain(output.iter())
+        .map(|message| message.blocks.to_string() + &message.text)
+        .collect();
+    assert!(everything.contains("<@U0001>"), "{everything}");
+    assert!(!everything.contains("<@U0666>") && !everything.contains("<!channel>"), "{everything}");
+    app.fake.assert_all_accepted();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_private_key_in_check_output_never_reaches_the_slack_thread() {
+    let workspace = Workspace::new();
+    let key_path = workspace.path().join("k.pem");
+    let made = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024", "-out"])
+        .arg(&key_path)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(made.success(), "openssl genpkey failed");
+    let key = std::fs::read_to_string(&key_path).unwrap();
+    let leaky = workspace.script(
+        "leaky",
+        &format!("echo 'key follows'\ncat {}\necho 'after the key'", toml_str(&key_path.display().to_string())),
+    );
+    workspace.runbook(
+        "leaky",
+        &format!(
+            "name = \"leaky\"\nsummary = \"Prints a key\"\n\n[[checks]]\nname = \"leaky\"\nkind = \"exec\"\nargv = [{}]\n",
+            toml_str(&leaky.display().to_string())
+        ),
+    );
+    let app = spawn(workspace, "").await;
+    assert_eq!(app.slash("U0001", OPS, "/diagnose", "leaky").await.status, 200);
+    let diagnosis = app
+        .wait_message("the diagnosis", OPS, WAIT, |message| message.visible_text().contains("diagnose leaky: OK"))
+        .await;
+    app.fake.wait_for("the output in the thread", WAIT, |fake| !fake.thread(OPS, &diagnosis.ts).is_empty()).await;
+    let output: String = app.fake.thread(OPS, &diagnosis.ts).iter().map(StoredMessage::visible_text).collect();
+    assert!(output.contains("key follows") && output.contains("after the key"), "{output}");
+    let mut sent: Vec<String> = app.fake.calls().iter().map(|call| call.body.to_string()).collect();
+    sent.extend(app.fake.files().iter().map(|file| String::from_utf8_lossy(&file.content).into_owned()));
+    for line in key.lines().filter(|line| !line.starts_with("-----")) {
+        assert!(sent.iter().all(|text| !text.contains(line)), "a key line reached Slack: {line}");
+    }
+    assert!(sent.iter().all(|text| !text.contains("BEGIN PRIVATE KEY")), "the key's header is masked with it");
+    app.fake.assert_all_accepted();
+    app.stop().await;
+}

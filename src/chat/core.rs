@@ -617,11 +617,10 @@ impl ChatCore {
                 format!("Incident #{}: {}", incident.id, incident.title)
             }
         };
-        let text = views::mention_people(&text, adapter.as_ref());
-        match adapter
-            .post(&origin.channel, origin.thread.as_deref(), &views::incident_notification(&incident, &text))
-            .await
-        {
+        let people = views::incident_people(&incident);
+        let text = views::mention_people(&text, adapter.as_ref(), &people);
+        let notification = views::incident_notification(&incident, &text).mentioning(people);
+        match adapter.post(&origin.channel, origin.thread.as_deref(), &notification).await {
             Ok(posted) => {
                 if let Err(error) =
                     self.escalator.store().attach_chat(incident.id, origin.platform, &posted.channel, &posted.id).await
@@ -670,6 +669,7 @@ impl ChatCore {
                 finished,
                 suggestions,
             })
+            .mentioning([origin.user.to_string()])
         };
         let posted = adapter
             .post(&origin.channel, origin.thread.as_deref(), &render(&lines, None, Vec::new()))

@@ -290,7 +290,8 @@ impl Lane {
             tracing::error!(%error, "Rendering the incident notification failed");
             format!("Incident #{}: {} ({})", incident.id, incident.title, incident.status)
         });
-        views::incident_notification(incident, &views::mention_people(&text, adapter))
+        let people = views::incident_people(incident);
+        views::incident_notification(incident, &views::mention_people(&text, adapter, &people)).mentioning(people)
     }
 
     /// Where the incident lives on this platform: (channel, root message id).
@@ -350,8 +351,10 @@ impl Lane {
             adapter.update(&at, &top).await.map_err(|error| error.to_string())
         })
         .await?;
+        let people = views::incident_people(incident);
         let note = if resolved {
-            views::mention_people(&self.escalator.templates().resolution(incident, self.escalator.now())?, adapter)
+            let summary = self.escalator.templates().resolution(incident, self.escalator.now())?;
+            views::mention_people(&summary, adapter, &people)
         } else {
             change_note(incident, adapter, item.created_at)
         };
@@ -368,7 +371,7 @@ impl Lane {
                 adapter.upload(&channel, Some(&root), &file).await.map_err(|error| error.to_string())
             } else {
                 adapter
-                    .post(&channel, Some(&root), &Message::plain(note.clone()))
+                    .post(&channel, Some(&root), &Message::plain(note.clone()).mentioning(people.clone()))
                     .await
                     .map(|_| ())
                     .map_err(|error| error.to_string())
@@ -400,7 +403,7 @@ impl Lane {
         match Self::home(incident, platform) {
             Some((channel, root)) => {
                 let mentions: Vec<String> = people.iter().map(|id| adapter.mention(id)).collect();
-                let page = views::escalation_page(incident, &mentions, level, round);
+                let page = views::escalation_page(incident, &mentions, level, round).mentioning(people.clone());
                 self.part(item, &format!("{platform}:thread"), async {
                     adapter.post(&channel, Some(&root), &page).await.map(|_| ()).map_err(|error| error.to_string())
                 })

@@ -8,6 +8,11 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct Message {
     pub blocks: Vec<Block>,
+    /// The people this message means to notify (`slack:U0001` or the platform's own id). A
+    /// `<@…>` in the text for anyone else (from check output, an alert's title) is shown as
+    /// text and pings nobody.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -68,6 +73,24 @@ pub struct FileAttachment {
 impl Message {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Adds `people` to those this message means to notify.
+    pub fn mentioning<S: Into<String>>(mut self, people: impl IntoIterator<Item = S>) -> Self {
+        for person in people {
+            let person = person.into();
+            if !self.mentions.contains(&person) {
+                self.mentions.push(person);
+            }
+        }
+        self
+    }
+
+    /// Whether the message means to notify `id` of `platform` (written `platform:id` or `id`).
+    pub fn mentions(&self, platform: &str, id: &str) -> bool {
+        self.mentions.iter().any(|person| {
+            person == id || person.strip_prefix(platform).and_then(|rest| rest.strip_prefix(':')) == Some(id)
+        })
     }
 
     pub fn header(mut self, text: impl Into<String>) -> Self {

@@ -203,6 +203,7 @@ pub fn oncall(
     if names.is_empty() {
         return Err("no schedules are configured ([[schedules]] in firebell.toml)".to_string());
     }
+    let mut people = Vec::new();
     let lines: Vec<String> = names
         .into_iter()
         .map(|name| {
@@ -210,6 +211,7 @@ pub fn oncall(
             let current = schedule.on_call(now);
             let next = schedule.next(now);
             let covering = if current.is_override { " (override)" } else { "" };
+            people.extend([current.person.to_string(), next.person.to_string()]);
             format!(
                 "• *{name}*: {}{covering} until {} · next: {}",
                 mention(&current.person),
@@ -218,7 +220,7 @@ pub fn oncall(
             )
         })
         .collect();
-    Ok(Message::new().header("On call").text(lines.join("\n")))
+    Ok(Message::new().header("On call").text(lines.join("\n")).mentioning(people))
 }
 
 pub const ACTION_APPROVE: &str = "remediation_approve";
@@ -358,7 +360,9 @@ pub fn remediation_request(
             ))
         }
     };
-    message = message.fields(fields);
+    message = message.fields(fields).mentioning(
+        std::iter::once(request.requested_by.clone()).chain(request.votes.iter().map(|vote| vote.voter.clone())),
+    );
     match state {
         None => {
             message = message.buttons(vec![
@@ -371,14 +375,41 @@ pub fn remediation_request(
     message
 }
 
-/// Turns `slack:U0001` in rendered text into the platform's mention (`<@U0001>`) for people of
-/// that platform; people of other platforms stay as written.
-pub fn mention_people(text: &str, adapter: &dyn super::ChatAdapter) -> String {
-    let pattern = format!(r"\b{}:([A-Za-z0-9][A-Za-z0-9._-]*)", regex::escape(adapter.platform()));
+/// The incident's own people: its commander, who declared, acknowledged and resolved it, and who
+/// posted its updates. Only they are mentioned in its notification, thread notes and summary; a
+/// person named in its title or impact (an alert's text) is not.
+pub fn incident_people(incident: &Incident) -> Vec<String> {
+    let mut people: Vec<String> =
+        [&incident.commander, &incident.declared_by, &incident.acknowledged_by, &incident.resolved_by]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+    let updates = incident
+        .timeline
+        .iter()
+        .filter(|event| matches!(event.kind.as_str(), "declared" | "acknowledged" | "status" | "resolved"));
+    people.extend(updates.filter_map(|event| event.by.clone()));
+    people.sort();
+    people.dedup();
+    people
+}
+
+/// Turns `slack:U0001` in rendered text into the platform's mention (`<@U0001>`) for those of
+/// `people` on that platform; anyone else stays as written.
+pub fn mention_people(text: &str, adapter: &dyn super::ChatAdapter, people: &[String]) -> String {
+    let platform = adapter.platform();
+    let pattern = format!(r"\b{}:([A-Za-z0-9][A-Za-z0-9._-]*)", regex::escape(platform));
     match regex::Regex::new(&pattern) {
-        Ok(people) => {
-            people.replace_all(text, |captures: &regex::Captures<'_>| adapter.mention(&captures[1])).into_owned()
-        }
+        Ok(pattern) => pattern
+            .replace_all(text, |captures: &regex::Captures<'_>| {
+                if people.iter().any(|person| person == &captures[0]) {
+                    adapter.mention(&captures[1])
+                } else {
+                    captures[0].to_string()
+                }
+            })
+            .into_owned(),
         Err(_) => text.to_string(),
     }
 }
@@ -427,4 +458,5 @@ pub(crate) fn sample_diagnosis(finished: bool, requested_by: &str) -> Message {
         finished: finished.then_some(Status::Crit),
         suggestions,
     })
+    .mentioning([requested_by.trim_start_matches("<@").trim_end_matches('>')])
 }

@@ -12,7 +12,8 @@
 //!
 //! The common markup becomes Discord markdown: `*bold*` → `**bold**`, `<@discord:ID>` → `<@ID>`
 //! (people of other platforms are written out, not mentioned), and code keeps its fences.
-//! `allowed_mentions` lets only user mentions ping, so command output cannot page `@everyone`.
+//! `allowed_mentions` lets only the message's own people ping (`Message::mentions`), so command
+//! output cannot page `@everyone` or anyone it names.
 //!
 //! The fitting is ours ([`DiscordRendered`] is the measured result, checked against the limits);
 //! the wire format is serenity's: [`DiscordRendered::create_message`] and its siblings build
@@ -72,6 +73,8 @@ pub struct DiscordRendered {
     pub overflow: Option<FileAttachment>,
     /// `custom_id` → value of buttons whose value was too long to carry in the id.
     pub long_values: Vec<(String, String)>,
+    /// The people whose mentions may ping: those the message means to notify.
+    pub mentions: Vec<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -96,9 +99,10 @@ pub struct ButtonComponent {
     pub custom_id: String,
 }
 
-/// Which mentions may ping: people only, never `@everyone`, `@here` or roles.
-pub fn people_only() -> CreateAllowedMentions {
-    CreateAllowedMentions::new().all_users(true)
+/// Which mentions may ping: the people in `users` only, never `@everyone`, `@here`, roles, or
+/// someone named in check output or an alert.
+pub fn people_only(users: &[u64]) -> CreateAllowedMentions {
+    CreateAllowedMentions::new().users(users.iter().copied().map(serenity::all::UserId::new))
 }
 
 /// No mention pings.
@@ -155,7 +159,7 @@ impl DiscordRendered {
             .content(&self.content)
             .embeds(self.embed_builders())
             .components(self.component_builders())
-            .allowed_mentions(people_only());
+            .allowed_mentions(people_only(&self.mentions));
         match &self.overflow {
             Some(file) => message.add_file(attachment(file)),
             None => message,
@@ -173,7 +177,7 @@ impl DiscordRendered {
             .content(&self.content)
             .embeds(self.embed_builders())
             .components(self.component_builders())
-            .allowed_mentions(people_only())
+            .allowed_mentions(people_only(&self.mentions))
             .attachments(attachments)
     }
 
@@ -183,7 +187,7 @@ impl DiscordRendered {
             .content(&self.content)
             .embeds(self.embed_builders())
             .components(self.component_builders())
-            .allowed_mentions(people_only())
+            .allowed_mentions(people_only(&self.mentions))
     }
 
     /// A follow-up message through an interaction's webhook.
@@ -192,7 +196,7 @@ impl DiscordRendered {
             .content(&self.content)
             .embeds(self.embed_builders())
             .components(self.component_builders())
-            .allowed_mentions(people_only())
+            .allowed_mentions(people_only(&self.mentions))
     }
 
     /// The replacement of an interaction's first answer.
@@ -201,7 +205,7 @@ impl DiscordRendered {
             .content(&self.content)
             .embeds(self.embed_builders())
             .components(self.component_builders())
-            .allowed_mentions(people_only())
+            .allowed_mentions(people_only(&self.mentions))
     }
 
     /// Characters of text in the embeds, as Discord counts them against [`MAX_EMBED_TOTAL`].
@@ -242,8 +246,19 @@ pub fn render_message(message: &Message) -> DiscordRendered {
     let rich = message.blocks.iter().any(|block| matches!(block, Block::Header { .. } | Block::Fields { .. }));
     let paragraphs = message.blocks.iter().filter_map(paragraph).collect::<Vec<_>>();
     let plain = paragraphs.iter().map(|paragraph| paragraph.text()).collect::<Vec<_>>().join("\n");
-    let mut rendered =
-        DiscordRendered { content: String::new(), embeds: Vec::new(), components, overflow: None, long_values };
+    let mentions = message
+        .mentions
+        .iter()
+        .filter_map(|person| person.strip_prefix("discord:").unwrap_or(person).parse::<u64>().ok())
+        .collect();
+    let mut rendered = DiscordRendered {
+        content: String::new(),
+        embeds: Vec::new(),
+        components,
+        overflow: None,
+        long_values,
+        mentions,
+    };
     if !rich && count(&plain) <= MAX_CONTENT {
         rendered.content = plain;
     } else {
@@ -731,7 +746,8 @@ mod tests {
     fn incident_notification() -> Message {
         let incident = open_incident();
         let text = crate::incident::summary::Templates::shipped().notification(&incident, fixed_now()).unwrap();
-        views::incident_notification(&incident, &views::mention_people(&text, &Mentions))
+        let people = views::incident_people(&incident);
+        views::incident_notification(&incident, &views::mention_people(&text, &Mentions, &people)).mentioning(people)
     }
 
     fn diagnosis(finished: bool) -> Message {

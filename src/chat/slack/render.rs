@@ -58,7 +58,8 @@ impl SlackRendered {
 
 /// Renders `message` as Block Kit plus its plain-text fallback.
 pub fn render_message(message: &Message) -> SlackRendered {
-    let parts = message.blocks.iter().flat_map(parts_of).collect::<Vec<_>>();
+    let escape = |text: &str| escape(text, &|id| message.mentions("slack", id));
+    let parts = message.blocks.iter().flat_map(|block| parts_of(block, &escape)).collect::<Vec<_>>();
     let blocks = fit(parts).into_iter().map(Part::into_block).collect::<Vec<_>>();
     let fallback = escape(&message.plain_text());
     // Every block was empty: Slack refuses a message without text.
@@ -119,14 +120,18 @@ pub fn json_text_len(value: &serde_json::Value) -> usize {
 
 static MENTION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"<@(?:slack:)?([A-Z0-9]+)>").expect("mention pattern"));
 
-/// Escapes `&`, `<` and `>` as Slack's mrkdwn requires, keeping `<@U…>` mentions (the common
-/// markup's `<@slack:U…>` becomes `<@U…>`). Anything else in angle brackets (`<!channel>`,
-/// links) is shown literally, so command output cannot ping a channel.
-pub fn escape(text: &str) -> String {
+/// Escapes `&`, `<` and `>` as Slack's mrkdwn requires, keeping `<@U…>` mentions of the people
+/// `intended` says the message means to notify (the common markup's `<@slack:U…>` becomes
+/// `<@U…>`). Anything else in angle brackets (`<!channel>`, links, a mention of someone else
+/// that came with check output or an alert) is shown literally and pings nobody.
+pub fn escape(text: &str, intended: &dyn Fn(&str) -> bool) -> String {
     let mut output = String::with_capacity(text.len() + text.len() / 8);
     let mut last = 0;
     for captures in MENTION.captures_iter(text) {
         let whole = captures.get(0).expect("match");
+        if !intended(&captures[1]) {
+            continue;
+        }
         escape_into(&mut output, &text[last..whole.start()]);
         output.push_str("<@");
         output.push_str(&captures[1]);
@@ -163,7 +168,7 @@ enum Part {
     Truncated,
 }
 
-fn parts_of(block: &Block) -> Vec<Part> {
+fn parts_of(block: &Block, escape: &dyn Fn(&str) -> String) -> Vec<Part> {
     match block {
         Block::Header { text } if !text.trim().is_empty() => {
             vec![Part::Header(clip(text.trim(), MAX_HEADER_TEXT))]
@@ -600,10 +605,21 @@ mod tests {
 
     #[test]
     fn escaping_keeps_mentions_and_defuses_everything_else() {
-        assert_eq!(escape("a < b && c > d"), "a &lt; b &amp;&amp; c &gt; d");
-        assert_eq!(escape("ping <@U0001> and <@slack:W0002>"), "ping <@U0001> and <@W0002>");
-        assert_eq!(escape("<!channel> <https://evil|click>"), "&lt;!channel&gt; &lt;https://evil|click&gt;");
-        assert_eq!(escape("<@discord:123>"), "&lt;@discord:123&gt;");
+        let everyone = |_: &str| true;
+        assert_eq!(escape("a < b && c > d", &everyone), "a &lt; b &amp;&amp; c &gt; d");
+        assert_eq!(escape("ping <@U0001> and <@slack:W0002>", &everyone), "ping <@U0001> and <@W0002>");
+        assert_eq!(escape("<!channel> <https://evil|click>", &everyone), "&lt;!channel&gt; &lt;https://evil|click&gt;");
+        assert_eq!(escape("<@discord:123>", &everyone), "&lt;@discord:123&gt;");
+        // Only the people the message means: a mention that came with check output is text.
+        let only_u1 = |id: &str| id == "U0001";
+        assert_eq!(escape("<@U0001> see <@U0666>", &only_u1), "<@U0001> see &lt;@U0666&gt;");
+        let message = Message::new().text("by <@U0001>; output: <@U0666> <@slack:U0667>").mentioning(["slack:U0001"]);
+        let rendered = render_message(&message);
+        assert!(
+            rendered.text.contains("by <@U0001>; output: &lt;@U0666&gt; &lt;@slack:U0667&gt;"),
+            "{}",
+            rendered.text
+        );
     }
 
     #[test]
