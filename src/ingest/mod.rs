@@ -15,7 +15,7 @@ use crate::chat::core::ChatCore;
 use crate::config::{RouteConfig, Severity};
 use crate::escalation::Escalator;
 use crate::incident::NewIncident;
-use crate::store::{AlertOutcome, IncomingAlert, Store, StoreError, timed};
+use crate::store::{AlertOutcome, AlertStore, IncomingAlert, StoreError, timed};
 pub use payloads::{AlertGroup, parse_alertmanager, parse_generic, parse_grafana};
 
 /// A firing alert this soon after its incident resolved opens that incident again.
@@ -110,7 +110,7 @@ impl Ingestor {
 /// that stops answering fails the waiting webhooks (503) instead of holding them.
 async fn write_batches(escalator: Arc<Escalator>, receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
     let mut receiver = receiver.lock().await;
-    let store: Arc<dyn Store> = escalator.store().clone();
+    let store: Arc<dyn AlertStore> = escalator.store().clone();
     while let Some(first) = receiver.recv().await {
         let mut count = first.alerts.len();
         let mut jobs = vec![first];

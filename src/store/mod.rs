@@ -251,8 +251,10 @@ pub enum AlertOutcome {
     Ignored,
 }
 
+/// Everything the bot keeps: incidents, their timelines and timers, where they live in chat, and
+/// (through the traits it builds on) the outbox, remediations, alerts and the console's messages.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: OutboxStore + RemediationStore + AlertStore + ConsoleStore + Send + Sync {
     /// Which backend this is: "sqlite" or "postgres".
     fn backend(&self) -> &'static str;
     async fn ping(&self) -> Result<(), StoreError>;
@@ -286,10 +288,6 @@ pub trait Store: Send + Sync {
     /// When the earliest pending step is due.
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
     async fn pending_timers(&self) -> Result<i64, StoreError>;
-    async fn undelivered(&self, limit: i64) -> Result<Vec<OutboxItem>, StoreError>;
-    /// How many outbox items wait for delivery (the `firebell_outbox_pending` gauge).
-    async fn outbox_pending(&self) -> Result<i64, StoreError>;
-
     /// Records an event and queues a chat message of `notice` kind about it, in one transaction.
     async fn record_with_notice(&self, id: i64, event: TimelineEvent, notice: &str) -> Result<(), StoreError>;
     /// Pulls the incident's next pending step forward to `at`; false when none is pending.
@@ -302,6 +300,19 @@ pub trait Store: Send + Sync {
     /// True the first time `key` is offered: platforms retry deliveries, work must not repeat.
     async fn first_seen(&self, key: &str, at: DateTime<Utc>) -> Result<bool, StoreError>;
 
+    /// Deletes what retention lets go, older than `before`: handled events (`seen_events`),
+    /// received alerts, delivered or given-up outbox items and console messages, in batches;
+    /// returns how many rows of each went.
+    async fn prune(&self, before: DateTime<Utc>) -> Result<Pruned, StoreError>;
+}
+
+/// The outbox of chat messages: what each platform still has to deliver.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    async fn undelivered(&self, limit: i64) -> Result<Vec<OutboxItem>, StoreError>;
+    /// How many outbox items wait for delivery (the `firebell_outbox_pending` gauge).
+    async fn outbox_pending(&self) -> Result<i64, StoreError>;
+
     /// Undelivered outbox items that have no `done` part yet (one platform's lane reads the
     /// items it has not finished): escalation pages first, then oldest first.
     async fn due_outbox(&self, done: &str, limit: i64) -> Result<Vec<OutboxItem>, StoreError>;
@@ -310,7 +321,11 @@ pub trait Store: Send + Sync {
     /// Marks the item delivered if every part in `needed` is recorded (each platform's `done`);
     /// true when this call did. One statement, so of lanes finishing at once one settles it.
     async fn outbox_settle(&self, id: i64, needed: &[String], at: DateTime<Utc>) -> Result<bool, StoreError>;
+}
 
+/// Remediation requests, their votes and runs, and the audit log.
+#[async_trait]
+pub trait RemediationStore: Send + Sync {
     /// Stores a remediation request, with its audit entry and timeline event.
     async fn create_request(&self, new: NewRequest, at: DateTime<Utc>) -> Result<RemediationRequest, StoreError>;
     async fn request(&self, id: i64) -> Result<RemediationRequest, StoreError>;
@@ -345,7 +360,11 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<RemediationRequest>, StoreError>;
     /// Newest first.
     async fn audit(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError>;
+}
 
+/// The alert lifecycle: batches of received alerts open, repeat, resolve and re-open incidents.
+#[async_trait]
+pub trait AlertStore: Send + Sync {
     /// Stores a batch of alerts and applies them to incidents (open, repeat, reopen within
     /// `flap_window`, resolve) in one transaction: durable before anyone is answered.
     async fn ingest_alerts(
@@ -354,12 +373,11 @@ pub trait Store: Send + Sync {
         flap_window: chrono::Duration,
         at: DateTime<Utc>,
     ) -> Result<Vec<AlertOutcome>, StoreError>;
+}
 
-    /// Deletes what retention lets go, older than `before`: handled events (`seen_events`),
-    /// received alerts, delivered or given-up outbox items and console messages, in batches;
-    /// returns how many rows of each went.
-    async fn prune(&self, before: DateTime<Utc>) -> Result<Pruned, StoreError>;
-
+/// The web console's own messages: it is a chat platform whose history lives here.
+#[async_trait]
+pub trait ConsoleStore: Send + Sync {
     /// Posts a web-console message.
     async fn console_post(
         &self,

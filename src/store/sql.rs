@@ -16,8 +16,9 @@ use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, Row, Transaction};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{
-    AlertOutcome, AuditEntry, ConsoleMessage, DueTimer, FiredStep, IncomingAlert, NewRequest, NewTimer, OutboxItem,
-    Pruned, RemediationRequest, StepResolver, Store, StoreError, Vote, VoteOutcome, from_millis, millis,
+    AlertOutcome, AlertStore, AuditEntry, ConsoleMessage, ConsoleStore, DueTimer, FiredStep, IncomingAlert, NewRequest,
+    NewTimer, OutboxItem, OutboxStore, Pruned, RemediationRequest, RemediationStore, StepResolver, Store, StoreError,
+    Vote, VoteOutcome, from_millis, millis,
 };
 use crate::config::Severity;
 use crate::incident::{Incident, IncidentStatus, NewIncident, Resolution, TimelineEvent};
@@ -853,20 +854,6 @@ impl Store for SqlStore {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM timers WHERE state = 'pending'").fetch_one(&self.pool).await?)
     }
 
-    async fn outbox_pending(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL")
-            .fetch_one(&self.pool)
-            .await?)
-    }
-
-    async fn undelivered(&self, limit: i64) -> Result<Vec<OutboxItem>, StoreError> {
-        let sql = format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL ORDER BY id LIMIT $1"
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(limit).fetch_all(&self.pool).await?;
-        rows.iter().map(outbox_from_row).collect()
-    }
-
     async fn record_with_notice(&self, id: i64, event: TimelineEvent, notice: &str) -> Result<(), StoreError> {
         self.record_event(id, &event, Some(notice)).await
     }
@@ -912,6 +899,53 @@ impl Store for SqlStore {
             .execute(&self.writer)
             .await?;
         Ok(inserted.rows_affected() == 1)
+    }
+
+    async fn prune(&self, before: DateTime<Utc>) -> Result<Pruned, StoreError> {
+        // Batches keep each delete short: other writers (the alert writer on SQLite) wait at
+        // most one batch.
+        const BATCH: i64 = 5_000;
+        let tables = [
+            ("seen_events", "key", "at < $1"),
+            ("alerts", "id", "received_at < $1"),
+            ("outbox", "id", "(delivered_at < $1 OR failed_at < $1)"),
+            ("console_messages", "id", "posted_at < $1"),
+        ];
+        let mut counts = [0u64; 4];
+        for ((table, key, old), count) in tables.iter().zip(counts.iter_mut()) {
+            let sql = format!("DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {old} LIMIT $2)");
+            loop {
+                let deleted = sqlx::query(AssertSqlSafe(sql.clone()))
+                    .bind(millis(before))
+                    .bind(BATCH)
+                    .execute(&self.writer)
+                    .await?
+                    .rows_affected();
+                *count += deleted;
+                if deleted < BATCH as u64 {
+                    break;
+                }
+            }
+        }
+        let [seen_events, alerts, outbox, console_messages] = counts;
+        Ok(Pruned { seen_events, alerts, outbox, console_messages })
+    }
+}
+
+#[async_trait]
+impl OutboxStore for SqlStore {
+    async fn outbox_pending(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn undelivered(&self, limit: i64) -> Result<Vec<OutboxItem>, StoreError> {
+        let sql = format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL ORDER BY id LIMIT $1"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(outbox_from_row).collect()
     }
 
     async fn due_outbox(&self, done: &str, limit: i64) -> Result<Vec<OutboxItem>, StoreError> {
@@ -960,7 +994,10 @@ impl Store for SqlStore {
             .await?;
         Ok(settled.rows_affected() == 1)
     }
+}
 
+#[async_trait]
+impl RemediationStore for SqlStore {
     async fn create_request(&self, new: NewRequest, at: DateTime<Utc>) -> Result<RemediationRequest, StoreError> {
         let mut transaction = self.begin().await?;
         let id: i64 = sqlx::query_scalar(
@@ -1169,18 +1206,6 @@ impl Store for SqlStore {
         Ok(interrupted)
     }
 
-    /// One transaction per batch: the newest incident of every fingerprint is read once, each
-    /// alert is decided in memory (later alerts of the batch see what earlier ones did), and the
-    /// timeline events, outbox rows and alert rows are written many per statement at the end.
-    async fn ingest_alerts(
-        &self,
-        alerts: &[IncomingAlert],
-        flap_window: chrono::Duration,
-        at: DateTime<Utc>,
-    ) -> Result<Vec<AlertOutcome>, StoreError> {
-        self.ingest_batch(alerts, flap_window, at).await
-    }
-
     async fn audit(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, at, actor, action, request_id, incident_id, detail FROM audit_log ORDER BY id DESC LIMIT $1",
@@ -1202,7 +1227,25 @@ impl Store for SqlStore {
             })
             .collect()
     }
+}
 
+#[async_trait]
+impl AlertStore for SqlStore {
+    /// One transaction per batch: the newest incident of every fingerprint is read once, each
+    /// alert is decided in memory (later alerts of the batch see what earlier ones did), and the
+    /// timeline events, outbox rows and alert rows are written many per statement at the end.
+    async fn ingest_alerts(
+        &self,
+        alerts: &[IncomingAlert],
+        flap_window: chrono::Duration,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<AlertOutcome>, StoreError> {
+        self.ingest_batch(alerts, flap_window, at).await
+    }
+}
+
+#[async_trait]
+impl ConsoleStore for SqlStore {
     async fn console_post(
         &self,
         channel: &str,
@@ -1251,36 +1294,6 @@ impl Store for SqlStore {
             .await?
             .ok_or(StoreError::NoConsoleMessage(id))?;
         console_from_row(&row)
-    }
-
-    async fn prune(&self, before: DateTime<Utc>) -> Result<Pruned, StoreError> {
-        // Batches keep each delete short: other writers (the alert writer on SQLite) wait at
-        // most one batch.
-        const BATCH: i64 = 5_000;
-        let tables = [
-            ("seen_events", "key", "at < $1"),
-            ("alerts", "id", "received_at < $1"),
-            ("outbox", "id", "(delivered_at < $1 OR failed_at < $1)"),
-            ("console_messages", "id", "posted_at < $1"),
-        ];
-        let mut counts = [0u64; 4];
-        for ((table, key, old), count) in tables.iter().zip(counts.iter_mut()) {
-            let sql = format!("DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {old} LIMIT $2)");
-            loop {
-                let deleted = sqlx::query(AssertSqlSafe(sql.clone()))
-                    .bind(millis(before))
-                    .bind(BATCH)
-                    .execute(&self.writer)
-                    .await?
-                    .rows_affected();
-                *count += deleted;
-                if deleted < BATCH as u64 {
-                    break;
-                }
-            }
-        }
-        let [seen_events, alerts, outbox, console_messages] = counts;
-        Ok(Pruned { seen_events, alerts, outbox, console_messages })
     }
 
     async fn console_history(

@@ -24,7 +24,7 @@ use tokio::sync::broadcast;
 
 use super::{ChatAdapter, ChatError, FileAttachment, Form, Limits, Message, MessageRef};
 use crate::clock::Clock;
-use crate::store::{ConsoleMessage, Store};
+use crate::store::{ConsoleMessage, ConsoleStore};
 
 /// Where incident notifications go on the console.
 pub const INCIDENT_CHANNEL: &str = "incidents";
@@ -85,7 +85,7 @@ impl From<&Form> for FormView {
 
 /// The console as a chat platform.
 pub struct ConsoleAdapter {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ConsoleStore>,
     clock: Arc<dyn Clock>,
     events: broadcast::Sender<ConsoleEvent>,
     /// Forms the core asked for while answering a request, by that request's trigger; the
@@ -94,7 +94,7 @@ pub struct ConsoleAdapter {
 }
 
 impl ConsoleAdapter {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn ConsoleStore>, clock: Arc<dyn Clock>) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         Self { store, clock, events, forms: Mutex::new(HashMap::new()) }
     }
@@ -109,7 +109,7 @@ impl ConsoleAdapter {
         self.events.subscribe()
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub fn store(&self) -> &Arc<dyn ConsoleStore> {
         &self.store
     }
 
