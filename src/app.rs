@@ -169,7 +169,7 @@ impl App {
             crate::ingest::Ingestor::start(escalator.clone(), health.clone()),
             crate::ingest::Routes::from_config(&config.routes),
             escalator.clone(),
-            chat.clone(),
+            Arc::new(chat.clone()),
         ));
         let listen = config.server.listen.get_ref().0.clone();
         let listener =

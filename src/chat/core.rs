@@ -151,7 +151,23 @@ impl ChatCore {
     pub fn notify_delivery(&self) {
         self.deliver.notify_one();
     }
+}
 
+/// How long a route's runbook waits for the incident's thread before it runs without chat.
+pub const THREAD_WAIT: Duration = Duration::from_secs(15);
+
+/// What ingestion asks of chat once an alert changed an incident.
+impl crate::ingest::IncidentHooks for Arc<ChatCore> {
+    fn notify_delivery(&self) {
+        ChatCore::notify_delivery(self);
+    }
+
+    fn diagnose_incident(&self, incident_id: i64, topic: &str, source: &str) {
+        ChatCore::diagnose_incident(self, incident_id, topic, source);
+    }
+}
+
+impl ChatCore {
     /// Runs `topic` for an incident opened by an alert: in the incident's thread once its
     /// notification is posted, or — with no chat platform — straight onto the timeline.
     pub fn diagnose_incident(self: &Arc<Self>, incident_id: i64, topic: &str, source: &str) {
@@ -179,7 +195,7 @@ impl ChatCore {
                 external.chain(core.adapters.iter().filter(|(platform, _)| **platform == "console"))
             };
             let wanted = by_preference().find(|(_, adapter)| adapter.incident_channel().is_some()).map(|(p, _)| *p);
-            let deadline = Instant::now() + crate::ingest::THREAD_WAIT;
+            let deadline = Instant::now() + THREAD_WAIT;
             while wanted.is_some() {
                 let timed_out = Instant::now() >= deadline;
                 if let Ok(incident) = store.incident(incident_id).await {

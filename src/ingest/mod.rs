@@ -6,12 +6,10 @@ pub mod payloads;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::chat::core::ChatCore;
 use crate::config::{RouteConfig, Severity};
 use crate::escalation::Escalator;
 use crate::incident::NewIncident;
@@ -162,18 +160,27 @@ pub struct Accepted {
     pub outcome: AlertOutcome,
 }
 
+/// What chat does once an alert changed an incident: the one seam between ingestion and chat
+/// (the chat core implements it; ingestion knows nothing else of chat).
+pub trait IncidentHooks: Send + Sync {
+    /// Something new waits in the outbox: deliver it.
+    fn notify_delivery(&self);
+    /// Runs the route's runbook `topic` for an incident the alert from `source` opened.
+    fn diagnose_incident(&self, incident_id: i64, topic: &str, source: &str);
+}
+
 /// Alerts → incidents, and what happens right after: escalation woken, notifications sent, the
 /// route's runbook started in the incident's thread.
 pub struct AlertService {
     ingestor: Ingestor,
     routes: Routes,
     escalator: Arc<Escalator>,
-    chat: Arc<ChatCore>,
+    hooks: Arc<dyn IncidentHooks>,
 }
 
 impl AlertService {
-    pub fn new(ingestor: Ingestor, routes: Routes, escalator: Arc<Escalator>, chat: Arc<ChatCore>) -> Self {
-        Self { ingestor, routes, escalator, chat }
+    pub fn new(ingestor: Ingestor, routes: Routes, escalator: Arc<Escalator>, hooks: Arc<dyn IncidentHooks>) -> Self {
+        Self { ingestor, routes, escalator, hooks }
     }
 
     pub async fn receive(&self, group: AlertGroup) -> Result<Accepted, String> {
@@ -219,23 +226,20 @@ impl AlertService {
                 if schedules_steps {
                     self.escalator.wake();
                 }
-                self.chat.notify_delivery();
+                self.hooks.notify_delivery();
                 if let Some(topic) = &decision.run {
-                    self.chat.diagnose_incident(id, topic, group.source);
+                    self.hooks.diagnose_incident(id, topic, group.source);
                 }
             }
             AlertOutcome::Resolved(id) => {
                 tracing::info!(incident = id, fingerprint = group.fingerprint, "Alert resolved its incident");
-                self.chat.notify_delivery();
+                self.hooks.notify_delivery();
             }
             AlertOutcome::Repeated(_) | AlertOutcome::Ignored => {}
         }
         Ok(Accepted { status: "accepted", fingerprint: group.fingerprint, alerts: group.alerts, outcome })
     }
 }
-
-/// How long a route's runbook waits for the incident's thread before it runs without chat.
-pub const THREAD_WAIT: Duration = Duration::from_secs(15);
 
 #[cfg(test)]
 mod tests {
