@@ -210,55 +210,60 @@ pub enum Action {
     Prometheus(PrometheusCheck),
 }
 
+/// One check kind, registered once in [`KINDS`]: its name, its keys, the variables its
+/// expressions see, whether remediations may use it, and how it is built from a runbook's keys.
+pub struct Kind {
+    pub name: &'static str,
+    pub keys: &'static [&'static str],
+    pub variables: &'static [&'static str],
+    /// Also a remediation kind (writes allowed there).
+    pub remediation: bool,
+    build: fn(&mut Fields<'_>) -> Option<Action>,
+}
+
+/// Every kind. Adding a kind is its file and one line here; nothing else lists kinds.
+pub const KINDS: &[Kind] = &[
+    Kind::new("http", HttpCheck::KEYS, HttpCheck::VARIABLES, true, |f| HttpCheck::from_fields(f).map(Action::Http)),
+    Kind::new("sql", SqlCheck::KEYS, SqlCheck::VARIABLES, true, |f| SqlCheck::from_fields(f).map(Action::Sql)),
+    Kind::new("redis", RedisCheck::KEYS, RedisCheck::VARIABLES, true, |f| {
+        RedisCheck::from_fields(f).map(Action::Redis)
+    }),
+    Kind::new("tls", TlsCheck::KEYS, TlsCheck::VARIABLES, false, |f| TlsCheck::from_fields(f).map(Action::Tls)),
+    Kind::new("tcp", TcpCheck::KEYS, TcpCheck::VARIABLES, false, |f| TcpCheck::from_fields(f).map(Action::Tcp)),
+    Kind::new("exec", ExecCheck::KEYS, ExecCheck::VARIABLES, true, |f| ExecCheck::from_fields(f).map(Action::Exec)),
+    Kind::new("prometheus", PrometheusCheck::KEYS, PrometheusCheck::VARIABLES, false, |f| {
+        PrometheusCheck::from_fields(f).map(Action::Prometheus)
+    }),
+];
+
+impl Kind {
+    const fn new(
+        name: &'static str,
+        keys: &'static [&'static str],
+        variables: &'static [&'static str],
+        remediation: bool,
+        build: fn(&mut Fields<'_>) -> Option<Action>,
+    ) -> Kind {
+        Kind { name, keys, variables, remediation, build }
+    }
+
+    /// The kind named `name` among checks (`is_check`) or remediations.
+    pub fn find(name: &str, is_check: bool) -> Option<&'static Kind> {
+        KINDS.iter().find(|kind| kind.name == name && (is_check || kind.remediation))
+    }
+
+    /// The names of the check kinds, or of the remediation kinds, for error messages.
+    pub fn names(is_check: bool) -> Vec<&'static str> {
+        KINDS.iter().filter(|kind| is_check || kind.remediation).map(|kind| kind.name).collect()
+    }
+
+    /// Builds this kind's config from the runbook's keys; `None` when a problem was recorded.
+    pub fn build(&self, fields: &mut Fields<'_>) -> Option<Action> {
+        (self.build)(fields)
+    }
+}
+
 impl Action {
-    pub const CHECK_KINDS: [&'static str; 7] = ["http", "sql", "redis", "tls", "tcp", "exec", "prometheus"];
-    pub const REMEDIATION_KINDS: [&'static str; 4] = ["exec", "http", "sql", "redis"];
-
-    /// The keys of `kind`, or `None` when it is not a kind (of checks, or of remediations).
-    pub fn keys(kind: &str, is_check: bool) -> Option<&'static [&'static str]> {
-        let kinds: &[&str] = if is_check { &Self::CHECK_KINDS } else { &Self::REMEDIATION_KINDS };
-        if !kinds.contains(&kind) {
-            return None;
-        }
-        Some(match kind {
-            "http" => HttpCheck::KEYS,
-            "sql" => SqlCheck::KEYS,
-            "redis" => RedisCheck::KEYS,
-            "tls" => TlsCheck::KEYS,
-            "tcp" => TcpCheck::KEYS,
-            "exec" => ExecCheck::KEYS,
-            _ => PrometheusCheck::KEYS,
-        })
-    }
-
-    /// The variables a check of `kind` offers its expressions.
-    pub fn variables(kind: &str) -> &'static [&'static str] {
-        match kind {
-            "http" => HttpCheck::VARIABLES,
-            "sql" => SqlCheck::VARIABLES,
-            "redis" => RedisCheck::VARIABLES,
-            "tls" => TlsCheck::VARIABLES,
-            "tcp" => TcpCheck::VARIABLES,
-            "exec" => ExecCheck::VARIABLES,
-            "prometheus" => PrometheusCheck::VARIABLES,
-            _ => &[],
-        }
-    }
-
-    /// Builds the kind's config from the runbook's keys; `None` when a problem was recorded.
-    pub fn from_fields(kind: &str, fields: &mut Fields<'_>) -> Option<Action> {
-        match kind {
-            "http" => HttpCheck::from_fields(fields).map(Action::Http),
-            "sql" => SqlCheck::from_fields(fields).map(Action::Sql),
-            "redis" => RedisCheck::from_fields(fields).map(Action::Redis),
-            "tls" => TlsCheck::from_fields(fields).map(Action::Tls),
-            "tcp" => TcpCheck::from_fields(fields).map(Action::Tcp),
-            "exec" => ExecCheck::from_fields(fields).map(Action::Exec),
-            "prometheus" => PrometheusCheck::from_fields(fields).map(Action::Prometheus),
-            _ => None,
-        }
-    }
-
     pub fn kind(&self) -> &'static str {
         match self {
             Action::Http(_) => "http",
@@ -294,5 +299,23 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((index, _)) => format!("{}…", &text[..index]),
         None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_registered_once() {
+        let mut names: Vec<&str> = KINDS.iter().map(|kind| kind.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), KINDS.len(), "a kind is listed twice");
+        assert_eq!(Kind::names(true), ["http", "sql", "redis", "tls", "tcp", "exec", "prometheus"]);
+        assert_eq!(Kind::names(false), ["http", "sql", "redis", "exec"]);
+        assert!(Kind::find("tls", false).is_none(), "tls is a check kind only");
+        assert!(Kind::find("nope", true).is_none(), "no fallback: an unknown kind is unknown");
+        assert_eq!(Kind::find("tcp", true).map(|kind| kind.keys), Some(TcpCheck::KEYS));
     }
 }

@@ -12,7 +12,7 @@ use toml::Spanned;
 use super::args::{ArgSpec, Template};
 use super::expr::Expr;
 use super::{CheckSpec, DEFAULT_TIMEOUT, Remediation, Runbook};
-use crate::check::Action;
+use crate::check::Kind;
 use crate::config::TargetKind;
 use crate::source::{Dur, LoadError, SourceFile};
 
@@ -505,20 +505,20 @@ fn load_timeout(fields: &Fields<'_>) -> std::time::Duration {
 
 fn load_check(fields: &mut Fields<'_>) -> Option<CheckSpec> {
     let kind = fields.raw.kind.get_ref().clone();
-    let Some(kind_keys) = Action::keys(&kind, true) else {
+    let Some(found) = Kind::find(&kind, true) else {
         let span = fields.kind_span();
-        fields.error(span, format!("unknown kind '{kind}'; check kinds: {}", Action::CHECK_KINDS.join(", ")));
+        fields.error(span, format!("unknown kind '{kind}'; check kinds: {}", Kind::names(true).join(", ")));
         return None;
     };
-    reject_foreign_keys(fields, &CHECK_KEYS, kind_keys);
-    let mut variables: Vec<&str> = Action::variables(&kind).to_vec();
+    reject_foreign_keys(fields, &CHECK_KEYS, found.keys);
+    let mut variables: Vec<&str> = found.variables.to_vec();
     variables.push("args");
     let raw = fields.raw;
     let expect = load_expr(fields, "expect", &raw.expect, &variables);
     let warn = load_expr(fields, "warn", &raw.warn, &variables);
     let crit = load_expr(fields, "crit", &raw.crit, &variables);
     let timeout = load_timeout(fields);
-    let action = Action::from_fields(&kind, fields);
+    let action = found.build(fields);
     Some(CheckSpec {
         name: raw.name.get_ref().clone(),
         timeout,
@@ -536,13 +536,12 @@ fn load_remediation(fields: &mut Fields<'_>) -> Option<Remediation> {
     if !REMEDIATION_NAME.is_match(&name) {
         fields.error(raw.name.span(), "the name must match ^[a-z][a-z0-9-]{0,47}$ (it is typed as /remediate NAME)");
     }
-    let Some(kind_keys) = Action::keys(&kind, false) else {
+    let Some(found) = Kind::find(&kind, false) else {
         let span = fields.kind_span();
-        fields
-            .error(span, format!("unknown kind '{kind}'; remediation kinds: {}", Action::REMEDIATION_KINDS.join(", ")));
+        fields.error(span, format!("unknown kind '{kind}'; remediation kinds: {}", Kind::names(false).join(", ")));
         return None;
     };
-    reject_foreign_keys(fields, &REMEDIATION_KEYS, kind_keys);
+    reject_foreign_keys(fields, &REMEDIATION_KEYS, found.keys);
     let summary = match &raw.summary {
         Some(summary) if !summary.get_ref().trim().is_empty() => summary.get_ref().clone(),
         _ => {
@@ -561,7 +560,7 @@ fn load_remediation(fields: &mut Fields<'_>) -> Option<Remediation> {
     }
     let suggest_when = load_expr(fields, "suggest_when", &raw.suggest_when, &["checks", "args"]);
     let timeout = load_timeout(fields);
-    let action = Action::from_fields(&kind, fields);
+    let action = found.build(fields);
     Some(Remediation {
         name,
         summary,
