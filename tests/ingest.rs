@@ -92,8 +92,13 @@ async fn one_batch_opens_repeats_resolves_reopens_and_ignores_in_order(backend: 
     assert_eq!(store.pending_timers().await.unwrap(), 0);
 
     // Each new incident is announced once; the re-opened one is announced as updated.
-    let mut notices: Vec<(Option<i64>, String)> =
-        store.undelivered(100).await.unwrap().into_iter().map(|item| (item.incident_id, item.kind)).collect();
+    let mut notices: Vec<(Option<i64>, String)> = store
+        .undelivered(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|item| (item.incident_id, item.kind.to_string()))
+        .collect();
     notices.sort();
     let mut expected = vec![
         (Some(api.id), "incident_declared".to_string()),

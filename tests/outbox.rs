@@ -52,7 +52,7 @@ async fn parts_are_recorded_once_each_and_an_item_is_delivered_when_every_platfo
     // An escalation page queued last is read first.
     let incident = items[2].incident_id.unwrap();
     let event = TimelineEvent::new(t0(), "escalated", None, json!({"step": 0}));
-    store.record_with_notice(incident, event, "escalation").await.unwrap();
+    store.record_with_notice(incident, event, firebell::store::OutboxKind::Escalation).await.unwrap();
     let due = store.due_outbox("slack:done", 10).await.unwrap();
     assert_eq!(
         due.iter().map(|item| item.kind.as_str()).collect::<Vec<_>>(),

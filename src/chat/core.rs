@@ -442,7 +442,7 @@ impl ChatCore {
                     json!({"phase": phase.name(), "text": text, "eta": eta}),
                 );
                 store
-                    .record_with_notice(incident.id, event, "incident_updated")
+                    .record_with_notice(incident.id, event, crate::store::OutboxKind::IncidentUpdated)
                     .await
                     .map_err(|error| error.to_string())?;
                 self.deliver.notify_one();

@@ -23,7 +23,7 @@ use super::{ChatAdapter, views};
 use crate::escalation::Escalator;
 use crate::health::{Health, supervise};
 use crate::incident::{Incident, TimelineEvent};
-use crate::store::OutboxItem;
+use crate::store::{OutboxItem, OutboxKind};
 
 /// Attempts before a platform gives an item up and the failure is put on the timeline.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -221,7 +221,13 @@ impl Lane {
         };
         if attempts >= MAX_ATTEMPTS {
             metrics::counter!("firebell_deliveries_total", "result" => "given_up", "platform" => platform).increment(1);
-            tracing::error!(item = item.id, kind = item.kind, platform, error, "Giving up delivering a chat message");
+            tracing::error!(
+                item = item.id,
+                kind = item.kind.as_str(),
+                platform,
+                error,
+                "Giving up delivering a chat message"
+            );
             self.on_timeline(item, TimelineEvent::new(now, "notification_failed", None, detail(serde_json::json!({}))))
                 .await;
             self.finish(item).await;
@@ -231,7 +237,7 @@ impl Lane {
         let backoff = chrono::Duration::seconds(1 << attempts_before.min(6));
         tracing::warn!(
             item = item.id,
-            kind = item.kind,
+            kind = item.kind.as_str(),
             platform,
             error,
             retry_in_s = backoff.num_seconds(),
@@ -261,15 +267,11 @@ impl Lane {
         };
         let mut incident = self.escalator.store().incident(id).await.map_err(|error| error.to_string())?;
         let adapter = self.adapter.as_ref();
-        match item.kind.as_str() {
-            "incident_declared" => self.declared(item, adapter, &mut incident).await,
-            "incident_updated" => self.updated(item, adapter, &incident, false).await,
-            "incident_resolved" => self.updated(item, adapter, &incident, true).await,
-            "escalation" => self.escalation(item, adapter, &incident).await,
-            other => {
-                tracing::warn!(kind = other, "Unknown outbox item kind; skipping");
-                Ok(())
-            }
+        match item.kind {
+            OutboxKind::IncidentDeclared => self.declared(item, adapter, &mut incident).await,
+            OutboxKind::IncidentUpdated => self.updated(item, adapter, &incident, false).await,
+            OutboxKind::IncidentResolved => self.updated(item, adapter, &incident, true).await,
+            OutboxKind::Escalation => self.escalation(item, adapter, &incident).await,
         }
     }
 

@@ -15,6 +15,48 @@ pub use sql::SqlStore;
 use crate::config::Person;
 use crate::incident::{Incident, NewIncident, Resolution, TimelineEvent, TransitionError};
 
+/// What an outbox item asks chat to do; stored as its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxKind {
+    /// Post the incident's notification where it will live.
+    IncidentDeclared,
+    /// Edit its top message and say what changed in its thread.
+    IncidentUpdated,
+    /// Edit its top message and post the resolution summary.
+    IncidentResolved,
+    /// Page people: in the incident's thread and by direct message.
+    Escalation,
+}
+
+impl OutboxKind {
+    pub const ALL: [OutboxKind; 4] = [
+        OutboxKind::IncidentDeclared,
+        OutboxKind::IncidentUpdated,
+        OutboxKind::IncidentResolved,
+        OutboxKind::Escalation,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxKind::IncidentDeclared => "incident_declared",
+            OutboxKind::IncidentUpdated => "incident_updated",
+            OutboxKind::IncidentResolved => "incident_resolved",
+            OutboxKind::Escalation => "escalation",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<OutboxKind> {
+        OutboxKind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+impl fmt::Display for OutboxKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The most one store call may take where a caller waits on it (the alert writer, the timer
 /// loop, the deliverer): past it the call fails, and the caller answers 503 or retries.
 pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -107,7 +149,7 @@ pub struct FiredStep {
 pub struct OutboxItem {
     pub id: i64,
     pub incident_id: Option<i64>,
-    pub kind: String,
+    pub kind: OutboxKind,
     pub recipients: Vec<String>,
     pub payload: serde_json::Value,
     pub created_at: DateTime<Utc>,
@@ -289,7 +331,7 @@ pub trait Store: OutboxStore + RemediationStore + AlertStore + ConsoleStore + Se
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
     async fn pending_timers(&self) -> Result<i64, StoreError>;
     /// Records an event and queues a chat message of `notice` kind about it, in one transaction.
-    async fn record_with_notice(&self, id: i64, event: TimelineEvent, notice: &str) -> Result<(), StoreError>;
+    async fn record_with_notice(&self, id: i64, event: TimelineEvent, notice: OutboxKind) -> Result<(), StoreError>;
     /// Pulls the incident's next pending step forward to `at`; false when none is pending.
     async fn escalate_now(&self, id: i64, at: DateTime<Utc>) -> Result<bool, StoreError>;
 

@@ -17,8 +17,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{
     AlertOutcome, AlertStore, AuditEntry, ConsoleMessage, ConsoleStore, DueTimer, FiredStep, IncomingAlert, NewRequest,
-    NewTimer, OutboxItem, OutboxStore, Pruned, RemediationRequest, RemediationStore, StepResolver, Store, StoreError,
-    Vote, VoteOutcome, from_millis, millis,
+    NewTimer, OutboxItem, OutboxKind, OutboxStore, Pruned, RemediationRequest, RemediationStore, StepResolver, Store,
+    StoreError, Vote, VoteOutcome, from_millis, millis,
 };
 use crate::config::Severity;
 use crate::incident::{Incident, IncidentStatus, NewIncident, Resolution, TimelineEvent};
@@ -354,14 +354,14 @@ impl SqlStore {
     async fn enqueue(
         transaction: &mut sqlx::AnyConnection,
         id: i64,
-        kind: &str,
+        kind: OutboxKind,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO outbox (incident_id, kind, recipients, payload, created_at) VALUES ($1, $2, '[]', $3, $4)",
         )
         .bind(id)
-        .bind(kind.to_string())
+        .bind(kind.as_str())
         .bind(json!({"incident_id": id}).to_string())
         .bind(millis(at))
         .execute(&mut *transaction)
@@ -370,7 +370,7 @@ impl SqlStore {
     }
 
     /// Adds `event` to an existing incident, and queues a chat message of kind `notice` with it.
-    async fn record_event(&self, id: i64, event: &TimelineEvent, notice: Option<&str>) -> Result<(), StoreError> {
+    async fn record_event(&self, id: i64, event: &TimelineEvent, notice: Option<OutboxKind>) -> Result<(), StoreError> {
         let mut transaction = self.begin().await?;
         let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM incidents WHERE id = $1")
             .bind(id)
@@ -401,7 +401,7 @@ impl SqlStore {
         let mut script = Script::new(self.backend);
         self.timers_statements(&mut script, &rows);
         script.run(&mut *transaction).await?;
-        Self::enqueue(&mut *transaction, id, "incident_declared", at).await?;
+        Self::enqueue(&mut *transaction, id, OutboxKind::IncidentDeclared, at).await?;
         Ok(id)
     }
 
@@ -584,7 +584,11 @@ fn outbox_from_row(row: &AnyRow) -> Result<OutboxItem, StoreError> {
     Ok(OutboxItem {
         id: row.try_get("id")?,
         incident_id: row.try_get("incident_id")?,
-        kind: text(row, "kind")?,
+        kind: {
+            let kind = text(row, "kind")?;
+            OutboxKind::parse(&kind)
+                .ok_or_else(|| StoreError::Database(format!("unknown outbox kind '{kind}' in the store")))?
+        },
         recipients: serde_json::from_str(&text(row, "recipients")?).unwrap_or_default(),
         payload: serde_json::from_str(&text(row, "payload")?).unwrap_or_default(),
         created_at: from_millis(row.try_get("created_at")?),
@@ -715,7 +719,7 @@ impl Store for SqlStore {
             &TimelineEvent::new(at, "acknowledged", Some(by), json!({"cancelled_steps": cancelled})),
         )
         .await?;
-        Self::enqueue(&mut transaction, id, "incident_updated", at).await?;
+        Self::enqueue(&mut transaction, id, OutboxKind::IncidentUpdated, at).await?;
         let incident = self.load_incident(&mut transaction, id, false).await?;
         transaction.commit().await?;
         Ok(incident)
@@ -743,7 +747,7 @@ impl Store for SqlStore {
         let cancelled = Self::cancel_timers(&mut transaction, id, at, &self.instance).await?;
         let detail = json!({"root_cause": resolution.root_cause, "fix": resolution.fix, "prevention": resolution.prevention, "cancelled_steps": cancelled});
         Self::insert_event(&mut transaction, id, &TimelineEvent::new(at, "resolved", Some(by), detail)).await?;
-        Self::enqueue(&mut transaction, id, "incident_resolved", at).await?;
+        Self::enqueue(&mut transaction, id, OutboxKind::IncidentResolved, at).await?;
         let incident = self.load_incident(&mut transaction, id, false).await?;
         transaction.commit().await?;
         Ok(incident)
@@ -854,7 +858,7 @@ impl Store for SqlStore {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM timers WHERE state = 'pending'").fetch_one(&self.pool).await?)
     }
 
-    async fn record_with_notice(&self, id: i64, event: TimelineEvent, notice: &str) -> Result<(), StoreError> {
+    async fn record_with_notice(&self, id: i64, event: TimelineEvent, notice: OutboxKind) -> Result<(), StoreError> {
         self.record_event(id, &event, Some(notice)).await
     }
 

@@ -260,7 +260,7 @@ impl Harness {
         let items = self.store().undelivered(10_000).await.expect("reading the outbox works");
         items
             .into_iter()
-            .filter(|item| item.kind == "escalation")
+            .filter(|item| item.kind == firebell::store::OutboxKind::Escalation)
             .map(|item| {
                 (
                     item.incident_id.expect("an escalation belongs to an incident"),

@@ -20,7 +20,7 @@ use sqlx::{Any, AssertSqlSafe, Row};
 use super::script::Script;
 use super::{Backend, SqlStore, declared_event, optional_time, text};
 use crate::incident::{NewIncident, TimelineEvent};
-use crate::store::{AlertOutcome, IncomingAlert, NewTimer, StoreError, millis};
+use crate::store::{AlertOutcome, IncomingAlert, NewTimer, OutboxKind, StoreError, millis};
 
 /// The newest incident of a fingerprint, as a batch of alerts sees it.
 #[derive(Debug, Clone)]
@@ -94,7 +94,7 @@ struct Rows<'a> {
     incidents: Vec<(i64, &'a NewIncident)>,
     timers: Vec<(i64, &'a NewTimer)>,
     events: Vec<(i64, TimelineEvent)>,
-    notices: Vec<(i64, &'static str)>,
+    notices: Vec<(i64, OutboxKind)>,
     alerts: Vec<AlertRow>,
     /// Firing repeats per open incident: a count, not a timeline row each.
     repeats: BTreeMap<i64, i64>,
@@ -167,7 +167,7 @@ impl SqlStore {
                         let detail = json!({"reason": "the alert fired again within the flap window", "flap_window_s": flap_window.num_seconds()});
                         rows.events.push((id, event("reopened", detail)));
                         rows.timers.extend(alert.timers.iter().map(|timer| (id, timer)));
-                        rows.notices.push((id, "incident_updated"));
+                        rows.notices.push((id, OutboxKind::IncidentUpdated));
                         AlertOutcome::Reopened(id)
                     }
                     Firing::Open => {
@@ -180,7 +180,7 @@ impl SqlStore {
                         let labels = alert.payload.get("labels");
                         rows.events.push((id, event("alert", json!({"status": status, "labels": labels}))));
                         rows.timers.extend(alert.timers.iter().map(|timer| (id, timer)));
-                        rows.notices.push((id, "incident_declared"));
+                        rows.notices.push((id, OutboxKind::IncidentDeclared));
                         AlertOutcome::Opened(id)
                     }
                 }
@@ -203,7 +203,7 @@ impl SqlStore {
                         let cancelled = Self::cancel_timers(&mut batch.connection, id, at, &self.instance).await?;
                         let detail = json!({"note": "the alert resolved", "cancelled_steps": cancelled});
                         rows.events.push((id, event("resolved", detail)));
-                        rows.notices.push((id, "incident_resolved"));
+                        rows.notices.push((id, OutboxKind::IncidentResolved));
                         AlertOutcome::Resolved(id)
                     }
                     Some(incident) if incident.open => {
