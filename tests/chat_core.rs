@@ -9,7 +9,6 @@ mod chat_support;
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use chat_support::{Bot, Call, INCIDENT_CHANNEL, OPS_CHANNEL, button_labels, events, is_finished, private};
 use common::{redis_prefix, toml_str, write_script};
@@ -96,8 +95,7 @@ argv = [{}, "{{{{queue}}}}"]
     let not_a_pair = private(&bot.command("U1", OPS_CHANNEL, None, "/diagnose queue trades").await);
     assert!(not_a_pair.contains("'trades' is not an argument"), "{not_a_pair}");
 
-    // Nothing ran: nothing shows up in any channel, not even a little later.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Nothing ran: a command is refused before anything is started, so nothing shows up.
     assert!(bot.recorded().is_empty(), "a refused command posted:\n{}", bot.transcript());
 }
 
