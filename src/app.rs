@@ -66,7 +66,7 @@ pub fn runner(config: &Config) -> Runner {
         .with_max_running(config.commands.max_running)
 }
 
-/// The running bot: HTTP server, store, timer engine, chat core and adapters, built from a
+/// The running bot: HTTP server, store, timer engine, chat core and platforms, built from a
 /// configuration.
 pub struct App {
     listener: tokio::net::TcpListener,
@@ -74,7 +74,9 @@ pub struct App {
     escalator: Arc<crate::escalation::Escalator>,
     catalogue: Arc<Catalogue>,
     chat: Arc<crate::chat::core::ChatCore>,
-    console: Arc<crate::chat::console::web::Console>,
+    /// The connected chat platforms (the console always), and what they hand events to.
+    platforms: Vec<Box<dyn crate::chat::platform::Platform>>,
+    handler: Arc<dyn crate::chat::platform::ChatHandler>,
     deliver_wake: Arc<tokio::sync::Notify>,
     /// What each background part is doing, for `/readyz`.
     health: Arc<crate::health::Health>,
@@ -82,17 +84,6 @@ pub struct App {
     limits: crate::server::ConnectionLimits,
     /// `[store] retention`: what the pruning loop keeps.
     retention: std::time::Duration,
-    /// Slack in Socket Mode: connected when the app runs.
-    slack_socket: Option<crate::config::SlackConfig>,
-    /// Discord: its commands are registered, and without a public key its gateway connected,
-    /// when the app runs.
-    discord: Option<DiscordStart>,
-}
-
-/// What Discord does once the app runs.
-struct DiscordStart {
-    adapter: Arc<crate::chat::discord::DiscordAdapter>,
-    gateway: bool,
 }
 
 impl App {
@@ -107,53 +98,6 @@ impl App {
             anyhow::bail!("{}", crate::source::LoadErrors(errors));
         }
         let catalogue = Arc::new(catalogue);
-        let store = crate::store::open(config.store.url.get_ref().expose())
-            .await
-            .map_err(|error| anyhow::anyhow!("{error}"))?;
-        let directory =
-            crate::escalation::Directory::from_config(&config).map_err(|error| anyhow::anyhow!("{error}"))?;
-        let base_dir = config.path.as_ref().and_then(|path| path.parent()).map(Path::to_path_buf).unwrap_or_default();
-        let templates = crate::incident::summary::Templates::load(&config.templates, &base_dir)
-            .map_err(|error| anyhow::anyhow!("{error}"))?;
-        let escalator = Arc::new(
-            crate::escalation::Escalator::new(store, Arc::new(directory), clock.clone()).with_templates(templates),
-        );
-
-        let deliver_wake = Arc::new(tokio::sync::Notify::new());
-        let health = crate::health::Health::new();
-        // The timer loop pages people: without it the bot is not ready.
-        health.register("timers", true);
-        // The web console is always there: it is the chat platform of a bot with no other.
-        let console = Arc::new(crate::chat::console::ConsoleAdapter::new(escalator.store().clone(), clock.clone()));
-        let mut chat = crate::chat::core::ChatCore::new(
-            catalogue.clone(),
-            runner(&config),
-            escalator.clone(),
-            crate::chat::core::Permissions::from_config(&config.permissions),
-            deliver_wake.clone(),
-        )
-        .with_per_person(config.commands.per_person)
-        .with_adapter(console.clone());
-        // Slack starts when a bot token is set: Socket Mode with an app token, else HTTP mode.
-        let slack =
-            config.slack.as_ref().filter(|slack| slack.bot_token.as_ref().is_some_and(|token| !token.is_empty()));
-        let mut slack_adapter = None;
-        if let Some(slack_config) = slack {
-            let adapter = Arc::new(crate::chat::slack::SlackAdapter::new(slack_config).context("cannot set up Slack")?);
-            chat = chat.with_adapter(adapter.clone());
-            slack_adapter = Some(adapter);
-        }
-        // Discord starts when a token is set: the HTTP endpoint with a public key, else the gateway.
-        let discord = config.discord.as_ref().filter(|discord| discord.enabled());
-        let mut discord_adapter = None;
-        if let Some(discord_config) = discord {
-            let adapter =
-                Arc::new(crate::chat::discord::DiscordAdapter::new(discord_config).context("cannot set up Discord")?);
-            chat = chat.with_adapter(adapter.clone());
-            discord_adapter = Some(adapter);
-        }
-        let chat = Arc::new(chat);
-
         for route in &config.routes {
             if let Some(run) = &route.run
                 && catalogue.get(run.get_ref()).is_none()
@@ -165,12 +109,17 @@ impl App {
                 );
             }
         }
-        let alerts = Arc::new(crate::ingest::AlertService::new(
-            crate::ingest::Ingestor::start(escalator.clone(), health.clone()),
-            crate::ingest::Routes::from_config(&config.routes),
-            escalator.clone(),
-            Arc::new(chat.clone()),
-        ));
+        let store = crate::store::open(config.store.url.get_ref().expose())
+            .await
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        let directory =
+            crate::escalation::Directory::from_config(&config).map_err(|error| anyhow::anyhow!("{error}"))?;
+        let base_dir = config.path.as_ref().and_then(|path| path.parent()).map(Path::to_path_buf).unwrap_or_default();
+        let templates = crate::incident::summary::Templates::load(&config.templates, &base_dir)
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        let escalator = Arc::new(
+            crate::escalation::Escalator::new(store, Arc::new(directory), clock.clone()).with_templates(templates),
+        );
         let listen = config.server.listen.get_ref().0.clone();
         let listener =
             tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
@@ -187,44 +136,50 @@ impl App {
         if !api_token_set && !local.ip().is_loopback() {
             tracing::warn!("{}", crate::server::api_closed_reason(local));
         }
+
+        let deliver_wake = Arc::new(tokio::sync::Notify::new());
+        let health = crate::health::Health::new();
+        // The timer loop pages people: without it the bot is not ready.
+        health.register("timers", true);
+        let context = crate::chat::platform::Context {
+            catalogue: catalogue.clone(),
+            escalator: escalator.clone(),
+            health: health.clone(),
+            console_access: access.clone(),
+        };
+        let platforms = crate::chat::platform::from_config(&config, &context)?;
+        let mut chat = crate::chat::core::ChatCore::new(
+            catalogue.clone(),
+            runner(&config),
+            escalator.clone(),
+            crate::chat::core::Permissions::from_config(&config.permissions),
+            deliver_wake.clone(),
+        )
+        .with_per_person(config.commands.per_person);
+        for platform in &platforms {
+            chat = chat.with_adapter(platform.adapter());
+        }
+        let chat = Arc::new(chat);
+        let handler: Arc<dyn crate::chat::platform::ChatHandler> = Arc::new(chat.clone());
+
+        let alerts = Arc::new(crate::ingest::AlertService::new(
+            crate::ingest::Ingestor::start(escalator.clone(), health.clone()),
+            crate::ingest::Routes::from_config(&config.routes),
+            escalator.clone(),
+            Arc::new(chat.clone()),
+        ));
         let state = crate::server::AppState {
             escalator: escalator.clone(),
             api_token: config.server.api_token.clone(),
             metrics_token: config.server.metrics_token.clone(),
             listen: local,
-            console: access.clone(),
+            console: access,
             alerts,
             health: health.clone(),
         };
-        let console_web =
-            Arc::new(crate::chat::console::web::Console::new(chat.clone(), console, catalogue.clone(), access));
-        let mut router = crate::server::router(state).merge(crate::chat::console::web::routes(console_web.clone()));
-        let mut slack_socket = None;
-        if let (Some(slack_config), Some(adapter)) = (slack, slack_adapter) {
-            let app_token = slack_config.app_token.as_ref().filter(|token| !token.is_empty());
-            match (app_token, &slack_config.signing_secret) {
-                (Some(_), _) => slack_socket = Some(slack_config.clone()),
-                (None, Some(secret)) if !secret.is_empty() => {
-                    let handler: Arc<dyn crate::chat::slack::SlackHandler> = Arc::new(chat.clone());
-                    router =
-                        router.merge(crate::chat::slack::http::routes_with_adapter(handler, secret.clone(), adapter));
-                }
-                _ => anyhow::bail!(
-                    "[slack] needs app_token (Socket Mode) or signing_secret (HTTP mode) besides bot_token"
-                ),
-            }
-        }
-        let mut discord_start = None;
-        if let (Some(discord_config), Some(adapter)) = (discord, discord_adapter) {
-            let public_key =
-                discord_config.public_key.as_ref().map(|key| key.get_ref().trim()).filter(|key| !key.is_empty());
-            if let Some(public_key) = public_key {
-                let key = crate::chat::discord::http::public_key(public_key)?;
-                let handler: Arc<dyn crate::chat::discord::DiscordHandler> = Arc::new(chat.clone());
-                router =
-                    router.merge(crate::chat::discord::http::routes(handler, adapter.clone(), catalogue.clone(), key));
-            }
-            discord_start = Some(DiscordStart { adapter, gateway: public_key.is_none() });
+        let mut router = crate::server::router(state);
+        for platform in &platforms {
+            router = router.merge(platform.routes(&handler).unwrap_or_default());
         }
         // Host names are checked for every route, the platforms' webhooks included (SPEC §9).
         let allowed_hosts: Vec<String> =
@@ -237,7 +192,8 @@ impl App {
             escalator,
             catalogue,
             chat,
-            console: console_web,
+            platforms,
+            handler,
             deliver_wake,
             health,
             retention: config.store.retention.get_ref().0,
@@ -245,8 +201,6 @@ impl App {
                 header_timeout: config.server.header_timeout.get_ref().0,
                 max_connections: *config.server.max_connections.get_ref(),
             },
-            slack_socket,
-            discord: discord_start,
         })
     }
 
@@ -260,10 +214,6 @@ impl App {
 
     pub fn catalogue(&self) -> Arc<Catalogue> {
         self.catalogue.clone()
-    }
-
-    pub fn chat(&self) -> Arc<crate::chat::core::ChatCore> {
-        self.chat.clone()
     }
 
     /// Serves until `shutdown` is cancelled; in-flight requests finish first.
@@ -281,96 +231,34 @@ impl App {
             "retention",
             Box::new(move || Box::pin(prune_every_hour(escalator.clone(), retention, stop.clone()))),
         ));
-        if !self.chat.adapters().is_empty() {
-            let deliverer = crate::chat::deliver::Deliverer::with_health(
-                self.escalator.clone(),
-                self.chat.adapters().clone(),
-                self.deliver_wake.clone(),
-                self.health.clone(),
-            );
-            tasks.extend(Arc::new(deliverer).spawn(shutdown.clone()));
+        let adapters = self
+            .platforms
+            .iter()
+            .map(|platform| {
+                let adapter = platform.adapter();
+                (adapter.platform(), adapter)
+            })
+            .collect();
+        let deliverer = crate::chat::deliver::Deliverer::with_health(
+            self.escalator.clone(),
+            adapters,
+            self.deliver_wake.clone(),
+            self.health.clone(),
+        );
+        tasks.extend(Arc::new(deliverer).spawn(shutdown.clone()));
+        for platform in &self.platforms {
+            tasks.extend(platform.tasks(&self.handler, &shutdown));
         }
-        if let Some(slack_config) = self.slack_socket.clone() {
-            let handler: Arc<dyn crate::chat::slack::SlackHandler> = Arc::new(self.chat.clone());
-            let stop = shutdown.clone();
-            tasks.push(supervise(
-                "slack-socket-mode",
-                Box::new(move || {
-                    let (slack_config, handler, stop) = (slack_config.clone(), handler.clone(), stop.clone());
-                    Box::pin(async move {
-                        if let Err(error) =
-                            crate::chat::slack::socket::run_socket_mode(&slack_config, handler, stop).await
-                        {
-                            tracing::error!(error = %format!("{error:#}"), "Slack Socket Mode stopped");
-                        }
-                    })
-                }),
-            ));
-        }
-        if let Some(discord) = &self.discord {
-            tasks.extend(self.start_discord(discord, &shutdown));
-        }
-        let console = self.console.clone();
-        let stopping = shutdown.clone();
-        // Open console pages hold event streams; end them so the graceful shutdown can finish.
-        let graceful = async move {
-            stopping.cancelled().await;
-            console.close_streams();
-        };
         // The peer's address reaches the handlers: `[console] trusted_proxies` and the sign-in
-        // rate limit need it.
-        crate::server::serve(self.listener, self.router, self.limits, graceful).await;
+        // rate limit need it. Open console pages end their event streams when `shutdown` is
+        // cancelled, so the graceful shutdown can finish.
+        let stopping = shutdown.clone();
+        crate::server::serve(self.listener, self.router, self.limits, async move { stopping.cancelled().await }).await;
         shutdown.cancel();
         for task in tasks {
             let _ = task.await;
         }
         Ok(())
-    }
-
-    /// Registers the slash commands once (retrying with backoff until Discord takes them) and,
-    /// without a public endpoint, runs the gateway.
-    fn start_discord(
-        &self,
-        discord: &DiscordStart,
-        shutdown: &tokio_util::sync::CancellationToken,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
-        let mut tasks = Vec::new();
-        let adapter = discord.adapter.clone();
-        let commands = crate::chat::discord::commands::definitions(&self.catalogue);
-        let registration_shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut wait = std::time::Duration::from_secs(5);
-            loop {
-                match adapter.register_commands(&commands).await {
-                    Ok(count) => {
-                        tracing::info!(count, "Registered the Discord slash commands");
-                        return;
-                    }
-                    Err(error) => tracing::warn!(%error, retry_in_s = wait.as_secs(), "Registering the Discord slash commands failed"),
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = registration_shutdown.cancelled() => return,
-                }
-                wait = (wait * 2).min(std::time::Duration::from_secs(600));
-            }
-        }));
-        if discord.gateway {
-            let handler: Arc<dyn crate::chat::discord::DiscordHandler> = Arc::new(self.chat.clone());
-            let adapter = discord.adapter.clone();
-            let catalogue = self.catalogue.clone();
-            let stop = shutdown.clone();
-            tasks.push(crate::health::supervise("discord-gateway", self.health.clone(), shutdown.clone(), move || {
-                let (handler, adapter, catalogue, stop) =
-                    (handler.clone(), adapter.clone(), catalogue.clone(), stop.clone());
-                async move {
-                    if let Err(error) = crate::chat::discord::gateway::run(handler, adapter, catalogue, stop).await {
-                        tracing::error!(error = %format!("{error:#}"), "The Discord gateway stopped");
-                    }
-                }
-            }));
-        }
-        tasks
     }
 }
 

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use firebell::chat::slack::SlackHandler;
+use firebell::chat::platform::ChatHandler;
 use firebell::chat::{ChatEvent, Reply};
 use firebell::config::{Config, Secret};
 use firebell::runbook::{Catalogue, TargetRefs};
@@ -224,7 +224,7 @@ argv = ["echo", "{{queue}}"]
 struct Counting(AtomicUsize);
 
 #[async_trait]
-impl SlackHandler for Counting {
+impl ChatHandler for Counting {
     async fn handle(&self, _event: ChatEvent) -> Reply {
         self.0.fetch_add(1, Ordering::SeqCst);
         Reply::Nothing

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use fake_slack::{FakeSlack, Outcome};
+use firebell::chat::platform::ChatHandler;
 use firebell::chat::slack::render::TRUNCATED;
-use firebell::chat::slack::{SlackAdapter, SlackHandler, http};
+use firebell::chat::slack::{SlackAdapter, http};
 use firebell::chat::{
     Button, ChatAdapter, ChatError, ChatEvent, FileAttachment, Form, FormField, Message, MessageRef, Reply,
 };
@@ -55,6 +56,7 @@ fn resolve_form() -> Form {
             FormField { id: "root_cause".into(), label: "Root cause".into(), multiline: true, optional: false },
             FormField { id: "prevention".into(), label: "Prevention".into(), multiline: false, optional: true },
         ],
+        instead: "resolve with: /incident resolve id=7 root_cause=\"…\"".into(),
     }
 }
 
@@ -113,7 +115,7 @@ async fn posts_threads_edits_direct_messages_uploads_and_forms_reach_slack_with_
     assert_eq!((shared.channel.as_str(), shared.thread_ts.as_deref()), ("CINCIDENTS", Some(root.id.as_str())));
     assert_eq!(shared.content, output);
 
-    slack.open_form("trigger-basic", &resolve_form()).await.unwrap();
+    slack.open_form("trigger-basic", &resolve_form(), None).await.unwrap();
     let view = &fake.views()[0];
     assert_eq!(fake.accepted("views.open")[0].body["trigger_id"], "trigger-basic");
     assert_eq!(view["callback_id"], "resolve");
@@ -183,7 +185,7 @@ async fn a_call_still_rate_limited_after_three_retries_gives_up() {
     let slack = adapter_for(&fake);
     fake.rate_limit_next("views.open", 4, 1);
     let started = Instant::now();
-    let error = slack.open_form("trigger-busy", &resolve_form()).await.unwrap_err();
+    let error = slack.open_form("trigger-busy", &resolve_form(), None).await.unwrap_err();
     assert!(matches!(error, ChatError::RateLimited { retry_after_secs: 1 }), "{error:?}");
     assert_eq!(fake.calls_to("views.open").len(), 4);
     assert!(started.elapsed() >= Duration::from_secs(3));
@@ -300,7 +302,8 @@ async fn slack_errors_never_carry_the_token() {
     assert!(!format!("{slack:?}").contains(&fake.token()));
 }
 
-/// A handler that records what it is given and answers with a fixed reply.
+/// A handler that records what it is given and answers with a fixed reply (a form only to
+/// what can open one: the form's submission is answered with nothing).
 struct Recorder {
     events: Mutex<Vec<ChatEvent>>,
     seen: Mutex<HashSet<String>>,
@@ -333,11 +336,15 @@ impl Recorder {
 }
 
 #[async_trait]
-impl SlackHandler for Recorder {
+impl ChatHandler for Recorder {
     async fn handle(&self, event: ChatEvent) -> Reply {
+        let submitted = matches!(event, ChatEvent::FormSubmitted { .. });
         self.events.lock().unwrap().push(event);
         tokio::time::sleep(self.delay).await;
-        self.reply.clone()
+        match &self.reply {
+            Reply::Form(_) if submitted => Reply::Nothing,
+            reply => reply.clone(),
+        }
     }
 
     async fn first_seen(&self, key: &str) -> bool {
@@ -438,12 +445,11 @@ async fn a_signed_slash_command_is_answered_at_once_with_the_private_reply() {
     assert_eq!(body["text"], "Unknown topic 'queu'. Valid: `queue`, `postgres`.");
     assert_eq!(body["blocks"][0]["type"], "section");
     match &handler.events()[..] {
-        [ChatEvent::Command { origin, text, trigger }] => {
+        [ChatEvent::Command { origin, text }] => {
             assert_eq!(text, "/diagnose queu queue=signals");
             assert_eq!(origin.user.to_string(), "slack:U2147483697");
             assert_eq!(origin.channel, "C2147483705");
             assert_eq!(origin.thread, None);
-            assert_eq!(trigger.as_deref(), Some("13345224609.738474920.8088930838d88f008e0"));
         }
         other => panic!("{other:?}"),
     }
@@ -547,7 +553,7 @@ async fn an_event_delivered_twice_reaches_the_handler_once() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     match &handler.events()[..] {
-        [ChatEvent::Command { origin, text, trigger: None }] => {
+        [ChatEvent::Command { origin, text }] => {
             assert_eq!(text, "/diagnose queue queue=signals");
             assert_eq!(origin.channel, "C0001");
             assert_eq!(origin.thread.as_deref(), Some("1700000000.000100"));
@@ -604,12 +610,11 @@ async fn a_button_click_becomes_a_button_event_and_a_private_reply_goes_to_respo
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "", "a click is acknowledged with an empty answer");
     match &handler.wait_for_events(1).await[..] {
-        [ChatEvent::Button { origin, action, value, trigger, message }] => {
+        [ChatEvent::Button { origin, action, value, message }] => {
             assert_eq!((action.as_str(), value.as_str()), ("ack", "7"));
             assert_eq!(origin.user.to_string(), "slack:U0003");
             assert_eq!(origin.channel, "C0001");
             assert_eq!(origin.thread.as_deref(), Some("1700000000.000100"));
-            assert_eq!(trigger.as_deref(), Some("trigger-click"));
             assert_eq!(message, &Some(MessageRef { channel: "C0001".into(), id: "1700000000.000100".into() }));
         }
         other => panic!("{other:?}"),
@@ -661,14 +666,16 @@ fn view_submission(metadata: &str) -> String {
 #[tokio::test]
 async fn a_form_opened_from_a_click_comes_back_as_form_submitted_from_the_same_place() {
     let fake = FakeSlack::start().await;
-    let adapter = adapter_for(&fake);
-    let handler = Recorder::new(Reply::Nothing);
-    let slack = endpoints(handler.clone()).await;
+    let adapter = Arc::new(adapter_for(&fake));
+    // The core answers the click with a form: the endpoint opens it with the click's trigger.
+    let handler = Recorder::new(Reply::Form(resolve_form()));
+    let slack = serve(http::routes_with_adapter(handler.clone(), Secret::new(SIGNING_SECRET), adapter)).await;
     slack
         .signed("/slack/interactions", FORM, &button_click(&fake.response_url("r2"), "trigger-resolve-form"), &[])
         .await;
-    handler.wait_for_events(1).await;
-    adapter.open_form("trigger-resolve-form", &resolve_form()).await.unwrap();
+    fake.wait_for("the modal", Duration::from_secs(10), |fake| !fake.views().is_empty()).await;
+    assert_eq!(fake.accepted("views.open")[0].body["trigger_id"], "trigger-resolve-form");
+    assert!(fake.responses().is_empty(), "a form that opened is the whole answer");
     let metadata = fake.views()[0]["private_metadata"].as_str().unwrap().to_string();
 
     let response = slack.signed("/slack/interactions", FORM, &view_submission(&metadata), &[]).await;
@@ -693,6 +700,27 @@ async fn a_form_opened_from_a_click_comes_back_as_form_submitted_from_the_same_p
         answer,
         json!({"response_action": "errors", "errors": {"root_cause": "Incident #7 is already resolved."}})
     );
+    fake.assert_all_accepted();
+}
+
+#[tokio::test]
+async fn a_form_answering_a_slash_command_opens_with_its_trigger_or_says_what_to_type() {
+    let fake = FakeSlack::start().await;
+    let adapter = Arc::new(adapter_for(&fake));
+    let handler = Recorder::new(Reply::Form(resolve_form()));
+    let slack = serve(http::routes_with_adapter(handler, Secret::new(SIGNING_SECRET), adapter)).await;
+    let response = slack.signed("/slack/commands", FORM, &slash_command("resolve"), &[]).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "", "the modal is the answer");
+    assert_eq!(fake.accepted("views.open")[0].body["trigger_id"], "13345224609.738474920.8088930838d88f008e0");
+    let metadata: Value = serde_json::from_str(fake.views()[0]["private_metadata"].as_str().unwrap()).unwrap();
+    assert_eq!(metadata, json!({"value": "7", "channel": "C2147483705"}));
+
+    // Without a Web API client nothing can open a modal: the reply says what to type instead.
+    let without = endpoints(Recorder::new(Reply::Form(resolve_form()))).await;
+    let response = without.signed("/slack/commands", FORM, &slash_command("resolve"), &[]).await;
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["text"], "resolve with: /incident resolve id=7 root_cause=\"…\"");
     fake.assert_all_accepted();
 }
 

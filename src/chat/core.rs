@@ -273,10 +273,8 @@ impl ChatCore {
 
     async fn answer(self: &Arc<Self>, event: ChatEvent) -> Reply {
         let outcome = match event {
-            ChatEvent::Command { origin, text, trigger } => self.command(origin, &text, trigger).await,
-            ChatEvent::Button { origin, action, value, trigger, message } => {
-                self.button(origin, &action, &value, trigger, message).await
-            }
+            ChatEvent::Command { origin, text } => self.command(origin, &text).await,
+            ChatEvent::Button { origin, action, value, message } => self.button(origin, &action, &value, message).await,
             ChatEvent::FormSubmitted { origin, action, value, fields } => {
                 self.form(origin, &action, &value, fields).await
             }
@@ -312,7 +310,7 @@ impl ChatCore {
         }
     }
 
-    async fn command(self: &Arc<Self>, origin: Origin, text: &str, trigger: Option<String>) -> Result<Reply, String> {
+    async fn command(self: &Arc<Self>, origin: Origin, text: &str) -> Result<Reply, String> {
         // Typed commands only: buttons and forms are on the bot's own messages, which include
         // the incident channel, direct messages with pages and forms that have no channel.
         if !self.permissions.channels.is_empty() && !self.permissions.channels.contains(&origin.channel) {
@@ -348,16 +346,11 @@ impl ChatCore {
                 })?;
                 Ok(Reply::Private(message))
             }
-            Command::Incident(command) => self.incident_command(origin, command, trigger).await,
+            Command::Incident(command) => self.incident_command(origin, command).await,
         }
     }
 
-    async fn incident_command(
-        self: &Arc<Self>,
-        origin: Origin,
-        command: IncidentCommand,
-        trigger: Option<String>,
-    ) -> Result<Reply, String> {
+    async fn incident_command(self: &Arc<Self>, origin: Origin, command: IncidentCommand) -> Result<Reply, String> {
         if !matches!(command, IncidentCommand::List | IncidentCommand::Summary { .. }) {
             self.require(&self.permissions.incident, &origin, "change incidents")?;
         }
@@ -405,7 +398,7 @@ impl ChatCore {
             IncidentCommand::Resolve { id, root_cause, fix, prevention } => {
                 let incident = self.incident_here(&origin, id).await?;
                 if root_cause.is_none() && fix.is_none() && prevention.is_none() {
-                    return self.resolve_form(&origin, incident.id, trigger).await;
+                    return Ok(Reply::Form(resolve_form(incident.id)));
                 }
                 self.resolve(incident.id, &origin.user, Resolution { root_cause, fix, prevention }).await
             }
@@ -505,36 +498,11 @@ impl ChatCore {
         }
     }
 
-    async fn resolve_form(&self, origin: &Origin, id: i64, trigger: Option<String>) -> Result<Reply, String> {
-        let Some(trigger) = trigger else {
-            return Err(format!("resolve with: /incident resolve id={id} root_cause=\"…\" fix=\"…\" prevention=\"…\""));
-        };
-        let field = |id: &str, label: &str| FormField {
-            id: id.into(),
-            label: label.into(),
-            multiline: true,
-            optional: id != "root_cause",
-        };
-        let form = Form {
-            title: format!("Resolve incident #{id}"),
-            submit: "Resolve".into(),
-            action: views::FORM_RESOLVE.into(),
-            value: id.to_string(),
-            fields: vec![field("root_cause", "Root cause"), field("fix", "Fix"), field("prevention", "Prevention")],
-        };
-        self.adapter(origin.platform)?
-            .open_form(&trigger, &form)
-            .await
-            .map_err(|error| format!("could not open the resolve form: {error}"))?;
-        Ok(Reply::Nothing)
-    }
-
     async fn button(
         self: &Arc<Self>,
         origin: Origin,
         action: &str,
         value: &str,
-        trigger: Option<String>,
         message: Option<MessageRef>,
     ) -> Result<Reply, String> {
         let incident_id = || value.parse::<i64>().map_err(|_| "this button refers to no incident".to_string());
@@ -566,7 +534,7 @@ impl ChatCore {
                 let id = incident_id()?;
                 let incident = self.escalator.store().incident(id).await.map_err(|error| error.to_string())?;
                 incident.check_resolve().map_err(|error| error.to_string())?;
-                self.resolve_form(&origin, id, trigger).await
+                Ok(Reply::Form(resolve_form(id)))
             }
             views::ACTION_DIAGNOSE_MENU => {
                 self.require(&self.permissions.diagnose, &origin, "run diagnoses")?;
@@ -835,14 +803,33 @@ impl ChatCore {
     }
 }
 
-/// Slack hands events to the core through this; the `Arc` lets the work outlive the request.
+/// Every platform hands events to the core through this; the `Arc` lets the work outlive the
+/// request.
 #[async_trait::async_trait]
-impl super::slack::SlackHandler for Arc<ChatCore> {
+impl super::platform::ChatHandler for Arc<ChatCore> {
     async fn handle(&self, event: ChatEvent) -> Reply {
         ChatCore::handle(self, event).await
     }
 
     async fn first_seen(&self, key: &str) -> bool {
         ChatCore::first_seen(self, key).await
+    }
+}
+
+/// The form that resolves incident `id`, with the command to type where it cannot open.
+fn resolve_form(id: i64) -> Form {
+    let field = |field: &str, label: &str| FormField {
+        id: field.into(),
+        label: label.into(),
+        multiline: true,
+        optional: field != "root_cause",
+    };
+    Form {
+        title: format!("Resolve incident #{id}"),
+        submit: "Resolve".into(),
+        action: views::FORM_RESOLVE.into(),
+        value: id.to_string(),
+        fields: vec![field("root_cause", "Root cause"), field("fix", "Fix"), field("prevention", "Prevention")],
+        instead: format!("resolve with: /incident resolve id={id} root_cause=\"…\" fix=\"…\" prevention=\"…\""),
     }
 }

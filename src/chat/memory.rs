@@ -35,6 +35,12 @@ impl MemoryAdapter {
         }
     }
 
+    /// Records a form shown to someone (the core's [`crate::chat::Reply::Form`], as a platform
+    /// shows it in answer to `trigger`).
+    pub fn show_form(&self, trigger: &str, form: &Form) {
+        self.push(Recorded::Form { trigger: trigger.into(), form: form.clone() });
+    }
+
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
@@ -106,10 +112,5 @@ impl ChatAdapter for MemoryAdapter {
     async fn direct(&self, user_id: &str, message: &Message) -> Result<MessageRef, ChatError> {
         let count = self.push(Recorded::Direct { user: user_id.into(), message: message.clone() });
         Ok(MessageRef { channel: format!("D-{user_id}"), id: format!("d{count}") })
-    }
-
-    async fn open_form(&self, trigger: &str, form: &Form) -> Result<(), ChatError> {
-        self.push(Recorded::Form { trigger: trigger.into(), form: form.clone() });
-        Ok(())
     }
 }

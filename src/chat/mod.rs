@@ -2,9 +2,12 @@
 //! implements, the events platforms hand to the core, and the core that answers them.
 //!
 //! Flow: a platform's HTTP handler or socket verifies the request, turns it into a
-//! [`ChatEvent`], and calls `ChatCore::handle`, which answers at once with a [`Reply`] (the
-//! platform's acknowledgement) and does the work in the background through the adapters.
+//! [`ChatEvent`], and hands it to the [`platform::ChatHandler`] (the core), which answers at
+//! once with a [`Reply`] — nothing, a private message or a form — that the platform sends as its
+//! acknowledgement, and does the work in the background through the adapters. Which platforms
+//! there are is decided in one place: [`platform::from_config`].
 
+pub mod ack;
 pub mod approvals;
 pub mod console;
 pub mod core;
@@ -13,6 +16,7 @@ pub mod discord;
 pub mod grammar;
 pub mod memory;
 pub mod message;
+pub mod platform;
 pub mod slack;
 pub mod views;
 
@@ -36,6 +40,19 @@ pub struct Origin {
     pub thread: Option<String>,
 }
 
+impl Origin {
+    /// `user` of `platform` (its id without the prefix), in `channel` and maybe a thread; an
+    /// empty thread is none.
+    pub fn new(platform: &'static str, user: &str, channel: &str, thread: Option<&str>) -> Origin {
+        Origin {
+            platform,
+            user: Person { platform: platform.to_string(), id: user.to_string() },
+            channel: channel.to_string(),
+            thread: thread.filter(|thread| !thread.is_empty()).map(str::to_string),
+        }
+    }
+}
+
 /// A message the bot posted, so it can be edited or replied to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageRef {
@@ -54,7 +71,8 @@ pub struct Limits {
     pub max_blocks: usize,
 }
 
-/// A form to fill in (the resolve form): submitted back as [`ChatEvent::FormSubmitted`].
+/// A form to fill in (the resolve form), the core's [`Reply::Form`]: submitted back as
+/// [`ChatEvent::FormSubmitted`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Form {
     pub title: String,
@@ -63,6 +81,9 @@ pub struct Form {
     pub action: String,
     pub value: String,
     pub fields: Vec<FormField>,
+    /// What to tell the person where a form cannot open (a mention has nothing to open it
+    /// with): the command to type instead.
+    pub instead: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,19 +135,28 @@ pub trait ChatAdapter: Send + Sync {
     async fn upload(&self, channel: &str, thread: Option<&str>, file: &FileAttachment) -> Result<(), ChatError>;
     /// A direct message to one person of this platform.
     async fn direct(&self, user_id: &str, message: &Message) -> Result<MessageRef, ChatError>;
-    /// Shows a form in answer to the interaction `trigger` (Slack's `trigger_id`).
-    async fn open_form(&self, trigger: &str, form: &Form) -> Result<(), ChatError>;
 }
 
 /// What a platform hands the core.
 #[derive(Debug, Clone)]
 pub enum ChatEvent {
-    /// A command as typed: `/diagnose queue queue=signals`. `trigger` lets the core open a form.
-    Command { origin: Origin, text: String, trigger: Option<String> },
+    /// A command as typed: `/diagnose queue queue=signals`.
+    Command { origin: Origin, text: String },
     /// A button: its action and value, and the message it was on.
-    Button { origin: Origin, action: String, value: String, trigger: Option<String>, message: Option<MessageRef> },
+    Button { origin: Origin, action: String, value: String, message: Option<MessageRef> },
     /// A form was submitted.
     FormSubmitted { origin: Origin, action: String, value: String, fields: BTreeMap<String, String> },
+}
+
+impl ChatEvent {
+    /// Who acted, and where.
+    pub fn origin(&self) -> &Origin {
+        match self {
+            ChatEvent::Command { origin, .. }
+            | ChatEvent::Button { origin, .. }
+            | ChatEvent::FormSubmitted { origin, .. } => origin,
+        }
+    }
 }
 
 /// The core's immediate answer, which the platform sends as its acknowledgement.
@@ -136,10 +166,21 @@ pub enum Reply {
     Nothing,
     /// Seen only by the person who acted (a mistake, a refusal, a list).
     Private(Message),
+    /// A form for the person who acted, shown by the platform with what its acknowledgement
+    /// can carry (Slack's `trigger_id`, a Discord modal, the console's answer).
+    Form(Form),
 }
 
 impl Reply {
     pub fn private(text: impl Into<String>) -> Reply {
         Reply::Private(Message::plain(text))
+    }
+
+    /// The reply for a platform that cannot show a form here: the form's typed alternative.
+    pub fn without_form(self) -> Reply {
+        match self {
+            Reply::Form(form) => Reply::private(form.instead),
+            reply => reply,
+        }
     }
 }

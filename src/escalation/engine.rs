@@ -52,6 +52,10 @@ impl Escalator {
         &self.directory
     }
 
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }

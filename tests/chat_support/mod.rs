@@ -39,7 +39,6 @@ pub enum Call {
     Update { id: String },
     Upload,
     Direct { user: String },
-    Form,
 }
 
 type FailWhen = Box<dyn Fn(&Call) -> bool + Send>;
@@ -140,11 +139,6 @@ impl ChatAdapter for TestPlatform {
     async fn direct(&self, user_id: &str, message: &Message) -> Result<MessageRef, ChatError> {
         self.check(Call::Direct { user: user_id.to_string() })?;
         self.memory.direct(user_id, message).await
-    }
-
-    async fn open_form(&self, trigger: &str, form: &Form) -> Result<(), ChatError> {
-        self.check(Call::Form)?;
-        self.memory.open_form(trigger, form).await
     }
 }
 
@@ -255,13 +249,23 @@ impl Bot {
 
     /// `user` (a Slack id, `U1`) types `text` in `channel`, inside `thread` when given.
     pub async fn command(&self, user: &str, channel: &str, thread: Option<&str>, text: &str) -> Reply {
-        self.core
-            .handle(ChatEvent::Command {
-                origin: Bot::origin(user, channel, thread),
-                text: text.to_string(),
-                trigger: Some(format!("trigger-{user}")),
-            })
-            .await
+        let reply = self
+            .core
+            .handle(ChatEvent::Command { origin: Bot::origin(user, channel, thread), text: text.to_string() })
+            .await;
+        self.shown(user, reply)
+    }
+
+    /// What `user` is answered with, a form shown as a platform shows it (recorded as opened
+    /// with `trigger-USER`, not as a reply).
+    fn shown(&self, user: &str, reply: Reply) -> Reply {
+        match reply {
+            Reply::Form(form) => {
+                self.platform.memory.show_form(&format!("trigger-{user}"), &form);
+                Reply::Nothing
+            }
+            reply => reply,
+        }
     }
 
     /// `user` clicks the button `label` on message `on` (a post of the bot's).
@@ -270,15 +274,16 @@ impl Bot {
             .into_iter()
             .find(|button| button.label == label)
             .unwrap_or_else(|| panic!("no button '{label}' on:\n{}", on.text()));
-        self.core
+        let reply = self
+            .core
             .handle(ChatEvent::Button {
                 origin: Bot::origin(user, &on.channel, on.thread.as_deref()),
                 action: button.action,
                 value: button.value,
-                trigger: Some(format!("trigger-{user}")),
                 message: Some(MessageRef { channel: on.channel.clone(), id: on.id.clone() }),
             })
-            .await
+            .await;
+        self.shown(user, reply)
     }
 
     /// `user` clicks the button `label` on a direct message the bot sent them.
@@ -482,6 +487,7 @@ pub fn private(reply: &Reply) -> String {
     match reply {
         Reply::Private(message) => message.plain_text(),
         Reply::Nothing => panic!("expected a private reply, got none"),
+        Reply::Form(form) => panic!("expected a private reply, got the form {}", form.title),
     }
 }
 

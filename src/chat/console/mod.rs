@@ -14,17 +14,54 @@ pub mod guard;
 mod pages;
 pub mod web;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::broadcast;
 
+use super::platform::{ChatHandler, Context, Platform};
 use super::{ChatAdapter, ChatError, FileAttachment, Form, Limits, Message, MessageRef};
 use crate::clock::Clock;
 use crate::store::{ConsoleMessage, ConsoleStore};
+
+/// The console as a [`Platform`]: always there, the chat platform of a bot with no other.
+pub fn platform(_config: &crate::config::Config, context: &Context) -> anyhow::Result<Option<Box<dyn Platform>>> {
+    let adapter = Arc::new(ConsoleAdapter::new(context.escalator.store().clone(), context.escalator.clock().clone()));
+    Ok(Some(Box::new(ConsolePlatform { adapter, context: context.clone(), closing: Default::default() })))
+}
+
+struct ConsolePlatform {
+    adapter: Arc<ConsoleAdapter>,
+    context: Context,
+    /// Ends the event streams of open pages when the server stops, so they do not hold up a
+    /// graceful shutdown (they reconnect to whatever serves next).
+    closing: tokio_util::sync::CancellationToken,
+}
+
+impl Platform for ConsolePlatform {
+    fn adapter(&self) -> Arc<dyn ChatAdapter> {
+        self.adapter.clone()
+    }
+
+    fn routes(&self, handler: &Arc<dyn ChatHandler>) -> Option<axum::Router> {
+        let console = web::Console::new(handler.clone(), self.adapter.clone(), &self.context, self.closing.clone());
+        Some(web::routes(Arc::new(console)))
+    }
+
+    fn tasks(
+        &self,
+        _handler: &Arc<dyn ChatHandler>,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let (shutdown, closing) = (shutdown.clone(), self.closing.clone());
+        vec![tokio::spawn(async move {
+            shutdown.cancelled().await;
+            closing.cancel();
+        })]
+    }
+}
 
 /// Where incident notifications go on the console.
 pub const INCIDENT_CHANNEL: &str = "incidents";
@@ -88,20 +125,12 @@ pub struct ConsoleAdapter {
     store: Arc<dyn ConsoleStore>,
     clock: Arc<dyn Clock>,
     events: broadcast::Sender<ConsoleEvent>,
-    /// Forms the core asked for while answering a request, by that request's trigger; the
-    /// request's response carries them to its page.
-    forms: Mutex<HashMap<String, FormView>>,
 }
 
 impl ConsoleAdapter {
     pub fn new(store: Arc<dyn ConsoleStore>, clock: Arc<dyn Clock>) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        Self { store, clock, events, forms: Mutex::new(HashMap::new()) }
-    }
-
-    /// The form the core opened while answering the request `trigger`, if any.
-    pub fn take_form(&self, trigger: &str) -> Option<FormView> {
-        self.forms.lock().expect("forms lock").remove(trigger)
+        Self { store, clock, events }
     }
 
     /// Everything posted, edited or asked from now on.
@@ -209,10 +238,5 @@ impl ChatAdapter for ConsoleAdapter {
 
     async fn direct(&self, user_id: &str, message: &Message) -> Result<MessageRef, ChatError> {
         self.post(&direct_channel(user_id), None, message).await
-    }
-
-    async fn open_form(&self, trigger: &str, form: &Form) -> Result<(), ChatError> {
-        self.forms.lock().expect("forms lock").insert(trigger.to_string(), form.into());
-        Ok(())
     }
 }

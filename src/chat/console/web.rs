@@ -30,9 +30,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::guard::{self, Access, Caller, LoginError, NotAdmitted};
 use super::pages::Pages;
-use super::{BOT, CHANNELS, ConsoleAdapter, ConsoleEvent, INCIDENT_CHANNEL, direct_channel};
-use crate::chat::core::ChatCore;
+use super::{BOT, CHANNELS, ConsoleAdapter, ConsoleEvent, FormView, INCIDENT_CHANNEL, direct_channel};
 use crate::chat::grammar::{self, Command};
+use crate::chat::platform::{ChatHandler, Context};
 use crate::chat::{ChatEvent, MessageRef, Origin, Reply, views};
 use crate::config::Person;
 use crate::runbook::Catalogue;
@@ -46,7 +46,8 @@ static CHANNEL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9
 
 /// Everything the console's routes share.
 pub struct Console {
-    chat: Arc<ChatCore>,
+    handler: Arc<dyn ChatHandler>,
+    escalator: Arc<crate::escalation::Escalator>,
     adapter: Arc<ConsoleAdapter>,
     catalogue: Arc<Catalogue>,
     access: Arc<Access>,
@@ -57,22 +58,26 @@ pub struct Console {
 }
 
 impl Console {
+    /// The console's routes' state; cancelling `closing` ends every open page's event stream.
     pub fn new(
-        chat: Arc<ChatCore>,
+        handler: Arc<dyn ChatHandler>,
         adapter: Arc<ConsoleAdapter>,
-        catalogue: Arc<Catalogue>,
-        access: Arc<Access>,
+        context: &Context,
+        closing: CancellationToken,
     ) -> Self {
-        Console { chat, adapter, catalogue, access, pages: Pages::new(), closing: CancellationToken::new() }
-    }
-
-    /// Ends the event streams of open pages (they reconnect to whatever serves next).
-    pub fn close_streams(&self) {
-        self.closing.cancel();
+        Console {
+            handler,
+            escalator: context.escalator.clone(),
+            adapter,
+            catalogue: context.catalogue.clone(),
+            access: context.console_access.clone(),
+            pages: Pages::new(),
+            closing,
+        }
     }
 
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        self.chat.escalator().now()
+        self.escalator.now()
     }
 }
 
@@ -80,7 +85,7 @@ impl Console {
 #[derive(Debug, Clone)]
 pub struct CsrfToken(pub String);
 
-/// The console's routes; call [`Console::close_streams`] when the server stops.
+/// The console's routes.
 pub fn routes(console: Arc<Console>) -> Router {
     Router::new()
         .route("/", get(chat_page))
@@ -199,7 +204,7 @@ async fn chat_page(State(console): State<Arc<Console>>) -> Response {
 }
 
 async fn incidents_page(State(console): State<Arc<Console>>) -> Response {
-    match console.chat.escalator().store().incidents(true, 200).await {
+    match console.escalator.store().incidents(true, 200).await {
         Ok(incidents) => Html(console.pages.incidents(&incidents, console.now())).into_response(),
         Err(error) => {
             refuse(StatusCode::SERVICE_UNAVAILABLE, "/incidents", format!("the store is unavailable: {error}"))
@@ -212,9 +217,9 @@ async fn incident_page(State(console): State<Arc<Console>>, Path(id): Path<Strin
     let Ok(id) = id.parse::<i64>() else {
         return refuse(StatusCode::NOT_FOUND, &path, format!("'{id}' is not an incident number"));
     };
-    match console.chat.escalator().store().incident(id).await {
+    match console.escalator.store().incident(id).await {
         Ok(incident) => {
-            let templates = console.chat.escalator().templates();
+            let templates = console.escalator.templates();
             Html(console.pages.incident(&incident, templates, console.now())).into_response()
         }
         Err(crate::store::StoreError::NotFound(_)) => {
@@ -593,12 +598,11 @@ async fn command(
             .await
             .map_err(|error| Refusal(StatusCode::SERVICE_UNAVAILABLE, error.to_string()))?;
         let origin = Origin { platform: "console", user, channel, thread };
-        let trigger = new_trigger();
-        let event = ChatEvent::Command { origin, text: text.to_string(), trigger: Some(trigger.clone()) };
-        Ok((console.chat.handle(event).await, trigger))
+        let event = ChatEvent::Command { origin, text: text.to_string() };
+        Ok(console.handler.handle(event).await)
     }
     .await;
-    answer(&console, result)
+    answer(result)
 }
 
 /// The actions that take part in remediations: requesting one, approving or denying one.
@@ -648,18 +652,11 @@ async fn button(
             }
             let message = MessageRef { channel: channel.clone(), id: message_id };
             let origin = Origin { platform: "console", user, channel, thread };
-            let trigger = new_trigger();
-            let event = ChatEvent::Button {
-                origin,
-                action: body.action,
-                value: body.value,
-                trigger: Some(trigger.clone()),
-                message: Some(message),
-            };
-            Ok((console.chat.handle(event).await, trigger))
+            let event = ChatEvent::Button { origin, action: body.action, value: body.value, message: Some(message) };
+            Ok(console.handler.handle(event).await)
         }
         .await;
-    answer(&console, result)
+    answer(result)
 }
 
 #[derive(Deserialize)]
@@ -689,30 +686,19 @@ async fn form(
         }
         let origin = Origin { platform: "console", user, channel, thread };
         let event = ChatEvent::FormSubmitted { origin, action: body.action, value: body.value, fields: body.fields };
-        Ok((console.chat.handle(event).await, new_trigger()))
+        Ok(console.handler.handle(event).await)
     }
     .await;
-    answer(&console, result)
+    answer(result)
 }
 
 /// The core's reply for the page: a message only this person sees, and a form to fill in.
-fn answer(console: &Console, result: Result<(Reply, String), Refusal>) -> Response {
-    match result {
-        Ok((reply, trigger)) => {
-            let form = console.adapter.take_form(&trigger);
-            let reply = match reply {
-                Reply::Nothing => None,
-                Reply::Private(message) => Some(json!({"author": BOT, "body": {"blocks": message.blocks}})),
-            };
-            Json(json!({"reply": reply, "form": form})).into_response()
-        }
-        Err(refusal) => refusal.into_response(),
-    }
-}
-
-/// A one-off id for one request, so a form the core opens reaches the page that asked.
-fn new_trigger() -> String {
-    let mut bytes = [0u8; 12];
-    getrandom::fill(&mut bytes).expect("the operating system provides random bytes");
-    hex::encode(bytes)
+fn answer(result: Result<Reply, Refusal>) -> Response {
+    let (reply, form) = match result {
+        Ok(Reply::Nothing) => (None, None),
+        Ok(Reply::Private(message)) => (Some(json!({"author": BOT, "body": {"blocks": message.blocks}})), None),
+        Ok(Reply::Form(form)) => (None, Some(FormView::from(&form))),
+        Err(refusal) => return refusal.into_response(),
+    };
+    Json(json!({"reply": reply, "form": form})).into_response()
 }

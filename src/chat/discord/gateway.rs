@@ -28,8 +28,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
+use super::DiscordAdapter;
 use super::inbound::{Answer, Responder, parse_value};
-use super::{DiscordAdapter, DiscordHandler};
+use crate::chat::platform::ChatHandler;
 use crate::runbook::Catalogue;
 
 /// Gateway opcodes.
@@ -50,7 +51,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(20);
 /// Runs the gateway until `shutdown`, answering interactions with `handler`'s replies. Returns
 /// an error only for what reconnecting cannot fix.
 pub async fn run(
-    handler: Arc<dyn DiscordHandler>,
+    handler: Arc<dyn ChatHandler>,
     adapter: Arc<DiscordAdapter>,
     catalogue: Arc<Catalogue>,
     shutdown: CancellationToken,

@@ -17,8 +17,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serenity::interactions_endpoint::Verifier;
 
+use super::DiscordAdapter;
 use super::inbound::{Answer, Responder, ephemeral_text, parse};
-use super::{DiscordAdapter, DiscordHandler};
+use crate::chat::platform::ChatHandler;
 use crate::runbook::Catalogue;
 
 /// How far a request's timestamp may be from now, either way.
@@ -44,7 +45,7 @@ pub fn public_key(hex_key: &str) -> anyhow::Result<Verifier> {
 
 /// The endpoint, answering with `adapter`'s rendering and handing events to `handler`.
 pub fn routes(
-    handler: Arc<dyn DiscordHandler>,
+    handler: Arc<dyn ChatHandler>,
     adapter: Arc<DiscordAdapter>,
     catalogue: Arc<Catalogue>,
     key: Verifier,

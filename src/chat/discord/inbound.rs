@@ -22,9 +22,10 @@ use serenity::builder::{
 };
 use tokio::task::JoinHandle;
 
-use super::{DiscordAdapter, DiscordHandler, commands, render};
+use super::{DiscordAdapter, commands, render};
+use crate::chat::ack;
+use crate::chat::platform::ChatHandler;
 use crate::chat::{ChatEvent, Message, MessageRef, Origin, Reply};
-use crate::config::Person;
 use crate::runbook::Catalogue;
 
 /// Discord invalidates an interaction not answered within 3 s; answer well before.
@@ -113,7 +114,7 @@ pub(crate) fn parse_interaction(
                 &place(click.channel.as_ref(), &click.channel_id.to_string()),
                 Some((&click.message.id.to_string(), click.message.flags)),
             );
-            let event = ChatEvent::Button { origin, action, value, trigger: Some(click.id.to_string()), message };
+            let event = ChatEvent::Button { origin, action, value, message };
             Ok(Parsed::Event { event, source: Source::Button })
         }
         Interaction::Modal(form) => {
@@ -149,7 +150,6 @@ fn parse_command(command: &CommandInteraction) -> Result<Parsed, String> {
     let event = ChatEvent::Command {
         origin: origin(&person(command.member.as_deref(), &command.user), &channel, thread.as_deref()),
         text: text.clone(),
-        trigger: Some(command.id.to_string()),
     };
     Ok(Parsed::Event { event, source: Source::Command(text) })
 }
@@ -195,12 +195,7 @@ fn clicked(
 }
 
 fn origin(user: &str, channel: &str, thread: Option<&str>) -> Origin {
-    Origin {
-        platform: "discord",
-        user: Person { platform: "discord".to_string(), id: user.to_string() },
-        channel: channel.to_string(),
-        thread: thread.filter(|thread| !thread.is_empty()).map(str::to_string),
-    }
+    Origin::new("discord", user, channel, thread)
 }
 
 /// The first answer to an interaction, or that it was already handled.
@@ -222,18 +217,14 @@ impl Answer {
 /// rules for answering them.
 #[derive(Clone)]
 pub(crate) struct Responder {
-    handler: Arc<dyn DiscordHandler>,
+    handler: Arc<dyn ChatHandler>,
     adapter: Arc<DiscordAdapter>,
     catalogue: Arc<Catalogue>,
     ack_deadline: Duration,
 }
 
 impl Responder {
-    pub(crate) fn new(
-        handler: Arc<dyn DiscordHandler>,
-        adapter: Arc<DiscordAdapter>,
-        catalogue: Arc<Catalogue>,
-    ) -> Self {
+    pub(crate) fn new(handler: Arc<dyn ChatHandler>, adapter: Arc<DiscordAdapter>, catalogue: Arc<Catalogue>) -> Self {
         Responder { handler, adapter, catalogue, ack_deadline: ACK_DEADLINE }
     }
 
@@ -266,29 +257,19 @@ impl Responder {
             return Ok(Answer::Repeated);
         }
         let token = interaction.token().to_string();
-        self.adapter.expect_form(&id);
-        let handler = self.handler.clone();
-        let mut task = tokio::spawn(async move { handler.handle(event).await });
-        let reply = match tokio::time::timeout(self.ack_deadline, &mut task).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(error)) => {
-                tracing::error!(%error, "The chat core failed while handling a Discord interaction");
-                self.adapter.take_form(&id);
-                return Ok(Answer::respond(ephemeral_text("Something went wrong handling that; it has been logged.")));
-            }
-            Err(_) => {
-                tracing::warn!(
-                    deadline_ms = self.ack_deadline.as_millis() as u64,
-                    "The chat core did not answer in time; deferred the Discord interaction"
-                );
-                self.finish_late(task, id, token, source.clone());
+        let reply = match ack::within_deadline(&self.handler, event, self.ack_deadline, "discord").await {
+            Ok(reply) => reply,
+            Err(late) => {
+                self.finish_late(late, token, source.clone());
                 return Ok(Answer::respond(deferral(&source)));
             }
         };
-        if let Some(form) = self.adapter.take_form(&id) {
-            return Ok(Answer::respond(CreateInteractionResponse::Modal(render::render_modal(&form))));
-        }
         Ok(Answer::respond(match (reply, &source) {
+            // A modal is only ever the first answer to a command or a click.
+            (Reply::Form(form), Source::Command(_) | Source::Button) => {
+                CreateInteractionResponse::Modal(render::render_modal(&form))
+            }
+            (Reply::Form(form), Source::Form { .. }) => ephemeral_text(&form.instead),
             (Reply::Private(message), _) => self.private(&message),
             (Reply::Nothing, Source::Command(text)) => ephemeral_text(&format!("✓ `{}`", render::clip(text, 1_900))),
             (Reply::Nothing, Source::Button | Source::Form { on_message: true }) => {
@@ -305,18 +286,12 @@ impl Responder {
 
     /// Delivers the core's late answer through the interaction's webhook: an edit of the
     /// deferred answer, or a follow-up after a deferred click.
-    fn finish_late(&self, late: JoinHandle<Reply>, id: String, token: String, source: Source) {
+    fn finish_late(&self, late: JoinHandle<Reply>, token: String, source: Source) {
         let responder = self.clone();
         tokio::spawn(async move {
-            let reply = late.await.unwrap_or_else(|error| {
-                tracing::error!(%error, "The chat core failed while handling a Discord interaction");
-                Reply::private("Something went wrong handling that; it has been logged.")
-            });
-            let reply = match responder.adapter.take_form(&id) {
-                Some(_) => Reply::private(
-                    "The form could not open in time. Type /incident resolve with root_cause, fix and prevention instead.",
-                ),
-                None => reply,
+            let reply = match ack::late(late, "discord").await {
+                Reply::Form(form) => Reply::private(format!("The form could not open in time; {}", form.instead)),
+                reply => reply,
             };
             let adapter = &responder.adapter;
             let result = match (reply, &source) {
@@ -333,7 +308,7 @@ impl Responder {
                 (Reply::Nothing, Source::Form { on_message: false }) => {
                     adapter.edit_original(&token, &EditInteractionResponse::new().content("✓ Submitted.")).await
                 }
-                (Reply::Nothing, _) => Ok(()),
+                (Reply::Nothing | Reply::Form(_), _) => Ok(()),
             };
             if let Err(error) = result {
                 tracing::warn!(%error, "Could not deliver a late answer to a Discord interaction");
@@ -416,14 +391,11 @@ mod tests {
     #[test]
     fn a_command_in_a_channel_and_in_a_thread() {
         let parsed = parse_interaction(&command_in(json!({"id": "900", "type": 0})), &no_long_values).unwrap();
-        let Parsed::Event { event: ChatEvent::Command { origin, text, trigger }, source } = parsed else {
-            panic!("a command")
-        };
+        let Parsed::Event { event: ChatEvent::Command { origin, text }, source } = parsed else { panic!("a command") };
         assert_eq!(text, "/diagnose queue");
         assert_eq!(source, Source::Command("/diagnose queue".into()));
         assert_eq!((origin.channel.as_str(), origin.thread.as_deref()), ("900", None));
         assert_eq!(origin.user.to_string(), "discord:111");
-        assert_eq!(trigger.as_deref(), Some("1300000000000000001"));
 
         let in_thread = command_in(json!({"id": "1001", "type": 11, "parent_id": "900"}));
         let Parsed::Event { event: ChatEvent::Command { origin, .. }, .. } =
@@ -537,26 +509,17 @@ mod tests {
         assert_eq!(source, Source::Form { on_message: false });
     }
 
-    /// A handler that answers after `delay`, opening `form` on the adapter first when given.
+    /// A handler that answers after `delay`.
     struct SlowHandler {
         delay: Duration,
         reply: Reply,
-        adapter: Arc<DiscordAdapter>,
-        form: Option<crate::chat::Form>,
         seen: std::sync::Mutex<Vec<String>>,
     }
 
     #[async_trait::async_trait]
-    impl DiscordHandler for SlowHandler {
-        async fn handle(&self, event: ChatEvent) -> Reply {
+    impl ChatHandler for SlowHandler {
+        async fn handle(&self, _event: ChatEvent) -> Reply {
             tokio::time::sleep(self.delay).await;
-            if let (
-                Some(form),
-                ChatEvent::Command { trigger: Some(trigger), .. } | ChatEvent::Button { trigger: Some(trigger), .. },
-            ) = (&self.form, &event)
-            {
-                let _ = crate::chat::ChatAdapter::open_form(self.adapter.as_ref(), trigger, form).await;
-            }
             self.reply.clone()
         }
 
@@ -570,7 +533,7 @@ mod tests {
         }
     }
 
-    fn responder(delay: Duration, reply: Reply, form: Option<crate::chat::Form>) -> Responder {
+    fn responder(delay: Duration, reply: Reply) -> Responder {
         // Late answers go nowhere here (port 9 refuses); what is tested is the first answer.
         let adapter = Arc::new(
             DiscordAdapter::with_api_url(
@@ -582,7 +545,7 @@ mod tests {
             )
             .unwrap(),
         );
-        let handler = SlowHandler { delay, reply, adapter: adapter.clone(), form, seen: Default::default() };
+        let handler = SlowHandler { delay, reply, seen: Default::default() };
         let mut responder = Responder::new(Arc::new(handler), adapter, Arc::new(Catalogue::default()));
         responder.ack_deadline = Duration::from_millis(100);
         responder
@@ -597,7 +560,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_core_is_deferred_within_the_deadline() {
-        let slow = responder(Duration::from_millis(400), Reply::Nothing, None);
+        let slow = responder(Duration::from_millis(400), Reply::Nothing);
         // A deferral (type 5) is only ever the answer when the handler has not finished.
         let deferred = response(slow.answer(&command_in(json!({"id": "900", "type": 0}))).await.unwrap());
         assert_eq!(deferred, json!({"type": 5, "data": {"flags": 64, "attachments": []}}));
@@ -607,7 +570,7 @@ mod tests {
 
     #[tokio::test]
     async fn replies_forms_and_repeats() {
-        let private = responder(Duration::ZERO, Reply::private("only you see this"), None);
+        let private = responder(Duration::ZERO, Reply::private("only you see this"));
         let interaction = command_in(json!({"id": "900", "type": 0}));
         let answer = response(private.answer(&interaction).await.unwrap());
         assert_eq!((answer["type"].clone(), answer["data"]["flags"].clone()), (json!(4), json!(64)));
@@ -625,14 +588,15 @@ mod tests {
                 multiline: true,
                 optional: false,
             }],
+            instead: "resolve with: /incident resolve id=7 root_cause=…".into(),
         };
-        let modal = responder(Duration::ZERO, Reply::Nothing, Some(form));
+        let modal = responder(Duration::ZERO, Reply::Form(form));
         let click = click(json!({"id": "900", "type": 0}), message_json("1", 0), "incident_resolve:7");
         let answer = response(modal.answer(&click).await.unwrap());
         assert_eq!(answer["type"], 9);
         assert_eq!(answer["data"]["custom_id"], "resolve_form:7");
 
-        let acknowledged = responder(Duration::ZERO, Reply::Nothing, None);
+        let acknowledged = responder(Duration::ZERO, Reply::Nothing);
         let answer = response(acknowledged.answer(&command_in(json!({"id": "900", "type": 0}))).await.unwrap());
         assert_eq!(answer["data"]["content"], "✓ `/diagnose queue`");
         let ping = parse(br#"{"type": 1, "id": "5", "application_id": "4242", "token": "t", "version": 1}"#).unwrap();

@@ -74,33 +74,91 @@ use serenity::builder::{
     EditInteractionResponse,
 };
 
-use crate::chat::core::ChatCore;
-use crate::chat::{ChatAdapter, ChatError, ChatEvent, FileAttachment, Form, Limits, Message, MessageRef, Reply};
-use crate::config::{DiscordConfig, Secret};
+use crate::chat::ack::Gate;
+use crate::chat::platform::{ChatHandler, Context, Platform};
+use crate::chat::{ChatAdapter, ChatError, FileAttachment, Limits, Message, MessageRef};
+use crate::config::{Config, DiscordConfig, Secret};
+use crate::runbook::Catalogue;
 
-use ratelimit::Gate;
 pub use render::{DiscordRendered, render_message, render_modal};
 use rest::{Body, Failure, Rest};
 
-/// What the endpoint and the gateway hand Discord's interactions to (the chat core implements
-/// it).
-#[async_trait]
-pub trait DiscordHandler: Send + Sync {
-    /// Returns the immediate reply; must not block on the work.
-    async fn handle(&self, event: ChatEvent) -> Reply;
-    /// True the first time `key` is seen (dedupes repeated interactions); backed by the store.
-    async fn first_seen(&self, key: &str) -> bool;
+/// `[discord]` as a platform: on when a token is set; the HTTP interactions endpoint with a
+/// public key, else the gateway. Its slash commands are registered when it starts.
+pub fn platform(config: &Config, context: &Context) -> anyhow::Result<Option<Box<dyn Platform>>> {
+    let Some(discord) = config.discord.as_ref().filter(|discord| discord.enabled()) else { return Ok(None) };
+    let adapter = Arc::new(DiscordAdapter::new(discord).context("cannot set up Discord")?);
+    let public_key = discord.public_key.as_ref().map(|key| key.get_ref().trim()).filter(|key| !key.is_empty());
+    let endpoint_key = public_key.map(http::public_key).transpose()?;
+    Ok(Some(Box::new(DiscordPlatform {
+        adapter,
+        endpoint_key,
+        catalogue: context.catalogue.clone(),
+        health: context.health.clone(),
+    })))
 }
 
-/// Discord hands events to the core through this; the `Arc` lets the work outlive the request.
-#[async_trait]
-impl DiscordHandler for Arc<ChatCore> {
-    async fn handle(&self, event: ChatEvent) -> Reply {
-        ChatCore::handle(self, event).await
+struct DiscordPlatform {
+    adapter: Arc<DiscordAdapter>,
+    /// The application's public key: interactions arrive at the endpoint; without it, over the
+    /// gateway.
+    endpoint_key: Option<serenity::interactions_endpoint::Verifier>,
+    catalogue: Arc<Catalogue>,
+    health: Arc<crate::health::Health>,
+}
+
+impl Platform for DiscordPlatform {
+    fn adapter(&self) -> Arc<dyn ChatAdapter> {
+        self.adapter.clone()
     }
 
-    async fn first_seen(&self, key: &str) -> bool {
-        ChatCore::first_seen(self, key).await
+    fn routes(&self, handler: &Arc<dyn ChatHandler>) -> Option<axum::Router> {
+        let key = self.endpoint_key.clone()?;
+        Some(http::routes(handler.clone(), self.adapter.clone(), self.catalogue.clone(), key))
+    }
+
+    /// Registers the slash commands once (retrying with backoff until Discord takes them) and,
+    /// without a public endpoint, runs the gateway.
+    fn tasks(
+        &self,
+        handler: &Arc<dyn ChatHandler>,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let (adapter, commands, stop) =
+            (self.adapter.clone(), commands::definitions(&self.catalogue), shutdown.clone());
+        let mut tasks = vec![tokio::spawn(async move {
+            let mut wait = Duration::from_secs(5);
+            loop {
+                match adapter.register_commands(&commands).await {
+                    Ok(count) => {
+                        tracing::info!(count, "Registered the Discord slash commands");
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, retry_in_s = wait.as_secs(), "Registering the Discord slash commands failed")
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.cancelled() => return,
+                }
+                wait = (wait * 2).min(Duration::from_secs(600));
+            }
+        })];
+        if self.endpoint_key.is_none() {
+            let (handler, adapter, catalogue, stop) =
+                (handler.clone(), self.adapter.clone(), self.catalogue.clone(), shutdown.clone());
+            tasks.push(crate::health::supervise("discord-gateway", self.health.clone(), shutdown.clone(), move || {
+                let (handler, adapter, catalogue, stop) =
+                    (handler.clone(), adapter.clone(), catalogue.clone(), stop.clone());
+                async move {
+                    if let Err(error) = gateway::run(handler, adapter, catalogue, stop).await {
+                        tracing::error!(error = %format!("{error:#}"), "The Discord gateway stopped");
+                    }
+                }
+            }));
+        }
+        tasks
     }
 }
 
@@ -134,8 +192,6 @@ pub struct DiscordAdapter {
     direct_channels: Mutex<HashMap<String, String>>,
     /// `custom_id` → value, for buttons whose value is longer than a `custom_id` can carry.
     long_values: Mutex<Bounded<String, String>>,
-    /// Interactions being answered now (by id) and the form the core asked to open for each.
-    forms: Mutex<HashMap<String, Option<Form>>>,
 }
 
 impl fmt::Debug for DiscordAdapter {
@@ -195,7 +251,6 @@ impl DiscordAdapter {
             thread_names: Mutex::new(Bounded::new(MEMORY)),
             direct_channels: Mutex::new(HashMap::new()),
             long_values: Mutex::new(Bounded::new(MEMORY)),
-            forms: Mutex::new(HashMap::new()),
         })
     }
 
@@ -255,17 +310,6 @@ impl DiscordAdapter {
     ) -> Result<(), ChatError> {
         let path = format!("webhooks/{}/{token}", self.application_id);
         self.call(Method::POST, &path, &Body::Json(wire(data))).await.map(|_| ())
-    }
-
-    /// Starts answering interaction `id`: from now until [`Self::take_form`], a form the core
-    /// opens for it is kept to be shown as the answer.
-    pub(crate) fn expect_form(&self, id: &str) {
-        self.forms.lock().expect("forms").insert(id.to_string(), None);
-    }
-
-    /// The form the core asked to open while interaction `id` was handled, if any.
-    pub(crate) fn take_form(&self, id: &str) -> Option<Form> {
-        self.forms.lock().expect("forms").remove(id).flatten()
     }
 
     /// The value behind a `custom_id` that carried a hash instead (see [`render::custom_id`]).
@@ -476,23 +520,6 @@ impl ChatAdapter for DiscordAdapter {
         let channel = self.direct_channel(user_id.strip_prefix("discord:").unwrap_or(user_id)).await?;
         self.post(&channel, None, message).await
     }
-
-    /// Keeps the form to be shown as the answer to the interaction `trigger` (its id): Discord
-    /// shows a modal only as the first answer to an interaction, which the endpoint or the
-    /// gateway sends once the core has answered.
-    async fn open_form(&self, trigger: &str, form: &Form) -> Result<(), ChatError> {
-        let mut forms = self.forms.lock().expect("forms");
-        match forms.get_mut(trigger) {
-            Some(slot) => {
-                *slot = Some(form.clone());
-                Ok(())
-            }
-            None => Err(ChatError::Refused(
-                "Discord opens a form only as the first answer to a command or a click; use the command with its fields instead"
-                    .to_string(),
-            )),
-        }
-    }
 }
 
 /// One of serenity's builders as the JSON Discord receives.
@@ -573,23 +600,6 @@ mod tests {
         assert_eq!(locate(&in_thread), ("1001".to_string(), "1005".to_string()));
         assert_eq!(thread_channel("1001/1005"), "1001");
         assert_eq!(thread_channel("1001"), "1001");
-    }
-
-    #[tokio::test]
-    async fn forms_open_only_while_an_interaction_is_being_answered() {
-        let adapter = adapter();
-        let form = Form {
-            title: "Resolve".into(),
-            submit: "Resolve".into(),
-            action: "resolve_form".into(),
-            value: "1".into(),
-            fields: Vec::new(),
-        };
-        assert!(adapter.open_form("77", &form).await.is_err(), "no interaction 77 is being answered");
-        adapter.expect_form("77");
-        adapter.open_form("77", &form).await.unwrap();
-        assert_eq!(adapter.take_form("77"), Some(form));
-        assert_eq!(adapter.take_form("77"), None);
     }
 
     #[test]

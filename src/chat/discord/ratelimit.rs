@@ -1,7 +1,5 @@
 //! Discord's rate limits, kept on our side so the API rarely has to answer 429:
 //!
-//! - [`Gate`]: at most one turn per interval per key, in arrival order — one post per second
-//!   per channel, one edit per two seconds per message (SPEC §8).
 //! - [`Limiter`]: the global limit (50 requests per second per bot; interaction callbacks and
 //!   their webhooks are exempt) and Discord's per-route buckets as its `X-RateLimit-Bucket`, `-Remaining` and
 //!   `-Reset-After` headers describe them. A 429 empties the bucket (or, with
@@ -10,62 +8,17 @@
 //! Time is tokio's, so tests can pause it.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
-use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+use tokio::sync::Mutex as AsyncMutex;
 use tokio::time::Instant;
 
 /// Requests per second Discord allows a bot across all routes.
 pub const GLOBAL_PER_SECOND: usize = 50;
-/// Keys remembered by a [`Gate`] before idle ones are forgotten.
-const MAX_IDLE_KEYS: usize = 1024;
 /// Buckets remembered before expired ones are forgotten.
 const MAX_BUCKETS: usize = 4096;
-
-/// One turn per interval per key (a channel, a message).
-pub(crate) struct Gate {
-    interval: Duration,
-    /// Each key's slot holds the earliest instant its next turn may start.
-    keys: Mutex<HashMap<String, Arc<AsyncMutex<Instant>>>>,
-}
-
-/// A key's turn, held while the request is in flight; dropping it starts the interval, so the
-/// next request leaves one interval after this one's answer arrived.
-pub(crate) struct Turn {
-    slot: OwnedMutexGuard<Instant>,
-    interval: Duration,
-}
-
-impl Drop for Turn {
-    fn drop(&mut self) {
-        *self.slot = Instant::now() + self.interval;
-    }
-}
-
-impl Gate {
-    pub(crate) fn new(interval: Duration) -> Self {
-        Gate { interval, keys: Mutex::new(HashMap::new()) }
-    }
-
-    /// Waits for `key`'s turn (tokio's mutex queues waiters fairly, so requests keep their order).
-    pub(crate) async fn turn(&self, key: &str) -> Turn {
-        let slot = {
-            let mut keys = self.keys.lock().expect("gate keys");
-            if keys.len() >= MAX_IDLE_KEYS {
-                let now = Instant::now();
-                keys.retain(|_, slot| {
-                    Arc::strong_count(slot) > 1 || slot.try_lock().map(|next| *next > now).unwrap_or(true)
-                });
-            }
-            keys.entry(key.to_string()).or_insert_with(|| Arc::new(AsyncMutex::new(Instant::now()))).clone()
-        };
-        let slot = slot.lock_owned().await;
-        tokio::time::sleep_until(*slot).await;
-        Turn { slot, interval: self.interval }
-    }
-}
 
 /// A request's route as Discord buckets it: the method and path with only the major parameters
 /// (channel, guild, webhook) kept.
@@ -359,16 +312,5 @@ mod tests {
             limiter.acquire(&callback).await;
         }
         assert!(before.elapsed() < Duration::from_millis(100), "interaction callbacks are exempt");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_gate_spaces_turns_per_key() {
-        let gate = Arc::new(Gate::new(Duration::from_millis(300)));
-        let started = Instant::now();
-        drop(gate.turn("a").await);
-        drop(gate.turn("b").await);
-        assert!(started.elapsed() < Duration::from_millis(100), "keys are independent");
-        drop(gate.turn("a").await);
-        assert!(started.elapsed() >= Duration::from_millis(300));
     }
 }

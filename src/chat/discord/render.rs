@@ -738,9 +738,6 @@ mod tests {
         async fn direct(&self, _: &str, _: &Message) -> Result<crate::chat::MessageRef, crate::chat::ChatError> {
             unreachable!()
         }
-        async fn open_form(&self, _: &str, _: &Form) -> Result<(), crate::chat::ChatError> {
-            unreachable!()
-        }
     }
 
     fn incident_notification() -> Message {
@@ -870,6 +867,7 @@ mod tests {
                 FormField { id: "fix".into(), label: "Fix".into(), multiline: true, optional: true },
                 FormField { id: "prevention".into(), label: "Prevention".into(), multiline: true, optional: true },
             ],
+            instead: "resolve with: /incident resolve id=42 root_cause=\"…\"".into(),
         };
         let modal = serde_json::to_value(render_modal(&form)).unwrap();
         assert!(count(modal["title"].as_str().unwrap()) <= MAX_MODAL_TITLE);

@@ -23,8 +23,8 @@ use slack_morphism::prelude::SlackSigningSecret;
 use slack_morphism::signature_verifier::{SlackEventSignatureVerifier, SlackEventSignatureVerifierError};
 
 use super::SlackAdapter;
-pub use super::SlackHandler;
 use super::inbound::{CommandForm, Dispatcher, InteractionAck, ephemeral_json};
+use crate::chat::platform::ChatHandler;
 use crate::config::Secret;
 
 /// Slack's payloads are small; a message's worth of blocks in an interaction is the largest.
@@ -37,23 +37,24 @@ struct SlackHttp {
     secret_is_empty: bool,
 }
 
-/// The three endpoints. Private replies to app mentions need a Web API client: see
-/// [`routes_with_adapter`]; here they are dropped (and logged).
-pub fn routes(handler: Arc<dyn SlackHandler>, signing_secret: Secret) -> Router {
+/// The three endpoints. Forms and private replies to app mentions need a Web API client: see
+/// [`routes_with_adapter`]; here a form is answered with the command to type instead, and a
+/// private reply to a mention is dropped (and logged).
+pub fn routes(handler: Arc<dyn ChatHandler>, signing_secret: Secret) -> Router {
     build(handler, signing_secret, None)
 }
 
-/// The three endpoints, posting private replies to app mentions with `adapter`
-/// (`chat.postEphemeral`).
+/// The three endpoints, opening forms (`views.open`) and posting private replies to app
+/// mentions (`chat.postEphemeral`) with `adapter`.
 pub fn routes_with_adapter(
-    handler: Arc<dyn SlackHandler>,
+    handler: Arc<dyn ChatHandler>,
     signing_secret: Secret,
     adapter: Arc<SlackAdapter>,
 ) -> Router {
     build(handler, signing_secret, Some(adapter))
 }
 
-fn build(handler: Arc<dyn SlackHandler>, signing_secret: Secret, adapter: Option<Arc<SlackAdapter>>) -> Router {
+fn build(handler: Arc<dyn ChatHandler>, signing_secret: Secret, adapter: Option<Arc<SlackAdapter>>) -> Router {
     let state = SlackHttp {
         dispatcher: Dispatcher::new(handler, adapter),
         verifier: SlackEventSignatureVerifier::new(&SlackSigningSecret::new(signing_secret.expose().to_string())),

@@ -1,24 +1,26 @@
 //! What Slack sends us, whichever way it arrives (signed HTTP or Socket Mode): slash commands,
 //! interactions (buttons, modal submissions) and Events API callbacks (app mentions), turned into
-//! [`ChatEvent`]s and handed to the [`SlackHandler`], with Slack's acknowledgement rules applied:
-//! answer within 3 s, never do an event twice, deliver a private reply wherever it can go.
+//! [`ChatEvent`]s and handed to the [`ChatHandler`], with Slack's acknowledgement rules applied:
+//! answer within 3 s, never do an event twice, deliver a private reply wherever it can go, and
+//! show a form with the `trigger_id` of the command or click it answers.
 //!
 //! Parsing reads the JSON leniently (only the fields firebell uses), so one code path serves
 //! both transports: Socket Mode's typed payloads are turned back into the same JSON first.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
+use super::SlackAdapter;
 use super::render::{self, render_message};
-use super::{SlackAdapter, SlackHandler};
+use crate::chat::ack;
+use crate::chat::platform::ChatHandler;
 use crate::chat::{ChatEvent, Message, MessageRef, Origin, Reply};
-use crate::config::Person;
 
 /// Slack shows an error after 3 s; answer well before, whatever the handler is doing.
 pub(crate) const ACK_DEADLINE: Duration = Duration::from_millis(2_500);
@@ -50,11 +52,12 @@ impl CommandForm {
     pub(crate) fn event(&self) -> ChatEvent {
         let text = unescape(self.text.as_deref().unwrap_or("").trim());
         let text = if text.is_empty() { self.command.clone() } else { format!("{} {text}", self.command) };
-        ChatEvent::Command {
-            origin: origin(&self.user_id, &self.channel_id, None),
-            text,
-            trigger: self.trigger_id.clone().filter(|trigger| !trigger.is_empty()),
-        }
+        ChatEvent::Command { origin: origin(&self.user_id, &self.channel_id, None), text }
+    }
+
+    /// What a form opens with in answer to this command.
+    fn trigger(&self) -> Option<String> {
+        self.trigger_id.clone().filter(|trigger| !trigger.is_empty())
     }
 }
 
@@ -63,6 +66,7 @@ impl CommandForm {
 pub(crate) enum Interaction {
     Button {
         event: ChatEvent,
+        trigger: Option<String>,
         response_url: Option<String>,
     },
     Form {
@@ -103,10 +107,13 @@ fn parse_block_actions(payload: &Value) -> Result<Interaction, String> {
         origin: origin(user, channel, thread),
         action: render::button_action(action_id).to_string(),
         value: value.to_string(),
-        trigger: text_at(payload, "/trigger_id").map(str::to_string),
         message,
     };
-    Ok(Interaction::Button { event, response_url: text_at(payload, "/response_url").map(str::to_string) })
+    Ok(Interaction::Button {
+        event,
+        trigger: text_at(payload, "/trigger_id").map(str::to_string),
+        response_url: text_at(payload, "/response_url").map(str::to_string),
+    })
 }
 
 fn parse_view_submission(payload: &Value) -> Result<Interaction, String> {
@@ -161,7 +168,7 @@ pub(crate) fn parse_event_callback(callback: &Value) -> Result<Push, String> {
     let channel = text_at(event, "/channel").ok_or("app_mention without channel")?;
     let bot_user = text_at(callback, "/authorizations/0/user_id");
     let text = mention_command(text_at(event, "/text").unwrap_or(""), bot_user);
-    let event = ChatEvent::Command { origin: origin(user, channel, text_at(event, "/thread_ts")), text, trigger: None };
+    let event = ChatEvent::Command { origin: origin(user, channel, text_at(event, "/thread_ts")), text };
     Ok(Push::Mention { event_id, event: Box::new(event) })
 }
 
@@ -188,12 +195,7 @@ fn unescape(text: &str) -> String {
 }
 
 fn origin(user: &str, channel: &str, thread: Option<&str>) -> Origin {
-    Origin {
-        platform: "slack",
-        user: Person { platform: "slack".to_string(), id: user.to_string() },
-        channel: channel.to_string(),
-        thread: thread.filter(|thread| !thread.is_empty()).map(str::to_string),
-    }
+    Origin::new("slack", user, channel, thread)
 }
 
 fn text_at<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
@@ -212,18 +214,6 @@ pub(crate) struct FormMetadata {
 }
 
 impl FormMetadata {
-    /// The metadata for a form opened in answer to `trigger`, with the channel and thread that
-    /// trigger came from if this process saw it.
-    pub(crate) fn for_trigger(trigger: &str, value: &str) -> FormMetadata {
-        let place = TRIGGER_ORIGINS
-            .lock()
-            .expect("trigger origins")
-            .get(trigger)
-            .map(|seen| (seen.channel.clone(), seen.thread.clone()));
-        let (channel, thread) = place.unwrap_or_default();
-        FormMetadata { value: value.to_string(), channel: Some(channel).filter(|channel| !channel.is_empty()), thread }
-    }
-
     pub(crate) fn encode(&self) -> String {
         serde_json::to_string(self).expect("metadata serialises")
     }
@@ -233,31 +223,6 @@ impl FormMetadata {
         serde_json::from_str(text)
             .unwrap_or_else(|_| FormMetadata { value: text.to_string(), ..FormMetadata::default() })
     }
-}
-
-struct SeenTrigger {
-    channel: String,
-    thread: Option<String>,
-    at: Instant,
-}
-
-/// Where recent triggers came from, so a form opened with one knows its channel. Slack's
-/// triggers live 3 s; entries are kept a minute.
-static TRIGGER_ORIGINS: LazyLock<Mutex<HashMap<String, SeenTrigger>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
-const TRIGGER_MEMORY: Duration = Duration::from_secs(60);
-
-fn remember_trigger(event: &ChatEvent) {
-    let (origin, trigger) = match event {
-        ChatEvent::Command { origin, trigger, .. } | ChatEvent::Button { origin, trigger, .. } => (origin, trigger),
-        ChatEvent::FormSubmitted { .. } => return,
-    };
-    let Some(trigger) = trigger else { return };
-    let mut triggers = TRIGGER_ORIGINS.lock().expect("trigger origins");
-    triggers.retain(|_, seen| seen.at.elapsed() < TRIGGER_MEMORY);
-    triggers.insert(
-        trigger.clone(),
-        SeenTrigger { channel: origin.channel.clone(), thread: origin.thread.clone(), at: Instant::now() },
-    );
 }
 
 /// What to answer a view submission with.
@@ -272,15 +237,16 @@ pub(crate) enum InteractionAck {
 /// Hands Slack's events to the handler and applies Slack's rules for answering them.
 #[derive(Clone)]
 pub(crate) struct Dispatcher {
-    handler: Arc<dyn SlackHandler>,
-    /// Posts private replies that cannot be the acknowledgement (to app mentions).
+    handler: Arc<dyn ChatHandler>,
+    /// Opens forms and posts private replies that cannot be the acknowledgement (to app
+    /// mentions); without it, forms are answered with the command to type instead.
     adapter: Option<Arc<SlackAdapter>>,
     http: reqwest::Client,
     ack_deadline: Duration,
 }
 
 impl Dispatcher {
-    pub(crate) fn new(handler: Arc<dyn SlackHandler>, adapter: Option<Arc<SlackAdapter>>) -> Self {
+    pub(crate) fn new(handler: Arc<dyn ChatHandler>, adapter: Option<Arc<SlackAdapter>>) -> Self {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("an HTTP client");
         Dispatcher { handler, adapter, http, ack_deadline: ACK_DEADLINE }
     }
@@ -294,11 +260,12 @@ impl Dispatcher {
     /// command's `response_url`.
     pub(crate) async fn command(&self, form: CommandForm) -> Option<Message> {
         let event = form.event();
-        match self.handle_within_deadline(event).await {
-            Ok(Reply::Private(message)) => Some(message),
-            Ok(Reply::Nothing) => None,
+        let origin = event.origin().clone();
+        match ack::within_deadline(&self.handler, event, self.ack_deadline, "slack").await {
+            Ok(reply) => self.settle(reply, &origin, form.trigger().as_deref()).await,
             Err(late) => {
-                self.follow_up(late, form.response_url);
+                // Slack's trigger lives 3 s: a form that comes this late cannot open any more.
+                self.follow_up(late, origin, None, form.response_url);
                 Some(Message::plain(WORKING_ON_IT))
             }
         }
@@ -310,31 +277,30 @@ impl Dispatcher {
                 tracing::debug!(kind, "Ignored a Slack interaction");
                 Ok(InteractionAck::Nothing)
             }
-            Interaction::Button { event, response_url } => {
+            Interaction::Button { event, trigger, response_url } => {
                 // Slack shows nothing of a click's acknowledgement, and a click's reply goes
-                // through `response_url` anyway: acknowledge at once, as Slack asks, and handle
-                // the click meanwhile rather than keep Slack waiting on the store.
-                remember_trigger(&event);
-                let handler = self.handler.clone();
-                self.follow_up(tokio::spawn(async move { handler.handle(event).await }), response_url);
+                // through `response_url` (or opens a form) anyway: acknowledge at once, as Slack
+                // asks, and handle the click meanwhile rather than keep Slack waiting on the store.
+                let origin = event.origin().clone();
+                self.follow_up(ack::answer_later(&self.handler, event), origin, trigger, response_url);
                 Ok(InteractionAck::Nothing)
             }
             Interaction::Form { event, first_input } => {
-                match self.handle_within_deadline(event).await {
-                    Ok(Reply::Nothing) => Ok(InteractionAck::Nothing),
-                    Ok(Reply::Private(message)) => match first_input {
-                        Some(block) => {
+                match ack::within_deadline(&self.handler, event, self.ack_deadline, "slack").await {
+                    Ok(reply) => Ok(match (reply.without_form(), first_input) {
+                        (Reply::Private(message), Some(block)) => {
                             let text = message.plain_text().chars().take(render::MAX_SECTION_TEXT).collect();
-                            Ok(InteractionAck::Errors(BTreeMap::from([(block, text)])))
+                            InteractionAck::Errors(BTreeMap::from([(block, text)]))
                         }
-                        None => {
+                        (Reply::Private(_), None) => {
                             tracing::info!("A private reply to a form without inputs was dropped");
-                            Ok(InteractionAck::Nothing)
+                            InteractionAck::Nothing
                         }
-                    },
+                        _ => InteractionAck::Nothing,
+                    }),
                     Err(late) => {
                         // The modal closes now; a late reply has nowhere to go.
-                        self.follow_up(late, None);
+                        tokio::spawn(ack::late(late, "slack"));
                         Ok(InteractionAck::Nothing)
                     }
                 }
@@ -355,11 +321,9 @@ impl Dispatcher {
                 }
                 let dispatcher = self.clone();
                 tokio::spawn(async move {
-                    let origin = match event.as_ref() {
-                        ChatEvent::Command { origin, .. } => origin.clone(),
-                        _ => unreachable!("mentions are commands"),
-                    };
-                    if let Reply::Private(message) = dispatcher.handler.handle(*event).await {
+                    let origin = event.origin().clone();
+                    // A mention has no trigger to open a form with.
+                    if let Reply::Private(message) = dispatcher.handler.handle(*event).await.without_form() {
                         dispatcher.reply_privately(&origin, &message).await;
                     }
                 });
@@ -368,42 +332,38 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Runs the handler, waiting at most the ack deadline; a panic in it is reported, not spread.
-    async fn handle_within_deadline(&self, event: ChatEvent) -> Result<Reply, JoinHandle<Reply>> {
-        remember_trigger(&event);
-        let handler = self.handler.clone();
-        let mut task = tokio::spawn(async move { handler.handle(event).await });
-        match tokio::time::timeout(self.ack_deadline, &mut task).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(error)) => {
-                tracing::error!(%error, "The chat core failed while handling a Slack event");
-                Ok(Reply::private("Something went wrong handling that; it has been logged."))
-            }
-            Err(_) => {
-                tracing::warn!(
-                    deadline_ms = self.ack_deadline.as_millis() as u64,
-                    "The chat core did not answer in time; acknowledged Slack without it"
-                );
-                Err(task)
-            }
+    /// What the person is shown of `reply` besides the channel: a private message, or nothing
+    /// when the reply was nothing or a form that opened with `trigger`.
+    async fn settle(&self, reply: Reply, origin: &Origin, trigger: Option<&str>) -> Option<Message> {
+        match reply {
+            Reply::Nothing => None,
+            Reply::Private(message) => Some(message),
+            Reply::Form(form) => match (&self.adapter, trigger) {
+                (Some(adapter), Some(trigger)) => match adapter.open_form(trigger, &form, Some(origin)).await {
+                    Ok(()) => None,
+                    Err(error) => Some(Message::plain(format!("could not open the form: {error}; {}", form.instead))),
+                },
+                _ => Some(Message::plain(form.instead)),
+            },
         }
     }
 
-    /// Delivers a reply that came after the acknowledgement through `response_url`.
-    fn follow_up(&self, late: JoinHandle<Reply>, response_url: Option<String>) {
+    /// Delivers a reply that came after the acknowledgement: a form opens with `trigger`, a
+    /// private message goes through `response_url`.
+    fn follow_up(
+        &self,
+        late: JoinHandle<Reply>,
+        origin: Origin,
+        trigger: Option<String>,
+        response_url: Option<String>,
+    ) {
         let dispatcher = self.clone();
         tokio::spawn(async move {
-            match late.await {
-                Ok(Reply::Private(message)) => match response_url {
-                    Some(url) => dispatcher.post_response(&url, &message).await,
-                    None => {
-                        tracing::info!("A late private reply had nowhere to go and was dropped")
-                    }
-                },
-                Ok(Reply::Nothing) => {}
-                Err(error) => {
-                    tracing::error!(%error, "The chat core failed while handling a Slack event")
-                }
+            let reply = ack::late(late, "slack").await;
+            let Some(message) = dispatcher.settle(reply, &origin, trigger.as_deref()).await else { return };
+            match response_url {
+                Some(url) => dispatcher.post_response(&url, &message).await,
+                None => tracing::info!("A late private reply had nowhere to go and was dropped"),
             }
         });
     }
@@ -458,12 +418,12 @@ mod tests {
         )
         .unwrap();
         match form.event() {
-            ChatEvent::Command { origin, text, trigger } => {
+            ChatEvent::Command { origin, text } => {
                 assert_eq!(text, "/diagnose queue queue=signals x=<5");
                 assert_eq!(origin.user.to_string(), "slack:U1");
                 assert_eq!(origin.channel, "C1");
                 assert_eq!(origin.thread, None);
-                assert_eq!(trigger.as_deref(), Some("13345.98"));
+                assert_eq!(form.trigger().as_deref(), Some("13345.98"));
             }
             other => panic!("{other:?}"),
         }
@@ -491,10 +451,9 @@ mod tests {
         let Push::Mention { event_id, event } = parse_event_callback(&callback).unwrap() else { panic!("a mention") };
         assert_eq!(event_id, "Ev1");
         match *event {
-            ChatEvent::Command { origin, text, trigger } => {
+            ChatEvent::Command { origin, text } => {
                 assert_eq!(text, "/diagnose queue");
                 assert_eq!(origin.thread.as_deref(), Some("1.000001"));
-                assert_eq!(trigger, None);
             }
             other => panic!("{other:?}"),
         }
@@ -545,21 +504,5 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn triggers_remember_where_they_came_from() {
-        let event = ChatEvent::Button {
-            origin: origin("U1", "C9", Some("9.000009")),
-            action: "resolve".into(),
-            value: "3".into(),
-            trigger: Some("trigger-remember-test".into()),
-            message: None,
-        };
-        remember_trigger(&event);
-        let metadata = FormMetadata::for_trigger("trigger-remember-test", "3");
-        assert_eq!(metadata.channel.as_deref(), Some("C9"));
-        assert_eq!(metadata.thread.as_deref(), Some("9.000009"));
-        assert_eq!(FormMetadata::for_trigger("unknown", "3").channel, None);
     }
 }

@@ -6,12 +6,13 @@
 //!   posts to one per second per channel and waits out every `Retry-After`.
 //! - [`render`]: [`Message`] → Block Kit within Slack's limits; [`Form`] → a modal.
 //! - [`http`]: the signed endpoints; [`socket`]: Socket Mode. Both turn Slack's payloads into
-//!   [`crate::chat::ChatEvent`]s with the same code ([`inbound`]) and hand them to a
-//!   [`SlackHandler`].
+//!   [`crate::chat::ChatEvent`]s with the same code ([`inbound`]) and hand them to the
+//!   [`ChatHandler`], showing a [`Reply::Form`] as a modal with the event's `trigger_id`.
+//! - [`platform`]: `[slack]` as a [`Platform`]: Socket Mode with an app token, else the signed
+//!   endpoints.
 
 pub mod http;
 mod inbound;
-mod pacing;
 pub mod render;
 pub mod socket;
 
@@ -26,20 +27,76 @@ use hyper_rustls::HttpsConnectorBuilder;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
-use crate::chat::{ChatAdapter, ChatError, ChatEvent, FileAttachment, Form, Limits, Message, MessageRef, Reply};
-use crate::config::{Secret, SlackConfig};
+use crate::chat::ack::Gate;
+use crate::chat::platform::{ChatHandler, Context, Platform};
+use crate::chat::{ChatAdapter, ChatError, FileAttachment, Form, Limits, Message, MessageRef, Origin};
+use crate::config::{Config, Secret, SlackConfig};
 
-use pacing::ChannelGate;
 pub use render::{SlackRendered, render_message, render_modal};
 
-/// What the endpoints and Socket Mode hand Slack's events to (the chat core implements it).
-#[async_trait]
-pub trait SlackHandler: Send + Sync {
-    /// Returns the immediate reply; must not block on the work.
-    async fn handle(&self, event: ChatEvent) -> Reply;
-    /// True the first time `key` is seen (dedupes Events API retries and repeated envelopes);
-    /// backed by the store.
-    async fn first_seen(&self, key: &str) -> bool;
+/// `[slack]` as a platform: on when a bot token is set; Socket Mode with an app token, else the
+/// signed HTTP endpoints.
+pub fn platform(config: &Config, context: &Context) -> anyhow::Result<Option<Box<dyn Platform>>> {
+    let Some(slack) =
+        config.slack.as_ref().filter(|slack| slack.bot_token.as_ref().is_some_and(|token| !token.is_empty()))
+    else {
+        return Ok(None);
+    };
+    let adapter = Arc::new(SlackAdapter::new(slack).context("cannot set up Slack")?);
+    let app_token = slack.app_token.as_ref().filter(|token| !token.is_empty());
+    let signing_secret = slack.signing_secret.as_ref().filter(|secret| !secret.is_empty());
+    let mode = match (app_token, signing_secret) {
+        (Some(_), _) => Mode::SocketMode(slack.clone()),
+        (None, Some(secret)) => Mode::Http(secret.clone()),
+        (None, None) => {
+            anyhow::bail!("[slack] needs app_token (Socket Mode) or signing_secret (HTTP mode) besides bot_token")
+        }
+    };
+    Ok(Some(Box::new(SlackPlatform { adapter, mode, health: context.health.clone() })))
+}
+
+enum Mode {
+    SocketMode(SlackConfig),
+    Http(Secret),
+}
+
+struct SlackPlatform {
+    adapter: Arc<SlackAdapter>,
+    mode: Mode,
+    health: Arc<crate::health::Health>,
+}
+
+impl Platform for SlackPlatform {
+    fn adapter(&self) -> Arc<dyn ChatAdapter> {
+        self.adapter.clone()
+    }
+
+    fn routes(&self, handler: &Arc<dyn ChatHandler>) -> Option<axum::Router> {
+        match &self.mode {
+            Mode::Http(secret) => {
+                Some(http::routes_with_adapter(handler.clone(), secret.clone(), self.adapter.clone()))
+            }
+            Mode::SocketMode(_) => None,
+        }
+    }
+
+    fn tasks(
+        &self,
+        handler: &Arc<dyn ChatHandler>,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let Mode::SocketMode(config) = &self.mode else { return Vec::new() };
+        let (config, handler, adapter, stop) =
+            (config.clone(), handler.clone(), self.adapter.clone(), shutdown.clone());
+        vec![crate::health::supervise("slack-socket-mode", self.health.clone(), shutdown.clone(), move || {
+            let (config, handler, adapter, stop) = (config.clone(), handler.clone(), adapter.clone(), stop.clone());
+            async move {
+                if let Err(error) = socket::run_socket_mode(&config, handler, adapter, stop).await {
+                    tracing::error!(error = %format!("{error:#}"), "Slack Socket Mode stopped");
+                }
+            }
+        })]
+    }
 }
 
 /// How often a channel may receive a post (Slack: about one message per second per channel).
@@ -52,7 +109,7 @@ pub struct SlackAdapter {
     client: SlackHyperClient,
     token: SlackApiToken,
     incident_channel: Option<String>,
-    gate: ChannelGate,
+    gate: Gate,
     /// User id → their direct-message channel, so `conversations.open` runs once per person.
     direct_channels: Mutex<HashMap<String, String>>,
     /// The most one Web API call may take (`[slack] timeout`).
@@ -123,7 +180,7 @@ impl SlackAdapter {
             client: web_api_client(api_url)?,
             token: SlackApiToken::new(bot_token.expose().to_string().into()),
             incident_channel,
-            gate: ChannelGate::new(POST_INTERVAL),
+            gate: Gate::new(POST_INTERVAL),
             direct_channels: Mutex::new(HashMap::new()),
             timeout: crate::config::default_chat_timeout().0,
         })
@@ -149,6 +206,20 @@ impl SlackAdapter {
             .opt_thread_ts(thread.map(SlackTs::from));
         let session = self.client.open_session(&self.token);
         with_retries!(self, "chat.postEphemeral", session.chat_post_ephemeral(&request))?;
+        Ok(())
+    }
+
+    /// Shows `form` as a modal in answer to the interaction `trigger` (its `trigger_id`); its
+    /// submission comes back with the channel and thread of `opened_in`.
+    pub async fn open_form(&self, trigger: &str, form: &Form, opened_in: Option<&Origin>) -> Result<(), ChatError> {
+        let metadata = inbound::FormMetadata {
+            value: form.value.clone(),
+            channel: opened_in.map(|origin| origin.channel.clone()).filter(|channel| !channel.is_empty()),
+            thread: opened_in.and_then(|origin| origin.thread.clone()),
+        };
+        let request = SlackApiViewsOpenRequest::new(trigger.into(), render_modal(form, &metadata.encode()));
+        let session = self.client.open_session(&self.token);
+        with_retries!(self, "views.open", session.views_open(&request))?;
         Ok(())
     }
 
@@ -290,14 +361,6 @@ impl ChatAdapter for SlackAdapter {
     async fn direct(&self, user_id: &str, message: &Message) -> Result<MessageRef, ChatError> {
         let channel = self.direct_channel(self::user_id(user_id)).await?;
         self.post(&channel, None, message).await
-    }
-
-    async fn open_form(&self, trigger: &str, form: &Form) -> Result<(), ChatError> {
-        let metadata = inbound::FormMetadata::for_trigger(trigger, &form.value);
-        let request = SlackApiViewsOpenRequest::new(trigger.into(), render_modal(form, &metadata.encode()));
-        let session = self.client.open_session(&self.token);
-        with_retries!(self, "views.open", session.views_open(&request))?;
-        Ok(())
     }
 }
 

@@ -664,6 +664,7 @@ mod tests {
                 FormField { id: "fix".into(), label: "Fix".into(), multiline: true, optional: false },
                 FormField { id: "prevention".into(), label: "Prevention".into(), multiline: true, optional: true },
             ],
+            instead: "resolve with: /incident resolve id=42 root_cause=\"…\"".into(),
         };
         let view = render_modal(&form, r#"{"value":"42"}"#);
         insta::assert_json_snapshot!("resolve_form_modal", view);

@@ -16,7 +16,8 @@ use slack_morphism::prelude::*;
 use tokio_util::sync::CancellationToken;
 
 use super::inbound::{CommandForm, Dispatcher, InteractionAck};
-use super::{SlackAdapter, SlackHandler, render_message, web_api_client};
+use super::{SlackAdapter, render_message, web_api_client};
+use crate::chat::platform::ChatHandler;
 use crate::config::SlackConfig;
 
 /// slack-morphism's error type for callbacks (its own alias is private).
@@ -25,7 +26,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Listens on Socket Mode until `shutdown` is cancelled.
 pub async fn run_socket_mode(
     config: &SlackConfig,
-    handler: Arc<dyn SlackHandler>,
+    handler: Arc<dyn ChatHandler>,
+    adapter: Arc<SlackAdapter>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let app_token = config
@@ -33,7 +35,6 @@ pub async fn run_socket_mode(
         .as_ref()
         .filter(|token| !token.is_empty())
         .context("slack.app_token is not set: Socket Mode needs the app-level token (xapp-…)")?;
-    let adapter = Arc::new(SlackAdapter::new(config)?);
     let client = Arc::new(web_api_client(&config.api_url)?);
     let environment = Arc::new(
         SlackClientEventsListenerEnvironment::new(client)
@@ -141,13 +142,13 @@ mod tests {
         .unwrap();
         let form: CommandForm = serde_json::from_value(serde_json::to_value(&event).unwrap()).unwrap();
         match form.event() {
-            ChatEvent::Command { origin, text, trigger } => {
+            ChatEvent::Command { origin, text } => {
                 assert_eq!(text, "/incident declare Queue backlog sev=high");
                 assert_eq!((origin.user.to_string().as_str(), origin.channel.as_str()), ("slack:U1", "C1"));
-                assert_eq!(trigger.as_deref(), Some("t.1"));
             }
             other => panic!("{other:?}"),
         }
+        assert_eq!(form.trigger_id.as_deref(), Some("t.1"));
         assert_eq!(form.response_url.as_deref(), Some("https://hooks.slack.com/commands/1/2"));
     }
 
@@ -164,7 +165,8 @@ mod tests {
         .unwrap();
         match parse_interaction(&serde_json::to_value(&event).unwrap()).unwrap() {
             Interaction::Button {
-                event: ChatEvent::Button { origin, action, value, trigger, message },
+                event: ChatEvent::Button { origin, action, value, message },
+                trigger,
                 response_url,
             } => {
                 assert_eq!((action.as_str(), value.as_str()), ("remediate", "restart"));
@@ -223,7 +225,7 @@ mod tests {
     async fn socket_mode_needs_the_app_token() {
         struct Nobody;
         #[async_trait::async_trait]
-        impl SlackHandler for Nobody {
+        impl ChatHandler for Nobody {
             async fn handle(&self, _event: crate::chat::ChatEvent) -> crate::chat::Reply {
                 crate::chat::Reply::Nothing
             }
@@ -239,7 +241,8 @@ mod tests {
             api_url: EnvString("http://127.0.0.1:9/api/".into()),
             timeout: crate::config::default_chat_timeout(),
         };
-        let error = run_socket_mode(&config, Arc::new(Nobody), CancellationToken::new()).await.unwrap_err();
+        let adapter = Arc::new(SlackAdapter::new(&config).unwrap());
+        let error = run_socket_mode(&config, Arc::new(Nobody), adapter, CancellationToken::new()).await.unwrap_err();
         assert!(error.to_string().contains("slack.app_token"), "{error}");
     }
 }
