@@ -216,6 +216,11 @@ impl App {
         self.catalogue.clone()
     }
 
+    /// The chat core, for tests that step its loops (`expire_due`) instead of waiting for them.
+    pub fn chat(&self) -> Arc<crate::chat::core::ChatCore> {
+        self.chat.clone()
+    }
+
     /// Serves until `shutdown` is cancelled; in-flight requests finish first.
     pub async fn run_until_stopped(self, shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
         // Every loop is supervised: one that panics is logged, shown by /readyz and restarted.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use common::toml_str;
 use fake_slack::StoredMessage;
-use firebell::clock::{ManualClock, SystemClock};
+use firebell::clock::{Clock, ManualClock, SystemClock};
 use serde_json::Value;
 use slack_e2e_support::{
     FORM, INCIDENTS, OPS, SIGNING_SECRET, SlackApp, Workspace, button, button_labels, now, signature, spawn, spawn_with,
@@ -419,10 +419,9 @@ async fn two_approvers_at_the_same_moment_or_a_repeated_click_run_it_once() {
         wait_request(&app, id, "the run to finish", |request| request["state"] == "succeeded").await;
         app.fake.wait_for("the result", WAIT, |fake| !fake.thread(OPS, &message.ts).is_empty()).await;
     }
-    // The losing click on #1 was told, privately, that the request was already decided.
+    // The losing click on #1 was told, privately, that the request was already decided; the
+    // replay on #2 was refused before its answer. Every click is decided, so the log is final.
     app.fake.wait_for("a private reply", WAIT, |fake| !fake.responses().is_empty()).await;
-    // Time for a second run, had there been one, to show.
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
     let mut ran = lines_in(&log);
     ran.sort();
     assert_eq!(ran, ["restarted emails", "restarted trades"], "each request ran exactly once");
@@ -495,9 +494,9 @@ async fn an_expired_request_cannot_run_and_its_message_says_it_expired() {
     remediate(&app, REQUESTER, OPS, "restart-worker queue=emails").await;
     let request = request_message(&app, OPS, 1).await;
 
-    // Fourteen minutes later it still waits (the expiry loop looks every second).
+    // Fourteen minutes later it still waits: a step of the expiry loop at that time expires nothing.
     clock.advance(chrono::Duration::minutes(14));
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(app.chat.expire_due(clock.now()).await, Vec::<i64>::new());
     assert_eq!(app.get_json("/api/remediations/1").await["state"], "pending");
     assert_eq!(app.fake.message(OPS, &request.ts).expect("the request").edits, 0);
 
@@ -552,7 +551,7 @@ async fn pending_requests_survive_a_restart_can_still_be_approved_and_still_expi
 
     // Request #2 expires fifteen minutes after it was made, not after the restart.
     clock.set(start + chrono::Duration::minutes(14) + chrono::Duration::seconds(50));
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(app.chat.expire_due(clock.now()).await, Vec::<i64>::new(), "expired early");
     assert_eq!(app.get_json("/api/remediations/2").await["state"], "pending", "expired early");
     clock.set(start + chrono::Duration::minutes(15) + chrono::Duration::seconds(1));
     let expired = message_becomes(&app, &left_alone, "request #2 turned expired", |message| {

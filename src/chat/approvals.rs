@@ -297,22 +297,30 @@ impl ChatCore {
         loop {
             self.interrupt_dead_runs(starting).await;
             starting = false;
-            match self.escalator.store().expire_requests(self.escalator.now()).await {
-                Ok(expired) => {
-                    for request in expired {
-                        tracing::info!(
-                            request = request.id,
-                            remediation = request.action,
-                            "Remediation request expired"
-                        );
-                        self.refresh_request(request.id).await;
-                    }
-                }
-                Err(error) => tracing::error!(%error, "Expiring remediation requests failed"),
-            }
+            self.expire_due(self.escalator.now()).await;
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                 _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// One step of the expiry loop at `now` (tests drive it like `Escalator::fire_due`): the
+    /// requests whose time is up are expired and their messages edited; returns their ids.
+    pub async fn expire_due(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<i64> {
+        match self.escalator.store().expire_requests(now).await {
+            Ok(expired) => {
+                let mut ids = Vec::new();
+                for request in expired {
+                    tracing::info!(request = request.id, remediation = request.action, "Remediation request expired");
+                    self.refresh_request(request.id).await;
+                    ids.push(request.id);
+                }
+                ids
+            }
+            Err(error) => {
+                tracing::error!(%error, "Expiring remediation requests failed");
+                Vec::new()
             }
         }
     }

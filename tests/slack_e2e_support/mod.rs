@@ -63,6 +63,8 @@ pub struct SlackApp {
     pub address: SocketAddr,
     pub client: reqwest::Client,
     pub workspace: Workspace,
+    /// The app's chat core, to step its expiry loop (`expire_due`) instead of waiting for it.
+    pub chat: Arc<firebell::chat::core::ChatCore>,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -113,11 +115,13 @@ pub async fn spawn_with(fake: FakeSlack, workspace: Workspace, rest: &str, clock
         .await
         .unwrap_or_else(|error| panic!("the app does not start: {error:#}"));
     let address = app.address();
+    let chat = app.chat();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     SlackApp {
         fake,
         address,
+        chat,
         client: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("an HTTP client"),
         workspace,
         shutdown,
