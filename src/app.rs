@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::check::{Runner, Targets};
+use crate::check::Targets;
 use crate::config::Config;
-use crate::runbook::{Catalogue, TargetRefs};
+use crate::runbook::{Catalogue, Runner, TargetRefs};
 use crate::source::{LoadError, SourceFile};
 
 /// Reads every `*.toml` in the configured command folders, in name order.

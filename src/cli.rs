@@ -11,9 +11,9 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 
 use crate::app;
-use crate::check::{CheckEvent, CheckRun, Status, Stream};
+use crate::check::{Status, Stream};
 use crate::config::Config;
-use crate::runbook::{Catalogue, Runbook, parse_pairs};
+use crate::runbook::{Catalogue, CheckEvent, CheckRun, Runbook, parse_pairs};
 
 pub const EXIT_USAGE: u8 = 64;
 pub const EXIT_CONFIG: u8 = 78;

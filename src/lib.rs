@@ -40,3 +40,4 @@ pub mod runbook;
 pub mod server;
 pub mod source;
 pub mod store;
+pub mod template;

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Engine, finished, toml_str, verdict, write_script};
-use firebell::check::{CheckEvent, Status, Stream};
+use firebell::check::{Status, Stream};
 use firebell::config::TargetKind;
+use firebell::runbook::CheckEvent;
 use serde_json::json;
 use sqlx::Connection;
 
@@ -451,7 +452,7 @@ async fn spawn_http_server() -> SocketAddr {
 }
 
 /// Runs one HTTP check, written as its `[[checks]]` table and named `health`.
-async fn run_http_check(check: &str, args: &[(&str, &str)]) -> firebell::check::CheckRun {
+async fn run_http_check(check: &str, args: &[(&str, &str)]) -> firebell::runbook::CheckRun {
     let mut text = "name = \"api\"\nsummary = \"API health\"\n".to_string();
     if check.contains("{{item}}") {
         text.push_str("[args.item]\npattern = '^[a-z /]{1,32}$'\nhelp = \"item name\"\n");
@@ -612,7 +613,7 @@ impl TestCa {
     }
 }
 
-async fn run_tls_check(port: u16, ca_file: Option<&Path>) -> firebell::check::CheckRun {
+async fn run_tls_check(port: u16, ca_file: Option<&Path>) -> firebell::runbook::CheckRun {
     let ca_line =
         ca_file.map(|path| format!("ca_file = {}", toml_str(&path.display().to_string()))).unwrap_or_default();
     let engine = Engine::new(&[]);
@@ -991,7 +992,7 @@ async fn http_target_sends_its_headers_and_the_body_with_the_method() {
             headers,
         },
     )]);
-    let runner = firebell::check::Runner::new(
+    let runner = firebell::runbook::Runner::new(
         Arc::new(firebell::check::Targets::new(targets)),
         firebell::redact::Redactor::new(["Bearer s3cr3t-t0ken-value".to_string()]),
         4,

@@ -10,9 +10,9 @@ use tokio_util::sync::CancellationToken;
 use super::core::ChatCore;
 use super::message::{FileAttachment, Message};
 use super::{MessageRef, Origin, Reply, views};
-use crate::check::{CheckEvent, Status};
+use crate::check::Status;
 use crate::remediation::{REQUEST_LIFETIME, action_hash, describe_action, may_approve};
-use crate::runbook::{Args, Runbook};
+use crate::runbook::{Args, CheckEvent, Runbook};
 use crate::store::{NewRequest, RemediationRequest, VoteOutcome};
 
 /// Output up to this size is shown inline after a run; beyond it, as a file.

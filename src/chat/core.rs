@@ -14,11 +14,11 @@ use super::grammar::{self, Command, IncidentCommand};
 use super::message::{Button, FileAttachment, Message};
 use super::views::{self, CheckLine, DiagnosisView};
 use super::{ChatAdapter, ChatEvent, Form, FormField, MessageRef, Origin, Reply};
-use crate::check::{CheckEvent, CheckRun, Runner, Status};
+use crate::check::Status;
 use crate::config::{PermissionsConfig, Person, Principal};
 use crate::escalation::Escalator;
 use crate::incident::{Incident, NewIncident, Resolution, TimelineEvent};
-use crate::runbook::{Args, Catalogue, Runbook};
+use crate::runbook::{Args, Catalogue, CheckEvent, CheckRun, Runbook, Runner};
 use crate::store::StoreError;
 
 /// At most one edit of a streamed message per this interval (SPEC §8).

@@ -7,21 +7,31 @@
 //! reached by the group kill; its pipes close when it exits, and the check itself still ends at
 //! its timeout. Killing those too needs a cgroup per run, which firebell does not create.
 
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use toml::Spanned;
 
 use futures::future::BoxFuture;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::{Check, CheckContext, LineSink, Observation, Status, Stream, output_cut_marker, summary_source};
-use crate::runbook::{Args, Encoding, Fields, Template};
+use super::{Check, CheckContext, Fields, LineSink, Observation, Status, Stream, output_cut_marker, summary_source};
+use crate::template::{Args, Encoding, Template};
 
 /// The variables a program inherits; everything else it gets from `env`.
 const INHERITED_ENV: [&str; 8] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "TMPDIR", "KUBECONFIG"];
 /// How much is read from a pipe at a time; a line is gathered from these, never read whole.
 const READ_CHUNK_BYTES: usize = 16 << 10;
+
+/// The keys of a `kind = "exec"` table, besides those every check has.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Keys {
+    argv: Option<Spanned<Vec<String>>>,
+    env: Option<Spanned<BTreeMap<String, String>>>,
+}
 
 #[derive(Debug)]
 pub struct ExecCheck {
@@ -30,11 +40,10 @@ pub struct ExecCheck {
 }
 
 impl ExecCheck {
-    pub const KEYS: &'static [&'static str] = &["argv", "env"];
     pub const VARIABLES: &'static [&'static str] = &["exit_code", "stdout", "stderr"];
 
     pub fn from_fields(fields: &mut Fields<'_>) -> Option<Self> {
-        let raw = fields.raw;
+        let raw: Keys = fields.keys()?;
         let Some(field) = &raw.argv else {
             fields.error(fields.kind_span(), "an exec needs `argv`, the program and its arguments, e.g. argv = [\"systemctl\", \"is-active\", \"worker\"]");
             return None;

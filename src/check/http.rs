@@ -5,17 +5,31 @@
 //! refused when they bind), JSON-string-escaped in a JSON body (a `Content-Type` naming JSON, or
 //! a body that is JSON once filled in), percent-encoded in a form body, as is elsewhere.
 
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Instant;
+use toml::Spanned;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde_json::json;
 
-use super::{Check, CheckContext, Observation, Status, TargetInfo, millis, summary_source};
+use super::{Check, CheckContext, Fields, Observation, Status, TargetInfo, millis, summary_source};
 use crate::config::TargetKind;
 use crate::redact::mask_url;
-use crate::runbook::{Args, Encoding, Fields, Template, is_dot_segment};
+use crate::template::{Args, Encoding, Template, is_dot_segment};
+
+/// The keys of a `kind = "http"` table, besides those every check has.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Keys {
+    url: Option<Spanned<String>>,
+    target: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
+    method: Option<Spanned<String>>,
+    headers: Option<Spanned<BTreeMap<String, String>>>,
+    body: Option<Spanned<String>>,
+}
 
 #[derive(Debug)]
 pub struct HttpCheck {
@@ -30,14 +44,13 @@ pub struct HttpCheck {
 }
 
 impl HttpCheck {
-    pub const KEYS: &'static [&'static str] = &["url", "target", "path", "method", "headers", "body"];
     pub const VARIABLES: &'static [&'static str] = &["status", "latency_ms", "body", "json"];
     const METHODS: [&'static str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
     pub fn from_fields(fields: &mut Fields<'_>) -> Option<Self> {
-        let raw = fields.raw;
+        let raw: Keys = fields.keys()?;
         let url = fields.template("url", &raw.url);
-        let target = fields.target(&[TargetKind::Http]);
+        let target = fields.target(&raw.target, &[TargetKind::Http]);
         let path = fields.template("path", &raw.path);
         let headers = fields.template_map("headers", &raw.headers);
         let body = fields.template("body", &raw.body);

@@ -1,13 +1,13 @@
 //! Running checks against live systems: one file per kind behind the [`Check`] trait, the
-//! [`Action`] enum that names the kinds, and the runner that runs a runbook's checks
-//! concurrently and streams each result as it finishes.
+//! [`Action`] enum that names the kinds, [`KINDS`] that registers them, and [`Fields`], through
+//! which each kind reads its own keys.
 
 mod argv_rule;
 mod exec;
+mod fields;
 mod http;
 mod prometheus;
 mod redis;
-mod runner;
 mod sql;
 mod targets;
 mod tcp;
@@ -20,17 +20,17 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 pub use exec::ExecCheck;
+pub use fields::{CHECK_KEYS, Fields, REMEDIATION_KEYS, RawAction, TargetRefs, key_names};
 pub use http::HttpCheck;
 pub use prometheus::PrometheusCheck;
 pub use redis::RedisCheck;
-pub use runner::{CheckEvent, CheckRun, EVENT_QUEUE, Runner};
 pub use sql::SqlCheck;
 pub use targets::{SqlPool, TargetInfo, Targets};
 pub use tcp::TcpCheck;
 pub use tls::TlsCheck;
 
 use crate::redact::{LineRedactor, Redactor};
-use crate::runbook::{Args, Fields};
+use crate::template::Args;
 
 /// A check's verdict, ordered from best to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -189,6 +189,9 @@ pub(crate) fn summary_source(text: &str) -> &str {
     }
 }
 
+/// How long a check or remediation may run when its runbook gives no `timeout`.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// One kind of check (or remediation action). Expected failures are `Err(reason)`: the check
 /// ends `error` and the reason is shown.
 pub trait Check: Send + Sync + fmt::Debug {
@@ -214,7 +217,8 @@ pub enum Action {
 /// expressions see, whether remediations may use it, and how it is built from a runbook's keys.
 pub struct Kind {
     pub name: &'static str,
-    pub keys: &'static [&'static str],
+    /// The kind's own keys: the fields of the struct it deserialises them into.
+    pub keys: fn() -> &'static [&'static str],
     pub variables: &'static [&'static str],
     /// Also a remediation kind (writes allowed there).
     pub remediation: bool,
@@ -223,15 +227,19 @@ pub struct Kind {
 
 /// Every kind. Adding a kind is its file and one line here; nothing else lists kinds.
 pub const KINDS: &[Kind] = &[
-    Kind::new("http", HttpCheck::KEYS, HttpCheck::VARIABLES, true, |f| HttpCheck::from_fields(f).map(Action::Http)),
-    Kind::new("sql", SqlCheck::KEYS, SqlCheck::VARIABLES, true, |f| SqlCheck::from_fields(f).map(Action::Sql)),
-    Kind::new("redis", RedisCheck::KEYS, RedisCheck::VARIABLES, true, |f| {
+    Kind::new("http", key_names::<http::Keys>, HttpCheck::VARIABLES, true, |f| {
+        HttpCheck::from_fields(f).map(Action::Http)
+    }),
+    Kind::new("sql", key_names::<sql::Keys>, SqlCheck::VARIABLES, true, |f| SqlCheck::from_fields(f).map(Action::Sql)),
+    Kind::new("redis", key_names::<redis::Keys>, RedisCheck::VARIABLES, true, |f| {
         RedisCheck::from_fields(f).map(Action::Redis)
     }),
-    Kind::new("tls", TlsCheck::KEYS, TlsCheck::VARIABLES, false, |f| TlsCheck::from_fields(f).map(Action::Tls)),
-    Kind::new("tcp", TcpCheck::KEYS, TcpCheck::VARIABLES, false, |f| TcpCheck::from_fields(f).map(Action::Tcp)),
-    Kind::new("exec", ExecCheck::KEYS, ExecCheck::VARIABLES, true, |f| ExecCheck::from_fields(f).map(Action::Exec)),
-    Kind::new("prometheus", PrometheusCheck::KEYS, PrometheusCheck::VARIABLES, false, |f| {
+    Kind::new("tls", key_names::<tls::Keys>, TlsCheck::VARIABLES, false, |f| TlsCheck::from_fields(f).map(Action::Tls)),
+    Kind::new("tcp", key_names::<tcp::Keys>, TcpCheck::VARIABLES, false, |f| TcpCheck::from_fields(f).map(Action::Tcp)),
+    Kind::new("exec", key_names::<exec::Keys>, ExecCheck::VARIABLES, true, |f| {
+        ExecCheck::from_fields(f).map(Action::Exec)
+    }),
+    Kind::new("prometheus", key_names::<prometheus::Keys>, PrometheusCheck::VARIABLES, false, |f| {
         PrometheusCheck::from_fields(f).map(Action::Prometheus)
     }),
 ];
@@ -239,7 +247,7 @@ pub const KINDS: &[Kind] = &[
 impl Kind {
     const fn new(
         name: &'static str,
-        keys: &'static [&'static str],
+        keys: fn() -> &'static [&'static str],
         variables: &'static [&'static str],
         remediation: bool,
         build: fn(&mut Fields<'_>) -> Option<Action>,
@@ -316,6 +324,6 @@ mod tests {
         assert_eq!(Kind::names(false), ["http", "sql", "redis", "exec"]);
         assert!(Kind::find("tls", false).is_none(), "tls is a check kind only");
         assert!(Kind::find("nope", true).is_none(), "no fallback: an unknown kind is unknown");
-        assert_eq!(Kind::find("tcp", true).map(|kind| kind.keys), Some(TcpCheck::KEYS));
+        assert_eq!(Kind::find("tcp", true).map(|kind| (kind.keys)()), Some(&["host", "port"][..]));
     }
 }

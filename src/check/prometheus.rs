@@ -8,12 +8,22 @@
 //! matches a job named `.*`, not every job).
 
 use futures::future::BoxFuture;
+use serde::Deserialize;
 use serde_json::{Value, json};
+use toml::Spanned;
 
 use super::http::{read_capped_body, root_cause};
-use super::{Check, CheckContext, Observation, Status, output_cut_marker, summary_source};
+use super::{Check, CheckContext, Fields, Observation, Status, output_cut_marker, summary_source};
 use crate::config::TargetKind;
-use crate::runbook::{Args, Encoding, Fields, Template};
+use crate::template::{Args, Encoding, Template};
+
+/// The keys of a `kind = "prometheus"` table, besides those every check has.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Keys {
+    target: Option<Spanned<String>>,
+    query: Option<Spanned<String>>,
+}
 
 #[derive(Debug)]
 pub struct PrometheusCheck {
@@ -24,12 +34,11 @@ pub struct PrometheusCheck {
 }
 
 impl PrometheusCheck {
-    pub const KEYS: &'static [&'static str] = &["target", "query"];
     pub const VARIABLES: &'static [&'static str] = &["value", "series"];
 
     pub fn from_fields(fields: &mut Fields<'_>) -> Option<Self> {
-        let raw = fields.raw;
-        let target = fields.required_target(&[TargetKind::Prometheus]);
+        let raw: Keys = fields.keys()?;
+        let target = fields.required_target(&raw.target, &[TargetKind::Prometheus]);
         let query = fields.required_template("query", &raw.query)?;
         let encodings = match argument_places(&query.source()) {
             Ok(encodings) => encodings,

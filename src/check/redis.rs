@@ -9,11 +9,13 @@
 //! when a reply was cut.
 
 use futures::future::BoxFuture;
+use serde::Deserialize;
 use serde_json::{Value, json};
+use toml::Spanned;
 
-use super::{Check, CheckContext, Observation, Status, summary_source};
+use super::{Check, CheckContext, Fields, Observation, Status, summary_source};
 use crate::config::TargetKind;
-use crate::runbook::{Args, Encoding, Fields, Template};
+use crate::template::{Args, Encoding, Template};
 
 /// Commands a check may run: they read and never change data.
 const READ_ONLY: [&str; 36] = [
@@ -64,6 +66,14 @@ const READ_ONLY_SUBCOMMANDS: [(&str, &[&str]); 4] = [
     ("CLUSTER", &["INFO", "NODES"]),
 ];
 
+/// The keys of a `kind = "redis"` table, besides those every check has.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Keys {
+    target: Option<Spanned<String>>,
+    command: Option<Spanned<Vec<String>>>,
+}
+
 #[derive(Debug)]
 pub struct RedisCheck {
     target: String,
@@ -71,12 +81,11 @@ pub struct RedisCheck {
 }
 
 impl RedisCheck {
-    pub const KEYS: &'static [&'static str] = &["target", "command"];
     pub const VARIABLES: &'static [&'static str] = &["value", "truncated"];
 
     pub fn from_fields(fields: &mut Fields<'_>) -> Option<Self> {
-        let raw = fields.raw;
-        let target = fields.required_target(&[TargetKind::Redis]);
+        let raw: Keys = fields.keys()?;
+        let target = fields.required_target(&raw.target, &[TargetKind::Redis]);
         let Some(field) = &raw.command else {
             fields.error(fields.kind_span(), "needs `command`, e.g. command = [\"LLEN\", \"trade_execution_queue\"]");
             return None;

@@ -3,7 +3,9 @@
 
 mod statement;
 
+use serde::Deserialize;
 use std::time::{Duration, Instant};
+use toml::Spanned;
 
 use futures::TryStreamExt;
 use futures::future::BoxFuture;
@@ -13,9 +15,9 @@ use sqlx::pool::PoolConnection;
 use sqlx::{AssertSqlSafe, Column, Row, TypeInfo, ValueRef};
 
 use super::targets::SqlPool;
-use super::{Check, CheckContext, Observation, Status, summary_source};
+use super::{Check, CheckContext, Fields, Observation, Status, summary_source};
 use crate::config::TargetKind;
-use crate::runbook::{Args, DEFAULT_TIMEOUT, Encoding, Fields, Template};
+use crate::template::{Args, Encoding, Template};
 pub use statement::Dialect;
 
 /// Rows beyond this are not read: the stream stops and the output says the rows were cut.
@@ -26,6 +28,15 @@ const MAX_ROWS: usize = 1000;
 const MAX_KEPT_BYTES: usize = 1024 * 1024;
 /// How many SQLite virtual-machine steps pass between two looks at the check's deadline.
 const SQLITE_STEPS_BETWEEN_DEADLINE_CHECKS: i32 = 1000;
+
+/// The keys of a `kind = "sql"` table, besides those every check has.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Keys {
+    target: Option<Spanned<String>>,
+    query: Option<Spanned<String>>,
+    params: Option<Spanned<Vec<String>>>,
+}
 
 #[derive(Debug)]
 pub struct SqlCheck {
@@ -38,12 +49,12 @@ pub struct SqlCheck {
 }
 
 impl SqlCheck {
-    pub const KEYS: &'static [&'static str] = &["target", "query", "params"];
     pub const VARIABLES: &'static [&'static str] = &["rows", "row", "count", "truncated"];
 
     pub fn from_fields(fields: &mut Fields<'_>) -> Option<Self> {
-        let raw = fields.raw;
-        let target = fields.required_target(&[TargetKind::Postgres, TargetKind::Mysql, TargetKind::Sqlite]);
+        let raw: Keys = fields.keys()?;
+        let target =
+            fields.required_target(&raw.target, &[TargetKind::Postgres, TargetKind::Mysql, TargetKind::Sqlite]);
         let params = fields.template_list("params", &raw.params).unwrap_or_default();
         let Some(query) = &raw.query else {
             fields.error(
@@ -72,7 +83,7 @@ impl SqlCheck {
             fields.error(query.span(), refusal.to_string());
             return None;
         }
-        let timeout = raw.timeout.as_ref().map(|timeout| timeout.get_ref().0).unwrap_or(DEFAULT_TIMEOUT);
+        let timeout = fields.raw.timeout.as_ref().map(|timeout| timeout.get_ref().0).unwrap_or(super::DEFAULT_TIMEOUT);
         Some(SqlCheck { target: target?, query: query.get_ref().clone(), params, timeout })
     }
 

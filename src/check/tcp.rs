@@ -1,12 +1,22 @@
 //! `kind = "tcp"`: can we connect; sees `latency_ms`.
 
+use serde::Deserialize;
 use std::time::Instant;
+use toml::Spanned;
 
 use futures::future::BoxFuture;
 use serde_json::json;
 
-use super::{Check, CheckContext, Observation, Status, millis};
-use crate::runbook::{Args, Encoding, Fields, Template};
+use super::{Check, CheckContext, Fields, Observation, Status, millis};
+use crate::template::{Args, Encoding, Template};
+
+/// The keys of a `kind = "tcp"` table, besides those every check has.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Keys {
+    host: Option<Spanned<String>>,
+    port: Option<Spanned<u16>>,
+}
 
 #[derive(Debug)]
 pub struct TcpCheck {
@@ -15,11 +25,10 @@ pub struct TcpCheck {
 }
 
 impl TcpCheck {
-    pub const KEYS: &'static [&'static str] = &["host", "port"];
     pub const VARIABLES: &'static [&'static str] = &["latency_ms"];
 
     pub fn from_fields(fields: &mut Fields<'_>) -> Option<Self> {
-        let raw = fields.raw;
+        let raw: Keys = fields.keys()?;
         let host = fields.required_template("host", &raw.host);
         let Some(port) = &raw.port else {
             fields.error(fields.kind_span(), "a tcp check needs `port` (1–65535)");

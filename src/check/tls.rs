@@ -3,7 +3,9 @@
 //! verifier records the verdict instead of aborting the handshake. Default thresholds: warn
 //! under 30 days, crit under 7.
 
+use serde::Deserialize;
 use std::sync::{Arc, Mutex};
+use toml::Spanned;
 
 use futures::future::BoxFuture;
 use rustls::client::WebPkiServerVerifier;
@@ -13,11 +15,22 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use serde_json::json;
 
-use super::{Check, CheckContext, Observation, Status};
-use crate::runbook::{Args, Encoding, Fields, Template};
+use super::{Check, CheckContext, Fields, Observation, Status};
+use crate::template::{Args, Encoding, Template};
 
 const WARN_DAYS: i64 = 30;
 const CRIT_DAYS: i64 = 7;
+
+/// The keys of a `kind = "tls"` table, besides those every check has.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Keys {
+    host: Option<Spanned<String>>,
+    port: Option<Spanned<u16>>,
+    server_name: Option<Spanned<String>>,
+    ca_file: Option<Spanned<String>>,
+    verify: Option<Spanned<bool>>,
+}
 
 #[derive(Debug)]
 pub struct TlsCheck {
@@ -31,11 +44,10 @@ pub struct TlsCheck {
 }
 
 impl TlsCheck {
-    pub const KEYS: &'static [&'static str] = &["host", "port", "server_name", "ca_file", "verify"];
     pub const VARIABLES: &'static [&'static str] = &["days_left", "not_after", "subject", "issuer", "trusted"];
 
     pub fn from_fields(fields: &mut Fields<'_>) -> Option<Self> {
-        let raw = fields.raw;
+        let raw: Keys = fields.keys()?;
         let host = fields.required_template("host", &raw.host);
         let server_name = fields.template("server_name", &raw.server_name);
         let port = raw.port.as_ref().map(|port| *port.get_ref()).unwrap_or(443);

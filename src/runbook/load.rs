@@ -2,30 +2,24 @@
 //! any problem is not loaded at all.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Range;
 use std::sync::LazyLock;
 
 use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::args::{ArgSpec, Template};
+use serde::de::IgnoredAny;
+use toml::de::{DeTable, DeValue};
+
 use super::expr::Expr;
 use super::{CheckSpec, DEFAULT_TIMEOUT, Remediation, Runbook};
-use crate::check::Kind;
-use crate::config::TargetKind;
-use crate::source::{Dur, LoadError, SourceFile};
+use crate::check::{Fields, Kind, RawAction, TargetRefs};
+use crate::source::{LoadError, SourceFile};
+use crate::template::ArgSpec;
 
 static TOPIC_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z][a-z0-9_-]{0,31}$").unwrap());
 static REMEDIATION_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z][a-z0-9-]{0,47}$").unwrap());
 static ARG_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z][a-z0-9_]{0,31}$").unwrap());
-
-/// Which targets runbooks may name: those of `firebell.toml`, or unchecked when there is none.
-#[derive(Debug, Clone)]
-pub enum TargetRefs {
-    Unchecked,
-    Known(BTreeMap<String, TargetKind>),
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,10 +29,39 @@ struct RawRunbook {
     runbook: Option<Spanned<String>>,
     #[serde(default)]
     args: BTreeMap<String, Spanned<RawArg>>,
+    /// Read again, table by table, by [`action_tables`]: each kind reads its own keys.
     #[serde(default)]
-    checks: Vec<RawAction>,
+    checks: Vec<IgnoredAny>,
     #[serde(default)]
-    remediations: Vec<RawAction>,
+    remediations: Vec<IgnoredAny>,
+}
+
+/// The `[[checks]]` (or `[[remediations]]`) tables of the file, each split into the keys every
+/// action has and its kind's own; a table that cannot be read is reported and left out.
+fn action_tables<'i>(
+    document: &Spanned<DeTable<'i>>,
+    key: &str,
+    source: &SourceFile,
+    errors: &mut Vec<LoadError>,
+) -> Vec<(RawAction, Spanned<DeTable<'i>>)> {
+    let Some((_, value)) = document.get_ref().iter().find(|(name, _)| name.get_ref() == key) else {
+        return Vec::new();
+    };
+    let DeValue::Array(items) = value.get_ref() else {
+        return Vec::new(); // the first parse already said it must be an array
+    };
+    let mut tables = Vec::new();
+    for item in items.iter() {
+        let DeValue::Table(table) = item.get_ref() else {
+            errors.push(source.error_at(item.span(), format!("each [[{key}]] entry must be a table")));
+            continue;
+        };
+        match RawAction::split(Spanned::new(item.span(), table.clone()), source) {
+            Ok(split) => tables.push(split),
+            Err(error) => errors.push(error),
+        }
+    }
+    tables
 }
 
 #[derive(Deserialize)]
@@ -50,229 +73,13 @@ struct RawArg {
     example: Option<Spanned<String>>,
 }
 
-/// A `[[checks]]` or `[[remediations]]` table as written: every key any kind may use.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAction {
-    pub name: Spanned<String>,
-    pub kind: Spanned<String>,
-    pub summary: Option<Spanned<String>>,
-    pub timeout: Option<Spanned<Dur>>,
-    pub expect: Option<Spanned<String>>,
-    pub warn: Option<Spanned<String>>,
-    pub crit: Option<Spanned<String>>,
-    pub approvals: Option<Spanned<u32>>,
-    pub approvers: Option<Spanned<Vec<String>>>,
-    pub self_approve: Option<Spanned<bool>>,
-    pub suggest_when: Option<Spanned<String>>,
-    pub url: Option<Spanned<String>>,
-    pub target: Option<Spanned<String>>,
-    pub path: Option<Spanned<String>>,
-    pub method: Option<Spanned<String>>,
-    pub headers: Option<Spanned<BTreeMap<String, String>>>,
-    pub body: Option<Spanned<String>>,
-    pub query: Option<Spanned<String>>,
-    pub params: Option<Spanned<Vec<String>>>,
-    pub command: Option<Spanned<Vec<String>>>,
-    pub host: Option<Spanned<String>>,
-    pub port: Option<Spanned<u16>>,
-    pub server_name: Option<Spanned<String>>,
-    pub ca_file: Option<Spanned<String>>,
-    pub verify: Option<Spanned<bool>>,
-    pub argv: Option<Spanned<Vec<String>>>,
-    pub env: Option<Spanned<BTreeMap<String, String>>>,
-}
-
-impl RawAction {
-    /// The keys that were written, with where.
-    fn present(&self) -> Vec<(&'static str, Range<usize>)> {
-        fn span<T>(field: &Option<Spanned<T>>) -> Option<Range<usize>> {
-            field.as_ref().map(Spanned::span)
-        }
-        let all = [
-            ("summary", span(&self.summary)),
-            ("timeout", span(&self.timeout)),
-            ("expect", span(&self.expect)),
-            ("warn", span(&self.warn)),
-            ("crit", span(&self.crit)),
-            ("approvals", span(&self.approvals)),
-            ("approvers", span(&self.approvers)),
-            ("self_approve", span(&self.self_approve)),
-            ("suggest_when", span(&self.suggest_when)),
-            ("url", span(&self.url)),
-            ("target", span(&self.target)),
-            ("path", span(&self.path)),
-            ("method", span(&self.method)),
-            ("headers", span(&self.headers)),
-            ("body", span(&self.body)),
-            ("query", span(&self.query)),
-            ("params", span(&self.params)),
-            ("command", span(&self.command)),
-            ("host", span(&self.host)),
-            ("port", span(&self.port)),
-            ("server_name", span(&self.server_name)),
-            ("ca_file", span(&self.ca_file)),
-            ("verify", span(&self.verify)),
-            ("argv", span(&self.argv)),
-            ("env", span(&self.env)),
-        ];
-        all.into_iter().filter_map(|(key, span)| span.map(|span| (key, span))).collect()
-    }
-}
-
-const CHECK_KEYS: [&str; 4] = ["timeout", "expect", "warn", "crit"];
-const REMEDIATION_KEYS: [&str; 6] = ["summary", "timeout", "approvals", "approvers", "self_approve", "suggest_when"];
-
-/// What a check kind's constructor reads its keys through: each accessor validates templates,
-/// argument references and targets, and records problems with their lines.
-pub struct Fields<'a> {
-    pub raw: &'a RawAction,
-    pub is_check: bool,
-    source: &'a SourceFile,
-    args: &'a BTreeMap<String, ArgSpec>,
-    /// Arguments declared with a problem (already reported); references to them are not errors.
-    broken_args: &'a BTreeSet<String>,
-    targets: &'a TargetRefs,
-    errors: &'a mut Vec<LoadError>,
-    /// Arguments referenced anywhere in this action.
-    used_args: BTreeSet<String>,
-    /// Arguments this action puts into a URL (their dot segments are refused when they bind).
-    url_args: BTreeSet<String>,
-}
-
-impl Fields<'_> {
-    pub fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
-        let message = format!("{} '{}': {}", self.what(), self.raw.name.get_ref(), message.into());
-        self.errors.push(self.source.error_at(span, message));
-    }
-
-    fn what(&self) -> &'static str {
-        if self.is_check { "check" } else { "remediation" }
-    }
-
-    pub fn kind_span(&self) -> Range<usize> {
-        self.raw.kind.span()
-    }
-
-    /// Records that `template` is (part of) a URL, so its arguments may not be `.` or `..`.
-    pub fn url_placed(&mut self, template: &Template) {
-        self.url_args.extend(template.arg_names().map(str::to_string));
-    }
-
-    /// A value that may hold `{{arg}}` references to declared arguments.
-    pub fn template(&mut self, key: &str, field: &Option<Spanned<String>>) -> Option<Template> {
-        let field = field.as_ref()?;
-        self.parse_template(key, field.get_ref(), field.span())
-    }
-
-    pub fn required_template(&mut self, key: &str, field: &Option<Spanned<String>>) -> Option<Template> {
-        if field.is_none() {
-            let span = self.kind_span();
-            let kind = self.raw.kind.get_ref().clone();
-            self.error(span, format!("a {kind} {} needs `{key}`", self.what()));
-            return None;
-        }
-        self.template(key, field)
-    }
-
-    pub fn template_list(&mut self, key: &str, field: &Option<Spanned<Vec<String>>>) -> Option<Vec<Template>> {
-        let field = field.as_ref()?;
-        let span = field.span();
-        field.get_ref().iter().map(|item| self.parse_template(key, item, span.clone())).collect()
-    }
-
-    pub fn template_map(
-        &mut self,
-        key: &str,
-        field: &Option<Spanned<BTreeMap<String, String>>>,
-    ) -> Option<BTreeMap<String, Template>> {
-        let Some(field) = field.as_ref() else {
-            return Some(BTreeMap::new());
-        };
-        let span = field.span();
-        field
-            .get_ref()
-            .iter()
-            .map(|(name, value)| self.parse_template(key, value, span.clone()).map(|template| (name.clone(), template)))
-            .collect()
-    }
-
-    fn parse_template(&mut self, key: &str, text: &str, span: Range<usize>) -> Option<Template> {
-        let template = match Template::parse(text) {
-            Ok(template) => template,
-            Err(message) => {
-                self.error(span, format!("{key}: {message}"));
-                return None;
-            }
-        };
-        let mut ok = true;
-        for name in template.arg_names() {
-            if self.args.contains_key(name) {
-                self.used_args.insert(name.to_string());
-            } else if self.broken_args.contains(name) {
-                ok = false;
-                self.used_args.insert(name.to_string());
-            } else {
-                ok = false;
-                let declared = if self.args.is_empty() {
-                    "this file declares none".to_string()
-                } else {
-                    format!("declared: {}", self.args.keys().cloned().collect::<Vec<_>>().join(", "))
-                };
-                self.error(span.clone(), format!("{key}: '{{{{{name}}}}}' is not a declared argument ({declared}); add [args.{name}] with a pattern"));
-            }
-        }
-        ok.then_some(template)
-    }
-
-    /// The named target, checked against `firebell.toml` when there is one.
-    pub fn target(&mut self, allowed: &[TargetKind]) -> Option<String> {
-        let field = self.raw.target.as_ref()?;
-        let name = field.get_ref().clone();
-        if let TargetRefs::Known(known) = self.targets {
-            match known.get(&name) {
-                None => {
-                    let list = if known.is_empty() {
-                        "firebell.toml defines none".to_string()
-                    } else {
-                        format!("defined: {}", known.keys().cloned().collect::<Vec<_>>().join(", "))
-                    };
-                    self.error(
-                        field.span(),
-                        format!("unknown target '{name}' ({list}); add [targets.{name}] to firebell.toml"),
-                    );
-                    return None;
-                }
-                Some(kind) if !allowed.contains(kind) => {
-                    let kinds: Vec<&str> = allowed.iter().map(|kind| kind.name()).collect();
-                    let message =
-                        format!("target '{name}' is a {} target; this kind needs {}", kind.name(), kinds.join(" or "));
-                    self.error(field.span(), message);
-                    return None;
-                }
-                Some(_) => {}
-            }
-        }
-        Some(name)
-    }
-
-    pub fn required_target(&mut self, allowed: &[TargetKind]) -> Option<String> {
-        if self.raw.target.is_none() {
-            let span = self.kind_span();
-            let kind = self.raw.kind.get_ref().clone();
-            self.error(
-                span,
-                format!("a {kind} {} needs `target`, a name from [targets] in firebell.toml", self.what()),
-            );
-            return None;
-        }
-        self.target(allowed)
-    }
-}
-
 pub(super) fn load_runbook(source: &SourceFile, targets: &TargetRefs) -> Result<Runbook, Vec<LoadError>> {
     let raw: RawRunbook = source.parse().map_err(|error| vec![error])?;
+    let document = DeTable::parse(&source.text)
+        .map_err(|error| vec![source.error_at(error.span().unwrap_or_default(), error.message())])?;
     let mut errors = Vec::new();
+    let check_tables = action_tables(&document, "checks", source, &mut errors);
+    let remediation_tables = action_tables(&document, "remediations", source, &mut errors);
 
     let name = raw.name.get_ref().clone();
     if !TOPIC_NAME.is_match(&name) {
@@ -318,7 +125,7 @@ pub(super) fn load_runbook(source: &SourceFile, targets: &TargetRefs) -> Result<
     let mut check_args = BTreeSet::new();
     let mut checks = Vec::new();
     let mut check_names = BTreeSet::new();
-    for raw_check in &raw.checks {
+    for (raw_check, own) in &check_tables {
         if !check_names.insert(raw_check.name.get_ref().clone()) {
             errors.push(source.error_at(
                 raw_check.name.span(),
@@ -327,6 +134,7 @@ pub(super) fn load_runbook(source: &SourceFile, targets: &TargetRefs) -> Result<
         }
         let mut fields = Fields {
             raw: raw_check,
+            own,
             is_check: true,
             source,
             args: &args,
@@ -346,7 +154,7 @@ pub(super) fn load_runbook(source: &SourceFile, targets: &TargetRefs) -> Result<
 
     let mut remediations = Vec::new();
     let mut remediation_names = BTreeSet::new();
-    for raw_remediation in &raw.remediations {
+    for (raw_remediation, own) in &remediation_tables {
         if !remediation_names.insert(raw_remediation.name.get_ref().clone()) {
             errors.push(source.error_at(
                 raw_remediation.name.span(),
@@ -355,6 +163,7 @@ pub(super) fn load_runbook(source: &SourceFile, targets: &TargetRefs) -> Result<
         }
         let mut fields = Fields {
             raw: raw_remediation,
+            own,
             is_check: false,
             source,
             args: &args,
@@ -466,21 +275,6 @@ fn load_arg(source: &SourceFile, name: &str, arg: &Spanned<RawArg>, errors: &mut
     })
 }
 
-/// Keys valid for checks (or remediations) of any kind, then the kind's own.
-fn reject_foreign_keys(fields: &mut Fields<'_>, general: &[&str], kind_keys: &[&str]) {
-    for (key, span) in fields.raw.present() {
-        if general.contains(&key) || kind_keys.contains(&key) {
-            continue;
-        }
-        let kind = fields.raw.kind.get_ref().clone();
-        let mut valid: Vec<&str> = general.iter().chain(kind_keys.iter()).copied().collect();
-        valid.sort_unstable();
-        let message =
-            format!("`{key}` is not a key of a {kind} {}; valid: name, kind, {}", fields.what(), valid.join(", "));
-        fields.error(span, message);
-    }
-}
-
 fn load_expr(
     fields: &mut Fields<'_>,
     key: &str,
@@ -510,7 +304,6 @@ fn load_check(fields: &mut Fields<'_>) -> Option<CheckSpec> {
         fields.error(span, format!("unknown kind '{kind}'; check kinds: {}", Kind::names(true).join(", ")));
         return None;
     };
-    reject_foreign_keys(fields, &CHECK_KEYS, found.keys);
     let mut variables: Vec<&str> = found.variables.to_vec();
     variables.push("args");
     let raw = fields.raw;
@@ -541,7 +334,6 @@ fn load_remediation(fields: &mut Fields<'_>) -> Option<Remediation> {
         fields.error(span, format!("unknown kind '{kind}'; remediation kinds: {}", Kind::names(false).join(", ")));
         return None;
     };
-    reject_foreign_keys(fields, &REMEDIATION_KEYS, found.keys);
     let summary = match &raw.summary {
         Some(summary) if !summary.get_ref().trim().is_empty() => summary.get_ref().clone(),
         _ => {
@@ -577,6 +369,7 @@ fn load_remediation(fields: &mut Fields<'_>) -> Option<Remediation> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::TargetKind;
     use crate::runbook::Catalogue;
 
     fn load(text: &str) -> Result<Runbook, String> {
@@ -630,6 +423,35 @@ suggest_when = "checks['trade queue'].status in ['warn', 'crit']"
         assert_eq!(runbook.checks[0].timeout, DEFAULT_TIMEOUT);
         assert_eq!(runbook.remediations[0].approvals, 1);
         assert!(!runbook.remediations[0].self_approve);
+    }
+
+    #[test]
+    fn a_kind_reads_only_its_own_keys_and_every_stray_key_is_named_with_the_valid_ones() {
+        let text = GOOD
+            .replacen(
+                "command = [\"LLEN\", \"trade_execution_queue\"]",
+                "command = [\"DEL\", \"x\"]\ncomand = 1\nport = 6379\nflavour = \"x\"",
+                1,
+            )
+            .replacen("approvers = [\"oncall\"]", "approvers = [\"oncall\"]\nexpect = \"true\"", 1);
+        let errors = load(&text).unwrap_err();
+        let lines: Vec<&str> = errors.lines().collect();
+        let valid = "valid: name, kind, command, crit, expect, target, timeout, warn";
+        for expected in [
+            ":23: check 'trade queue': command: DEL is not a read-only Redis command".to_string(),
+            format!(":24: unknown field `comand`; {valid}"),
+            format!(":25: check 'trade queue': `port` is not a key of a redis check; {valid}"),
+            format!(":26: unknown field `flavour`; {valid}"),
+            ":35: remediation 'restart-worker': `expect` is not a key of a exec remediation".to_string(),
+        ] {
+            assert!(lines.iter().any(|line| line.contains(&expected)), "missing {expected} in:\n{errors}");
+        }
+        assert_eq!(lines.len(), 5, "one line per problem:\n{errors}");
+
+        let errors = load(&GOOD.replacen("name = \"trade queue\"\n", "", 1)).unwrap_err();
+        assert!(errors.contains(":19: missing field `name`"), "{errors}");
+        let errors = load("name = \"queue\"\nsummary = \"s\"\nchecks = [1]\n").unwrap_err();
+        assert!(errors.contains(":3: each [[checks]] entry must be a table"), "{errors}");
     }
 
     #[test]

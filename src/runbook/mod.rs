@@ -1,21 +1,22 @@
 //! `commands/*.toml` → the catalogue of chat commands: topics with their arguments, checks and
 //! remediations, validated when they load. No IO here: callers hand in the files' text.
 
-mod args;
 mod expr;
 mod load;
+mod runner;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use args::{ArgError, ArgSpec, Args, Encoding, Template, is_dot_segment, parse_pairs};
 pub use expr::{Expr, json_to_cel};
-pub use load::{Fields, RawAction, TargetRefs};
+pub use runner::{CheckEvent, CheckRun, EVENT_QUEUE, Runner};
 
 use crate::check::Action;
+pub use crate::check::{DEFAULT_TIMEOUT, TargetRefs};
 use crate::source::{LoadError, LoadErrors, SourceFile};
+pub use crate::template::{ArgError, ArgSpec, Args, parse_pairs};
 
 /// One topic: `/diagnose NAME`.
 #[derive(Debug)]
@@ -73,8 +74,6 @@ pub struct Remediation {
     pub args: BTreeSet<String>,
     pub action: Action,
 }
-
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Every loaded runbook, by topic name.
 #[derive(Debug, Default)]

@@ -17,13 +17,13 @@ use firebell::chat::memory::{MemoryAdapter, Recorded};
 use firebell::chat::{
     ChatAdapter, ChatError, ChatEvent, FileAttachment, Form, Limits, Message, MessageRef, Origin, Reply,
 };
-use firebell::check::{Runner, TargetInfo, Targets};
+use firebell::check::{TargetInfo, Targets};
 use firebell::clock::ManualClock;
 use firebell::config::{Config, Person};
 use firebell::escalation::{Directory, Escalator};
 use firebell::incident::{Incident, TimelineEvent};
 use firebell::redact::Redactor;
-use firebell::runbook::{Catalogue, TargetRefs};
+use firebell::runbook::{Catalogue, Runner, TargetRefs};
 use firebell::source::SourceFile;
 use tokio::sync::Notify;
 

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use firebell::check::{CheckEvent, CheckRun, Runner, Status, TargetInfo, Targets};
+use firebell::check::{Status, TargetInfo, Targets};
 use firebell::config::{Secret, TargetKind};
 use firebell::redact::Redactor;
-use firebell::runbook::{Catalogue, Runbook, TargetRefs};
+use firebell::runbook::{Catalogue, CheckEvent, CheckRun, Runbook, Runner, TargetRefs};
 use firebell::source::SourceFile;
 use sqlx::Connection;
 

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
 
-use super::{Action, CheckContext, LineSink, Observation, SUMMARY_CHARS, Status, Stream, Targets, truncate};
+use super::{CheckSpec, Runbook};
+use crate::check::{Action, CheckContext, LineSink, Observation, SUMMARY_CHARS, Status, Stream, Targets, truncate};
 use crate::redact::Redactor;
-use crate::runbook::{Args, CheckSpec, Runbook};
+use crate::template::Args;
 
 /// The result of one check, as a person and a script see it.
 #[derive(Debug, Clone, Serialize)]
