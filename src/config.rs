@@ -631,6 +631,8 @@ pub struct Person {
     pub id: String,
 }
 
+/// The platforms a person can be named on: the names of the builders
+/// in `chat::platform::PLATFORMS` (a test there keeps them equal).
 pub const PLATFORMS: [&str; 3] = ["slack", "discord", "console"];
 
 impl Person {
@@ -642,7 +644,8 @@ impl Person {
                 Ok(Person { platform: platform.to_string(), id: id.to_string() })
             }
             _ => Err(format!(
-                "invalid person '{text}': write PLATFORM:ID with PLATFORM one of slack, discord, console (e.g. slack:U0001)"
+                "invalid person '{text}': write PLATFORM:ID with PLATFORM one of {} (e.g. slack:U0001)",
+                PLATFORMS.join(", ")
             )),
         }
     }

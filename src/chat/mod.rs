@@ -13,6 +13,7 @@ pub mod console;
 pub mod core;
 pub mod deliver;
 pub mod discord;
+pub mod endpoint;
 pub mod grammar;
 pub mod memory;
 pub mod message;

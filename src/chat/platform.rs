@@ -76,3 +76,17 @@ pub fn from_config(config: &Config, context: &Context) -> anyhow::Result<Vec<Box
     }
     Ok(platforms)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn people_can_be_named_on_exactly_the_platforms_that_are_built() {
+        let mut built: Vec<&str> = PLATFORMS.iter().map(|(name, _)| *name).collect();
+        let mut named = crate::config::PLATFORMS.to_vec();
+        built.sort_unstable();
+        named.sort_unstable();
+        assert_eq!(built, named, "add the platform's name to config::PLATFORMS too");
+    }
+}

@@ -12,21 +12,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serenity::interactions_endpoint::Verifier;
 
 use super::DiscordAdapter;
 use super::inbound::{Answer, Responder, ephemeral_text, parse};
+use crate::chat::endpoint::{MAX_BODY, Refusal, bad_request};
 use crate::chat::platform::ChatHandler;
 use crate::runbook::Catalogue;
 
 /// How far a request's timestamp may be from now, either way.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
-/// Interactions are small; a message's worth of components is the largest.
-const MAX_BODY: usize = 1024 * 1024;
-
 #[derive(Clone)]
 struct DiscordHttp {
     responder: Responder,
@@ -57,15 +55,6 @@ pub fn routes(
         .with_state(state)
 }
 
-/// Why a request was refused; the response says it in a few words.
-struct Refusal(StatusCode, &'static str);
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        (self.0, self.1).into_response()
-    }
-}
-
 /// Checks a request's signature (serenity's [`Verifier`]) and its age (ours) against `key` at
 /// `now` (seconds since the epoch).
 pub fn verify(key: &Verifier, headers: &HeaderMap, body: &[u8], now: u64) -> Result<(), &'static str> {
@@ -87,23 +76,17 @@ pub fn verify(key: &Verifier, headers: &HeaderMap, body: &[u8], now: u64) -> Res
 async fn interactions(State(state): State<DiscordHttp>, headers: HeaderMap, body: Bytes) -> Response {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0);
     if let Err(reason) = verify(&state.key, &headers, &body, now) {
-        tracing::info!(reason, "Refused a Discord interaction");
-        return Refusal(StatusCode::UNAUTHORIZED, reason).into_response();
+        return Refusal::unauthorized("discord", reason).into_response();
     }
     let interaction = match parse(&body) {
         Ok(interaction) => interaction,
-        Err(error) => return bad_request(error),
+        Err(error) => return bad_request("discord", error),
     };
     match state.responder.answer(&interaction).await {
         Ok(Answer::Respond(response)) => axum::Json(response).into_response(),
         Ok(Answer::Repeated) => axum::Json(ephemeral_text("This was already handled.")).into_response(),
-        Err(reason) => bad_request(reason),
+        Err(reason) => bad_request("discord", reason),
     }
-}
-
-fn bad_request(reason: String) -> Response {
-    tracing::info!(reason, "Refused a malformed Discord interaction");
-    (StatusCode::BAD_REQUEST, reason).into_response()
 }
 
 #[cfg(test)]

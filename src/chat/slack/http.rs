@@ -24,11 +24,9 @@ use slack_morphism::signature_verifier::{SlackEventSignatureVerifier, SlackEvent
 
 use super::SlackAdapter;
 use super::inbound::{CommandForm, Dispatcher, InteractionAck, ephemeral_json};
+use crate::chat::endpoint::{MAX_BODY, Refusal, bad_request};
 use crate::chat::platform::ChatHandler;
 use crate::config::Secret;
-
-/// Slack's payloads are small; a message's worth of blocks in an interaction is the largest.
-const MAX_BODY: usize = 1024 * 1024;
 
 #[derive(Clone)]
 struct SlackHttp {
@@ -68,15 +66,6 @@ fn build(handler: Arc<dyn ChatHandler>, signing_secret: Secret, adapter: Option<
         .with_state(state)
 }
 
-/// Why a request was refused; the response says it in a few words.
-struct Refusal(StatusCode, &'static str);
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        (self.0, self.1).into_response()
-    }
-}
-
 impl SlackHttp {
     /// Whether this exact signed request (timestamp and signature) is new; a replay is not.
     async fn first_time(&self, headers: &HeaderMap) -> bool {
@@ -99,12 +88,9 @@ impl SlackHttp {
         let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).map(str::trim);
         if self.secret_is_empty {
             tracing::error!("A Slack request arrived but slack.signing_secret is empty; refusing it");
-            return Err(Refusal(StatusCode::UNAUTHORIZED, "request signing is not configured"));
+            return Err(Refusal::unauthorized("slack", "request signing is not configured"));
         }
-        let refuse = |reason: &'static str| {
-            tracing::info!(reason, "Refused a Slack request");
-            Refusal(StatusCode::UNAUTHORIZED, reason)
-        };
+        let refuse = |reason: &'static str| Refusal::unauthorized("slack", reason);
         let timestamp = header(SlackEventSignatureVerifier::SLACK_SIGNED_TIMESTAMP)
             .ok_or_else(|| refuse("missing X-Slack-Request-Timestamp"))?;
         let signature = header(SlackEventSignatureVerifier::SLACK_SIGNED_HASH_HEADER)
@@ -120,11 +106,6 @@ impl SlackHttp {
     }
 }
 
-fn bad_request(reason: String) -> Response {
-    tracing::info!(reason, "Refused a malformed Slack request");
-    (StatusCode::BAD_REQUEST, reason).into_response()
-}
-
 async fn commands(State(state): State<SlackHttp>, headers: HeaderMap, body: Bytes) -> Response {
     let body = match state.verify(&headers, &body) {
         Ok(body) => body,
@@ -138,7 +119,7 @@ async fn commands(State(state): State<SlackHttp>, headers: HeaderMap, body: Byte
     }
     let form = match CommandForm::from_urlencoded(body) {
         Ok(form) => form,
-        Err(reason) => return bad_request(reason),
+        Err(reason) => return bad_request("slack", reason),
     };
     match state.dispatcher.command(form).await {
         Some(message) => axum::Json(ephemeral_json(&message)).into_response(),
@@ -158,18 +139,18 @@ async fn interactions(State(state): State<SlackHttp>, headers: HeaderMap, body: 
         .find(|(key, _)| key == "payload")
         .map(|(_, value)| value.into_owned());
     let Some(payload) = payload else {
-        return bad_request("an interaction needs a payload field".to_string());
+        return bad_request("slack", "an interaction needs a payload field".to_string());
     };
     let payload: Value = match serde_json::from_str(&payload) {
         Ok(payload) => payload,
-        Err(error) => return bad_request(format!("the interaction payload is not JSON: {error}")),
+        Err(error) => return bad_request("slack", format!("the interaction payload is not JSON: {error}")),
     };
     match state.dispatcher.interaction(&payload).await {
         Ok(InteractionAck::Nothing) => StatusCode::OK.into_response(),
         Ok(InteractionAck::Errors(errors)) => {
             axum::Json(json!({"response_action": "errors", "errors": errors})).into_response()
         }
-        Err(reason) => bad_request(reason),
+        Err(reason) => bad_request("slack", reason),
     }
 }
 
@@ -180,7 +161,7 @@ async fn events(State(state): State<SlackHttp>, headers: HeaderMap, body: Bytes)
     };
     let envelope: Value = match serde_json::from_str(body) {
         Ok(envelope) => envelope,
-        Err(error) => return bad_request(format!("the event is not JSON: {error}")),
+        Err(error) => return bad_request("slack", format!("the event is not JSON: {error}")),
     };
     if let Some(retry) = headers.get("x-slack-retry-num").and_then(|value| value.to_str().ok()) {
         let reason = headers.get("x-slack-retry-reason").and_then(|value| value.to_str().ok()).unwrap_or("");
@@ -193,7 +174,7 @@ async fn events(State(state): State<SlackHttp>, headers: HeaderMap, body: Bytes)
         }
         Some("event_callback") => match state.dispatcher.event_callback(&envelope).await {
             Ok(()) => StatusCode::OK.into_response(),
-            Err(reason) => bad_request(reason),
+            Err(reason) => bad_request("slack", reason),
         },
         Some("app_rate_limited") => {
             tracing::warn!("Slack is dropping events for this app: more than 30,000 in an hour");
