@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::check::{Action, Targets};
+use crate::check::Targets;
 use crate::config::Person;
 use crate::runbook::{Args, Remediation};
 
@@ -21,12 +21,7 @@ pub fn describe_action(remediation: &Remediation, args: &Args, targets: &Targets
 /// hash binds, so an edit to any of it (in the runbook or in `firebell.toml`) is noticed.
 fn bound_action(remediation: &Remediation, args: &Args, targets: &Targets) -> String {
     let mut text = describe(remediation, args, targets, true);
-    let target = match &remediation.action {
-        Action::Sql(check) => Some(check.target_name()),
-        Action::Redis(check) => Some(check.target_name()),
-        _ => None,
-    };
-    if let Some(name) = target {
+    if let Some(name) = remediation.action.as_check().bound_target() {
         match targets.get(name) {
             Ok(info) => {
                 text.push_str(&format!("\ntarget {name}: {} {}", info.kind.name(), info.url.expose()));
@@ -41,13 +36,7 @@ fn bound_action(remediation: &Remediation, args: &Args, targets: &Targets) -> St
 }
 
 fn describe(remediation: &Remediation, args: &Args, targets: &Targets, reveal: bool) -> String {
-    let body = match &remediation.action {
-        Action::Http(check) => {
-            let target = check.target_name().and_then(|name| targets.get(name).ok());
-            check.describe_request(args, target, reveal)
-        }
-        other => other.as_check().describe(args),
-    };
+    let body = remediation.action.as_check().describe_for_approval(args, targets, reveal);
     format!("{body}\ntimeout {}", humantime::format_duration(remediation.timeout))
 }
 

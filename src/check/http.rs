@@ -252,6 +252,11 @@ impl Check for HttpCheck {
     fn describe(&self, args: &Args) -> String {
         self.describe_request(args, None, false)
     }
+
+    fn describe_for_approval(&self, args: &Args, targets: &super::Targets, reveal: bool) -> String {
+        let target = self.target_name().and_then(|name| targets.get(name).ok());
+        self.describe_request(args, target, reveal)
+    }
 }
 
 /// Reads a response body up to `max_bytes` and says whether more followed; the rest is never

@@ -1,5 +1,5 @@
 //! Running checks against live systems: one file per kind behind the [`Check`] trait, the
-//! [`Action`] enum that names the kinds, [`KINDS`] that registers them, and [`Fields`], through
+//! [`Action`] a built check is, [`KINDS`] that registers them, and [`Fields`], through
 //! which each kind reads its own keys.
 
 mod argv_rule;
@@ -199,18 +199,25 @@ pub trait Check: Send + Sync + fmt::Debug {
 
     /// Exactly what would run, with the arguments filled in, for approval requests and logs.
     fn describe(&self, args: &Args) -> String;
+
+    /// What an approver reads: [`Check::describe`] unless the kind needs its target's settings
+    /// to say it (`reveal` shows what is otherwise masked, for the approval hash).
+    fn describe_for_approval(&self, args: &Args, _targets: &Targets, _reveal: bool) -> String {
+        self.describe(args)
+    }
+
+    /// The target whose settings an approval is bound to, for kinds whose target decides what
+    /// a remediation changes.
+    fn bound_target(&self) -> Option<&str> {
+        None
+    }
 }
 
-/// The kinds a runbook can use; adding one means a file and a variant here.
+/// A check or remediation as built from its table: its kind's name and its config.
 #[derive(Debug)]
-pub enum Action {
-    Http(HttpCheck),
-    Sql(SqlCheck),
-    Redis(RedisCheck),
-    Tls(TlsCheck),
-    Tcp(TcpCheck),
-    Exec(ExecCheck),
-    Prometheus(PrometheusCheck),
+pub struct Action {
+    kind: &'static str,
+    check: Box<dyn Check>,
 }
 
 /// One check kind, registered once in [`KINDS`]: its name, its keys, the variables its
@@ -222,25 +229,19 @@ pub struct Kind {
     pub variables: &'static [&'static str],
     /// Also a remediation kind (writes allowed there).
     pub remediation: bool,
-    build: fn(&mut Fields<'_>) -> Option<Action>,
+    build: fn(&mut Fields<'_>) -> Option<Box<dyn Check>>,
 }
 
 /// Every kind. Adding a kind is its file and one line here; nothing else lists kinds.
 pub const KINDS: &[Kind] = &[
-    Kind::new("http", key_names::<http::Keys>, HttpCheck::VARIABLES, true, |f| {
-        HttpCheck::from_fields(f).map(Action::Http)
-    }),
-    Kind::new("sql", key_names::<sql::Keys>, SqlCheck::VARIABLES, true, |f| SqlCheck::from_fields(f).map(Action::Sql)),
-    Kind::new("redis", key_names::<redis::Keys>, RedisCheck::VARIABLES, true, |f| {
-        RedisCheck::from_fields(f).map(Action::Redis)
-    }),
-    Kind::new("tls", key_names::<tls::Keys>, TlsCheck::VARIABLES, false, |f| TlsCheck::from_fields(f).map(Action::Tls)),
-    Kind::new("tcp", key_names::<tcp::Keys>, TcpCheck::VARIABLES, false, |f| TcpCheck::from_fields(f).map(Action::Tcp)),
-    Kind::new("exec", key_names::<exec::Keys>, ExecCheck::VARIABLES, true, |f| {
-        ExecCheck::from_fields(f).map(Action::Exec)
-    }),
+    Kind::new("http", key_names::<http::Keys>, HttpCheck::VARIABLES, true, |f| boxed(HttpCheck::from_fields(f))),
+    Kind::new("sql", key_names::<sql::Keys>, SqlCheck::VARIABLES, true, |f| boxed(SqlCheck::from_fields(f))),
+    Kind::new("redis", key_names::<redis::Keys>, RedisCheck::VARIABLES, true, |f| boxed(RedisCheck::from_fields(f))),
+    Kind::new("tls", key_names::<tls::Keys>, TlsCheck::VARIABLES, false, |f| boxed(TlsCheck::from_fields(f))),
+    Kind::new("tcp", key_names::<tcp::Keys>, TcpCheck::VARIABLES, false, |f| boxed(TcpCheck::from_fields(f))),
+    Kind::new("exec", key_names::<exec::Keys>, ExecCheck::VARIABLES, true, |f| boxed(ExecCheck::from_fields(f))),
     Kind::new("prometheus", key_names::<prometheus::Keys>, PrometheusCheck::VARIABLES, false, |f| {
-        PrometheusCheck::from_fields(f).map(Action::Prometheus)
+        boxed(PrometheusCheck::from_fields(f))
     }),
 ];
 
@@ -250,7 +251,7 @@ impl Kind {
         keys: fn() -> &'static [&'static str],
         variables: &'static [&'static str],
         remediation: bool,
-        build: fn(&mut Fields<'_>) -> Option<Action>,
+        build: fn(&mut Fields<'_>) -> Option<Box<dyn Check>>,
     ) -> Kind {
         Kind { name, keys, variables, remediation, build }
     }
@@ -267,33 +268,21 @@ impl Kind {
 
     /// Builds this kind's config from the runbook's keys; `None` when a problem was recorded.
     pub fn build(&self, fields: &mut Fields<'_>) -> Option<Action> {
-        (self.build)(fields)
+        (self.build)(fields).map(|check| Action { kind: self.name, check })
     }
+}
+
+fn boxed<C: Check + 'static>(check: Option<C>) -> Option<Box<dyn Check>> {
+    check.map(|check| Box::new(check) as Box<dyn Check>)
 }
 
 impl Action {
     pub fn kind(&self) -> &'static str {
-        match self {
-            Action::Http(_) => "http",
-            Action::Sql(_) => "sql",
-            Action::Redis(_) => "redis",
-            Action::Tls(_) => "tls",
-            Action::Tcp(_) => "tcp",
-            Action::Exec(_) => "exec",
-            Action::Prometheus(_) => "prometheus",
-        }
+        self.kind
     }
 
     pub fn as_check(&self) -> &dyn Check {
-        match self {
-            Action::Http(check) => check,
-            Action::Sql(check) => check,
-            Action::Redis(check) => check,
-            Action::Tls(check) => check,
-            Action::Tcp(check) => check,
-            Action::Exec(check) => check,
-            Action::Prometheus(check) => check,
-        }
+        self.check.as_ref()
     }
 }
 

@@ -193,6 +193,10 @@ impl Check for RedisCheck {
         let words: Vec<String> = self.words(args).iter().map(|word| super::http::quoted(word)).collect();
         format!("Redis on {}: [{}]", self.target, words.join(", "))
     }
+
+    fn bound_target(&self) -> Option<&str> {
+        Some(self.target_name())
+    }
 }
 
 /// Elements, fields or members one reply may hold.

@@ -330,6 +330,10 @@ impl Check for SqlCheck {
         }
         text
     }
+
+    fn bound_target(&self) -> Option<&str> {
+        Some(self.target_name())
+    }
 }
 
 impl SqlCheck {
