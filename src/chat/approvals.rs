@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::core::ChatCore;
+use super::core::{ChatCore, CoreError};
 use super::message::{FileAttachment, Message};
 use super::{MessageRef, Origin, Reply, views};
 use crate::check::Status;
@@ -25,7 +25,7 @@ impl ChatCore {
         origin: Origin,
         name: &str,
         pairs: &[(String, String)],
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, CoreError> {
         self.require(&self.permissions.remediate, &origin, "request remediations")?;
         let (runbook, index) = self.catalogue.remediation(name).ok_or_else(|| {
             let names: Vec<String> = self
@@ -38,14 +38,11 @@ impl ChatCore {
                 if names.is_empty() { "(none loaded)".to_string() } else { names.join(", ") }
             )
         })?;
-        let args = runbook.bind_remediation_args(index, pairs).map_err(|error| error.to_string())?;
+        let args = runbook.bind_remediation_args(index, pairs)?;
         let remediation = &runbook.remediations[index];
         let store = self.escalator.store();
         let incident_id = match &origin.thread {
-            Some(thread) => store
-                .incident_by_chat(origin.platform, &origin.channel, thread)
-                .await
-                .map_err(|error| error.to_string())?,
+            Some(thread) => store.incident_by_chat(origin.platform, &origin.channel, thread).await?,
             None => None,
         };
         let now = self.escalator.now();
@@ -65,7 +62,7 @@ impl ChatCore {
             thread: origin.thread.clone(),
             expires_at: now + REQUEST_LIFETIME,
         };
-        let request = store.create_request(new, now).await.map_err(|error| error.to_string())?;
+        let request = store.create_request(new, now).await?;
         let core = self.clone();
         tokio::spawn(async move {
             let message = core.request_view(&request);
@@ -119,14 +116,14 @@ impl ChatCore {
     }
 
     /// An Approve or Deny click: checked against the stored request and the current runbook.
-    pub(crate) async fn vote(self: &Arc<Self>, origin: Origin, id: i64, approve: bool) -> Result<Reply, String> {
+    pub(crate) async fn vote(self: &Arc<Self>, origin: Origin, id: i64, approve: bool) -> Result<Reply, CoreError> {
         let store = self.escalator.store();
         let request = store
             .request(id)
             .await
             .map_err(|_| format!("there is no remediation request {id}; nothing was approved"))?;
         if request.platform != origin.platform {
-            return Err(format!("request #{id} belongs to {}; vote there", request.platform));
+            return Err(format!("request #{id} belongs to {}; vote there", request.platform).into());
         }
         let current = self.catalogue.remediation(&request.action);
         let (hash, runbook_and_args) = match &current {
@@ -149,10 +146,7 @@ impl ChatCore {
                 may_approve(remediation, &self.escalator.directory().groups, &request.requested_by, &origin.user)?;
             }
         }
-        let outcome = store
-            .vote(id, &origin.user.to_string(), approve, &hash, self.escalator.now())
-            .await
-            .map_err(|error| error.to_string())?;
+        let outcome = store.vote(id, &origin.user.to_string(), approve, &hash, self.escalator.now()).await?;
         match outcome {
             VoteOutcome::Counted { approvals, needed } => {
                 self.refresh_request(id).await;
@@ -171,21 +165,24 @@ impl ChatCore {
                 self.refresh_request(id).await;
                 Ok(Reply::Nothing)
             }
-            VoteOutcome::AlreadyVoted => Err(format!("you already voted on request #{id}")),
-            VoteOutcome::NotPending(state) => Err(format!("request #{id} is already {state}; nothing more happens")),
+            VoteOutcome::AlreadyVoted => Err(format!("you already voted on request #{id}").into()),
+            VoteOutcome::NotPending(state) => {
+                Err(format!("request #{id} is already {state}; nothing more happens").into())
+            }
             VoteOutcome::Expired => {
                 self.refresh_request(id).await;
                 Err(format!(
                     "request #{id} expired at {}; nothing ran. Request it again.",
                     request.expires_at.format("%H:%M:%S UTC")
-                ))
+                )
+                .into())
             }
             VoteOutcome::Stale => {
                 self.refresh_request(id).await;
                 Err(format!(
                     "the runbook for {} changed after request #{id}; its approvals no longer apply and nothing ran. Request it again.",
                     request.action
-                ))
+                ).into())
             }
         }
     }

@@ -13,12 +13,12 @@ use tokio::time::Instant;
 use super::grammar::{self, Command, IncidentCommand};
 use super::message::{Button, FileAttachment, Message};
 use super::views::{self, CheckLine, DiagnosisView};
-use super::{ChatAdapter, ChatEvent, Form, FormField, MessageRef, Origin, Reply};
+use super::{ChatAdapter, ChatError, ChatEvent, Form, FormField, MessageRef, Origin, Reply};
 use crate::check::Status;
 use crate::config::{PermissionsConfig, Person, Principal};
-use crate::escalation::Escalator;
-use crate::incident::{Incident, NewIncident, Resolution, TimelineEvent};
-use crate::runbook::{Args, Catalogue, CheckEvent, CheckRun, Runbook, Runner};
+use crate::escalation::{DeclareError, Escalator};
+use crate::incident::{Incident, NewIncident, Resolution, TimelineEvent, TransitionError};
+use crate::runbook::{ArgError, Args, Catalogue, CheckEvent, CheckRun, Runbook, Runner};
 use crate::store::StoreError;
 
 /// At most one edit of a streamed message per this interval (SPEC §8).
@@ -63,6 +63,76 @@ impl Permissions {
             })
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// Why the core could not do what an event asked. What the person can act on is said to them as
+/// it is; what failed inside (the store, a platform) is logged in full and said in general words,
+/// so a database's message never reaches a chat.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// Not allowed, not valid or not possible now: the text says why and what is valid.
+    #[error("{0}")]
+    Refused(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("chat platform: {0}")]
+    Platform(#[from] ChatError),
+}
+
+impl From<String> for CoreError {
+    fn from(text: String) -> Self {
+        CoreError::Refused(text)
+    }
+}
+
+impl From<&str> for CoreError {
+    fn from(text: &str) -> Self {
+        CoreError::Refused(text.to_string())
+    }
+}
+
+impl From<DeclareError> for CoreError {
+    fn from(error: DeclareError) -> Self {
+        match error {
+            DeclareError::Store(error) => CoreError::Store(error),
+            unknown => CoreError::Refused(unknown.to_string()),
+        }
+    }
+}
+
+impl From<ArgError> for CoreError {
+    fn from(error: ArgError) -> Self {
+        CoreError::Refused(error.to_string())
+    }
+}
+
+impl From<TransitionError> for CoreError {
+    fn from(error: TransitionError) -> Self {
+        CoreError::Refused(error.to_string())
+    }
+}
+
+impl CoreError {
+    /// What the person who asked is told.
+    pub fn for_person(&self) -> String {
+        match self {
+            CoreError::Refused(text) => text.clone(),
+            // These say something about the person's request, not about firebell's insides.
+            CoreError::Store(
+                error @ (StoreError::NotFound(_) | StoreError::NoRequest(_) | StoreError::Transition(_)),
+            ) => error.to_string(),
+            CoreError::Store(error) => {
+                tracing::error!(%error, "A chat request failed in the store");
+                "firebell could not reach its store just now (the error is in its log); try again in a moment"
+                    .to_string()
+            }
+            CoreError::Platform(error) => {
+                tracing::error!(%error, "A chat request failed on its platform");
+                "the chat platform did not take firebell's answer (the error is in its log); try again in a moment"
+                    .to_string()
+            }
+        }
     }
 }
 
@@ -279,7 +349,7 @@ impl ChatCore {
                 self.form(origin, &action, &value, fields).await
             }
         };
-        outcome.unwrap_or_else(Reply::private)
+        outcome.unwrap_or_else(|error| Reply::private(error.for_person()))
     }
 
     fn allowed(&self, list: &[Principal], person: &Person) -> bool {
@@ -310,14 +380,15 @@ impl ChatCore {
         }
     }
 
-    async fn command(self: &Arc<Self>, origin: Origin, text: &str) -> Result<Reply, String> {
+    async fn command(self: &Arc<Self>, origin: Origin, text: &str) -> Result<Reply, CoreError> {
         // Typed commands only: buttons and forms are on the bot's own messages, which include
         // the incident channel, direct messages with pages and forms that have no channel.
         if !self.permissions.channels.is_empty() && !self.permissions.channels.contains(&origin.channel) {
             return Err(format!(
                 "commands are not accepted in this channel; use one of: {}",
                 self.permissions.channels.join(", ")
-            ));
+            )
+            .into());
         }
         match grammar::parse(text)? {
             Command::Diagnose { topic: None, .. } => {
@@ -329,7 +400,7 @@ impl ChatCore {
                 let runbook = self.catalogue.get(&topic).ok_or_else(|| {
                     format!("unknown topic '{topic}'; valid topics: {}", self.catalogue.topic_names().join(", "))
                 })?;
-                let args = runbook.bind_args(&args).map_err(|error| error.to_string())?;
+                let args = runbook.bind_args(&args)?;
                 self.admit_diagnosis(&origin)?;
                 self.start_diagnosis(origin, runbook, args);
                 Ok(Reply::Nothing)
@@ -350,7 +421,7 @@ impl ChatCore {
         }
     }
 
-    async fn incident_command(self: &Arc<Self>, origin: Origin, command: IncidentCommand) -> Result<Reply, String> {
+    async fn incident_command(self: &Arc<Self>, origin: Origin, command: IncidentCommand) -> Result<Reply, CoreError> {
         if !matches!(command, IncidentCommand::List | IncidentCommand::Summary { .. }) {
             self.require(&self.permissions.incident, &origin, "change incidents")?;
         }
@@ -366,7 +437,7 @@ impl ChatCore {
                     policy: None,
                     declared_by: Some(origin.user.to_string()),
                 };
-                let incident = self.escalator.declare(new).await.map_err(|error| error.to_string())?;
+                let incident = self.escalator.declare(new).await?;
                 self.deliver.notify_one();
                 // With no incident channel the notification belongs where it was declared.
                 let adapter = self.adapter(origin.platform)?;
@@ -377,7 +448,7 @@ impl ChatCore {
                 Ok(Reply::Nothing)
             }
             IncidentCommand::List => {
-                let incidents = store.incidents(false, 50).await.map_err(|error| error.to_string())?;
+                let incidents = store.incidents(false, 50).await?;
                 Ok(Reply::Private(views::incident_list(&incidents, self.escalator.now())))
             }
             IncidentCommand::Summary { id } => {
@@ -405,28 +476,31 @@ impl ChatCore {
             IncidentCommand::Escalate { id } => {
                 let incident = self.incident_here(&origin, id).await?;
                 if !incident.is_open() {
-                    return Err(format!("incident #{} is resolved; there is nobody left to escalate to", incident.id));
+                    return Err(
+                        format!("incident #{} is resolved; there is nobody left to escalate to", incident.id).into()
+                    );
                 }
-                let pulled =
-                    store.escalate_now(incident.id, self.escalator.now()).await.map_err(|error| error.to_string())?;
+                let pulled = store.escalate_now(incident.id, self.escalator.now()).await?;
                 if !pulled {
                     return Err(format!(
                         "incident #{} has no escalation steps left (acknowledged, or its policy is done)",
                         incident.id
-                    ));
+                    )
+                    .into());
                 }
                 let detail = json!({"requested": true});
                 self.escalator
                     .record(incident.id, "escalation_requested", Some(&origin.user.to_string()), detail)
-                    .await
-                    .map_err(|error| error.to_string())?;
+                    .await?;
                 self.escalator.wake();
                 Ok(Reply::private(format!("Escalating incident #{} to its next step now.", incident.id)))
             }
             IncidentCommand::Status { id, phase, text, eta } => {
                 let incident = self.incident_here(&origin, id).await?;
                 if !incident.is_open() {
-                    return Err(format!("incident #{} is resolved; declare a new one if it is back", incident.id));
+                    return Err(
+                        format!("incident #{} is resolved; declare a new one if it is back", incident.id).into()
+                    );
                 }
                 let event = TimelineEvent::new(
                     self.escalator.now(),
@@ -434,10 +508,7 @@ impl ChatCore {
                     Some(&origin.user.to_string()),
                     json!({"phase": phase.name(), "text": text, "eta": eta}),
                 );
-                store
-                    .record_with_notice(incident.id, event, crate::store::OutboxKind::IncidentUpdated)
-                    .await
-                    .map_err(|error| error.to_string())?;
+                store.record_with_notice(incident.id, event, crate::store::OutboxKind::IncidentUpdated).await?;
                 self.deliver.notify_one();
                 Ok(Reply::Nothing)
             }
@@ -445,23 +516,20 @@ impl ChatCore {
     }
 
     /// The incident named by `id`, or the one whose thread this is.
-    pub(crate) async fn incident_here(&self, origin: &Origin, id: Option<i64>) -> Result<Incident, String> {
+    pub(crate) async fn incident_here(&self, origin: &Origin, id: Option<i64>) -> Result<Incident, CoreError> {
         let store = self.escalator.store();
         let id = match id {
             Some(id) => id,
             None => {
                 let thread = origin.thread.as_deref();
                 let found = match thread {
-                    Some(thread) => store
-                        .incident_by_chat(origin.platform, &origin.channel, thread)
-                        .await
-                        .map_err(|error| error.to_string())?,
+                    Some(thread) => store.incident_by_chat(origin.platform, &origin.channel, thread).await?,
                     None => None,
                 };
                 match found {
                     Some(id) => id,
                     None => {
-                        let open = store.incidents(false, 10).await.map_err(|error| error.to_string())?;
+                        let open = store.incidents(false, 10).await?;
                         let ids: Vec<String> = open.iter().map(|incident| format!("#{}", incident.id)).collect();
                         return Err(format!(
                             "which incident? type the command in its thread or add id=N{}",
@@ -470,31 +538,32 @@ impl ChatCore {
                             } else {
                                 format!("; open: {}", ids.join(", "))
                             }
-                        ));
+                        )
+                        .into());
                     }
                 }
             }
         };
-        store.incident(id).await.map_err(|error| error.to_string())
+        Ok(store.incident(id).await?)
     }
 
-    async fn acknowledge(&self, id: i64, person: &Person) -> Result<Reply, String> {
+    async fn acknowledge(&self, id: i64, person: &Person) -> Result<Reply, CoreError> {
         match self.escalator.acknowledge(id, &person.to_string()).await {
             Ok(_) => {
                 self.deliver.notify_one();
                 Ok(Reply::Nothing)
             }
-            Err(error) => Err(error.to_string()),
+            Err(error) => Err(error.into()),
         }
     }
 
-    async fn resolve(&self, id: i64, person: &Person, resolution: Resolution) -> Result<Reply, String> {
+    async fn resolve(&self, id: i64, person: &Person, resolution: Resolution) -> Result<Reply, CoreError> {
         match self.escalator.resolve(id, &person.to_string(), resolution).await {
             Ok(_) => {
                 self.deliver.notify_one();
                 Ok(Reply::Nothing)
             }
-            Err(error) => Err(error.to_string()),
+            Err(error) => Err(error.into()),
         }
     }
 
@@ -504,7 +573,7 @@ impl ChatCore {
         action: &str,
         value: &str,
         message: Option<MessageRef>,
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, CoreError> {
         let incident_id = || value.parse::<i64>().map_err(|_| "this button refers to no incident".to_string());
         // `[permissions] channels` holds for buttons too, on every platform: a button payload
         // names its channel, so without this a click could start work anywhere. The bot's own
@@ -521,7 +590,8 @@ impl ChatCore {
                     "buttons are not accepted in this channel ({}); use one of: {}",
                     origin.channel,
                     valid.join(", ")
-                ));
+                )
+                .into());
             }
         }
         match action {
@@ -532,8 +602,8 @@ impl ChatCore {
             views::ACTION_RESOLVE => {
                 self.require(&self.permissions.incident, &origin, "resolve incidents")?;
                 let id = incident_id()?;
-                let incident = self.escalator.store().incident(id).await.map_err(|error| error.to_string())?;
-                incident.check_resolve().map_err(|error| error.to_string())?;
+                let incident = self.escalator.store().incident(id).await?;
+                incident.check_resolve()?;
                 Ok(Reply::Form(resolve_form(id)))
             }
             views::ACTION_DIAGNOSE_MENU => {
@@ -570,7 +640,9 @@ impl ChatCore {
                     value.parse::<i64>().map_err(|_| "this button refers to no remediation request".to_string())?;
                 self.vote(origin, id, action == views::ACTION_APPROVE).await
             }
-            other => Err(format!("this button ('{other}') is from an older version of firebell and does nothing now")),
+            other => {
+                Err(format!("this button ('{other}') is from an older version of firebell and does nothing now").into())
+            }
         }
     }
 
@@ -580,9 +652,9 @@ impl ChatCore {
         action: &str,
         value: &str,
         fields: BTreeMap<String, String>,
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, CoreError> {
         if action != views::FORM_RESOLVE {
-            return Err(format!("unknown form '{action}'"));
+            return Err(format!("unknown form '{action}'").into());
         }
         self.require(&self.permissions.incident, &origin, "resolve incidents")?;
         let id = value.parse::<i64>().map_err(|_| "this form refers to no incident".to_string())?;
@@ -628,14 +700,11 @@ impl ChatCore {
 
     /// Posts one message, edits it as checks finish (coalesced to one edit per
     /// [`EDIT_INTERVAL`]), then the final verdicts, the output, and suggested remediations.
-    pub async fn diagnose(&self, origin: Origin, runbook: Arc<Runbook>, args: Args) -> Result<(), String> {
+    pub async fn diagnose(&self, origin: Origin, runbook: Arc<Runbook>, args: Args) -> Result<(), CoreError> {
         let adapter = self.adapter(origin.platform)?;
         let store = self.escalator.store();
         let incident_id = match &origin.thread {
-            Some(thread) => store
-                .incident_by_chat(origin.platform, &origin.channel, thread)
-                .await
-                .map_err(|error: StoreError| error.to_string())?,
+            Some(thread) => store.incident_by_chat(origin.platform, &origin.channel, thread).await?,
             None => None,
         };
         let requested_by = self.mention(&origin.user);
@@ -655,10 +724,7 @@ impl ChatCore {
             })
             .mentioning([origin.user.to_string()])
         };
-        let posted = adapter
-            .post(&origin.channel, origin.thread.as_deref(), &render(&lines, None, Vec::new()))
-            .await
-            .map_err(|error| error.to_string())?;
+        let posted = adapter.post(&origin.channel, origin.thread.as_deref(), &render(&lines, None, Vec::new())).await?;
         let output_thread = origin.thread.clone().unwrap_or_else(|| posted.id.clone());
 
         let mut events = self.runner.run(runbook.clone(), args.clone());
@@ -706,7 +772,7 @@ impl ChatCore {
         let worst = results.iter().map(|run| run.status).max().unwrap_or(Status::Ok);
         let suggestions = self.suggestions(&runbook, &args, &results);
         tokio::time::sleep_until(last_edit + EDIT_INTERVAL).await;
-        adapter.update(&posted, &render(&lines, Some(worst), suggestions)).await.map_err(|error| error.to_string())?;
+        adapter.update(&posted, &render(&lines, Some(worst), suggestions)).await?;
 
         if !output.is_empty() {
             let counts = (output_lines, dropped_lines);
@@ -718,10 +784,7 @@ impl ChatCore {
                 .map(|run| json!({"name": run.name, "status": run.status, "summary": run.summary}))
                 .collect();
             let detail = json!({"topic": runbook.name, "args": args_text, "status": worst, "checks": checks});
-            self.escalator
-                .record(id, "diagnosis", Some(&origin.user.to_string()), detail)
-                .await
-                .map_err(|error| error.to_string())?;
+            self.escalator.record(id, "diagnosis", Some(&origin.user.to_string()), detail).await?;
         }
         Ok(())
     }
@@ -831,5 +894,31 @@ fn resolve_form(id: i64) -> Form {
         value: id.to_string(),
         fields: vec![field("root_cause", "Root cause"), field("fix", "Fix"), field("prevention", "Prevention")],
         instead: format!("resolve with: /incident resolve id={id} root_cause=\"…\" fix=\"…\" prevention=\"…\""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_store_is_logged_but_never_quoted_to_the_person() {
+        let leaked = "duplicate key value violates unique constraint \"incidents_pkey\" password=hunter2";
+        let told = CoreError::Store(StoreError::Database(leaked.to_string())).for_person();
+        assert!(!told.contains("hunter2") && !told.contains("incidents_pkey"), "{told}");
+        assert!(told.contains("try again"), "{told}");
+        assert!(!CoreError::Store(StoreError::Timeout).for_person().contains("store error"));
+    }
+
+    #[test]
+    fn what_the_person_can_act_on_is_said_as_it_is() {
+        assert_eq!(CoreError::Store(StoreError::NotFound(7)).for_person(), "there is no incident 7");
+        assert_eq!(
+            CoreError::from("you may not approve your own request").for_person(),
+            "you may not approve your own request"
+        );
+        let declare =
+            CoreError::from(DeclareError::UnknownPolicy { name: "gold".into(), known: vec!["default".into()] });
+        assert!(matches!(declare, CoreError::Refused(_)), "{declare:?}");
     }
 }

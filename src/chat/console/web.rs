@@ -199,6 +199,13 @@ struct Https(bool);
 #[derive(Debug, Clone, Copy)]
 struct Client(Option<std::net::IpAddr>);
 
+/// Logs what the store said and tells the browser only that it is unavailable: a database's
+/// message never reaches a page.
+fn store_unavailable(error: &crate::store::StoreError) -> String {
+    tracing::error!(%error, "A console request failed in the store");
+    "the store is unavailable just now (the error is in firebell's log); try again in a moment".to_string()
+}
+
 async fn chat_page(State(console): State<Arc<Console>>) -> Response {
     Html(console.pages.chat()).into_response()
 }
@@ -206,9 +213,7 @@ async fn chat_page(State(console): State<Arc<Console>>) -> Response {
 async fn incidents_page(State(console): State<Arc<Console>>) -> Response {
     match console.escalator.store().incidents(true, 200).await {
         Ok(incidents) => Html(console.pages.incidents(&incidents, console.now())).into_response(),
-        Err(error) => {
-            refuse(StatusCode::SERVICE_UNAVAILABLE, "/incidents", format!("the store is unavailable: {error}"))
-        }
+        Err(error) => refuse(StatusCode::SERVICE_UNAVAILABLE, "/incidents", store_unavailable(&error)),
     }
 }
 
@@ -225,7 +230,7 @@ async fn incident_page(State(console): State<Arc<Console>>, Path(id): Path<Strin
         Err(crate::store::StoreError::NotFound(_)) => {
             refuse(StatusCode::NOT_FOUND, &path, format!("there is no incident #{id}"))
         }
-        Err(error) => refuse(StatusCode::SERVICE_UNAVAILABLE, &path, format!("the store is unavailable: {error}")),
+        Err(error) => refuse(StatusCode::SERVICE_UNAVAILABLE, &path, store_unavailable(&error)),
     }
 }
 
@@ -468,8 +473,7 @@ async fn history(
             Json(json!({"channel": channel, "messages": messages})).into_response()
         }
         Err(error) => {
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": format!("the store is unavailable: {error}")})))
-                .into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": store_unavailable(&error)}))).into_response()
         }
     }
 }
