@@ -118,10 +118,7 @@ impl CoreError {
     pub fn for_person(&self) -> String {
         match self {
             CoreError::Refused(text) => text.clone(),
-            // These say something about the person's request, not about firebell's insides.
-            CoreError::Store(
-                error @ (StoreError::NotFound(_) | StoreError::NoRequest(_) | StoreError::Transition(_)),
-            ) => error.to_string(),
+            CoreError::Store(error) if !error.is_internal() => error.to_string(),
             CoreError::Store(error) => {
                 tracing::error!(%error, "A chat request failed in the store");
                 "firebell could not reach its store just now (the error is in its log); try again in a moment"
@@ -920,5 +917,7 @@ mod tests {
         let declare =
             CoreError::from(DeclareError::UnknownPolicy { name: "gold".into(), known: vec!["default".into()] });
         assert!(matches!(declare, CoreError::Refused(_)), "{declare:?}");
+        let told = declare.for_person();
+        assert!(told.contains("gold") && told.contains("default"), "names the policy and the valid ones: {told}");
     }
 }

@@ -92,6 +92,14 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+impl StoreError {
+    /// A failure inside firebell (the database, a timeout) rather than something about the
+    /// request: logged in full, and never quoted to a person, a page or an API client.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, StoreError::Database(_) | StoreError::Timeout)
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         StoreError::Database(error.to_string())

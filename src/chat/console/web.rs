@@ -202,6 +202,9 @@ struct Client(Option<std::net::IpAddr>);
 /// Logs what the store said and tells the browser only that it is unavailable: a database's
 /// message never reaches a page.
 fn store_unavailable(error: &crate::store::StoreError) -> String {
+    if !error.is_internal() {
+        return error.to_string();
+    }
     tracing::error!(%error, "A console request failed in the store");
     "the store is unavailable just now (the error is in firebell's log); try again in a moment".to_string()
 }
