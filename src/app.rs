@@ -148,18 +148,15 @@ impl App {
             console_access: access.clone(),
         };
         let platforms = crate::chat::platform::from_config(&config, &context)?;
-        let mut chat = crate::chat::core::ChatCore::new(
-            catalogue.clone(),
-            runner(&config),
-            escalator.clone(),
-            crate::chat::core::Permissions::from_config(&config.permissions),
-            deliver_wake.clone(),
-        )
-        .with_per_person(config.commands.per_person);
-        for platform in &platforms {
-            chat = chat.with_adapter(platform.adapter());
-        }
-        let chat = Arc::new(chat);
+        let chat = crate::chat::core::ChatCore::new(crate::chat::core::CoreParts {
+            catalogue: catalogue.clone(),
+            runner: runner(&config),
+            escalator: escalator.clone(),
+            permissions: crate::chat::core::Permissions::from_config(&config.permissions),
+            adapters: platforms.iter().map(|platform| platform.adapter()).collect(),
+            deliver: deliver_wake.clone(),
+            per_person: config.commands.per_person,
+        });
         let handler: Arc<dyn crate::chat::platform::ChatHandler> = Arc::new(chat.clone());
 
         let alerts = Arc::new(crate::ingest::AlertService::new(

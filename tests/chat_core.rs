@@ -362,7 +362,10 @@ async fn declare_ack_status_resolve_from_chat_show_in_the_incident_channel_and_t
     assert!(text.contains("*Impact:* checkout fails"), "{text}");
     assert_eq!(button_labels(&top.message), vec!["Acknowledge", "Diagnose", "Resolve"]);
     let incident = bot.incident(1).await;
-    assert_eq!(incident.chat["slack"], serde_json::json!({"channel": INCIDENT_CHANNEL, "message": top.id}));
+    assert_eq!(
+        serde_json::to_value(&incident.chat["slack"]).unwrap(),
+        serde_json::json!({"channel": INCIDENT_CHANNEL, "message": top.id})
+    );
     assert_eq!(
         bot.escalator.store().incident_by_chat("slack", INCIDENT_CHANNEL, &top.id).await.expect("the store answers"),
         Some(1)

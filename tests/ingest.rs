@@ -72,7 +72,7 @@ async fn one_batch_opens_repeats_resolves_reopens_and_ignores_in_order(backend: 
         (IncidentStatus::Triggered, t0(), Some("api"))
     );
     let kinds = |incident: &firebell::incident::Incident| -> Vec<String> {
-        incident.timeline.iter().map(|event| event.kind.clone()).collect()
+        incident.timeline.iter().map(|event| event.kind.to_string()).collect()
     };
     // The repeat is counted on the incident, not written on its timeline.
     assert_eq!(kinds(&api), ["declared", "alert"]);

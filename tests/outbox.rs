@@ -6,7 +6,7 @@
 mod app;
 
 use app::{Backend, StoreSpace, new_incident, t0};
-use firebell::incident::TimelineEvent;
+use firebell::incident::{TimelineEvent, TimelineKind};
 use serde_json::json;
 
 on_both_backends!(
@@ -51,7 +51,7 @@ async fn parts_are_recorded_once_each_and_an_item_is_delivered_when_every_platfo
 
     // An escalation page queued last is read first.
     let incident = items[2].incident_id.unwrap();
-    let event = TimelineEvent::new(t0(), "escalated", None, json!({"step": 0}));
+    let event = TimelineEvent::new(t0(), TimelineKind::Escalated, None, json!({"step": 0}));
     store.record_with_notice(incident, event, firebell::store::OutboxKind::Escalation).await.unwrap();
     let due = store.due_outbox("slack:done", 10).await.unwrap();
     assert_eq!(
@@ -71,7 +71,10 @@ async fn the_incident_list_reads_what_each_incident_reads(backend: Backend) {
     // Timelines of different lengths, chat homes on some, one resolved.
     for (n, id) in ids.iter().enumerate() {
         for note in 0..n {
-            store.record(*id, TimelineEvent::new(t0(), "note", Some("slack:U1"), json!({"n": note}))).await.unwrap();
+            store
+                .record(*id, TimelineEvent::new(t0(), TimelineKind::Status, Some("slack:U1"), json!({"n": note})))
+                .await
+                .unwrap();
         }
     }
     store.attach_chat(ids[1], "slack", "C1", "1700000000.000100").await.unwrap();
@@ -91,7 +94,7 @@ async fn the_incident_list_reads_what_each_incident_reads(backend: Backend) {
             listed.id
         );
     }
-    assert_eq!(open.iter().find(|incident| incident.id == ids[1]).unwrap().chat["console"]["message"], "42");
+    assert_eq!(open.iter().find(|incident| incident.id == ids[1]).unwrap().chat["console"].message, "42");
     let all = store.incidents(true, 3).await.unwrap();
     assert_eq!(
         all.iter().map(|incident| incident.id).collect::<Vec<_>>(),

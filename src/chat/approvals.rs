@@ -7,28 +7,38 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::core::{ChatCore, CoreError};
+use super::context::{Context, CoreError};
 use super::message::{FileAttachment, Message};
 use super::{MessageRef, Origin, Reply, views};
 use crate::check::Status;
 use crate::remediation::{REQUEST_LIFETIME, action_hash, describe_action, may_approve};
-use crate::runbook::{Args, CheckEvent, Runbook};
+use crate::runbook::{Args, CheckEvent, Runbook, Runner};
 use crate::store::{NewRequest, RemediationRequest, VoteOutcome};
 
 /// Output up to this size is shown inline after a run; beyond it, as a file.
 const INLINE_OUTPUT_CHARS: usize = 2_500;
 
-impl ChatCore {
+pub(crate) struct Approvals {
+    context: Arc<Context>,
+    runner: Runner,
+}
+
+impl Approvals {
+    pub(crate) fn new(context: Arc<Context>, runner: Runner) -> Self {
+        Self { context, runner }
+    }
+
     /// `/remediate NAME k=v…` or a suggested-remediation button: posts the approval request.
-    pub(crate) async fn request_remediation(
+    pub(crate) async fn request(
         self: &Arc<Self>,
         origin: Origin,
         name: &str,
         pairs: &[(String, String)],
     ) -> Result<Reply, CoreError> {
-        self.require(&self.permissions.remediate, &origin, "request remediations")?;
-        let (runbook, index) = self.catalogue.remediation(name).ok_or_else(|| {
+        self.context.require(&self.context.permissions.remediate, &origin, "request remediations")?;
+        let (runbook, index) = self.context.catalogue.remediation(name).ok_or_else(|| {
             let names: Vec<String> = self
+                .context
                 .catalogue
                 .runbooks()
                 .flat_map(|runbook| runbook.remediations.iter().map(|r| r.name.clone()))
@@ -40,12 +50,9 @@ impl ChatCore {
         })?;
         let args = runbook.bind_remediation_args(index, pairs)?;
         let remediation = &runbook.remediations[index];
-        let store = self.escalator.store();
-        let incident_id = match &origin.thread {
-            Some(thread) => store.incident_by_chat(origin.platform, &origin.channel, thread).await?,
-            None => None,
-        };
-        let now = self.escalator.now();
+        let store = self.context.store();
+        let incident_id = self.context.incident_in_thread(&origin).await?;
+        let now = self.context.now();
         let command =
             self.runner.redactor().redact(&describe_action(remediation, &args, self.runner.targets())).into_owned();
         let new = NewRequest {
@@ -63,13 +70,13 @@ impl ChatCore {
             expires_at: now + REQUEST_LIFETIME,
         };
         let request = store.create_request(new, now).await?;
-        let core = self.clone();
+        let approvals = self.clone();
         tokio::spawn(async move {
-            let message = core.request_view(&request);
-            let Ok(adapter) = core.adapter(&request.platform) else { return };
+            let message = approvals.request_view(&request);
+            let Ok(adapter) = approvals.context.adapter(&request.platform) else { return };
             match adapter.post(&request.channel, request.thread.as_deref(), &message).await {
                 Ok(posted) => {
-                    if let Err(error) = core.escalator.store().set_request_message(request.id, &posted.id).await {
+                    if let Err(error) = approvals.context.store().set_request_message(request.id, &posted.id).await {
                         tracing::error!(%error, request = request.id, "Remembering the request message failed");
                     }
                     // Too long to show whole in the message: the whole action goes beside it.
@@ -89,12 +96,12 @@ impl ChatCore {
     /// The request message as the request stands, worded from the remediation's current runbook
     /// (or bare, when the runbook no longer has it).
     fn request_view(&self, request: &RemediationRequest) -> Message {
-        let current = self.catalogue.remediation(&request.action);
+        let current = self.context.catalogue.remediation(&request.action);
         let remediation = current.as_ref().map(|(runbook, index)| &runbook.remediations[*index]);
         let summary = remediation.map(|remediation| remediation.summary.clone()).unwrap_or_default();
         let groups = remediation.map(|remediation| remediation.approvers.clone()).unwrap_or_default();
         let mention = |person: &str| match crate::config::Person::parse(person) {
-            Ok(person) => self.mention(&person),
+            Ok(person) => self.context.mention(&person),
             Err(_) => person.to_string(),
         };
         views::remediation_request(request, &summary, &groups, &mention)
@@ -102,9 +109,9 @@ impl ChatCore {
 
     /// Re-renders the request message from the store, as it stands now.
     async fn refresh_request(&self, id: i64) {
-        let store = self.escalator.store();
+        let store = self.context.store();
         let Ok(request) = store.request(id).await else { return };
-        let (Some(message_id), Ok(adapter)) = (request.message.clone(), self.adapter(&request.platform)) else {
+        let (Some(message_id), Ok(adapter)) = (request.message.clone(), self.context.adapter(&request.platform)) else {
             return;
         };
         let view = self.request_view(&request);
@@ -117,7 +124,7 @@ impl ChatCore {
 
     /// An Approve or Deny click: checked against the stored request and the current runbook.
     pub(crate) async fn vote(self: &Arc<Self>, origin: Origin, id: i64, approve: bool) -> Result<Reply, CoreError> {
-        let store = self.escalator.store();
+        let store = self.context.store();
         let request = store
             .request(id)
             .await
@@ -125,7 +132,7 @@ impl ChatCore {
         if request.platform != origin.platform {
             return Err(format!("request #{id} belongs to {}; vote there", request.platform).into());
         }
-        let current = self.catalogue.remediation(&request.action);
+        let current = self.context.catalogue.remediation(&request.action);
         let (hash, runbook_and_args) = match &current {
             Some((runbook, index)) => {
                 let pairs: Vec<(String, String)> = request.args.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -143,10 +150,15 @@ impl ChatCore {
             let remediation = &runbook.remediations[*index];
             let requester_cancels = !approve && origin.user.to_string() == request.requested_by;
             if !requester_cancels {
-                may_approve(remediation, &self.escalator.directory().groups, &request.requested_by, &origin.user)?;
+                may_approve(
+                    remediation,
+                    &self.context.escalator.directory().groups,
+                    &request.requested_by,
+                    &origin.user,
+                )?;
             }
         }
-        let outcome = store.vote(id, &origin.user.to_string(), approve, &hash, self.escalator.now()).await?;
+        let outcome = store.vote(id, &origin.user.to_string(), approve, &hash, self.context.now()).await?;
         match outcome {
             VoteOutcome::Counted { approvals, needed } => {
                 self.refresh_request(id).await;
@@ -157,8 +169,8 @@ impl ChatCore {
             VoteOutcome::Approved { .. } => {
                 self.refresh_request(id).await;
                 let (runbook, index, args) = runbook_and_args.ok_or("the remediation is no longer loaded")?;
-                let core = self.clone();
-                tokio::spawn(async move { core.run_approved(id, runbook, index, args).await });
+                let approvals = self.clone();
+                tokio::spawn(async move { approvals.run_approved(id, runbook, index, args).await });
                 Ok(Reply::Nothing)
             }
             VoteOutcome::Denied => {
@@ -192,8 +204,9 @@ impl ChatCore {
     /// plus 30 s (a replica would have finished or killed them by then). Each becomes
     /// `interrupted`, in the audit log and on the timeline, and its thread says so.
     async fn interrupt_dead_runs(&self, all: bool) {
-        let now = self.escalator.now();
+        let now = self.context.now();
         let longest = self
+            .context
             .catalogue
             .runbooks()
             .flat_map(|runbook| runbook.remediations.iter().map(|remediation| remediation.timeout))
@@ -202,7 +215,7 @@ impl ChatCore {
         let grace = chrono::Duration::from_std(longest + std::time::Duration::from_secs(30))
             .unwrap_or(chrono::Duration::hours(1));
         let started_before = if all { now } else { now - grace };
-        let interrupted = match self.escalator.store().interrupt_requests(started_before, now).await {
+        let interrupted = match self.context.store().interrupt_requests(started_before, now).await {
             Ok(interrupted) => interrupted,
             Err(error) => {
                 tracing::error!(%error, "Looking for interrupted remediations failed");
@@ -212,7 +225,7 @@ impl ChatCore {
         for request in interrupted {
             tracing::warn!(request = request.id, remediation = request.action, "Remediation was interrupted by a stop");
             self.refresh_request(request.id).await;
-            let Ok(adapter) = self.adapter(&request.platform) else { continue };
+            let Ok(adapter) = self.context.adapter(&request.platform) else { continue };
             let thread = request.thread.clone().or(request.message.clone());
             let message = Message::new().text(format!(
                 "⚠️ *{}* (request #{}) was interrupted: firebell stopped while it ran, so whether it took effect \
@@ -227,7 +240,7 @@ impl ChatCore {
 
     /// Runs an approved request once and reports in its thread, on the timeline and in the audit.
     async fn run_approved(self: Arc<Self>, id: i64, runbook: Arc<Runbook>, index: usize, args: Args) {
-        let store = self.escalator.store().clone();
+        let store = self.context.store().clone();
         let Ok(request) = store.request(id).await else { return };
         let name = runbook.remediations[index].name.clone();
         let mut events = self.runner.run_remediation(runbook, index, args);
@@ -255,12 +268,12 @@ impl ChatCore {
             Some(run) => (run.status == Status::Ok, run.summary.clone()),
             None => (false, "the run ended without a result".to_string()),
         };
-        if let Err(error) = store.finish_request(id, succeeded, &summary, self.escalator.now()).await {
+        if let Err(error) = store.finish_request(id, succeeded, &summary, self.context.now()).await {
             tracing::error!(%error, request = id, "Recording the remediation result failed");
         }
         tracing::info!(request = id, remediation = name, succeeded, "Remediation ran");
         self.refresh_request(id).await;
-        let Ok(adapter) = self.adapter(&request.platform) else { return };
+        let Ok(adapter) = self.context.adapter(&request.platform) else { return };
         let thread = request.thread.clone().or(request.message.clone());
         let mark = if succeeded { "✅" } else { "❌" };
         let mut message = Message::new().text(format!("{mark} *{name}* (request #{id}): {summary}"));
@@ -290,11 +303,11 @@ impl ChatCore {
     /// Also marks `interrupted` the requests whose run died with a bot (see [`Self::interrupt_dead_runs`]).
     pub async fn run_expiry(self: Arc<Self>, shutdown: CancellationToken) {
         // A SQLite store belongs to one bot, so at start whatever is `running` died with the last one.
-        let mut starting = self.escalator.store().backend() == "sqlite";
+        let mut starting = self.context.store().backend() == "sqlite";
         loop {
             self.interrupt_dead_runs(starting).await;
             starting = false;
-            self.expire_due(self.escalator.now()).await;
+            self.expire_due(self.context.now()).await;
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                 _ = shutdown.cancelled() => return,
@@ -305,7 +318,7 @@ impl ChatCore {
     /// One step of the expiry loop at `now` (tests drive it like `Escalator::fire_due`): the
     /// requests whose time is up are expired and their messages edited; returns their ids.
     pub async fn expire_due(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<i64> {
-        match self.escalator.store().expire_requests(now).await {
+        match self.context.store().expire_requests(now).await {
             Ok(expired) => {
                 let mut ids = Vec::new();
                 for request in expired {

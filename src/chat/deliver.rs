@@ -22,7 +22,7 @@ use super::message::{FileAttachment, Message};
 use super::{ChatAdapter, views};
 use crate::escalation::Escalator;
 use crate::health::{Health, supervise};
-use crate::incident::{Incident, TimelineEvent};
+use crate::incident::{ChatRef, Incident, TimelineEvent, TimelineKind};
 use crate::store::{OutboxItem, OutboxKind};
 
 /// Attempts before a platform gives an item up and the failure is put on the timeline.
@@ -228,8 +228,11 @@ impl Lane {
                 error,
                 "Giving up delivering a chat message"
             );
-            self.on_timeline(item, TimelineEvent::new(now, "notification_failed", None, detail(serde_json::json!({}))))
-                .await;
+            self.on_timeline(
+                item,
+                TimelineEvent::new(now, TimelineKind::NotificationFailed, None, detail(serde_json::json!({}))),
+            )
+            .await;
             self.finish(item).await;
             return;
         }
@@ -245,7 +248,8 @@ impl Lane {
         );
         if attempts == 1 {
             let retry = serde_json::json!({"retry_in_s": backoff.num_seconds()});
-            self.on_timeline(item, TimelineEvent::new(now, "notification_retrying", None, detail(retry))).await;
+            self.on_timeline(item, TimelineEvent::new(now, TimelineKind::NotificationRetrying, None, detail(retry)))
+                .await;
         }
         self.retries
             .lock()
@@ -298,8 +302,8 @@ impl Lane {
 
     /// Where the incident lives on this platform: (channel, root message id).
     fn home(incident: &Incident, platform: &str) -> Option<(String, String)> {
-        let entry = incident.chat.get(platform)?;
-        Some((entry.get("channel")?.as_str()?.to_string(), entry.get("message")?.as_str()?.to_string()))
+        let home = incident.chat.get(platform)?;
+        Some((home.channel.clone(), home.message.clone()))
     }
 
     async fn declared(
@@ -330,8 +334,8 @@ impl Lane {
         .await?;
         // Where it lives now, for this item's other parts (an earlier attempt's post is in the
         // incident as loaded).
-        if let (Some(message), serde_json::Value::Object(chat)) = (posted, &mut incident.chat) {
-            chat.insert(platform.to_string(), serde_json::json!({"channel": message.channel, "message": message.id}));
+        if let Some(message) = posted {
+            incident.chat.insert(platform.to_string(), ChatRef { channel: message.channel, message: message.id });
         }
         Ok(())
     }
@@ -441,16 +445,15 @@ fn change_note(incident: &Incident, adapter: &dyn ChatAdapter, queued_at: chrono
             })
             .unwrap_or_else(|| "someone".to_string())
     };
-    let Some(event) = incident
-        .timeline
-        .iter()
-        .rev()
-        .find(|event| event.at <= queued_at && matches!(event.kind.as_str(), "acknowledged" | "status"))
+    let Some(event) =
+        incident.timeline.iter().rev().find(|event| {
+            event.at <= queued_at && matches!(event.kind, TimelineKind::Acknowledged | TimelineKind::Status)
+        })
     else {
         return String::new();
     };
-    match event.kind.as_str() {
-        "acknowledged" => format!("👀 Acknowledged by {}; escalation stopped.", mention(&event.by)),
+    match event.kind {
+        TimelineKind::Acknowledged => format!("👀 Acknowledged by {}; escalation stopped.", mention(&event.by)),
         _ => {
             let phase = event.detail["phase"].as_str().unwrap_or("update");
             let text = event.detail["text"].as_str().unwrap_or("");

@@ -8,13 +8,16 @@
 //! there are is decided in one place: [`platform::from_config`].
 
 pub mod ack;
-pub mod approvals;
+mod approvals;
 pub mod console;
+mod context;
 pub mod core;
 pub mod deliver;
+mod diagnosis;
 pub mod discord;
 pub mod endpoint;
 pub mod grammar;
+mod incidents;
 pub mod memory;
 pub mod message;
 pub mod platform;

@@ -385,10 +385,10 @@ pub fn incident_people(incident: &Incident) -> Vec<String> {
             .flatten()
             .cloned()
             .collect();
-    let updates = incident
-        .timeline
-        .iter()
-        .filter(|event| matches!(event.kind.as_str(), "declared" | "acknowledged" | "status" | "resolved"));
+    let updates = incident.timeline.iter().filter(|event| {
+        use crate::incident::TimelineKind::*;
+        matches!(event.kind, Declared | Acknowledged | Status | Resolved)
+    });
     people.extend(updates.filter_map(|event| event.by.clone()));
     people.sort();
     people.dedup();

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::policy::Directory;
 use crate::clock::Clock;
 use crate::incident::summary::Templates;
-use crate::incident::{Incident, NewIncident, Resolution, TimelineEvent};
+use crate::incident::{Incident, NewIncident, Resolution, TimelineEvent, TimelineKind};
 use crate::store::{FiredStep, Store, StoreError};
 
 /// Steps fired per transaction.
@@ -110,7 +110,7 @@ impl Escalator {
     pub async fn record(
         &self,
         id: i64,
-        kind: &str,
+        kind: TimelineKind,
         by: Option<&str>,
         detail: serde_json::Value,
     ) -> Result<(), StoreError> {

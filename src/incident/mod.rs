@@ -1,6 +1,7 @@
 //! The incident model: states triggered → acknowledged → resolved, the timeline, and the rules
 //! for moving between states. Pure logic; the store persists it.
 
+pub mod lifecycle;
 pub mod summary;
 
 use std::fmt;
@@ -43,19 +44,98 @@ impl fmt::Display for IncidentStatus {
     }
 }
 
+/// Declares [`TimelineKind`] with each kind's name as stored and shown, in one list.
+macro_rules! timeline_kinds {
+    ($($(#[$doc:meta])* $kind:ident = $name:literal,)*) => {
+        /// What a timeline event records. Stored and shown by its name (`remediation_ran`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        pub enum TimelineKind {
+            $($(#[$doc])* #[serde(rename = $name)] $kind,)*
+        }
+
+        impl TimelineKind {
+            pub const ALL: &[TimelineKind] = &[$(TimelineKind::$kind,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(TimelineKind::$kind => $name,)*
+                }
+            }
+
+            pub fn parse(name: &str) -> Option<TimelineKind> {
+                match name {
+                    $($name => Some(TimelineKind::$kind),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+timeline_kinds! {
+    Declared = "declared",
+    Acknowledged = "acknowledged",
+    /// `/incident status`: phase, text and ETA.
+    Status = "status",
+    Resolved = "resolved",
+    /// An alert fired again soon after its incident resolved, and opened it again.
+    Reopened = "reopened",
+    /// An alert of the incident's fingerprint changed state.
+    Alert = "alert",
+    Escalated = "escalated",
+    /// A step was due but had nobody to page.
+    EscalationSkipped = "escalation_skipped",
+    /// Someone asked for the next step now (`/incident escalate`).
+    EscalationRequested = "escalation_requested",
+    Diagnosis = "diagnosis",
+    NotificationFailed = "notification_failed",
+    NotificationRetrying = "notification_retrying",
+    RemediationRequested = "remediation_requested",
+    /// One approval of several needed.
+    RemediationApproval = "remediation_approval",
+    RemediationApproved = "remediation_approved",
+    RemediationDenied = "remediation_denied",
+    RemediationExpired = "remediation_expired",
+    /// The runbook changed after the request; its approvals no longer apply.
+    RemediationStale = "remediation_stale",
+    RemediationRan = "remediation_ran",
+    /// The bot stopped while the remediation ran.
+    RemediationInterrupted = "remediation_interrupted",
+}
+
+impl fmt::Display for TimelineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Lets a story compare a kind with its name (`event.kind == TimelineKind::Escalated`).
+impl PartialEq<&str> for TimelineKind {
+    fn eq(&self, name: &&str) -> bool {
+        self.as_str() == *name
+    }
+}
+
 /// One entry of an incident's timeline: every change, check run, approval and notification.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TimelineEvent {
     pub at: DateTime<Utc>,
-    pub kind: String,
+    pub kind: TimelineKind,
     pub by: Option<String>,
     pub detail: serde_json::Value,
 }
 
 impl TimelineEvent {
-    pub fn new(at: DateTime<Utc>, kind: &str, by: Option<&str>, detail: serde_json::Value) -> Self {
-        Self { at, kind: kind.to_string(), by: by.map(str::to_string), detail }
+    pub fn new(at: DateTime<Utc>, kind: TimelineKind, by: Option<&str>, detail: serde_json::Value) -> Self {
+        Self { at, kind, by: by.map(str::to_string), detail }
     }
+}
+
+/// Where an incident lives on one chat platform: its notification, the root of its thread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatRef {
+    pub channel: String,
+    pub message: String,
 }
 
 /// An incident as the API, the CLI and the templates see it.
@@ -80,8 +160,8 @@ pub struct Incident {
     pub root_cause: Option<String>,
     pub fix: Option<String>,
     pub prevention: Option<String>,
-    /// Where the incident lives in chat: `{"slack": {"channel": …, "ts": …}}`.
-    pub chat: serde_json::Value,
+    /// Where the incident lives in chat, by platform: `{"slack": {"channel": …, "message": …}}`.
+    pub chat: std::collections::BTreeMap<String, ChatRef>,
     /// Firing alerts of its fingerprint that repeated while it was open, counted here rather
     /// than each put on the timeline; and when the last one came.
     pub alert_repeats: i64,
@@ -178,7 +258,11 @@ impl Incident {
 
     /// The highest escalation step reached (1-based), counting repeats, from the timeline.
     pub fn escalation_levels_reached(&self) -> Vec<serde_json::Value> {
-        self.timeline.iter().filter(|event| event.kind == "escalated").map(|event| event.detail.clone()).collect()
+        self.timeline
+            .iter()
+            .filter(|event| event.kind == TimelineKind::Escalated)
+            .map(|event| event.detail.clone())
+            .collect()
     }
 }
 
@@ -218,7 +302,7 @@ mod tests {
             root_cause: None,
             fix: None,
             prevention: None,
-            chat: serde_json::Value::Null,
+            chat: Default::default(),
             alert_repeats: 0,
             last_alert_at: None,
             timeline: Vec::new(),

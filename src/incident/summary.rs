@@ -43,7 +43,7 @@ use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use super::{Incident, IncidentStatus, Severity, TimelineEvent, human_duration};
+use super::{Incident, IncidentStatus, Severity, TimelineEvent, TimelineKind, human_duration};
 use crate::config::TemplatesConfig;
 
 /// How much work one rendering may do. MiniJinja charges one unit per instruction and one per
@@ -266,16 +266,16 @@ struct Remediation {
 impl<'a> Context<'a> {
     fn new(incident: &'a Incident, now: DateTime<Utc>) -> Context<'a> {
         let not_recorded = |text: &Option<String>| text.clone().unwrap_or_else(|| "not recorded".to_string());
-        let events = |kind: &'static str| incident.timeline.iter().filter(move |event| event.kind == kind);
+        let events = |kind: TimelineKind| incident.timeline.iter().filter(move |event| event.kind == kind);
         // The latest by time; on a tie the one recorded last, which is what `max_by_key` keeps.
-        let latest_update = events("status").max_by_key(|event| event.at).map(status_update);
+        let latest_update = events(TimelineKind::Status).max_by_key(|event| event.at).map(status_update);
         // An update without an ETA (`monitoring`, say) doesn't withdraw the one given before.
-        let latest_eta = events("status")
+        let latest_eta = events(TimelineKind::Status)
             .filter_map(|event| Some((event.at, text_field(&event.detail, "eta")?)))
             .max_by_key(|(at, _)| *at)
             .map(|(_, eta)| eta);
         let escalations: Vec<Escalation> =
-            events("escalated").map(|event| escalation(event, incident.started_at)).collect();
+            events(TimelineKind::Escalated).map(|event| escalation(event, incident.started_at)).collect();
         Context {
             id: incident.id,
             title: &incident.title,
@@ -305,8 +305,8 @@ impl<'a> Context<'a> {
             latest_update,
             highest_level: escalations.iter().map(|escalation| escalation.level).max().unwrap_or(0),
             escalations,
-            checks: events("diagnosis").flat_map(check_verdicts).collect(),
-            remediations: events("remediation_ran").map(remediation).collect(),
+            checks: events(TimelineKind::Diagnosis).flat_map(check_verdicts).collect(),
+            remediations: events(TimelineKind::RemediationRan).map(remediation).collect(),
             incident,
         }
     }
@@ -417,11 +417,11 @@ pub fn sample_incident() -> Incident {
     let at = |minutes: i64| started_at + chrono::Duration::minutes(minutes);
     let (oncall, secondary, lead) = ("slack:U01ONCALL", "slack:U02SECOND", "slack:U03LEAD");
     let timeline = vec![
-        TimelineEvent::new(at(0), "declared", None, json!({"source": "alertmanager"})),
-        TimelineEvent::new(at(0), "escalated", None, json!({"step": 0, "repeat": 0, "notified": [oncall]})),
+        TimelineEvent::new(at(0), TimelineKind::Declared, None, json!({"source": "alertmanager"})),
+        TimelineEvent::new(at(0), TimelineKind::Escalated, None, json!({"step": 0, "repeat": 0, "notified": [oncall]})),
         TimelineEvent::new(
             at(1),
-            "diagnosis",
+            TimelineKind::Diagnosis,
             None,
             json!({"topic": "queue", "checks": [
                 {"name": "trade queue depth", "status": "crit", "summary": "12400 jobs waiting (crit above 5000)"},
@@ -431,31 +431,31 @@ pub fn sample_incident() -> Incident {
         ),
         TimelineEvent::new(
             at(15),
-            "escalated",
+            TimelineKind::Escalated,
             None,
             json!({"step": 1, "repeat": 0, "notified": [secondary, "discord:4471"]}),
         ),
-        TimelineEvent::new(at(17), "acknowledged", Some(secondary), json!({})),
+        TimelineEvent::new(at(17), TimelineKind::Acknowledged, Some(secondary), json!({})),
         TimelineEvent::new(
             at(18),
-            "status",
+            TimelineKind::Status,
             Some(secondary),
             json!({"phase": "identified", "text": "Workers crash on a malformed order; restarting them.", "eta": "10:45 UTC"}),
         ),
-        TimelineEvent::new(at(20), "remediation_approved", Some(lead), json!({"name": "restart workers"})),
+        TimelineEvent::new(at(20), TimelineKind::RemediationApproved, Some(lead), json!({"name": "restart workers"})),
         TimelineEvent::new(
             at(21),
-            "remediation_ran",
+            TimelineKind::RemediationRan,
             Some(secondary),
             json!({"name": "restart workers", "approved_by": [lead], "status": "ok"}),
         ),
         TimelineEvent::new(
             at(25),
-            "status",
+            TimelineKind::Status,
             Some(secondary),
             json!({"phase": "monitoring", "text": "Queue is draining: 800 jobs left."}),
         ),
-        TimelineEvent::new(at(42), "resolved", Some(secondary), json!({})),
+        TimelineEvent::new(at(42), TimelineKind::Resolved, Some(secondary), json!({})),
     ];
     Incident {
         id: 7,
@@ -475,7 +475,11 @@ pub fn sample_incident() -> Incident {
         root_cause: Some("A malformed order crashed every worker that picked it up.".to_string()),
         fix: Some("Moved the order to the dead-letter queue and restarted the workers.".to_string()),
         prevention: Some("Validate orders before queueing; alert on worker heartbeats.".to_string()),
-        chat: json!({"slack": {"channel": "C0INCIDENTS", "ts": "1795341600.000100"}}),
+        chat: [(
+            "slack".to_string(),
+            super::ChatRef { channel: "C0INCIDENTS".into(), message: "1795341600.000100".into() },
+        )]
+        .into(),
         alert_repeats: 0,
         last_alert_at: None,
         timeline,
@@ -527,10 +531,10 @@ mod tests {
             root_cause: None,
             fix: None,
             prevention: None,
-            chat: Json::Null,
+            chat: Default::default(),
             alert_repeats: 0,
             last_alert_at: None,
-            timeline: vec![TimelineEvent::new(started_at, "declared", None, serde_json::json!({}))],
+            timeline: vec![TimelineEvent::new(started_at, TimelineKind::Declared, None, serde_json::json!({}))],
         }
     }
 
@@ -567,7 +571,7 @@ mod tests {
         let at = |minutes| incident.started_at + chrono::Duration::minutes(minutes);
         let escalated = |minutes, step, repeat, notified: &[&str]| {
             let detail = serde_json::json!({"step": step, "repeat": repeat, "notified": notified});
-            TimelineEvent::new(at(minutes), "escalated", None, detail)
+            TimelineEvent::new(at(minutes), TimelineKind::Escalated, None, detail)
         };
         let events = [escalated(0, 0, 0, &["slack:U1"]), escalated(10, 1, 0, &[]), escalated(20, 0, 1, &["slack:U1"])];
         incident.timeline.extend(events);
@@ -613,9 +617,9 @@ mod tests {
         let check = serde_json::json!({"name": "replica lag", "status": "warn", "summary": "x".repeat(200)});
         for round in 0..50 {
             let detail = serde_json::json!({"step": 0, "repeat": round, "notified": ["slack:U1", "slack:U2"]});
-            incident.timeline.push(TimelineEvent::new(at, "escalated", None, detail));
+            incident.timeline.push(TimelineEvent::new(at, TimelineKind::Escalated, None, detail));
             let detail = serde_json::json!({"topic": "db", "checks": [check.clone(), check.clone(), check.clone()]});
-            incident.timeline.push(TimelineEvent::new(at, "diagnosis", None, detail));
+            incident.timeline.push(TimelineEvent::new(at, TimelineKind::Diagnosis, None, detail));
         }
         let templates = Templates::shipped();
         let text = templates.resolution(&incident, at).unwrap();

@@ -21,7 +21,7 @@ use super::{
     StoreError, Vote, VoteOutcome, from_millis, millis,
 };
 use crate::config::Severity;
-use crate::incident::{Incident, IncidentStatus, NewIncident, Resolution, TimelineEvent};
+use crate::incident::{ChatRef, Incident, IncidentStatus, NewIncident, Resolution, TimelineEvent, TimelineKind};
 
 mod ingest;
 mod script;
@@ -100,7 +100,7 @@ pub struct SqlStore {
 }
 
 const INCIDENT_COLUMNS: &str = "id, title, severity, status, impact, commander, fingerprint, policy, declared_by, started_at, \
-     acknowledged_at, acknowledged_by, resolved_at, resolved_by, root_cause, fix, prevention, chat, alert_repeats, last_alert_at";
+     acknowledged_at, acknowledged_by, resolved_at, resolved_by, root_cause, fix, prevention, alert_repeats, last_alert_at";
 
 /// WAL size from which the background checkpointer copies the log into the database file.
 const CHECKPOINT_FROM_BYTES: u64 = 1024 * 1024;
@@ -285,7 +285,6 @@ impl SqlStore {
                 .bind(id)
                 .fetch_all(&mut *executor)
                 .await?;
-        incident.chat = serde_json::Value::Object(serde_json::Map::new());
         for reference in &refs {
             add_chat_ref(&mut incident, reference)?;
         }
@@ -316,8 +315,7 @@ impl SqlStore {
                 let query = chunk.iter().fold(sqlx::query(AssertSqlSafe(sql)), |query, id| query.bind(*id));
                 for row in query.fetch_all(&mut *executor).await? {
                     if step == 0 {
-                        let mut incident = incident_from_row(&row)?;
-                        incident.chat = serde_json::Value::Object(serde_json::Map::new());
+                        let incident = incident_from_row(&row)?;
                         loaded.insert(incident.id, incident);
                         continue;
                     }
@@ -341,7 +339,7 @@ impl SqlStore {
         sqlx::query("INSERT INTO timeline (incident_id, at, kind, actor, detail) VALUES ($1, $2, $3, $4, $5)")
             .bind(id)
             .bind(millis(event.at))
-            .bind(event.kind.clone())
+            .bind(event.kind.as_str())
             .bind(event.by.clone())
             .bind(event.detail.to_string())
             .execute(&mut *transaction)
@@ -482,14 +480,14 @@ impl SqlStore {
         transaction: &mut sqlx::AnyConnection,
         request: &RemediationRequest,
         actor: Option<&str>,
-        kind: &str,
+        kind: TimelineKind,
         detail: serde_json::Value,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO audit_log (at, actor, action, request_id, incident_id, detail) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(millis(at))
             .bind(actor.map(str::to_string))
-            .bind(kind.to_string())
+            .bind(kind.as_str())
             .bind(request.id)
             .bind(request.incident_id)
             .bind(detail.to_string())
@@ -534,7 +532,7 @@ impl SqlStore {
 
 fn declared_event(new: &NewIncident, steps: usize, at: DateTime<Utc>) -> TimelineEvent {
     let detail = json!({"title": new.title, "severity": new.severity, "impact": new.impact, "policy": new.policy, "steps_scheduled": steps});
-    TimelineEvent::new(at, "declared", new.declared_by.as_deref(), detail)
+    TimelineEvent::new(at, TimelineKind::Declared, new.declared_by.as_deref(), detail)
 }
 
 const REQUEST_COLUMNS: &str = "id, incident_id, topic, action, args, command, action_hash, requested_by, approvals_needed, platform, \
@@ -632,7 +630,7 @@ fn incident_from_row(row: &AnyRow) -> Result<Incident, StoreError> {
         root_cause: optional_text(row, "root_cause")?,
         fix: optional_text(row, "fix")?,
         prevention: optional_text(row, "prevention")?,
-        chat: serde_json::from_str(&text(row, "chat")?).unwrap_or(serde_json::Value::Null),
+        chat: Default::default(),
         alert_repeats: row.try_get("alert_repeats")?,
         last_alert_at: optional_time(row, "last_alert_at")?,
         timeline: Vec::new(),
@@ -641,19 +639,19 @@ fn incident_from_row(row: &AnyRow) -> Result<Incident, StoreError> {
 
 /// Adds one `chat_refs` row (platform, channel, message) to the incident's `chat` map.
 fn add_chat_ref(incident: &mut Incident, row: &AnyRow) -> Result<(), StoreError> {
-    if let serde_json::Value::Object(chat) = &mut incident.chat {
-        chat.insert(
-            text(row, "platform")?,
-            json!({"channel": text(row, "channel")?, "message": text(row, "message")?}),
-        );
-    }
+    let reference = ChatRef { channel: text(row, "channel")?, message: text(row, "message")? };
+    incident.chat.insert(text(row, "platform")?, reference);
     Ok(())
 }
 
 fn event_from_row(row: &AnyRow) -> Result<TimelineEvent, StoreError> {
     Ok(TimelineEvent {
         at: from_millis(row.try_get("at")?),
-        kind: text(row, "kind")?,
+        kind: {
+            let kind = text(row, "kind")?;
+            TimelineKind::parse(&kind)
+                .ok_or_else(|| StoreError::Database(format!("unknown timeline kind '{kind}' in the store")))?
+        },
         by: optional_text(row, "actor")?,
         detail: serde_json::from_str(&text(row, "detail")?).unwrap_or(serde_json::Value::Null),
     })
@@ -716,7 +714,7 @@ impl Store for SqlStore {
         Self::insert_event(
             &mut transaction,
             id,
-            &TimelineEvent::new(at, "acknowledged", Some(by), json!({"cancelled_steps": cancelled})),
+            &TimelineEvent::new(at, TimelineKind::Acknowledged, Some(by), json!({"cancelled_steps": cancelled})),
         )
         .await?;
         Self::enqueue(&mut transaction, id, OutboxKind::IncidentUpdated, at).await?;
@@ -746,7 +744,8 @@ impl Store for SqlStore {
             .await?;
         let cancelled = Self::cancel_timers(&mut transaction, id, at, &self.instance).await?;
         let detail = json!({"root_cause": resolution.root_cause, "fix": resolution.fix, "prevention": resolution.prevention, "cancelled_steps": cancelled});
-        Self::insert_event(&mut transaction, id, &TimelineEvent::new(at, "resolved", Some(by), detail)).await?;
+        Self::insert_event(&mut transaction, id, &TimelineEvent::new(at, TimelineKind::Resolved, Some(by), detail))
+            .await?;
         Self::enqueue(&mut transaction, id, OutboxKind::IncidentResolved, at).await?;
         let incident = self.load_incident(&mut transaction, id, false).await?;
         transaction.commit().await?;
@@ -805,7 +804,7 @@ impl Store for SqlStore {
                 Self::insert_event(
                     &mut transaction,
                     due.incident_id,
-                    &TimelineEvent::new(now, "escalation_skipped", None, detail),
+                    &TimelineEvent::new(now, TimelineKind::EscalationSkipped, None, detail),
                 )
                 .await?;
                 // Nobody to page at this step: the next one fires now instead of waiting.
@@ -822,7 +821,7 @@ impl Store for SqlStore {
                 Self::insert_event(
                     &mut transaction,
                     due.incident_id,
-                    &TimelineEvent::new(now, "escalated", None, detail),
+                    &TimelineEvent::new(now, TimelineKind::Escalated, None, detail),
                 )
                 .await?;
                 let payload = json!({"incident_id": due.incident_id, "step": due.step, "repeat": due.round, "policy": due.policy});
@@ -1029,7 +1028,7 @@ impl RemediationStore for SqlStore {
             &mut transaction,
             &request,
             Some(&request.requested_by),
-            "remediation_requested",
+            TimelineKind::RemediationRequested,
             detail,
             at,
         )
@@ -1074,15 +1073,30 @@ impl RemediationStore for SqlStore {
         };
         if request.expires_at <= at {
             Self::set_request_state(&mut transaction, id, "expired", at).await?;
-            Self::audit_request(&mut transaction, &request, None, "remediation_expired", detail(json!({})), at).await?;
+            Self::audit_request(
+                &mut transaction,
+                &request,
+                None,
+                TimelineKind::RemediationExpired,
+                detail(json!({})),
+                at,
+            )
+            .await?;
             transaction.commit().await?;
             return Ok(VoteOutcome::Expired);
         }
         if request.action_hash != current_hash {
             Self::set_request_state(&mut transaction, id, "stale", at).await?;
             let reason = json!({"reason": "the runbook changed since the request; request it again"});
-            Self::audit_request(&mut transaction, &request, Some(voter), "remediation_stale", detail(reason), at)
-                .await?;
+            Self::audit_request(
+                &mut transaction,
+                &request,
+                Some(voter),
+                TimelineKind::RemediationStale,
+                detail(reason),
+                at,
+            )
+            .await?;
             transaction.commit().await?;
             return Ok(VoteOutcome::Stale);
         }
@@ -1099,8 +1113,15 @@ impl RemediationStore for SqlStore {
         }
         if !approve {
             Self::set_request_state(&mut transaction, id, "denied", at).await?;
-            Self::audit_request(&mut transaction, &request, Some(voter), "remediation_denied", detail(json!({})), at)
-                .await?;
+            Self::audit_request(
+                &mut transaction,
+                &request,
+                Some(voter),
+                TimelineKind::RemediationDenied,
+                detail(json!({})),
+                at,
+            )
+            .await?;
             transaction.commit().await?;
             return Ok(VoteOutcome::Denied);
         }
@@ -1114,7 +1135,8 @@ impl RemediationStore for SqlStore {
         // Each approval is on the timeline too, with who and when: with `approvals = 2` the
         // first one would otherwise show only in the audit log.
         let counted = detail(json!({"approvals": approvals, "needed": request.approvals_needed}));
-        Self::audit_request(&mut transaction, &request, Some(voter), "remediation_approval", counted, at).await?;
+        Self::audit_request(&mut transaction, &request, Some(voter), TimelineKind::RemediationApproval, counted, at)
+            .await?;
         if approvals < request.approvals_needed {
             transaction.commit().await?;
             return Ok(VoteOutcome::Counted { approvals, needed: request.approvals_needed });
@@ -1124,7 +1146,7 @@ impl RemediationStore for SqlStore {
             &mut transaction,
             &request,
             Some(voter),
-            "remediation_approved",
+            TimelineKind::RemediationApproved,
             detail(json!({"approved_by": approvers})),
             at,
         )
@@ -1150,7 +1172,7 @@ impl RemediationStore for SqlStore {
             .execute(&mut *transaction)
             .await?;
         let detail = json!({"request": id, "name": request.action, "command": request.command, "approved_by": request.approvers(), "status": state, "result": result});
-        Self::audit_request(&mut transaction, &request, None, "remediation_ran", detail, at).await?;
+        Self::audit_request(&mut transaction, &request, None, TimelineKind::RemediationRan, detail, at).await?;
         let finished = self.load_request(&mut transaction, id, false).await?;
         transaction.commit().await?;
         Ok(finished)
@@ -1172,7 +1194,8 @@ impl RemediationStore for SqlStore {
             let request = self.load_request(&mut transaction, id, false).await?;
             Self::set_request_state(&mut transaction, id, "expired", now).await?;
             let detail = json!({"request": id, "name": request.action, "command": request.command, "expires_at": request.expires_at});
-            Self::audit_request(&mut transaction, &request, None, "remediation_expired", detail, now).await?;
+            Self::audit_request(&mut transaction, &request, None, TimelineKind::RemediationExpired, detail, now)
+                .await?;
             expired.push(RemediationRequest { state: "expired".into(), decided_at: Some(now), ..request });
         }
         transaction.commit().await?;
@@ -1203,7 +1226,8 @@ impl RemediationStore for SqlStore {
                 "started_at": request.decided_at,
                 "reason": "firebell stopped while it ran, so whether it took effect is unknown",
             });
-            Self::audit_request(&mut transaction, &request, None, "remediation_interrupted", detail, now).await?;
+            Self::audit_request(&mut transaction, &request, None, TimelineKind::RemediationInterrupted, detail, now)
+                .await?;
             interrupted.push(RemediationRequest { state: "interrupted".into(), decided_at: Some(now), ..request });
         }
         transaction.commit().await?;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use firebell::chat::core::{ChatCore, Permissions};
+use firebell::chat::core::{ChatCore, CoreParts, Permissions};
 use firebell::chat::deliver::Deliverer;
 use firebell::chat::memory::{MemoryAdapter, Recorded};
 use firebell::chat::{
@@ -223,17 +223,15 @@ impl Bot {
             Runner::new(Arc::new(Targets::new(targets)), redactor, 8).with_max_running(config.commands.max_running);
         let platform = Arc::new(TestPlatform::new(MemoryAdapter::new("slack", incident_channel)));
         let notify = Arc::new(Notify::new());
-        let core = Arc::new(
-            ChatCore::new(
-                Arc::new(catalogue),
-                runner,
-                escalator.clone(),
-                Permissions::from_config(&config.permissions),
-                notify.clone(),
-            )
-            .with_per_person(config.commands.per_person)
-            .with_adapter(platform.clone()),
-        );
+        let core = ChatCore::new(CoreParts {
+            catalogue: Arc::new(catalogue),
+            runner,
+            escalator: escalator.clone(),
+            permissions: Permissions::from_config(&config.permissions),
+            adapters: vec![platform.clone()],
+            deliver: notify.clone(),
+            per_person: config.commands.per_person,
+        });
         let deliverer = Deliverer::new(escalator.clone(), core.adapters().clone(), notify);
         Bot { scratch, clock, escalator, core, deliverer, platform }
     }

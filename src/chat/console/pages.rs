@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{Value as Json, json};
 
 use crate::incident::summary::Templates;
-use crate::incident::{Incident, human_duration};
+use crate::incident::{Incident, TimelineKind, human_duration};
 
 pub struct Pages {
     env: Environment<'static>,
@@ -42,7 +42,7 @@ struct CheckView {
 #[derive(Serialize)]
 struct EventView {
     at: String,
-    kind: String,
+    kind: &'static str,
     by: Option<String>,
     detail: String,
 }
@@ -119,7 +119,7 @@ impl Pages {
         let checks: Vec<CheckView> = incident
             .timeline
             .iter()
-            .filter(|event| event.kind == "diagnosis")
+            .filter(|event| event.kind == TimelineKind::Diagnosis)
             .flat_map(|event| {
                 let topic = event.detail["topic"].as_str().unwrap_or("").to_string();
                 let at = time(event.at);
@@ -137,14 +137,13 @@ impl Pages {
             .iter()
             .map(|event| EventView {
                 at: time(event.at),
-                kind: event.kind.clone(),
+                kind: event.kind.as_str(),
                 by: event.by.clone(),
                 detail: describe(&event.detail),
             })
             .collect();
-        let thread = incident.chat.get("console").and_then(|entry| {
-            Some(format!("/?channel={}&thread={}", entry.get("channel")?.as_str()?, entry.get("message")?.as_str()?))
-        });
+        let thread =
+            incident.chat.get("console").map(|home| format!("/?channel={}&thread={}", home.channel, home.message));
         self.render(
             "incident.html",
             json!({

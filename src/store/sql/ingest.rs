@@ -19,64 +19,18 @@ use sqlx::{Any, AssertSqlSafe, Row};
 
 use super::script::Script;
 use super::{Backend, SqlStore, declared_event, optional_time, text};
-use crate::incident::{NewIncident, TimelineEvent};
+use crate::incident::lifecycle::{self, Decision, Latest};
+use crate::incident::{NewIncident, TimelineEvent, TimelineKind};
 use crate::store::{AlertOutcome, IncomingAlert, NewTimer, OutboxKind, StoreError, millis};
 
-/// The newest incident of a fingerprint, as a batch of alerts sees it.
-#[derive(Debug, Clone)]
-struct LatestIncident {
-    id: i64,
-    open: bool,
-    resolved_at: Option<DateTime<Utc>>,
-}
-
-impl LatestIncident {
-    /// A row of `id, fingerprint, status, resolved_at` as its fingerprint and state.
-    fn read(row: &sqlx::any::AnyRow) -> Result<(String, LatestIncident), StoreError> {
-        let state = LatestIncident {
-            id: row.try_get("id")?,
-            open: text(row, "status")? != "resolved",
-            resolved_at: optional_time(row, "resolved_at")?,
-        };
-        Ok((text(row, "fingerprint")?, state))
-    }
-}
-
-/// What a firing alert does to its fingerprint's newest incident.
-enum Firing {
-    Repeat(i64),
-    Reopen(i64),
-    Open,
-}
-
-fn firing(current: Option<&LatestIncident>, at: DateTime<Utc>, flap_window: chrono::Duration) -> Firing {
-    match current {
-        Some(incident) if incident.open => Firing::Repeat(incident.id),
-        Some(LatestIncident { id, resolved_at: Some(resolved_at), .. }) if at - *resolved_at <= flap_window => {
-            Firing::Reopen(*id)
-        }
-        _ => Firing::Open,
-    }
-}
-
-/// How many incidents a batch opens. Only the state before the batch matters: once a fingerprint
-/// has an incident in the batch, later alerts repeat, resolve or re-open it (resolved "now" is
-/// always within the flap window), so each fingerprint opens at most one.
-fn incidents_to_open(
-    alerts: &[IncomingAlert],
-    latest: &HashMap<String, LatestIncident>,
-    at: DateTime<Utc>,
-    flap_window: chrono::Duration,
-) -> usize {
-    let mut opening: Vec<&str> = alerts
-        .iter()
-        .filter(|alert| alert.firing)
-        .filter(|alert| matches!(firing(latest.get(&alert.fingerprint), at, flap_window), Firing::Open))
-        .map(|alert| alert.fingerprint.as_str())
-        .collect();
-    opening.sort_unstable();
-    opening.dedup();
-    opening.len()
+/// A row of `id, fingerprint, status, resolved_at` as its fingerprint and newest incident.
+fn read_latest(row: &sqlx::any::AnyRow) -> Result<(String, Latest), StoreError> {
+    let state = Latest {
+        id: row.try_get("id")?,
+        open: text(row, "status")? != "resolved",
+        resolved_at: optional_time(row, "resolved_at")?,
+    };
+    Ok((text(row, "fingerprint")?, state))
 }
 
 struct AlertRow {
@@ -131,7 +85,8 @@ impl SqlStore {
         if self.backend == Backend::Postgres {
             self.lock_reopen_candidates(&mut batch.connection, &mut latest, at, flap_window).await?;
         }
-        let wanted = incidents_to_open(alerts, &latest, at, flap_window);
+        let firing = alerts.iter().map(|alert| (alert.fingerprint.as_str(), alert.firing));
+        let wanted = lifecycle::incidents_to_open(firing, &latest, at, flap_window);
         let mut ids = self.reserve_incident_ids(&mut batch.connection, wanted, last_id).await?.into_iter();
 
         let mut script = Script::new(self.backend);
@@ -148,71 +103,72 @@ impl SqlStore {
         for alert in alerts {
             let status = if alert.firing { "firing" } else { "resolved" };
             let source = alert.source.as_str();
-            let event = |kind: &str, detail: serde_json::Value| TimelineEvent::new(at, kind, Some(source), detail);
-            let current = latest.get(&alert.fingerprint);
-            let outcome = if alert.firing {
-                match firing(current, at, flap_window) {
-                    Firing::Repeat(id) => {
-                        *rows.repeats.entry(id).or_default() += 1;
-                        AlertOutcome::Repeated(id)
-                    }
-                    Firing::Reopen(id) => {
-                        self.write_incidents(&mut script, &mut rows);
-                        let sql = format!(
-                            "UPDATE incidents SET status = 'triggered', resolved_at = NULL, resolved_by = NULL, \
-                             acknowledged_at = NULL, acknowledged_by = NULL WHERE id = {}",
-                            self.backend.parameter(1)
-                        );
-                        script.statement(&sql).bind(id);
-                        let detail = json!({"reason": "the alert fired again within the flap window", "flap_window_s": flap_window.num_seconds()});
-                        rows.events.push((id, event("reopened", detail)));
-                        rows.timers.extend(alert.timers.iter().map(|timer| (id, timer)));
-                        rows.notices.push((id, OutboxKind::IncidentUpdated));
-                        AlertOutcome::Reopened(id)
-                    }
-                    Firing::Open => {
-                        let id = ids.next().ok_or_else(|| {
-                            StoreError::Database("an alert batch opened more incidents than it reserved ids for".into())
-                        })?;
-                        rows.incidents.push((id, &alert.incident));
-                        rows.events.push((id, declared_event(&alert.incident, alert.timers.len(), at)));
-                        // The incident shows what fired: the labels the routes matched on.
-                        let labels = alert.payload.get("labels");
-                        rows.events.push((id, event("alert", json!({"status": status, "labels": labels}))));
-                        rows.timers.extend(alert.timers.iter().map(|timer| (id, timer)));
-                        rows.notices.push((id, OutboxKind::IncidentDeclared));
-                        AlertOutcome::Opened(id)
-                    }
+            let event =
+                |kind: TimelineKind, detail: serde_json::Value| TimelineEvent::new(at, kind, Some(source), detail);
+            let current = latest.get(&alert.fingerprint).copied();
+            let decision = lifecycle::decide(current.as_ref(), alert.firing, alert.resolve, at, flap_window);
+            let outcome = match decision {
+                Decision::Repeat(id) => {
+                    *rows.repeats.entry(id).or_default() += 1;
+                    AlertOutcome::Repeated(id)
                 }
-            } else {
-                match current {
-                    Some(incident) if incident.open && alert.resolve => {
-                        let id = incident.id;
-                        self.write_incidents(&mut script, &mut rows);
-                        let parameter = |n| self.backend.parameter(n);
-                        let sql = format!(
-                            "UPDATE incidents SET status = 'resolved', resolved_at = {}, resolved_by = {} WHERE id = {}",
-                            parameter(1),
-                            parameter(2),
-                            parameter(3)
-                        );
-                        script.statement(&sql).bind(millis(at)).bind(source.to_string()).bind(id);
-                        // The timeline tells how many steps resolving cancelled: that count needs
-                        // the script so far to have run.
-                        script.run(&mut batch.connection).await?;
-                        let cancelled = Self::cancel_timers(&mut batch.connection, id, at, &self.instance).await?;
-                        let detail = json!({"note": "the alert resolved", "cancelled_steps": cancelled});
-                        rows.events.push((id, event("resolved", detail)));
-                        rows.notices.push((id, OutboxKind::IncidentResolved));
-                        AlertOutcome::Resolved(id)
-                    }
-                    Some(incident) if incident.open => {
-                        let detail = json!({"status": status, "note": "the alert resolved; this route leaves resolving to people"});
-                        rows.events.push((incident.id, event("alert", detail)));
-                        AlertOutcome::Repeated(incident.id)
-                    }
-                    _ => AlertOutcome::Ignored,
+                Decision::Reopen(id) => {
+                    self.write_incidents(&mut script, &mut rows);
+                    let sql = format!(
+                        "UPDATE incidents SET status = 'triggered', resolved_at = NULL, resolved_by = NULL, \
+                         acknowledged_at = NULL, acknowledged_by = NULL WHERE id = {}",
+                        self.backend.parameter(1)
+                    );
+                    script.statement(&sql).bind(id);
+                    let detail = json!({"reason": "the alert fired again within the flap window", "flap_window_s": flap_window.num_seconds()});
+                    rows.events.push((id, event(TimelineKind::Reopened, detail)));
+                    rows.timers.extend(alert.timers.iter().map(|timer| (id, timer)));
+                    rows.notices.push((id, OutboxKind::IncidentUpdated));
+                    AlertOutcome::Reopened(id)
                 }
+                Decision::Open => {
+                    let id = ids.next().ok_or_else(|| {
+                        StoreError::Database("an alert batch opened more incidents than it reserved ids for".into())
+                    })?;
+                    rows.incidents.push((id, &alert.incident));
+                    rows.events.push((id, declared_event(&alert.incident, alert.timers.len(), at)));
+                    // The incident shows what fired: the labels the routes matched on.
+                    let labels = alert.payload.get("labels");
+                    rows.events.push((id, event(TimelineKind::Alert, json!({"status": status, "labels": labels}))));
+                    rows.timers.extend(alert.timers.iter().map(|timer| (id, timer)));
+                    rows.notices.push((id, OutboxKind::IncidentDeclared));
+                    AlertOutcome::Opened(id)
+                }
+                Decision::Resolve(id) => {
+                    self.write_incidents(&mut script, &mut rows);
+                    let parameter = |n| self.backend.parameter(n);
+                    let sql = format!(
+                        "UPDATE incidents SET status = 'resolved', resolved_at = {}, resolved_by = {} WHERE id = {}",
+                        parameter(1),
+                        parameter(2),
+                        parameter(3)
+                    );
+                    script.statement(&sql).bind(millis(at)).bind(source.to_string()).bind(id);
+                    // The timeline tells how many steps resolving cancelled: that count needs
+                    // the script so far to have run.
+                    script.run(&mut batch.connection).await?;
+                    let cancelled = Self::cancel_timers(&mut batch.connection, id, at, &self.instance).await?;
+                    let detail = json!({"note": "the alert resolved", "cancelled_steps": cancelled});
+                    rows.events.push((id, event(TimelineKind::Resolved, detail)));
+                    rows.notices.push((id, OutboxKind::IncidentResolved));
+                    AlertOutcome::Resolved(id)
+                }
+                Decision::Note(id) => {
+                    let detail =
+                        json!({"status": status, "note": "the alert resolved; this route leaves resolving to people"});
+                    rows.events.push((id, event(TimelineKind::Alert, detail)));
+                    AlertOutcome::Repeated(id)
+                }
+                Decision::Ignore => AlertOutcome::Ignored,
+            };
+            let opened = match outcome {
+                AlertOutcome::Opened(id) => Some(id),
+                _ => None,
             };
             let incident_id = match outcome {
                 AlertOutcome::Opened(id)
@@ -221,14 +177,8 @@ impl SqlStore {
                 | AlertOutcome::Resolved(id) => Some(id),
                 AlertOutcome::Ignored => None,
             };
-            match outcome {
-                AlertOutcome::Opened(id) | AlertOutcome::Reopened(id) => {
-                    latest.insert(alert.fingerprint.clone(), LatestIncident { id, open: true, resolved_at: None });
-                }
-                AlertOutcome::Resolved(id) => {
-                    latest.insert(alert.fingerprint.clone(), LatestIncident { id, open: false, resolved_at: Some(at) });
-                }
-                AlertOutcome::Repeated(_) | AlertOutcome::Ignored => {}
+            if let Some(next) = lifecycle::after(current, decision, opened, at) {
+                latest.insert(alert.fingerprint.clone(), next);
             }
             rows.alerts.push(AlertRow {
                 source: source.to_string(),
@@ -258,7 +208,7 @@ impl SqlStore {
         &self,
         connection: &mut sqlx::AnyConnection,
         fingerprints: &[&str],
-    ) -> Result<(HashMap<String, LatestIncident>, Option<i64>), StoreError> {
+    ) -> Result<(HashMap<String, Latest>, Option<i64>), StoreError> {
         const NEWEST: &str = "SELECT i.id, i.fingerprint, i.status, i.resolved_at FROM incidents i JOIN \
              (SELECT MAX(id) AS id FROM incidents WHERE fingerprint IN {} GROUP BY fingerprint) newest ON newest.id = i.id";
         let mut latest = HashMap::with_capacity(fingerprints.len());
@@ -269,7 +219,7 @@ impl SqlStore {
                     last_id = Some(row.try_get("last_id")?);
                     continue;
                 }
-                let (fingerprint, state) = LatestIncident::read(&row)?;
+                let (fingerprint, state) = read_latest(&row)?;
                 latest.insert(fingerprint, state);
             }
             Ok(())
@@ -324,13 +274,15 @@ impl SqlStore {
     async fn lock_reopen_candidates(
         &self,
         connection: &mut sqlx::AnyConnection,
-        latest: &mut HashMap<String, LatestIncident>,
+        latest: &mut HashMap<String, Latest>,
         at: DateTime<Utc>,
         flap_window: chrono::Duration,
     ) -> Result<(), StoreError> {
         let mut candidates: Vec<i64> = latest
             .values()
-            .filter(|incident| matches!(firing(Some(incident), at, flap_window), Firing::Reopen(_)))
+            .filter(|incident| {
+                matches!(lifecycle::decide(Some(incident), true, false, at, flap_window), Decision::Reopen(_))
+            })
             .map(|incident| incident.id)
             .collect();
         if candidates.is_empty() {
@@ -347,7 +299,7 @@ impl SqlStore {
             query = query.bind(*id);
         }
         for row in query.fetch_all(&mut *connection).await? {
-            let (fingerprint, state) = LatestIncident::read(&row)?;
+            let (fingerprint, state) = read_latest(&row)?;
             latest.insert(fingerprint, state);
         }
         Ok(())
@@ -434,7 +386,7 @@ impl SqlStore {
                 script
                     .bind(*id)
                     .bind(millis(event.at))
-                    .bind(event.kind.clone())
+                    .bind(event.kind.as_str())
                     .bind(event.by.clone())
                     .bind(event.detail.to_string());
             }
