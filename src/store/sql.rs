@@ -499,6 +499,38 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Ends up to 100 requests in `ending.state` whose `ending.since` is at or before
+    /// `ending.before`: each becomes `ending.becomes` with its audit entry and timeline event, in
+    /// one transaction (on PostgreSQL skipping rows another replica is ending); returns them.
+    async fn end_requests(
+        &self,
+        ending: Ending,
+        kind: TimelineKind,
+        detail: impl Fn(&RemediationRequest) -> serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RemediationRequest>, StoreError> {
+        let mut transaction = self.begin().await?;
+        let claim = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
+        let Ending { state, since, before, becomes } = ending;
+        let sql = format!(
+            "SELECT id FROM remediation_requests WHERE state = '{state}' AND {since} <= $1 ORDER BY id LIMIT 100{claim}"
+        );
+        let ids: Vec<i64> =
+            sqlx::query_scalar(AssertSqlSafe(sql)).bind(millis(before)).fetch_all(&mut *transaction).await?;
+        let mut ended = Vec::with_capacity(ids.len());
+        for id in ids {
+            let request = self.load_request(&mut transaction, id, false).await?;
+            Self::set_request_state(&mut transaction, id, becomes, now).await?;
+            Self::audit_request(&mut transaction, &request, None, kind, detail(&request), now).await?;
+            ended.push(RemediationRequest { state: becomes.into(), decided_at: Some(now), ..request });
+        }
+        transaction.commit().await?;
+        Ok(ended)
+    }
+
     async fn set_request_state(
         transaction: &mut sqlx::AnyConnection,
         id: i64,
@@ -642,6 +674,15 @@ fn add_chat_ref(incident: &mut Incident, row: &AnyRow) -> Result<(), StoreError>
     let reference = ChatRef { channel: text(row, "channel")?, message: text(row, "message")? };
     incident.chat.insert(text(row, "platform")?, reference);
     Ok(())
+}
+
+/// Which requests [`SqlStore::end_requests`] ends, and how: its fields are the code's own
+/// constants, never input.
+struct Ending {
+    state: &'static str,
+    since: &'static str,
+    before: DateTime<Utc>,
+    becomes: &'static str,
 }
 
 fn event_from_row(row: &AnyRow) -> Result<TimelineEvent, StoreError> {
@@ -1179,27 +1220,9 @@ impl RemediationStore for SqlStore {
     }
 
     async fn expire_requests(&self, now: DateTime<Utc>) -> Result<Vec<RemediationRequest>, StoreError> {
-        let mut transaction = self.begin().await?;
-        let claim = match self.backend {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        };
-        let sql = format!(
-            "SELECT id FROM remediation_requests WHERE state = 'pending' AND expires_at <= $1 ORDER BY id LIMIT 100{claim}"
-        );
-        let ids: Vec<i64> =
-            sqlx::query_scalar(AssertSqlSafe(sql)).bind(millis(now)).fetch_all(&mut *transaction).await?;
-        let mut expired = Vec::with_capacity(ids.len());
-        for id in ids {
-            let request = self.load_request(&mut transaction, id, false).await?;
-            Self::set_request_state(&mut transaction, id, "expired", now).await?;
-            let detail = json!({"request": id, "name": request.action, "command": request.command, "expires_at": request.expires_at});
-            Self::audit_request(&mut transaction, &request, None, TimelineKind::RemediationExpired, detail, now)
-                .await?;
-            expired.push(RemediationRequest { state: "expired".into(), decided_at: Some(now), ..request });
-        }
-        transaction.commit().await?;
-        Ok(expired)
+        let detail = |request: &RemediationRequest| json!({"request": request.id, "name": request.action, "command": request.command, "expires_at": request.expires_at});
+        let expiring = Ending { state: "pending", since: "expires_at", before: now, becomes: "expired" };
+        self.end_requests(expiring, TimelineKind::RemediationExpired, detail, now).await
     }
 
     async fn interrupt_requests(
@@ -1207,31 +1230,15 @@ impl RemediationStore for SqlStore {
         started_before: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Vec<RemediationRequest>, StoreError> {
-        let mut transaction = self.begin().await?;
-        let claim = match self.backend {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        };
-        let sql = format!(
-            "SELECT id FROM remediation_requests WHERE state = 'running' AND decided_at <= $1 ORDER BY id LIMIT 100{claim}"
-        );
-        let ids: Vec<i64> =
-            sqlx::query_scalar(AssertSqlSafe(sql)).bind(millis(started_before)).fetch_all(&mut *transaction).await?;
-        let mut interrupted = Vec::with_capacity(ids.len());
-        for id in ids {
-            let request = self.load_request(&mut transaction, id, false).await?;
-            Self::set_request_state(&mut transaction, id, "interrupted", now).await?;
-            let detail = json!({
-                "request": id, "name": request.action, "command": request.command, "approved_by": request.approvers(),
-                "started_at": request.decided_at,
+        let detail = |request: &RemediationRequest| {
+            json!({
+                "request": request.id, "name": request.action, "command": request.command,
+                "approved_by": request.approvers(), "started_at": request.decided_at,
                 "reason": "firebell stopped while it ran, so whether it took effect is unknown",
-            });
-            Self::audit_request(&mut transaction, &request, None, TimelineKind::RemediationInterrupted, detail, now)
-                .await?;
-            interrupted.push(RemediationRequest { state: "interrupted".into(), decided_at: Some(now), ..request });
-        }
-        transaction.commit().await?;
-        Ok(interrupted)
+            })
+        };
+        let dead = Ending { state: "running", since: "decided_at", before: started_before, becomes: "interrupted" };
+        self.end_requests(dead, TimelineKind::RemediationInterrupted, detail, now).await
     }
 
     async fn audit(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
