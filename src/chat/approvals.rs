@@ -11,8 +11,9 @@ use super::context::{Context, CoreError};
 use super::message::{FileAttachment, Message};
 use super::{MessageRef, Origin, Reply, views};
 use crate::check::Status;
+use crate::incident::TimelineKind;
 use crate::remediation::{REQUEST_LIFETIME, action_hash, describe_action, may_approve};
-use crate::runbook::{Args, CheckEvent, Runbook, Runner};
+use crate::runbook::{Args, CheckEvent, CheckRun, Runbook, Runner};
 use crate::store::{NewRequest, RemediationRequest, VoteOutcome};
 
 /// Output up to this size is shown inline after a run; beyond it, as a file.
@@ -243,7 +244,16 @@ impl Approvals {
         let store = self.context.store().clone();
         let Ok(request) = store.request(id).await else { return };
         let name = runbook.remediations[index].name.clone();
-        let mut events = self.runner.run_remediation(runbook, index, args);
+        // The checks that judge the fix, read once before it runs and again after.
+        let verify = runbook.remediations[index].verify.clone().map(|verify| {
+            let pairs: Vec<(String, String)> = request.args.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            (verify, runbook.bind_args(&pairs))
+        });
+        let before = match &verify {
+            Some((verify, Ok(check_args))) => self.verdicts(&runbook, &verify.checks, check_args.clone()).await,
+            _ => Vec::new(),
+        };
+        let mut events = self.runner.run_remediation(runbook.clone(), index, args);
         // One text bounded by bytes (the run itself stops at max_output, and this holds if not).
         let keep_at_most = self.runner.max_output();
         let mut output = String::new();
@@ -297,6 +307,78 @@ impl Approvals {
                 tracing::warn!(%error, request = id, "Uploading the remediation output failed");
             }
         }
+        if !succeeded {
+            return;
+        }
+        let message = match verify {
+            None => return,
+            Some((verify, Ok(check_args))) => {
+                tokio::time::sleep(verify.after).await;
+                let after = self.verdicts(&runbook, &verify.checks, check_args).await;
+                self.record_verification(&request, &name, before, after).await
+            }
+            Some((_, Err(error))) => Message::new().text(format!(
+                "Verification of *{name}* (request #{id}) could not run its checks: {error}. Run /diagnose {} to see \
+                 whether it worked.",
+                runbook.name
+            )),
+        };
+        if let Err(error) = adapter.post(&request.channel, thread.as_deref(), &message).await {
+            tracing::warn!(%error, request = id, "Posting the verification failed");
+        }
+    }
+
+    /// The verdicts of `runbook`'s checks at `indices`, in that order.
+    async fn verdicts(&self, runbook: &Arc<Runbook>, indices: &[usize], args: Args) -> Vec<CheckRun> {
+        let mut events = self.runner.run_checks(runbook.clone(), indices, args);
+        let mut runs = Vec::new();
+        while let Some(event) = events.recv().await {
+            if let CheckEvent::Finished(run) = event {
+                runs.push(run);
+            }
+        }
+        let position = |run: &CheckRun| indices.iter().position(|index| runbook.checks[*index].name == run.name);
+        runs.sort_by_key(position);
+        runs
+    }
+
+    /// Records a remediation's verification on its incident's timeline (`remediation_verified`)
+    /// and returns the message that shows it: each check before → after, fixed when every one
+    /// is ok after.
+    async fn record_verification(
+        &self,
+        request: &RemediationRequest,
+        name: &str,
+        before: Vec<CheckRun>,
+        after: Vec<CheckRun>,
+    ) -> Message {
+        let fixed = !after.is_empty() && after.iter().all(|run| run.status == Status::Ok);
+        let checks: Vec<views::VerifiedCheck> = after
+            .iter()
+            .map(|run| views::VerifiedCheck {
+                name: run.name.clone(),
+                before: before.iter().find(|earlier| earlier.name == run.name).map(|earlier| earlier.status),
+                after: run.status,
+                summary: run.summary.clone(),
+            })
+            .collect();
+        let statuses = |runs: &[CheckRun]| -> serde_json::Map<String, serde_json::Value> {
+            runs.iter().map(|run| (run.name.clone(), serde_json::json!(run.status))).collect()
+        };
+        tracing::info!(request = request.id, remediation = name, fixed, "Remediation verified");
+        if let Some(incident) = request.incident_id {
+            let detail = serde_json::json!({
+                "request": request.id, "name": name, "before": statuses(&before), "after": statuses(&after),
+                "fixed": fixed,
+                "checks": after.iter().map(|run| serde_json::json!({"name": run.name, "status": run.status, "summary": run.summary})).collect::<Vec<_>>(),
+            });
+            if let Err(error) =
+                self.context.escalator.record(incident, TimelineKind::RemediationVerified, None, detail).await
+            {
+                tracing::error!(%error, request = request.id, "Recording the verification failed");
+            }
+        }
+        views::verification(name, request.id, &checks, fixed)
     }
 
     /// Expires requests whose time is up, every second until `shutdown`; their messages say so.

@@ -460,3 +460,32 @@ pub(crate) fn sample_diagnosis(finished: bool, requested_by: &str) -> Message {
     })
     .mentioning([requested_by.trim_start_matches("<@").trim_end_matches('>')])
 }
+
+/// One re-run check of a remediation's verification: its verdict before the remediation ran
+/// (when it could be read) and after.
+pub struct VerifiedCheck {
+    pub name: String,
+    pub before: Option<Status>,
+    pub after: Status,
+    pub summary: String,
+}
+
+/// The Verification message in a remediation's thread: each check before → after, and whether
+/// the remediation fixed things (every re-run check ok).
+pub fn verification(remediation: &str, request: i64, checks: &[VerifiedCheck], fixed: bool) -> Message {
+    let verdict = if fixed { "✅ fixed" } else { "❌ not fixed" };
+    let lines: Vec<String> = checks
+        .iter()
+        .map(|check| {
+            let before = match check.before {
+                Some(status) => format!("{} {}", status_mark(status), status.name()),
+                None => "not read".to_string(),
+            };
+            let after = format!("{} {}", status_mark(check.after), check.after.name());
+            format!("• *{}*: {before} → {after} — {}", check.name, check.summary)
+        })
+        .collect();
+    Message::new()
+        .header(format!("Verification: {remediation} (request #{request})"))
+        .text(format!("{verdict}\n{}", lines.join("\n")))
+}

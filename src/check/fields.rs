@@ -19,8 +19,8 @@ use crate::template::{ArgSpec, Template};
 /// Keys any check may have besides `name` and `kind`.
 pub const CHECK_KEYS: [&str; 4] = ["timeout", "expect", "warn", "crit"];
 /// Keys any remediation may have besides `name` and `kind`.
-pub const REMEDIATION_KEYS: [&str; 6] =
-    ["summary", "timeout", "approvals", "approvers", "self_approve", "suggest_when"];
+pub const REMEDIATION_KEYS: [&str; 8] =
+    ["summary", "timeout", "approvals", "approvers", "self_approve", "suggest_when", "verify_checks", "verify_after"];
 
 /// The keys every `[[checks]]` or `[[remediations]]` table may have, whatever its kind.
 #[derive(Deserialize)]
@@ -37,6 +37,8 @@ pub struct RawAction {
     pub approvers: Option<Spanned<Vec<String>>>,
     pub self_approve: Option<Spanned<bool>>,
     pub suggest_when: Option<Spanned<String>>,
+    pub verify_checks: Option<Spanned<Vec<String>>>,
+    pub verify_after: Option<Spanned<Dur>>,
 }
 
 impl RawAction {
@@ -71,6 +73,8 @@ impl RawAction {
             ("approvers", span(&self.approvers)),
             ("self_approve", span(&self.self_approve)),
             ("suggest_when", span(&self.suggest_when)),
+            ("verify_checks", span(&self.verify_checks)),
+            ("verify_after", span(&self.verify_after)),
         ];
         all.into_iter().filter_map(|(key, span)| span.map(|span| (key, span))).collect()
     }

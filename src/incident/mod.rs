@@ -101,6 +101,8 @@ timeline_kinds! {
     RemediationRan = "remediation_ran",
     /// The bot stopped while the remediation ran.
     RemediationInterrupted = "remediation_interrupted",
+    /// Its checks re-ran after it ran: `before`, `after` and `fixed` (SPEC §11).
+    RemediationVerified = "remediation_verified",
 }
 
 impl fmt::Display for TimelineKind {

@@ -261,6 +261,8 @@ struct Remediation {
     approved_by: Vec<String>,
     by: Option<String>,
     at: String,
+    /// "fixed" or "not fixed" once its checks re-ran (`remediation_verified`).
+    verified: Option<&'static str>,
 }
 
 impl<'a> Context<'a> {
@@ -306,7 +308,9 @@ impl<'a> Context<'a> {
             highest_level: escalations.iter().map(|escalation| escalation.level).max().unwrap_or(0),
             escalations,
             checks: events(TimelineKind::Diagnosis).flat_map(check_verdicts).collect(),
-            remediations: events(TimelineKind::RemediationRan).map(remediation).collect(),
+            remediations: events(TimelineKind::RemediationRan)
+                .map(|ran| remediation(ran, events(TimelineKind::RemediationVerified)))
+                .collect(),
             incident,
         }
     }
@@ -363,8 +367,12 @@ fn check_verdicts(event: &TimelineEvent) -> Vec<CheckVerdict> {
         .collect()
 }
 
-fn remediation(event: &TimelineEvent) -> Remediation {
+/// A remediation that ran, with its verification if one of `verifications` is of its request.
+fn remediation<'a>(event: &TimelineEvent, mut verifications: impl Iterator<Item = &'a TimelineEvent>) -> Remediation {
     let status = text_field(&event.detail, "status").unwrap_or_else(|| "unknown".to_string());
+    let verified = verifications
+        .find(|verified| verified.detail["request"] == event.detail["request"])
+        .map(|verified| if verified.detail["fixed"] == true { "fixed" } else { "not fixed" });
     Remediation {
         name: text_field(&event.detail, "name").unwrap_or_default(),
         status_upper: status.to_uppercase(),
@@ -372,6 +380,7 @@ fn remediation(event: &TimelineEvent) -> Remediation {
         approved_by: text_list(&event.detail["approved_by"]),
         by: event.by.clone(),
         at: rfc3339(event.at),
+        verified,
     }
 }
 
@@ -447,7 +456,13 @@ pub fn sample_incident() -> Incident {
             at(21),
             TimelineKind::RemediationRan,
             Some(secondary),
-            json!({"name": "restart workers", "approved_by": [lead], "status": "ok"}),
+            json!({"request": 3, "name": "restart workers", "approved_by": [lead], "status": "ok"}),
+        ),
+        TimelineEvent::new(
+            at(22),
+            TimelineKind::RemediationVerified,
+            None,
+            json!({"request": 3, "name": "restart workers", "before": {"depth": "crit"}, "after": {"depth": "ok"}, "fixed": true}),
         ),
         TimelineEvent::new(
             at(25),

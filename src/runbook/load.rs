@@ -12,7 +12,7 @@ use serde::de::IgnoredAny;
 use toml::de::{DeTable, DeValue};
 
 use super::expr::Expr;
-use super::{CheckSpec, DEFAULT_TIMEOUT, Remediation, Runbook};
+use super::{CheckSpec, DEFAULT_TIMEOUT, Remediation, Runbook, Verify};
 use crate::check::{Fields, Kind, RawAction, TargetRefs};
 use crate::source::{LoadError, SourceFile};
 use crate::template::ArgSpec;
@@ -173,7 +173,7 @@ pub(super) fn load_runbook(source: &SourceFile, targets: &TargetRefs) -> Result<
             used_args: BTreeSet::new(),
             url_args: BTreeSet::new(),
         };
-        if let Some(mut remediation) = load_remediation(&mut fields) {
+        if let Some(mut remediation) = load_remediation(&mut fields, &checks) {
             remediation.args = fields.used_args.clone();
             remediations.push(remediation);
         }
@@ -322,7 +322,7 @@ fn load_check(fields: &mut Fields<'_>) -> Option<CheckSpec> {
     })
 }
 
-fn load_remediation(fields: &mut Fields<'_>) -> Option<Remediation> {
+fn load_remediation(fields: &mut Fields<'_>, checks: &[CheckSpec]) -> Option<Remediation> {
     let raw = fields.raw;
     let kind = raw.kind.get_ref().clone();
     let name = raw.name.get_ref().clone();
@@ -351,6 +351,7 @@ fn load_remediation(fields: &mut Fields<'_>) -> Option<Remediation> {
         fields.error(raw.name.span(), "needs `approvers`, the groups from firebell.toml whose members may approve (e.g. approvers = [\"oncall\"])");
     }
     let suggest_when = load_expr(fields, "suggest_when", &raw.suggest_when, &["checks", "args"]);
+    let verify = load_verify(fields, checks);
     let timeout = load_timeout(fields);
     let action = found.build(fields);
     Some(Remediation {
@@ -363,7 +364,63 @@ fn load_remediation(fields: &mut Fields<'_>) -> Option<Remediation> {
         suggest_when: suggest_when?,
         args: BTreeSet::new(),
         action: action?,
+        verify,
     })
+}
+
+/// After a remediation ran, its checks re-run this long later unless `verify_after` says.
+const DEFAULT_VERIFY_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+const MAX_VERIFY_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// `verify_checks` and `verify_after` (SPEC §11). Without `verify_checks` the checks are the
+/// ones `suggest_when` names (`checks['NAME']`, `checks["NAME"]` or `checks.NAME`), else all
+/// of the topic's; `[]` turns verification off.
+fn load_verify(fields: &mut Fields<'_>, checks: &[CheckSpec]) -> Option<Verify> {
+    let raw = fields.raw;
+    let after = match &raw.verify_after {
+        Some(after) if after.get_ref().0 > MAX_VERIFY_AFTER => {
+            fields.error(after.span(), "verify_after must be at most 1h: a fix is judged while the incident is fresh");
+            DEFAULT_VERIFY_AFTER
+        }
+        Some(after) => after.get_ref().0,
+        None => DEFAULT_VERIFY_AFTER,
+    };
+    let indices: Vec<usize> = match &raw.verify_checks {
+        Some(names) => {
+            let mut indices = Vec::new();
+            for name in names.get_ref() {
+                match checks.iter().position(|check| &check.name == name) {
+                    Some(index) if !indices.contains(&index) => indices.push(index),
+                    Some(_) => {}
+                    None => {
+                        let valid: Vec<&str> = checks.iter().map(|check| check.name.as_str()).collect();
+                        let valid = if valid.is_empty() { "(none)".to_string() } else { valid.join(", ") };
+                        fields.error(
+                            names.span(),
+                            format!("verify_checks: this runbook has no check '{name}'; its checks: {valid}"),
+                        );
+                    }
+                }
+            }
+            indices
+        }
+        None => {
+            let source = raw.suggest_when.as_ref().map(|when| when.get_ref().as_str()).unwrap_or("");
+            let named = |name: &str| {
+                let dotted = format!("checks.{name}");
+                let dotted_at = source.match_indices(&dotted).any(|(at, _)| {
+                    let next = source[at + dotted.len()..].chars().next();
+                    !next.is_some_and(|next| next.is_alphanumeric() || next == '_')
+                });
+                dotted_at
+                    || source.contains(&format!("checks['{name}']"))
+                    || source.contains(&format!("checks[\"{name}\"]"))
+            };
+            let suggested: Vec<usize> = (0..checks.len()).filter(|index| named(&checks[*index].name)).collect();
+            if suggested.is_empty() { (0..checks.len()).collect() } else { suggested }
+        }
+    };
+    (!indices.is_empty()).then_some(Verify { checks: indices, after })
 }
 
 #[cfg(test)]
@@ -543,5 +600,21 @@ suggest_when = "checks['trade queue'].status in ['warn', 'crit']"
             errors[0].to_string().starts_with("b/queue.toml:1: topic 'queue' is already defined in a/queue.toml"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn verification_re_runs_the_checks_suggest_when_names_else_all_and_none_when_turned_off() {
+        let verify = |from: &str, to: &str| load(&GOOD.replacen(from, to, 1)).unwrap().remediations[0].verify.clone();
+        let ten_seconds = std::time::Duration::from_secs(10);
+        // GOOD's suggest_when names the trade queue, its second check.
+        assert_eq!(verify("", ""), Some(Verify { checks: vec![1], after: ten_seconds }));
+        let dotted = "suggest_when = \"checks.trade_queue_x.status == 'crit' || checks['nothing'].status == 'ok'\"";
+        let all = Some(Verify { checks: vec![0, 1], after: ten_seconds });
+        assert_eq!(verify("suggest_when = \"checks['trade queue'].status in ['warn', 'crit']\"", dotted), all);
+        let listed =
+            "approvers = [\"oncall\"]\nverify_checks = [\"trade queue\", \"pgmq depth\"]\nverify_after = \"1m\"";
+        let expected = Some(Verify { checks: vec![1, 0], after: std::time::Duration::from_secs(60) });
+        assert_eq!(verify("approvers = [\"oncall\"]", listed), expected);
+        assert_eq!(verify("approvers = [\"oncall\"]", "approvers = [\"oncall\"]\nverify_checks = []"), None);
     }
 }

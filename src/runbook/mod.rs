@@ -73,6 +73,17 @@ pub struct Remediation {
     /// The arguments this remediation uses.
     pub args: BTreeSet<String>,
     pub action: Action,
+    /// Which checks re-run after it ran, and when (SPEC §11); `None` when `verify_checks = []`
+    /// or the topic has no checks.
+    pub verify: Option<Verify>,
+}
+
+/// How a remediation is verified: these checks (indices into the runbook's `checks`) re-run
+/// `after` it ran, and it fixed things when every one of them is then ok.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verify {
+    pub checks: Vec<usize>,
+    pub after: Duration,
 }
 
 /// Every loaded runbook, by topic name.

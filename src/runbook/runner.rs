@@ -96,10 +96,16 @@ impl Runner {
     /// Starts every check of `runbook` and returns the events as they happen; the channel
     /// closes after the last check finished.
     pub fn run(&self, runbook: Arc<Runbook>, args: Args) -> mpsc::Receiver<CheckEvent> {
+        let all: Vec<usize> = (0..runbook.checks.len()).collect();
+        self.run_checks(runbook, &all, args)
+    }
+
+    /// Starts the checks of `runbook` at `indices` (a remediation's verification re-runs some).
+    pub fn run_checks(&self, runbook: Arc<Runbook>, indices: &[usize], args: Args) -> mpsc::Receiver<CheckEvent> {
         let (events, receiver) = mpsc::channel(EVENT_QUEUE);
         let bound = Arc::new(Semaphore::new(self.concurrency));
         let args = Arc::new(args);
-        for index in 0..runbook.checks.len() {
+        for &index in indices.iter().filter(|index| **index < runbook.checks.len()) {
             let runner = self.clone();
             let runbook = runbook.clone();
             let args = args.clone();
