@@ -114,9 +114,8 @@ impl App {
             .map_err(|error| anyhow::anyhow!("{error}"))?;
         let directory =
             crate::escalation::Directory::from_config(&config).map_err(|error| anyhow::anyhow!("{error}"))?;
-        let base_dir = config.path.as_ref().and_then(|path| path.parent()).map(Path::to_path_buf).unwrap_or_default();
-        let templates = crate::incident::summary::Templates::load(&config.templates, &base_dir)
-            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        let templates =
+            crate::incident::summary::Templates::from_config(&config).map_err(|error| anyhow::anyhow!("{error}"))?;
         let escalator = Arc::new(
             crate::escalation::Escalator::new(store, Arc::new(directory), clock.clone()).with_templates(templates),
         );

@@ -86,6 +86,8 @@ enum IncidentsAction {
         #[arg(long)]
         json: bool,
     },
+    /// The post-mortem draft of an incident, in Markdown, from its record
+    Postmortem { id: i64 },
 }
 
 #[derive(Subcommand, Debug)]
@@ -179,6 +181,34 @@ pub fn main() -> ExitCode {
                 }
             }
         }),
+        Command::Incidents { action: IncidentsAction::Postmortem { id } } => {
+            let templates = match crate::incident::summary::Templates::from_config(&config) {
+                Ok(templates) => templates,
+                Err(error) => {
+                    eprintln!("firebell: {error}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            with_store(&config, |store| async move {
+                let rendered = match store.incident(id).await {
+                    Ok(incident) => templates.postmortem(&incident, chrono::Utc::now()),
+                    Err(error @ (crate::store::StoreError::NotFound(_) | crate::store::StoreError::NoRequest(_))) => {
+                        return usage(error);
+                    }
+                    Err(error) => Err(error.to_string()),
+                };
+                match rendered {
+                    Ok(text) => {
+                        print!("{text}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(error) => {
+                        eprintln!("firebell: {error}");
+                        ExitCode::from(1)
+                    }
+                }
+            })
+        }
         Command::Incidents { action: IncidentsAction::Show { id, json } } => with_store(&config, |store| async move {
             match store.incident(id).await {
                 Ok(incident) if json => {

@@ -808,6 +808,7 @@ impl Severity {
 pub struct TemplatesConfig {
     pub notification: Option<PathBuf>,
     pub resolution: Option<PathBuf>,
+    pub postmortem: Option<PathBuf>,
 }
 
 /// A string with `${VAR}` and `${VAR:-default}` expanded from the environment.

@@ -73,6 +73,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/incidents", get(list_incidents).post(declare_incident))
         .route("/api/incidents/{id}", get(show_incident))
+        .route("/api/incidents/{id}/postmortem", get(incident_postmortem))
         .route("/api/incidents/{id}/ack", post(acknowledge_incident))
         .route("/api/incidents/{id}/resolve", post(resolve_incident))
         .route("/api/remediations/{id}", get(show_remediation))
@@ -204,6 +205,10 @@ pub struct ApiError(StatusCode, String);
 impl ApiError {
     fn bad_request(message: impl Into<String>) -> Self {
         ApiError(StatusCode::BAD_REQUEST, message.into())
+    }
+
+    fn internal(message: impl Into<String>) -> Self {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, message.into())
     }
 }
 
@@ -362,6 +367,16 @@ async fn list_incidents(
 async fn show_incident(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let incident = state.escalator.store().incident(parse_id(&id)?).await?;
     Ok(Json(incident).into_response())
+}
+
+/// The post-mortem draft in Markdown, built from the incident's record (SPEC §13).
+async fn incident_postmortem(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let incident = state.escalator.store().incident(parse_id(&id)?).await?;
+    let text = state.escalator.templates().postmortem(&incident, state.escalator.now()).map_err(|error| {
+        tracing::error!(%error, incident = incident.id, "Rendering the post-mortem failed");
+        ApiError::internal("the post-mortem template failed; the error is in firebell's log")
+    })?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/markdown; charset=utf-8")], text).into_response())
 }
 
 #[derive(Deserialize)]

@@ -149,6 +149,28 @@ async fn an_incident_is_declared_acknowledged_and_resolved_through_the_api() {
     let at = |field: &str| chrono::DateTime::parse_from_rfc3339(shown[field].as_str().unwrap()).unwrap();
     assert_eq!(at("acknowledged_at") - at("started_at"), mins(4), "time to acknowledge");
     assert_eq!(at("resolved_at") - at("started_at"), mins(42), "time to resolve");
+
+    // The post-mortem draft, in Markdown, from the same record.
+    let postmortem = app.client.get(app.url("/api/incidents/1/postmortem")).bearer_auth(TOKEN);
+    let postmortem = postmortem.send().await.expect("the app answers");
+    assert_eq!(postmortem.status(), 200);
+    let content_type = postmortem.headers()["content-type"].to_str().unwrap().to_string();
+    assert_eq!(content_type, "text/markdown; charset=utf-8");
+    let text = postmortem.text().await.unwrap();
+    for fact in [
+        "# Post-mortem: incident #1 — Worker queue backlog",
+        "| Severity | CRITICAL |",
+        "| Impact | Signals are 20 minutes late |",
+        "| Time to acknowledge (TTA) | 4m 0s |",
+        "| Time to resolve (TTR) | 42m 0s |",
+        "## Root cause\n\nWorker pool exhausted",
+        "## Fix\n\nScaled workers to 8",
+        "## Prevention\n\nAutoscale on queue depth",
+        "- 08:54:00 — acknowledged; escalation stopped (slack:U1)",
+    ] {
+        assert!(text.contains(fact), "the post-mortem lacks '{fact}':\n{text}");
+    }
+    assert_eq!(app.get("/api/incidents/99/postmortem").await.status, 404);
     app.stop().await;
 }
 

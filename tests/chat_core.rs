@@ -40,12 +40,9 @@ fn exec_runbook(topic: &str, summary: &str, checks: &[(&str, &std::path::Path)])
     text
 }
 
-/// The first post the bot made in the incident channel: the incident notification.
+/// The incident notification.
 fn notification(bot: &Bot) -> chat_support::Post {
-    bot.posts()
-        .into_iter()
-        .find(|post| post.channel == INCIDENT_CHANNEL && post.thread.is_none())
-        .unwrap_or_else(|| panic!("no notification in {INCIDENT_CHANNEL}:\n{}", bot.transcript()))
+    bot.notification()
 }
 
 // ---------------------------------------------------------------------------------------------

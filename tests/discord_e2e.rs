@@ -198,7 +198,10 @@ async fn commands_are_registered_once_at_start_in_the_guild_with_the_catalogue()
     assert_eq!(topic["choices"][0]["value"], "workers");
     let subcommands: Vec<&str> =
         commands[2]["options"].as_array().unwrap().iter().map(|sub| sub["name"].as_str().unwrap()).collect();
-    assert_eq!(subcommands, ["declare", "ack", "resolve", "escalate", "status", "list", "summary"]);
+    assert_eq!(
+        subcommands,
+        ["declare", "ack", "resolve", "escalate", "status", "note", "list", "summary", "postmortem"]
+    );
     // Registration ends once Discord took the commands: nothing registers again.
     assert_eq!(app.fake.registrations().len(), 1, "registered once");
     app.fake.assert_paced();

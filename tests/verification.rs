@@ -8,20 +8,11 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use chat_support::{Bot, INCIDENT_CHANNEL, OPS_CHANNEL, Post};
+use chat_support::{Bot, INCIDENT_CHANNEL, OPS_CHANNEL, Post, TWO_ONCALL, private};
 use common::{redis_prefix, toml_str};
 use firebell::chat::Reply;
 use firebell::check::TargetInfo;
 use firebell::config::{Secret, TargetKind};
-
-const CONFIG: &str = r#"
-[groups]
-oncall = ["slack:U1", "slack:U2"]
-
-[permissions]
-incident = ["group:oncall"]
-remediate = ["group:oncall"]
-"#;
 
 /// A queue check (crit above 500) and two remediations: one empties the queue, one does nothing.
 fn runbook(queue: &str) -> String {
@@ -66,21 +57,11 @@ verify_after = "0s"
     )
 }
 
-fn private(reply: &Reply) -> String {
-    match reply {
-        Reply::Private(message) => message.plain_text(),
-        other => panic!("expected a private reply, got {other:?}"),
-    }
-}
-
 /// The incident's thread root (its notification in the incident channel).
 async fn declare(bot: &Bot) -> Post {
     assert_eq!(bot.command("U1", OPS_CHANNEL, None, "/incident declare Orders stuck").await, Reply::Nothing);
     bot.deliver().await;
-    bot.posts()
-        .into_iter()
-        .find(|post| post.channel == INCIDENT_CHANNEL && post.thread.is_none())
-        .unwrap_or_else(|| panic!("no notification:\n{}", bot.transcript()))
+    bot.notification()
 }
 
 /// U1 asks for `remediation` in the incident's thread, U2 approves; returns the Verification
@@ -121,7 +102,7 @@ async fn a_fix_that_drains_the_queue_is_verified_fixed_and_one_that_does_nothing
         "jobs".to_string(),
         TargetInfo { kind: TargetKind::Redis, url: Secret::new(&redis.url), headers: BTreeMap::new() },
     )]);
-    let bot = Bot::with_targets(tempfile::tempdir().unwrap(), CONFIG, &[&runbook(&queue)], targets).await;
+    let bot = Bot::with_targets(tempfile::tempdir().unwrap(), TWO_ONCALL, &[&runbook(&queue)], targets).await;
     let top = declare(&bot).await;
 
     // The queue drains: the suggest_when check is the one re-run, crit → ok.

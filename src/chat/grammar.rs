@@ -22,13 +22,42 @@ pub enum Command {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IncidentCommand {
-    Declare { title: String, severity: Option<Severity>, impact: Option<String> },
-    Ack { id: Option<i64> },
-    Resolve { id: Option<i64>, root_cause: Option<String>, fix: Option<String>, prevention: Option<String> },
-    Escalate { id: Option<i64> },
-    Status { id: Option<i64>, phase: StatusPhase, text: String, eta: Option<String> },
+    Declare {
+        title: String,
+        severity: Option<Severity>,
+        impact: Option<String>,
+    },
+    Ack {
+        id: Option<i64>,
+    },
+    Resolve {
+        id: Option<i64>,
+        root_cause: Option<String>,
+        fix: Option<String>,
+        prevention: Option<String>,
+    },
+    Escalate {
+        id: Option<i64>,
+    },
+    Status {
+        id: Option<i64>,
+        phase: StatusPhase,
+        text: String,
+        eta: Option<String>,
+    },
     List,
-    Summary { id: Option<i64> },
+    Summary {
+        id: Option<i64>,
+    },
+    /// A line for the timeline (and the post-mortem).
+    Note {
+        id: Option<i64>,
+        text: String,
+    },
+    /// The post-mortem draft, as a Markdown file in the thread.
+    Postmortem {
+        id: Option<i64>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +78,8 @@ impl StatusPhase {
 }
 
 pub const COMMANDS_HELP: &str = "Commands: /diagnose [TOPIC key=value…] · /remediate ACTION [key=value…] · \
-/incident declare TITLE [sev=critical|high|medium|low] [impact=TEXT] · /incident ack|resolve|escalate|list|summary [id=N] · \
-/incident status investigating|identified|monitoring TEXT [eta=TEXT] · /oncall [SCHEDULE]";
+/incident declare TITLE [sev=critical|high|medium|low] [impact=TEXT] · /incident ack|resolve|escalate|list|summary|postmortem [id=N] · \
+/incident status investigating|identified|monitoring TEXT [eta=TEXT] · /incident note TEXT · /oncall [SCHEDULE]";
 
 /// Words of a command line: whitespace separates, "double", 'single' and “curly” quotes group,
 /// and `key="a b"` keeps its key.
@@ -177,9 +206,13 @@ pub fn parse(text: &str) -> Result<Command, String> {
     }
 }
 
+/// Characters in one note.
+const MAX_NOTE: usize = 2_000;
+
 fn parse_incident(words: &[String]) -> Result<IncidentCommand, String> {
     let Some((verb, rest)) = words.split_first() else {
-        return Err("what about incidents? /incident declare|ack|resolve|escalate|status|list|summary".to_string());
+        return Err("what about incidents? /incident declare|ack|resolve|escalate|status|note|list|summary|postmortem"
+            .to_string());
     };
     let (mut pairs, free) = pairs_and_words(rest);
     match verb.as_str() {
@@ -202,7 +235,7 @@ fn parse_incident(words: &[String]) -> Result<IncidentCommand, String> {
             }
             Ok(IncidentCommand::Declare { title, severity, impact })
         }
-        "ack" | "acknowledge" | "escalate" | "summary" => {
+        "ack" | "acknowledge" | "escalate" | "summary" | "postmortem" => {
             let id = take_id(&mut pairs)?;
             refuse_leftovers(&pairs, &format!("/incident {verb}"), "id=N")?;
             if let Some(word) = free.first() {
@@ -211,6 +244,7 @@ fn parse_incident(words: &[String]) -> Result<IncidentCommand, String> {
             Ok(match verb.as_str() {
                 "escalate" => IncidentCommand::Escalate { id },
                 "summary" => IncidentCommand::Summary { id },
+                "postmortem" => IncidentCommand::Postmortem { id },
                 _ => IncidentCommand::Ack { id },
             })
         }
@@ -248,9 +282,23 @@ fn parse_incident(words: &[String]) -> Result<IncidentCommand, String> {
             }
             Ok(IncidentCommand::Status { id, phase, text, eta })
         }
+        "note" => {
+            let id = take_id(&mut pairs)?;
+            refuse_leftovers(&pairs, "/incident note", "id=")?;
+            let text = free.join(" ");
+            if text.trim().is_empty() {
+                return Err(
+                    "say what to note: /incident note TEXT, e.g. /incident note rolled back the deploy".to_string()
+                );
+            }
+            if text.chars().count() > MAX_NOTE {
+                return Err(format!("the note is longer than {MAX_NOTE} characters; split it into several notes"));
+            }
+            Ok(IncidentCommand::Note { id, text })
+        }
         "list" => Ok(IncidentCommand::List),
         other => Err(format!(
-            "'/incident {other}' is not a command; valid: declare, ack, resolve, escalate, status, list, summary"
+            "'/incident {other}' is not a command; valid: declare, ack, resolve, escalate, status, note, list, summary, postmortem"
         )),
     }
 }

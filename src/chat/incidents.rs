@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::context::{Context, CoreError};
 use super::grammar::IncidentCommand;
-use super::message::Message;
+use super::message::{FileAttachment, Message};
 use super::{Form, FormField, Origin, Reply, views};
 use crate::config::Person;
 use crate::incident::{Incident, NewIncident, Resolution, TimelineEvent, TimelineKind};
@@ -27,7 +27,10 @@ impl IncidentCommands {
         origin: Origin,
         command: IncidentCommand,
     ) -> Result<Reply, CoreError> {
-        if !matches!(command, IncidentCommand::List | IncidentCommand::Summary { .. }) {
+        if !matches!(
+            command,
+            IncidentCommand::List | IncidentCommand::Summary { .. } | IncidentCommand::Postmortem { .. }
+        ) {
             self.context.require(&self.context.permissions.incident, &origin, "change incidents")?;
         }
         let store = self.context.store().clone();
@@ -66,6 +69,25 @@ impl IncidentCommands {
                     templates.resolution(&incident, now)
                 };
                 Ok(Reply::Private(Message::plain(text?)))
+            }
+            IncidentCommand::Note { id, text } => {
+                let incident = self.incident_here(&origin, id).await?;
+                let by = origin.user.to_string();
+                let detail = json!({"text": text});
+                self.context.escalator.record(incident.id, TimelineKind::Note, Some(&by), detail).await?;
+                Ok(Reply::private(format!("Noted on incident #{}'s timeline.", incident.id)))
+            }
+            IncidentCommand::Postmortem { id } => {
+                let incident = self.incident_here(&origin, id).await?;
+                let text = self.context.escalator.templates().postmortem(&incident, self.context.now())?;
+                let file = FileAttachment {
+                    filename: format!("incident-{}-postmortem.md", incident.id),
+                    title: format!("Post-mortem draft: incident #{} — {}", incident.id, incident.title),
+                    content: text.into_bytes(),
+                };
+                let adapter = self.context.adapter(origin.platform)?;
+                adapter.upload(&origin.channel, origin.thread.as_deref(), &file).await?;
+                Ok(Reply::Nothing)
             }
             IncidentCommand::Ack { id } => {
                 let incident = self.incident_here(&origin, id).await?;

@@ -103,6 +103,8 @@ timeline_kinds! {
     RemediationInterrupted = "remediation_interrupted",
     /// Its checks re-ran after it ran: `before`, `after` and `fixed` (SPEC §11).
     RemediationVerified = "remediation_verified",
+    /// `/incident note TEXT`, or a pinned message of the incident's thread (SPEC §13).
+    Note = "note",
 }
 
 impl fmt::Display for TimelineKind {

@@ -1,7 +1,7 @@
-//! Incident notification and resolution summary, rendered from MiniJinja templates.
+//! Incident notification, resolution summary and post-mortem, rendered from MiniJinja templates.
 //!
 //! The shipped templates live in `templates/` and are embedded in the binary; a user overrides
-//! either one by path under `[templates]` in `firebell.toml`. User templates are untrusted: they
+//! any one by path under `[templates]` in `firebell.toml`. User templates are untrusted: they
 //! run with a fuel budget and a recursion limit, so a runaway loop fails instead of hanging the
 //! bot. Everything a template shows is worked out here in Rust, so templates only lay it out.
 //!
@@ -31,7 +31,9 @@
 //! | `escalations` | every escalation step that fired, oldest first: `level` (1-based), `round` (1-based), `notified` (list of `platform:id`), `at`, `after` (time since the start) |
 //! | `highest_level` | the highest escalation level reached; `0` when none fired |
 //! | `checks` | every check run in a diagnosis, oldest first: `topic`, `name`, `status` (`ok`, `warn`, `crit`, `error`), `verdict` (`CRIT` …), `summary`, `by` (or none), `at` |
-//! | `remediations` | every remediation that ran, oldest first: `name`, `status`, `status_upper`, `approved_by` (list), `by` (or none), `at` |
+//! | `remediations` | every remediation that ran, oldest first: `name`, `status`, `status_upper`, `requested_by` (or none), `approved_by` (list), `by` (or none), `at`, `verified` (`fixed`, `not fixed`, or none) |
+//! | `notes` | every `/incident note`, oldest first: `text`, `by` (or none), `at`, `at_time` (`10:04:31`) |
+//! | `timeline` | every event, oldest first: `kind`, `by` (or none), `at`, `at_time`, `what` (one line saying what happened) |
 //! | `incident` | the raw incident as the JSON API shows it, with its `timeline` |
 
 use std::path::Path;
@@ -54,12 +56,14 @@ const FUEL: u64 = 50_000;
 /// How deeply a template may nest loops, macros and includes.
 const RECURSION_LIMIT: usize = 100;
 
-const SHIPPED_NOTIFICATION: &str = include_str!("../../templates/notification.md.j2");
-const SHIPPED_RESOLUTION: &str = include_str!("../../templates/resolution.md.j2");
-const SHIPPED_NOTIFICATION_NAME: &str = "templates/notification.md.j2";
-const SHIPPED_RESOLUTION_NAME: &str = "templates/resolution.md.j2";
+/// The shipped templates: (which, registered name, source).
+const SHIPPED: [(&str, &str, &str); 3] = [
+    ("notification", "templates/notification.md.j2", include_str!("../../templates/notification.md.j2")),
+    ("resolution", "templates/resolution.md.j2", include_str!("../../templates/resolution.md.j2")),
+    ("postmortem", "templates/postmortem.md.j2", include_str!("../../templates/postmortem.md.j2")),
+];
 
-/// The two incident messages, compiled and ready to render.
+/// The incident messages and the post-mortem, compiled and ready to render.
 #[derive(Debug, Clone)]
 pub struct Templates {
     environment: Environment<'static>,
@@ -67,24 +71,29 @@ pub struct Templates {
     /// so that a rendering error points at the file to fix.
     notification_name: String,
     resolution_name: String,
+    postmortem_name: String,
 }
 
 impl Templates {
-    /// The shipped defaults (embedded from `templates/notification.md.j2` and
-    /// `templates/resolution.md.j2`).
+    /// The shipped defaults (embedded from `templates/*.md.j2`).
     pub fn shipped() -> Templates {
         let mut environment = bounded_environment();
-        environment
-            .add_template(SHIPPED_NOTIFICATION_NAME, SHIPPED_NOTIFICATION)
-            .expect("the shipped notification template compiles (tested)");
-        environment
-            .add_template(SHIPPED_RESOLUTION_NAME, SHIPPED_RESOLUTION)
-            .expect("the shipped resolution template compiles (tested)");
+        for (_, name, source) in SHIPPED {
+            environment.add_template(name, source).expect("the shipped templates compile (tested)");
+        }
+        let [notification, resolution, postmortem] = SHIPPED.map(|(_, name, _)| name.to_string());
         Templates {
             environment,
-            notification_name: SHIPPED_NOTIFICATION_NAME.to_string(),
-            resolution_name: SHIPPED_RESOLUTION_NAME.to_string(),
+            notification_name: notification,
+            resolution_name: resolution,
+            postmortem_name: postmortem,
         }
+    }
+
+    /// The templates `config` names, relative to its file's folder (see [`Templates::load`]).
+    pub fn from_config(config: &crate::config::Config) -> Result<Templates, String> {
+        let base_dir = config.path.as_ref().and_then(|path| path.parent()).map(Path::to_path_buf).unwrap_or_default();
+        Templates::load(&config.templates, &base_dir)
     }
 
     /// The shipped defaults, with the ones named in `config` (relative to `base_dir`, the config
@@ -95,7 +104,11 @@ impl Templates {
         let mut templates = Templates::shipped();
         let mut errors = Vec::new();
         let mut loaded = Vec::new();
-        let overrides = [("notification", &config.notification), ("resolution", &config.resolution)];
+        let overrides = [
+            ("notification", &config.notification),
+            ("resolution", &config.resolution),
+            ("postmortem", &config.postmortem),
+        ];
         for (which, path) in overrides {
             let Some(path) = path else { continue };
             let path = base_dir.join(path);
@@ -113,7 +126,8 @@ impl Templates {
             }
             match which {
                 "notification" => templates.notification_name = name.clone(),
-                _ => templates.resolution_name = name.clone(),
+                "resolution" => templates.resolution_name = name.clone(),
+                _ => templates.postmortem_name = name.clone(),
             }
             loaded.push(name);
         }
@@ -138,6 +152,13 @@ impl Templates {
     /// resolve, escalation levels reached, checks with verdicts, remediations with approvers.
     pub fn resolution(&self, incident: &Incident, now: DateTime<Utc>) -> Result<String, String> {
         self.render(&self.resolution_name, incident, now)
+    }
+
+    /// The post-mortem in Markdown, built from the incident's own record: times with TTA and
+    /// TTR, the timeline with notes, checks, remediations with requester, approvers and
+    /// verification, root cause, fix and prevention.
+    pub fn postmortem(&self, incident: &Incident, now: DateTime<Utc>) -> Result<String, String> {
+        self.render(&self.postmortem_name, incident, now).map(|text| text + "\n")
     }
 
     fn render(&self, name: &str, incident: &Incident, now: DateTime<Utc>) -> Result<String, String> {
@@ -219,7 +240,27 @@ struct Context<'a> {
     highest_level: u64,
     checks: Vec<CheckVerdict>,
     remediations: Vec<Remediation>,
+    notes: Vec<Note>,
+    timeline: Vec<Happened>,
     incident: &'a Incident,
+}
+
+#[derive(Debug, Serialize)]
+struct Note {
+    text: String,
+    by: Option<String>,
+    at: String,
+    at_time: String,
+}
+
+/// One timeline event, said in one line.
+#[derive(Debug, Serialize)]
+struct Happened {
+    kind: &'static str,
+    by: Option<String>,
+    at: String,
+    at_time: String,
+    what: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -258,6 +299,7 @@ struct Remediation {
     name: String,
     status: String,
     status_upper: String,
+    requested_by: Option<String>,
     approved_by: Vec<String>,
     by: Option<String>,
     at: String,
@@ -309,7 +351,26 @@ impl<'a> Context<'a> {
             escalations,
             checks: events(TimelineKind::Diagnosis).flat_map(check_verdicts).collect(),
             remediations: events(TimelineKind::RemediationRan)
-                .map(|ran| remediation(ran, events(TimelineKind::RemediationVerified)))
+                .map(|ran| remediation(ran, &incident.timeline))
+                .collect(),
+            notes: events(TimelineKind::Note)
+                .map(|event| Note {
+                    text: text_field(&event.detail, "text").unwrap_or_default(),
+                    by: event.by.clone(),
+                    at: rfc3339(event.at),
+                    at_time: event.at.format("%H:%M:%S").to_string(),
+                })
+                .collect(),
+            timeline: incident
+                .timeline
+                .iter()
+                .map(|event| Happened {
+                    kind: event.kind.as_str(),
+                    by: event.by.clone(),
+                    at: rfc3339(event.at),
+                    at_time: event.at.format("%H:%M:%S").to_string(),
+                    what: happened(event),
+                })
                 .collect(),
             incident,
         }
@@ -367,12 +428,16 @@ fn check_verdicts(event: &TimelineEvent) -> Vec<CheckVerdict> {
         .collect()
 }
 
-/// A remediation that ran, with its verification if one of `verifications` is of its request.
-fn remediation<'a>(event: &TimelineEvent, mut verifications: impl Iterator<Item = &'a TimelineEvent>) -> Remediation {
+/// A remediation that ran, with who asked for it and its verification from the same request's
+/// other events on `timeline`.
+fn remediation(event: &TimelineEvent, timeline: &[TimelineEvent]) -> Remediation {
     let status = text_field(&event.detail, "status").unwrap_or_else(|| "unknown".to_string());
-    let verified = verifications
-        .find(|verified| verified.detail["request"] == event.detail["request"])
+    let of_request = |kind: TimelineKind| {
+        timeline.iter().find(|other| other.kind == kind && other.detail["request"] == event.detail["request"])
+    };
+    let verified = of_request(TimelineKind::RemediationVerified)
         .map(|verified| if verified.detail["fixed"] == true { "fixed" } else { "not fixed" });
+    let requested_by = of_request(TimelineKind::RemediationRequested).and_then(|requested| requested.by.clone());
     Remediation {
         name: text_field(&event.detail, "name").unwrap_or_default(),
         status_upper: status.to_uppercase(),
@@ -381,6 +446,47 @@ fn remediation<'a>(event: &TimelineEvent, mut verifications: impl Iterator<Item 
         by: event.by.clone(),
         at: rfc3339(event.at),
         verified,
+        requested_by,
+    }
+}
+
+/// What one timeline event records, in one line.
+fn happened(event: &TimelineEvent) -> String {
+    let detail = &event.detail;
+    let field = |key: &str| text_field(detail, key).unwrap_or_default();
+    match event.kind {
+        TimelineKind::Declared => "declared".to_string(),
+        TimelineKind::Acknowledged => "acknowledged; escalation stopped".to_string(),
+        TimelineKind::Status => format!("{}: {}", field("phase"), field("text")),
+        TimelineKind::Resolved => "resolved".to_string(),
+        TimelineKind::Reopened => "re-opened: the alert fired again".to_string(),
+        TimelineKind::Alert => format!("alert {}", field("status")),
+        TimelineKind::Escalated => {
+            let notified = text_list(&detail["notified"]);
+            format!("escalation step {} paged {}", detail["step"].as_u64().unwrap_or(0) + 1, notified.join(", "))
+        }
+        TimelineKind::EscalationSkipped => "an escalation step had nobody to page".to_string(),
+        TimelineKind::EscalationRequested => "asked to escalate now".to_string(),
+        TimelineKind::Diagnosis => {
+            // Older events carry only each check's status: the worst of them is the verdict.
+            let rank = |status: &str| ["ok", "warn", "crit", "error"].iter().position(|name| *name == status);
+            let checks = detail["checks"].as_array().cloned().unwrap_or_default();
+            let worst = text_field(detail, "status").or_else(|| {
+                let statuses = checks.iter().filter_map(|check| check["status"].as_str());
+                statuses.max_by_key(|status| rank(status)).map(str::to_string)
+            });
+            let verdict = worst.map(|status| status.to_uppercase()).unwrap_or_else(|| "no verdict".to_string());
+            let count = if checks.len() == 1 { "1 check".to_string() } else { format!("{} checks", checks.len()) };
+            format!("diagnose {}: {verdict} ({count})", field("topic"))
+        }
+        TimelineKind::NotificationFailed => "a chat notification could not be delivered".to_string(),
+        TimelineKind::NotificationRetrying => "a chat notification is being retried".to_string(),
+        TimelineKind::Note => format!("note: {}", field("text")),
+        TimelineKind::RemediationVerified => {
+            let verdict = if detail["fixed"] == true { "fixed" } else { "not fixed" };
+            format!("{} verified: {verdict}", field("name"))
+        }
+        kind => format!("{} {}", field("name"), kind.as_str().trim_start_matches("remediation_")),
     }
 }
 
@@ -451,7 +557,24 @@ pub fn sample_incident() -> Incident {
             Some(secondary),
             json!({"phase": "identified", "text": "Workers crash on a malformed order; restarting them.", "eta": "10:45 UTC"}),
         ),
-        TimelineEvent::new(at(20), TimelineKind::RemediationApproved, Some(lead), json!({"name": "restart workers"})),
+        TimelineEvent::new(
+            at(19),
+            TimelineKind::RemediationRequested,
+            Some(secondary),
+            json!({"request": 3, "name": "restart workers"}),
+        ),
+        TimelineEvent::new(
+            at(20),
+            TimelineKind::RemediationApproved,
+            Some(lead),
+            json!({"request": 3, "name": "restart workers"}),
+        ),
+        TimelineEvent::new(
+            at(20),
+            TimelineKind::Note,
+            Some(oncall),
+            json!({"text": "Bad order came from the partner feed"}),
+        ),
         TimelineEvent::new(
             at(21),
             TimelineKind::RemediationRan,
@@ -558,7 +681,11 @@ mod tests {
     }
 
     fn overrides(notification: Option<&str>, resolution: Option<&str>) -> TemplatesConfig {
-        TemplatesConfig { notification: notification.map(Into::into), resolution: resolution.map(Into::into) }
+        TemplatesConfig {
+            notification: notification.map(Into::into),
+            resolution: resolution.map(Into::into),
+            postmortem: None,
+        }
     }
 
     #[test]
@@ -598,6 +725,12 @@ mod tests {
         assert!(text.contains(expected), "{text}");
         assert!(text.contains("*Duration:* 30m 0s\n"), "{text}");
         assert!(text.contains("*Time to resolve:* not resolved yet\n"), "{text}");
+    }
+
+    #[test]
+    fn postmortem_of_a_fully_populated_incident() {
+        let text = Templates::shipped().postmortem(&sample_incident(), time("2026-11-22T11:00:00Z")).unwrap();
+        insta::assert_snapshot!("postmortem_full", text);
     }
 
     #[test]
@@ -697,11 +830,8 @@ mod tests {
         for source in runaway {
             let mut environment = bounded_environment();
             environment.add_template("runaway.j2", source).unwrap();
-            let templates = Templates {
-                environment,
-                notification_name: "runaway.j2".to_string(),
-                resolution_name: SHIPPED_RESOLUTION_NAME.to_string(),
-            };
+            let templates =
+                Templates { environment, notification_name: "runaway.j2".to_string(), ..Templates::shipped() };
             let error = templates.notification(&fresh_incident(), now).unwrap_err();
             assert!(error.starts_with("runaway.j2:1: "), "{error}");
             assert!(error.contains("ran out of fuel") || error.contains("recursion limit"), "{source}: {error}");

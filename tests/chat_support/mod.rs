@@ -236,6 +236,14 @@ impl Bot {
         Bot { scratch, clock, escalator, core, deliverer, platform }
     }
 
+    /// The first post the bot made in the incident channel: the incident notification.
+    pub fn notification(&self) -> Post {
+        self.posts()
+            .into_iter()
+            .find(|post| post.channel == INCIDENT_CHANNEL && post.thread.is_none())
+            .unwrap_or_else(|| panic!("no notification in {INCIDENT_CHANNEL}:\n{}", self.transcript()))
+    }
+
     pub fn origin(user: &str, channel: &str, thread: Option<&str>) -> Origin {
         Origin {
             platform: "slack",
@@ -479,6 +487,17 @@ pub fn buttons(message: &Message) -> Vec<firebell::chat::Button> {
 pub fn button_labels(message: &Message) -> Vec<String> {
     buttons(message).into_iter().map(|button| button.label).collect()
 }
+
+/// Two people in the `oncall` group who may change incidents and ask for and approve
+/// remediations (each other's).
+pub const TWO_ONCALL: &str = r#"
+[groups]
+oncall = ["slack:U1", "slack:U2"]
+
+[permissions]
+incident = ["group:oncall"]
+remediate = ["group:oncall"]
+"#;
 
 /// The text of a private reply; fails the test on any other reply.
 pub fn private(reply: &Reply) -> String {
