@@ -159,7 +159,7 @@ impl App {
         let handler: Arc<dyn crate::chat::platform::ChatHandler> = Arc::new(chat.clone());
 
         let alerts = Arc::new(crate::ingest::AlertService::new(
-            crate::ingest::Ingestor::start(escalator.clone(), health.clone()),
+            crate::ingest::Ingestor::start(escalator.clone(), health.clone(), config.alerts.reopen_within.get_ref().0),
             crate::ingest::Routes::from_config(&config.routes),
             escalator.clone(),
             Arc::new(chat.clone()),

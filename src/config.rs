@@ -42,6 +42,9 @@ pub struct Config {
     pub permissions: PermissionsConfig,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// How alerts open and re-open incidents.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
     #[serde(default)]
     pub templates: TemplatesConfig,
     /// Who is who on the web console: per-person sign-in, a trusted sign-in proxy, host names.
@@ -268,6 +271,25 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self { url: default_store_url(), retention: default_retention() }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// A firing alert this soon after its incident resolved re-opens that incident instead of
+    /// opening a new one (the flap window); `0s` always opens a new one.
+    #[serde(default = "default_reopen_within")]
+    pub reopen_within: Spanned<Dur>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self { reopen_within: default_reopen_within() }
+    }
+}
+
+fn default_reopen_within() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(600)))
 }
 
 fn default_retention() -> Spanned<Dur> {

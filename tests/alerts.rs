@@ -432,6 +432,34 @@ async fn grafanas_documented_webhook_opens_repeats_resolves_and_reopens_within_t
 }
 
 #[tokio::test]
+async fn reopen_within_sets_the_flap_window_and_a_bad_one_is_refused_with_its_line() {
+    let app = spawn_app(TOKEN_LINE, "[alerts]\nreopen_within = \"2m\"\n").await;
+    let first = deliver(&app, "/alerts/grafana", &grafana_firing()).await;
+    let (_, id) = outcome(&first);
+    deliver(&app, "/alerts/grafana", &grafana_resolved()).await;
+    app.clock.advance(chrono::Duration::minutes(2));
+    assert_eq!(outcome(&deliver(&app, "/alerts/grafana", &grafana_firing()).await), ("reopened", id));
+    let reopened = incident(&app, id.expect("an incident")).await;
+    assert_eq!(events(&reopened, "reopened")[0]["detail"]["flap_window_s"], 120);
+    deliver(&app, "/alerts/grafana", &grafana_resolved()).await;
+    app.clock.advance(chrono::Duration::minutes(3));
+    let later = deliver(&app, "/alerts/grafana", &grafana_firing()).await;
+    let (what, new_id) = outcome(&later);
+    assert_eq!(what, "opened", "three minutes is past a two-minute window");
+    assert_ne!(new_id, id);
+    app.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let source =
+        firebell::source::SourceFile::new(dir.path().join("firebell.toml"), "[alerts]\nreopen_within = \"soon\"\n");
+    let errors = firebell::config::Config::parse(&source).expect_err("a bad duration is refused").to_string();
+    assert!(errors.contains("firebell.toml:2") && errors.contains("invalid duration 'soon'"), "{errors}");
+    let source = firebell::source::SourceFile::new(dir.path().join("firebell.toml"), "[alerts]\nflap = \"1m\"\n");
+    let errors = firebell::config::Config::parse(&source).expect_err("an unknown key is refused").to_string();
+    assert!(errors.contains("flap") && errors.contains("reopen_within"), "{errors}");
+}
+
+#[tokio::test]
 async fn generic_alerts_group_by_dedup_key_resolve_and_reopen_within_the_flap_window() {
     let app = spawn_app(TOKEN_LINE, "").await;
 

@@ -16,8 +16,6 @@ use crate::incident::NewIncident;
 use crate::store::{AlertOutcome, AlertStore, IncomingAlert, StoreError, timed};
 pub use payloads::{AlertGroup, parse_alertmanager, parse_generic, parse_grafana};
 
-/// A firing alert this soon after its incident resolved opens that incident again.
-pub const FLAP_WINDOW: chrono::Duration = chrono::Duration::minutes(10);
 /// Alerts per transaction at most.
 const MAX_BATCH: usize = 2_000;
 
@@ -87,11 +85,17 @@ pub struct Ingestor {
 impl Ingestor {
     /// Starts the writer, supervised (`ingest` in `health`): a panic restarts it on the same
     /// queue. It ends when the last `Ingestor` is dropped.
-    pub fn start(escalator: Arc<Escalator>, health: Arc<crate::health::Health>) -> Ingestor {
+    /// A firing alert within `reopen_within` of its incident's resolution re-opens it.
+    pub fn start(
+        escalator: Arc<Escalator>,
+        health: Arc<crate::health::Health>,
+        reopen_within: std::time::Duration,
+    ) -> Ingestor {
         let (jobs, receiver) = mpsc::channel(8_192);
         let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+        let flap_window = chrono::Duration::from_std(reopen_within).unwrap_or(chrono::Duration::days(365));
         crate::health::supervise("ingest", health, tokio_util::sync::CancellationToken::new(), move || {
-            write_batches(escalator.clone(), receiver.clone())
+            write_batches(escalator.clone(), receiver.clone(), flap_window)
         });
         Ingestor { jobs }
     }
@@ -106,7 +110,11 @@ impl Ingestor {
 
 /// Commits the queued webhooks in batches. Each store call has [`timed`]'s deadline, so a store
 /// that stops answering fails the waiting webhooks (503) instead of holding them.
-async fn write_batches(escalator: Arc<Escalator>, receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
+async fn write_batches(
+    escalator: Arc<Escalator>,
+    receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+    flap_window: chrono::Duration,
+) {
     let mut receiver = receiver.lock().await;
     let store: Arc<dyn AlertStore> = escalator.store().clone();
     while let Some(first) = receiver.recv().await {
@@ -122,7 +130,7 @@ async fn write_batches(escalator: Arc<Escalator>, receiver: Arc<tokio::sync::Mut
             }
         }
         let all: Vec<IncomingAlert> = jobs.iter().flat_map(|job| job.alerts.iter().cloned()).collect();
-        match timed(store.ingest_alerts(&all, FLAP_WINDOW, escalator.now())).await {
+        match timed(store.ingest_alerts(&all, flap_window, escalator.now())).await {
             Ok(outcomes) => {
                 let mut outcomes = outcomes.into_iter();
                 for job in jobs {
@@ -135,7 +143,7 @@ async fn write_batches(escalator: Arc<Escalator>, receiver: Arc<tokio::sync::Mut
             Err(error) if jobs.len() > 1 && !matches!(error, StoreError::Timeout) => {
                 tracing::warn!(%error, jobs = jobs.len(), "An alert batch failed; committing its webhooks one by one");
                 for job in jobs {
-                    let result = timed(store.ingest_alerts(&job.alerts, FLAP_WINDOW, escalator.now()))
+                    let result = timed(store.ingest_alerts(&job.alerts, flap_window, escalator.now()))
                         .await
                         .map_err(|error| error.to_string());
                     let _ = job.done.send(result);
