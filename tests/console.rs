@@ -3,18 +3,15 @@
 //! input, the server-sent event stream, and history that outlives a restart. The browser story
 //! is in `console_browser.rs`.
 
-mod common;
+mod support;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::toml_str;
-use firebell::clock::SystemClock;
 use futures::StreamExt;
 use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
+use support::app::{AppBuilder, RunningApp, Workspace};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -39,45 +36,32 @@ kind = "exec"
 argv = ["seq", "1", "5000"]
 "#;
 
+/// The app, whose console these tests drive; its address, client and stop are the
+/// [`RunningApp`]'s.
 struct Console {
-    base: String,
-    client: reqwest::Client,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    app: RunningApp,
+}
+
+impl std::ops::Deref for Console {
+    type Target = RunningApp;
+
+    fn deref(&self) -> &RunningApp {
+        &self.app
+    }
 }
 
 impl Console {
     /// The app listening on `listen` (`127.0.0.1:0`, or `0.0.0.0:0` for "not loopback"), with
     /// its store in `dir`.
     async fn start(dir: &Path, listen: &str, server_extra: &str) -> Console {
-        std::fs::create_dir_all(dir.join("commands")).expect("a commands folder");
-        std::fs::write(dir.join("commands/ping.toml"), RUNBOOK).expect("the runbook is written");
-        std::fs::write(dir.join("commands/noisy.toml"), NOISY).expect("the runbook is written");
-        let store = format!("sqlite://{}", dir.join("firebell.db").display());
-        let text = format!(
-            "[server]\nlisten = {}\n{server_extra}\n\n[store]\nurl = {}\n\n[commands]\ndirs = [{}]\n",
-            toml_str(listen),
-            toml_str(&store),
-            toml_str(&dir.join("commands").display().to_string())
-        );
-        let path = dir.join("firebell.toml");
-        std::fs::write(&path, text).expect("the config is written");
-        let config = firebell::config::Config::load(&path).unwrap_or_else(|errors| panic!("{errors}"));
-        let app = firebell::app::App::build(config, Arc::new(SystemClock)).await.expect("the app starts");
-        let base = format!("http://127.0.0.1:{}", app.address().port());
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-        let client = reqwest::Client::builder()
-            .timeout(WAIT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("an HTTP client");
-        Console { base, client, shutdown, task }
+        let workspace = Workspace::at(dir);
+        workspace.runbook("ping", RUNBOOK);
+        workspace.runbook("noisy", NOISY);
+        Console { app: AppBuilder::new(workspace).listen(listen).server(server_extra).spawn().await }
     }
 
     async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = self.task.await;
+        self.app.stop().await;
     }
 
     async fn get(&self, path: &str, cookies: &str) -> reqwest::Response {

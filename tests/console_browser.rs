@@ -11,6 +11,7 @@
 //! skipped, unless `FIREBELL_TEST_REQUIRE_SERVICES=1` (set by `.ci/run`), where it fails.
 
 mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -6,6 +6,7 @@
 
 mod common;
 mod fake_discord;
+mod support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

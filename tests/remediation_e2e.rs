@@ -7,6 +7,7 @@
 mod common;
 mod fake_slack;
 mod slack_e2e_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -579,7 +580,7 @@ async fn a_runbook_changed_after_the_request_makes_it_stale_and_nothing_runs() {
     let request = request_message(&app, OPS, 1).await;
 
     // Someone edits the remediation (it now forces the restart) and the bot restarts.
-    app.workspace.runbook("worker", &scripts.runbook(1, ", \"--force\""));
+    app.workspace().runbook("worker", &scripts.runbook(1, ", \"--force\""));
     let app = app.restart(POLICY, Arc::new(SystemClock)).await;
 
     let stale = refused_click(&app, APPROVER, &request, "Approve").await;

@@ -6,6 +6,7 @@
 mod common;
 mod fake_slack;
 mod slack_e2e_support;
+mod support;
 
 use std::time::{Duration, Instant};
 

@@ -72,6 +72,8 @@ pub struct StoredMessage {
     /// `(filename, content)` of its attachments.
     pub files: Vec<(String, String)>,
     pub edits: usize,
+    /// When the fake received the post that created it (edits are `PATCH` calls).
+    pub posted_at: Instant,
 }
 
 impl StoredMessage {
@@ -673,6 +675,7 @@ fn create_message(state: &mut FakeState, channel: &str, body: &Value) -> Answer 
         components: body.get("components").cloned().unwrap_or(json!([])),
         files: files_of(body),
         edits: 0,
+        posted_at: Instant::now(),
     };
     state.messages.push(message);
     Answer::ok(json!({"id": id, "channel_id": channel, "content": body["content"], "type": 0}))

@@ -70,6 +70,8 @@ pub struct StoredMessage {
     pub text: String,
     pub blocks: Value,
     pub edits: usize,
+    /// When the fake received the `chat.postMessage` that created it.
+    pub posted_at: Instant,
 }
 
 impl StoredMessage {
@@ -126,6 +128,8 @@ struct FakeState {
     views: Vec<Value>,
     ephemerals: Vec<Value>,
     responses: Vec<Value>,
+    /// The id each response URL was called with, in the order of `responses`.
+    response_ids: Vec<String>,
     /// Web API calls are read and never answered (a proxy or a half-open connection that hangs).
     stalled: bool,
     /// Calls that arrived while stalled, by method.
@@ -187,6 +191,7 @@ impl FakeSlack {
             views: Vec::new(),
             ephemerals: Vec::new(),
             responses: Vec::new(),
+            response_ids: Vec::new(),
             stalled: false,
             stalled_calls: Vec::new(),
         }));
@@ -332,6 +337,12 @@ impl FakeSlack {
     /// Bodies posted to response URLs.
     pub fn responses(&self) -> Vec<Value> {
         self.state().responses.clone()
+    }
+
+    /// `(id, body)` of what was posted to each response URL, in order.
+    pub fn responses_with_ids(&self) -> Vec<(String, Value)> {
+        let state = self.state();
+        state.response_ids.iter().cloned().zip(state.responses.iter().cloned()).collect()
     }
 
     /// Waits until `condition` holds for the fake, or panics after `timeout`.
@@ -798,6 +809,7 @@ fn post_message(state: &Shared, fields: &Value) -> Answer {
         text: text.clone(),
         blocks: blocks.clone(),
         edits: 0,
+        posted_at: Instant::now(),
     });
     Answer::Ok(json!({"channel": channel, "ts": ts, "message": bot_message(&ts, &text, &blocks, thread_ts.as_deref())}))
 }
@@ -1044,7 +1056,7 @@ fn open_view(state: &Shared, fields: &Value) -> Answer {
 
 async fn response_url(
     State(state): State<Shared>,
-    Path(_id): Path<String>,
+    Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -1057,7 +1069,9 @@ async fn response_url(
     };
     let answer = match message_content(&fields) {
         Ok(_) => {
-            state.lock().expect("fake Slack state").responses.push(fields.clone());
+            let mut state = state.lock().expect("fake Slack state");
+            state.responses.push(fields.clone());
+            state.response_ids.push(id);
             Answer::Ok(json!({}))
         }
         Err(answer) => answer,
