@@ -139,9 +139,16 @@ async fn a_diagnosis_streams_one_message_edited_at_a_steady_pace_that_ends_with_
     // Posted while the checks ran, edited when the quick one finished and again at the end:
     // never two changes within the core's edit interval, as the platform recorded them.
     let changes = chat.changes(&finished).await;
-    assert!(changes.len() >= 3, "a post, an edit while running and a final edit: {changes:?}");
+    assert!(changes.len() >= 3, "a post, an edit while running and a final edit: {changes:#?}");
+    assert!(changes[0].text.contains("diagnose workers — running"), "the first post: {changes:#?}");
+    assert!(
+        changes[1].text.contains("WARN queue depth — ") && changes[1].text.contains("heartbeats — running"),
+        "the first edit shows the quick check's verdict while the slow one runs: {changes:#?}"
+    );
+    assert_eq!(changes.last().map(|change| &change.text), Some(&finished.text), "the last change is what shows");
     for pair in changes.windows(2) {
-        assert!(pair[1] - pair[0] >= EDIT_INTERVAL, "two changes {:?} apart: {changes:?}", pair[1] - pair[0]);
+        let apart = pair[1].after - pair[0].after;
+        assert!(apart >= EDIT_INTERVAL, "two changes {apart:?} apart: {changes:#?}");
     }
 
     // The checks' output goes into the thread under the diagnosis.
@@ -174,7 +181,7 @@ async fn declare_acknowledge_and_resolve_show_in_the_notification_its_thread_and
     chat.type_command(Person::Alice, &ops, r#"/incident declare API down sev=critical impact="checkout fails""#).await;
     let notification =
         chat.wait_message("the notification", &incidents, |message| message.text.contains("API down")).await;
-    for expected in ["#1", "TRIGGERED", "CRITICAL", "checkout fails"] {
+    for expected in ["#1", "TRIGGERED", "CRITICAL", "checkout fails", "Started", "ETA"] {
         assert!(notification.text.contains(expected), "no {expected:?} in the notification:\n{}", notification.text);
     }
     assert_eq!(notification.buttons, ["Acknowledge", "Diagnose", "Resolve"]);
@@ -192,6 +199,30 @@ async fn declare_acknowledge_and_resolve_show_in_the_notification_its_thread_and
         })
         .await;
     assert_eq!(acknowledged.buttons, ["Diagnose", "Resolve"]);
+
+    // Someone clicks Acknowledge on the notification as it was before: told privately, and
+    // nothing changes.
+    chat.click(Person::Carol, &notification, "Acknowledge").await;
+    let already = format!("already acknowledged by {}", D::person(Person::Bob));
+    chat.wait_private("the late acknowledgement's answer", Person::Carol, |reply| reply.contains(&already)).await;
+    assert_eq!(chat.api("/api/incidents/1").await["acknowledged_by"], D::person(Person::Bob));
+
+    // Diagnose: a menu of runbooks in the thread, and the chosen one runs there.
+    chat.click(Person::Bob, &acknowledged, "Diagnose").await;
+    let menu = chat.wait_message("the runbook menu", &notification.thread(), |reply| reply.buttons == ["ping"]).await;
+    chat.click(Person::Bob, &menu, "ping").await;
+    chat.wait_message("the diagnosis in the thread", &notification.thread(), |reply| {
+        reply.text.contains("diagnose ping: OK")
+    })
+    .await;
+    eventually(
+        "the diagnosis on the timeline",
+        || chat.api("/api/incidents/1"),
+        |incident| {
+            incident["timeline"].as_array().is_some_and(|events| events.iter().any(|e| e["kind"] == "diagnosis"))
+        },
+    )
+    .await;
 
     chat.click(Person::Bob, &acknowledged, "Resolve").await;
     let form = chat.form(Person::Bob).await;
@@ -221,6 +252,9 @@ async fn declare_acknowledge_and_resolve_show_in_the_notification_its_thread_and
         "Connection pool exhausted by a retry storm",
         "Raised the pool size and restarted checkout",
         "Retry with jitter; alert on pool saturation",
+        "Time to acknowledge",
+        "Duration",
+        "[OK] ping / true",
     ] {
         assert!(summary.text.contains(expected), "no {expected:?} in the summary:\n{}", summary.text);
     }
@@ -229,6 +263,10 @@ async fn declare_acknowledge_and_resolve_show_in_the_notification_its_thread_and
         .await;
     assert!(resolved.buttons.is_empty(), "a resolved incident has no buttons: {:?}", resolved.buttons);
     assert_eq!(chat.messages(&incidents).await.len(), 1, "edits, not new notifications");
+
+    // Too late for the form now: whoever clicks Resolve on the old notification is told so.
+    chat.click(Person::Carol, &notification, "Resolve").await;
+    chat.wait_private("the late resolve's answer", Person::Carol, |reply| reply.contains("resolved")).await;
 
     let incident = chat.api("/api/incidents/1").await;
     assert_eq!(incident["title"], "API down");

@@ -83,6 +83,15 @@ impl Shown {
     }
 }
 
+/// A post or an edit of a message, as the platform recorded it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// How long after the post the platform received it.
+    pub after: Duration,
+    /// What the message showed from then on.
+    pub text: String,
+}
+
 /// A form the app opened for someone (Slack's modal, Discord's modal, the console's form).
 #[derive(Debug, Clone)]
 pub struct FormShown {
@@ -140,9 +149,9 @@ pub trait Driver: Sized + Send + Sync {
     /// level; for a thread, the replies under its first message).
     async fn messages(&self, place: &Place) -> Vec<Shown>;
 
-    /// When each change of `message` was recorded by the platform, as the time since it was
-    /// posted: the post first (zero), then every edit.
-    async fn changes(&self, message: &Shown) -> Vec<Duration>;
+    /// Each change of `message` as the platform recorded it: the post first (at zero), then
+    /// every edit, with what it showed.
+    async fn changes(&self, message: &Shown) -> Vec<Change>;
 
     /// Everything said to `who` privately so far (ephemeral replies), oldest first.
     async fn private_replies(&self, who: Person) -> Vec<String>;
@@ -209,11 +218,6 @@ pub trait Driver: Sized + Send + Sync {
 /// emphasis marks (`*`, `**`) left out.
 fn plain(text: &str) -> String {
     text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").replace('*', "")
-}
-
-/// How long after `posted` each of `instants` came.
-fn since(posted: std::time::Instant, instants: impl IntoIterator<Item = std::time::Instant>) -> Vec<Duration> {
-    instants.into_iter().map(|at| at.duration_since(posted)).collect()
 }
 
 /// Splits a typed command into words the way a person means them: double quotes group words.
@@ -387,10 +391,29 @@ impl Driver for SlackDriver {
             .collect()
     }
 
-    async fn changes(&self, message: &Shown) -> Vec<Duration> {
+    async fn changes(&self, message: &Shown) -> Vec<Change> {
         let stored = self.stored(message);
+        // The post is the first one answered in its channel once the message was there.
+        let post = self
+            .slack
+            .fake
+            .accepted("chat.postMessage")
+            .into_iter()
+            .find(|call| call.body["channel"] == stored.channel && call.at >= stored.posted_at)
+            .expect("the post of the message");
         let edits = self.slack.fake.accepted("chat.update").into_iter().filter(|call| call.body["ts"] == stored.ts);
-        since(stored.posted_at, std::iter::once(stored.posted_at).chain(edits.map(|call| call.at)))
+        let posted = post.at;
+        std::iter::once(post)
+            .chain(edits)
+            .map(|call| {
+                let shown = SlackMessage {
+                    text: call.body["text"].as_str().unwrap_or_default().to_string(),
+                    blocks: call.body["blocks"].clone(),
+                    ..stored.clone()
+                };
+                Change { after: call.at.duration_since(posted), text: plain(&shown.visible_text()) }
+            })
+            .collect()
     }
 
     async fn private_replies(&self, who: Person) -> Vec<String> {
@@ -640,11 +663,26 @@ impl Driver for DiscordDriver {
         self.discord.fake.messages(DiscordDriver::channel_of(place)).iter().map(|message| self.shown(message)).collect()
     }
 
-    async fn changes(&self, message: &Shown) -> Vec<Duration> {
+    async fn changes(&self, message: &Shown) -> Vec<Change> {
         let stored = self.discord.fake.message(&message.id).expect("the message is in the fake Discord");
-        let route = format!("PATCH channels/{}/messages/{}", stored.channel, stored.id);
-        let edits = self.discord.fake.calls_to(&route).into_iter().filter(|call| call.status == 200);
-        since(stored.posted_at, std::iter::once(stored.posted_at).chain(edits.map(|call| call.at)))
+        let accepted = |route: String| self.discord.fake.calls_to(&route).into_iter().filter(|call| call.status == 200);
+        // The post is the first one answered in its channel once the message was there.
+        let post = accepted(format!("POST channels/{}/messages", stored.channel))
+            .find(|call| call.path.ends_with("/messages") && call.at >= stored.posted_at)
+            .expect("the post of the message");
+        let edits = accepted(format!("PATCH channels/{}/messages/{}", stored.channel, stored.id));
+        let posted = post.at;
+        std::iter::once(post)
+            .chain(edits)
+            .map(|call| {
+                let shown = crate::fake_discord::StoredMessage {
+                    content: call.body["content"].as_str().unwrap_or_default().to_string(),
+                    embeds: call.body["embeds"].clone(),
+                    ..stored.clone()
+                };
+                Change { after: call.at.duration_since(posted), text: plain(&shown.visible_text()) }
+            })
+            .collect()
     }
 
     async fn private_replies(&self, who: Person) -> Vec<String> {
@@ -702,16 +740,17 @@ pub struct ConsoleDriver {
     answered: Mutex<Vec<(Person, String)>>,
     forms: Mutex<Forms>,
     /// Every message event, in order.
-    events: Arc<Mutex<Vec<Change>>>,
+    events: Arc<Mutex<Vec<Event>>>,
     listening: tokio::task::JoinHandle<()>,
 }
 
 /// A post or an edit, as the console's event stream told it.
 #[derive(Debug, Clone)]
-struct Change {
+struct Event {
     message: String,
     posted: DateTime<Utc>,
     edited: Option<DateTime<Utc>>,
+    text: String,
 }
 
 const CONSOLE_PEOPLE: [&str; 3] = ["alice", "bob", "carol"];
@@ -875,8 +914,9 @@ impl Driver for ConsoleDriver {
                     let Ok(message) = serde_json::from_str::<Value>(data.trim()) else { continue };
                     let at = |key: &str| serde_json::from_value::<DateTime<Utc>>(message[key].clone()).ok();
                     if let Some(posted) = at("posted_at") {
-                        let change = Change { message: message["id"].to_string(), posted, edited: at("edited_at") };
-                        recorded.lock().expect("events").push(change);
+                        let text = console_text(&message["body"]);
+                        let event = Event { message: message["id"].to_string(), posted, edited: at("edited_at"), text };
+                        recorded.lock().expect("events").push(event);
                     }
                 }
             }
@@ -956,13 +996,16 @@ impl Driver for ConsoleDriver {
             .collect()
     }
 
-    async fn changes(&self, message: &Shown) -> Vec<Duration> {
+    async fn changes(&self, message: &Shown) -> Vec<Change> {
         let events = self.events.lock().expect("events").clone();
-        let mine: Vec<Change> = events.into_iter().filter(|change| change.message == message.id).collect();
-        let Some(posted) = mine.first().map(|change| change.posted) else { return Vec::new() };
-        let mut instants = vec![posted];
-        instants.extend(mine.iter().filter_map(|change| change.edited));
-        instants.iter().map(|at| (*at - posted).to_std().unwrap_or_default()).collect()
+        let mine: Vec<Event> = events.into_iter().filter(|event| event.message == message.id).collect();
+        let Some(posted) = mine.first().map(|event| event.posted) else { return Vec::new() };
+        mine.into_iter()
+            .map(|event| Change {
+                after: (event.edited.unwrap_or(event.posted) - posted).to_std().unwrap_or_default(),
+                text: event.text,
+            })
+            .collect()
     }
 
     async fn private_replies(&self, who: Person) -> Vec<String> {
