@@ -226,6 +226,12 @@ impl FakeSlack {
         self.state().forced_429.insert(method.to_string(), (count, retry_after_secs));
     }
 
+    /// The next `count` calls of `method` to `channel` are answered 429 with
+    /// `Retry-After: retry_after_secs` (calls to other channels go through).
+    pub fn rate_limit_next_in(&self, method: &str, channel: &str, count: u32, retry_after_secs: u64) {
+        self.state().forced_429.insert(format!("{method} in {channel}"), (count, retry_after_secs));
+    }
+
     /// From now on every Web API call is read and never answered, until [`FakeSlack::unstall`];
     /// the calls it held are dropped unanswered, as a hung proxy would.
     pub fn stall(&self) {
@@ -502,11 +508,14 @@ fn tier_limit(method: &str) -> Option<usize> {
 /// A forced 429, a tier limit, or (for posts) the per-channel limit.
 fn rate_limit(state: &Shared, method: &str, body: &Value) -> Option<u64> {
     let mut state = state.lock().expect("fake Slack state");
-    if let Some((count, retry_after)) = state.forced_429.get_mut(method)
-        && *count > 0
-    {
-        *count -= 1;
-        return Some(*retry_after);
+    let in_channel = format!("{method} in {}", body["channel"].as_str().unwrap_or_default());
+    for key in [in_channel.as_str(), method] {
+        if let Some((count, retry_after)) = state.forced_429.get_mut(key)
+            && *count > 0
+        {
+            *count -= 1;
+            return Some(*retry_after);
+        }
     }
     let now = Instant::now();
     if let Some(limit) = tier_limit(method) {
