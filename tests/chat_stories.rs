@@ -11,12 +11,13 @@ mod fake_slack;
 mod slack_e2e_support;
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use driver::{Driver, Person};
 use firebell::chat::core::EDIT_INTERVAL;
 use serde_json::Value;
 use support::app::{Workspace, toml_str};
+use support::runbooks;
 use support::wait::eventually;
 
 /// Each story runs on each platform; the tests are `slack::story`, `discord::story` and
@@ -57,59 +58,14 @@ on_every_platform!(
     a_mistyped_topic_gets_a_private_reply_naming_the_valid_topics_and_nothing_is_posted,
 );
 
-fn path(path: &Path) -> String {
-    toml_str(&path.display().to_string())
-}
-
 /// The lines of the side-effect file (none when it was never written).
 fn lines_in(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path).map(|text| text.lines().map(str::to_string).collect()).unwrap_or_default()
 }
 
-/// `commands/workers.toml`: a depth check that warns at once, and a heartbeat check that takes
-/// three seconds, so the diagnosis shows the first verdict before the last.
-fn workers_runbook(workspace: &Workspace) {
-    let depth = workspace.script("depth", "echo \"depth of $1: 57\"\nexit 1");
-    let heartbeats = workspace.script("heartbeats", "sleep 3\necho '4 of 4 workers heartbeating'");
-    workspace.runbook(
-        "workers",
-        &format!(
-            r#"name = "workers"
-summary = "Worker queue and heartbeats"
-
-[args.queue]
-pattern = '^[a-z_]{{1,32}}$'
-default = "jobs"
-help = "queue name"
-
-[[checks]]
-name = "queue depth"
-kind = "exec"
-argv = [{depth}, "{{{{queue}}}}"]
-
-[[checks]]
-name = "heartbeats"
-kind = "exec"
-argv = [{heartbeats}]
-"#,
-            depth = path(&depth),
-            heartbeats = path(&heartbeats),
-        ),
-    );
-}
-
-const PING: &str = r#"name = "ping"
-summary = "Is the host alive"
-
-[[checks]]
-name = "true"
-kind = "exec"
-argv = ["true"]
-"#;
-
 async fn a_diagnosis_streams_one_message_edited_at_a_steady_pace_that_ends_with_every_verdict<D: Driver>() {
     let workspace = Workspace::new();
-    workers_runbook(&workspace);
+    runbooks::workers(&workspace);
     let chat = D::start(workspace, "").await;
     let ops = chat.ops();
 
@@ -174,7 +130,7 @@ fn transitions(incident: &Value) -> Vec<(String, String)> {
 
 async fn declare_acknowledge_and_resolve_show_in_the_notification_its_thread_and_the_incident<D: Driver>() {
     let workspace = Workspace::new();
-    workspace.runbook("ping", PING);
+    workspace.runbook("ping", runbooks::PING);
     let chat = D::start(workspace, "").await;
     let (ops, incidents) = (chat.ops(), chat.incidents());
 
@@ -286,52 +242,18 @@ async fn declare_acknowledge_and_resolve_show_in_the_notification_its_thread_and
     chat.stop().await;
 }
 
-/// `commands/worker.toml` with `restart-worker` (one approval from `oncall`), which appends
-/// `restarted QUEUE` to the returned file.
-fn restart_runbook(workspace: &Workspace) -> PathBuf {
-    let log = workspace.path().join("ran.log");
-    let restart = workspace.script("restart", &format!("echo \"restarted $1\" >> {}\necho restarted", path(&log)));
-    workspace.runbook(
-        "worker",
-        &format!(
-            r#"name = "worker"
-summary = "The worker service"
-
-[args.queue]
-pattern = '^[a-z0-9_]{{1,32}}$'
-help = "queue name"
-
-[[checks]]
-name = "alive"
-kind = "exec"
-argv = ["true"]
-
-[[remediations]]
-name = "restart-worker"
-summary = "Restart the worker of one queue"
-kind = "exec"
-argv = [{restart}, "{{{{queue}}}}"]
-approvals = 1
-approvers = ["oncall"]
-"#,
-            restart = path(&restart),
-        ),
-    );
-    log
-}
-
 async fn a_remediation_is_refused_to_its_requester_and_runs_once_when_someone_else_approves<D: Driver>() {
     let workspace = Workspace::new();
-    let log = restart_runbook(&workspace);
+    let log = runbooks::workers(&workspace);
     let oncall: Vec<String> = Person::ALL.iter().map(|who| toml_str(&D::person(*who))).collect();
     let rest = format!("[groups]\noncall = [{}]\n\n[permissions]\nremediate = [\"group:oncall\"]\n", oncall.join(", "));
     let chat = D::start(workspace, &rest).await;
     let ops = chat.ops();
 
-    chat.type_command(Person::Alice, &ops, "/remediate restart-worker queue=emails").await;
+    chat.type_command(Person::Alice, &ops, "/remediate restart-workers queue=emails").await;
     let request = chat
         .wait_message("the approval request", &ops, |message| {
-            message.text.contains("Remediation request #1: restart-worker")
+            message.text.contains("Remediation request #1: restart-workers")
         })
         .await;
     assert_eq!(request.buttons, ["Approve", "Deny"]);
@@ -380,7 +302,7 @@ async fn a_remediation_is_refused_to_its_requester_and_runs_once_when_someone_el
 
 async fn a_mistyped_topic_gets_a_private_reply_naming_the_valid_topics_and_nothing_is_posted<D: Driver>() {
     let workspace = Workspace::new();
-    workspace.runbook("ping", PING);
+    workspace.runbook("ping", runbooks::PING);
     workspace.runbook(
         "disk",
         "name = \"disk\"\nsummary = \"Free space\"\n\n[[checks]]\nname = \"df\"\nkind = \"exec\"\nargv = [\"true\"]\n",

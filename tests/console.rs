@@ -12,18 +12,9 @@ use futures::StreamExt;
 use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 use support::app::{AppBuilder, RunningApp, Workspace};
+use support::runbooks::PING;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-const RUNBOOK: &str = r#"
-name = "ping"
-summary = "Is the host alive"
-
-[[checks]]
-name = "true"
-kind = "exec"
-argv = ["true"]
-"#;
 
 /// A check with 5,000 lines of output: too long for a message, so it goes as a file.
 const NOISY: &str = r#"
@@ -55,7 +46,7 @@ impl Console {
     /// its store in `dir`.
     async fn start(dir: &Path, listen: &str, server_extra: &str) -> Console {
         let workspace = Workspace::at(dir);
-        workspace.runbook("ping", RUNBOOK);
+        workspace.runbook("ping", PING);
         workspace.runbook("noisy", NOISY);
         Console { app: AppBuilder::new(workspace).listen(listen).server(server_extra).spawn().await }
     }

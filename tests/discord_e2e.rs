@@ -32,52 +32,7 @@ oncall = ["discord:111111111111111111", "discord:222222222222222222"]
 remediate = ["group:oncall"]
 "#;
 
-/// `commands/workers.toml`: a depth check that warns, a slower heartbeat check (so the stream
-/// shows a first verdict before the last), and `restart-workers`, suggested on the warning,
-/// which appends `restarted QUEUE` to `restarts.log`.
-fn workers_runbook(workspace: &Workspace) -> std::path::PathBuf {
-    let log = workspace.path().join("restarts.log");
-    let depth = workspace.script("depth", "echo \"depth of $1: 57\"\nexit 1");
-    let heartbeats = workspace.script("heartbeats", "sleep 3\necho '4 of 4 workers heartbeating'");
-    let restart = workspace.script("restart", &format!("echo \"restarted $1\" >> {}\necho restarted", log.display()));
-    let path = |path: &Path| common::toml_str(&path.display().to_string());
-    workspace.runbook(
-        "workers",
-        &format!(
-            r#"name = "workers"
-summary = "Worker queue and heartbeats"
-
-[args.queue]
-pattern = '^[a-z_]{{1,32}}$'
-default = "jobs"
-help = "queue name"
-
-[[checks]]
-name = "queue depth"
-kind = "exec"
-argv = [{depth}, "{{{{queue}}}}"]
-
-[[checks]]
-name = "heartbeats"
-kind = "exec"
-argv = [{heartbeats}]
-
-[[remediations]]
-name = "restart-workers"
-summary = "Restart the workers of one queue"
-kind = "exec"
-argv = [{restart}, "{{{{queue}}}}"]
-approvals = 1
-approvers = ["oncall"]
-suggest_when = "checks['queue depth'].status in ['warn', 'crit']"
-"#,
-            depth = path(&depth),
-            heartbeats = path(&heartbeats),
-            restart = path(&restart),
-        ),
-    );
-    log
-}
+use support::runbooks::workers as workers_runbook;
 
 fn declare_options(title: &str) -> Value {
     json!([{"name": "declare", "type": 1, "options": [

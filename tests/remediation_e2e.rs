@@ -254,6 +254,28 @@ fn trail(entries: &[(&str, Option<String>)]) -> Vec<(String, Option<String>)> {
     entries.iter().map(|(action, actor)| (action.to_string(), actor.clone())).collect()
 }
 
+/// Request #1, now `state` (`denied`, `expired`, `stale`) by `decider` (`None`: by nobody),
+/// stays so: a later approval is told it is already `state`, nothing ran, and the audit shows
+/// the request and that one decision.
+async fn assert_stays_decided(
+    app: &SlackApp,
+    request: &StoredMessage,
+    log: &Path,
+    state: &str,
+    decider: Option<String>,
+) {
+    let again = refused_click(app, SECOND_APPROVER, request, "Approve").await;
+    assert!(again.contains(&format!("already {state}")), "{again}");
+    assert_eq!(app.get_json("/api/remediations/1").await["state"], state);
+    assert!(lines_in(log).is_empty(), "a request {state} ran");
+    let decision = format!("remediation_{state}");
+    assert_eq!(
+        audit_trail(&audit(app).await, 1),
+        trail(&[("remediation_requested", person(REQUESTER)), (decision.as_str(), decider)]),
+        "decided once"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Requests, approvers, and running once
 
@@ -470,15 +492,8 @@ async fn a_denied_request_says_so_runs_nothing_and_refuses_a_later_approval() {
     assert!(seen(&denied).contains("🚫 Denied by <@U0002>; nothing ran."), "{}", seen(&denied));
     assert!(button_labels(&denied).is_empty());
 
-    let late = refused_click(&app, SECOND_APPROVER, &request, "Approve").await;
-    assert!(late.contains("request #1 is already denied"), "{late}");
-    assert_eq!(app.get_json("/api/remediations/1").await["state"], "denied");
-    assert!(lines_in(&log).is_empty(), "a denied request ran");
+    assert_stays_decided(&app, &request, &log, "denied", person(APPROVER)).await;
     assert!(app.fake.thread(OPS, &request.ts).is_empty(), "no result for a denied request");
-    assert_eq!(
-        audit_trail(&audit(&app).await, 1),
-        trail(&[("remediation_requested", person(REQUESTER)), ("remediation_denied", person(APPROVER))])
-    );
     app.fake.assert_all_accepted();
     app.stop().await;
 }
@@ -511,15 +526,7 @@ async fn an_expired_request_cannot_run_and_its_message_says_it_expired() {
     .await;
     assert!(seen(&expired).contains("⌛ Expired before it was approved; nothing ran."), "{}", seen(&expired));
     assert!(button_labels(&expired).is_empty());
-    let again = refused_click(&app, SECOND_APPROVER, &request, "Approve").await;
-    assert!(again.contains("request #1 is already expired"), "{again}");
-    assert_eq!(app.get_json("/api/remediations/1").await["state"], "expired");
-    assert!(lines_in(&log).is_empty(), "an expired request ran");
-    assert_eq!(
-        audit_trail(&audit(&app).await, 1),
-        trail(&[("remediation_requested", person(REQUESTER)), ("remediation_expired", None)]),
-        "expired once, by nobody"
-    );
+    assert_stays_decided(&app, &request, &log, "expired", None).await;
     app.fake.assert_all_accepted();
     app.stop().await;
 }
@@ -593,14 +600,7 @@ async fn a_runbook_changed_after_the_request_makes_it_stale_and_nothing_runs() {
     })
     .await;
     assert!(button_labels(&marked).is_empty());
-    let again = refused_click(&app, SECOND_APPROVER, &request, "Approve").await;
-    assert!(again.contains("already stale"), "{again}");
-    assert_eq!(app.get_json("/api/remediations/1").await["state"], "stale");
-    assert!(lines_in(&log).is_empty(), "a stale request ran");
-    assert_eq!(
-        audit_trail(&audit(&app).await, 1),
-        trail(&[("remediation_requested", person(REQUESTER)), ("remediation_stale", person(APPROVER))])
-    );
+    assert_stays_decided(&app, &request, &log, "stale", person(APPROVER)).await;
     app.fake.assert_all_accepted();
     app.stop().await;
 }
@@ -665,27 +665,37 @@ async fn a_tampered_button_is_refused_and_nothing_runs() {
     app.stop().await;
 }
 
-/// A stand-in for an internal API: `POST /reload/{queue}` answers 500 with a body that quotes
-/// the credentials it was given; it counts its hits.
-async fn failing_api() -> (String, Arc<AtomicUsize>) {
+/// A stand-in for an internal API on 127.0.0.1: every request is answered by `answer` (from
+/// its path) and counted; its address (`127.0.0.1:PORT`) and the count.
+async fn internal_api(
+    answer: impl Fn(&str) -> (axum::http::StatusCode, String) + Clone + Send + Sync + 'static,
+) -> (String, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
-    let router = axum::Router::new().route(
-        "/reload/{queue}",
-        axum::routing::post(move |axum::extract::Path(queue): axum::extract::Path<String>| {
-            let counter = counter.clone();
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                (
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("reload of {queue} refused: credentials deploy:Hunter2Hunter2 are read-only"),
-                )
-            }
-        }),
-    );
+    let router = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let (counter, answer) = (counter.clone(), answer.clone());
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            answer(uri.path())
+        }
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the API");
     let address = listener.local_addr().expect("an address");
     tokio::spawn(async move { axum::serve(listener, router).await.expect("the API serves") });
+    (address.to_string(), hits)
+}
+
+/// An internal API whose `POST /reload/{queue}` answers 500 with a body that quotes the
+/// credentials it was given; its URL (with them) and its hits.
+async fn failing_api() -> (String, Arc<AtomicUsize>) {
+    let (address, hits) = internal_api(|path| {
+        let queue = path.rsplit('/').next().unwrap_or_default();
+        (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload of {queue} refused: credentials deploy:Hunter2Hunter2 are read-only"),
+        )
+    })
+    .await;
     (format!("http://deploy:Hunter2Hunter2@{address}"), hits)
 }
 
@@ -1000,20 +1010,9 @@ async fn a_failing_remediation_reports_its_error_in_the_incident_thread_the_time
     app.stop().await;
 }
 
-/// An internal API that counts its hits and answers 200.
+/// An internal API that counts its hits and answers 200; its URL and its hits.
 async fn counting_api() -> (String, Arc<AtomicUsize>) {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    let router = axum::Router::new().fallback(move || {
-        let counter = counter.clone();
-        async move {
-            counter.fetch_add(1, Ordering::SeqCst);
-            "reloaded"
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the API");
-    let address = listener.local_addr().expect("an address");
-    tokio::spawn(async move { axum::serve(listener, router).await.expect("the API serves") });
+    let (address, hits) = internal_api(|_| (axum::http::StatusCode::OK, "reloaded".to_string())).await;
     (format!("http://{address}"), hits)
 }
 

@@ -17,6 +17,8 @@ use slack_e2e_support::{
     FORM, INCIDENTS, OPS, SIGNING_SECRET, SlackApp, Workspace, app_mention_body, now, signature, slash_command_body,
     spawn,
 };
+use support::runbooks::PING;
+use support::wait::eventually;
 
 /// Long enough for any of these stories on a loaded machine; they take seconds.
 const WAIT: Duration = Duration::from_secs(20);
@@ -398,15 +400,6 @@ async fn a_page_still_reaches_the_thread_when_the_notification_took_a_second_del
 // ---------------------------------------------------------------------------------------------
 // Security and mistakes
 
-const PING: &str = r#"name = "ping"
-summary = "Is the host alive"
-
-[[checks]]
-name = "true"
-kind = "exec"
-argv = ["true"]
-"#;
-
 #[tokio::test]
 async fn a_bad_or_stale_signature_is_refused_and_nothing_is_posted() {
     let workspace = Workspace::new();
@@ -587,24 +580,6 @@ async fn console_history(app: &SlackApp, channel: &str) -> Vec<Value> {
 async fn readyz(app: &SlackApp) -> (u16, Value) {
     let response = reqwest::get(app.url("/readyz")).await.expect("the app answers");
     (response.status().as_u16(), response.json().await.expect("JSON"))
-}
-
-/// Waits until `condition` holds for what `read` returns, or fails after [`WAIT`].
-async fn eventually<T, F, Fut>(what: &str, read: F, condition: impl Fn(&T) -> bool) -> T
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = T>,
-    T: std::fmt::Debug,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let value = read().await;
-        if condition(&value) {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}; last: {value:#?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]

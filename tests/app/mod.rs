@@ -59,15 +59,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const TOKEN: &str = "s3cret-api-token";
 
 /// A runbook small enough to write inline; `App::build` refuses to start without valid ones.
-pub const RUNBOOK: &str = r#"
-name = "ping"
-summary = "Is the host alive"
-
-[[checks]]
-name = "true"
-kind = "exec"
-argv = ["true"]
-"#;
+pub use crate::support::runbooks::PING as RUNBOOK;
 
 // ---------------------------------------------------------------------------------------------
 // Stores

@@ -5,4 +5,5 @@
 
 pub mod app;
 pub mod files;
+pub mod runbooks;
 pub mod wait;
