@@ -4,7 +4,7 @@
 //! or inside a thread.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
@@ -47,20 +47,10 @@ impl std::ops::Deref for DiscordApp {
     }
 }
 
+pub use crate::support::app::Answer;
+
 /// What the app answered to an interaction.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub body: String,
-    /// From sending the request to having the whole answer.
-    pub took: Duration,
-}
-
 impl Answer {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|error| panic!("the answer is not JSON ({error}): {self:?}"))
-    }
-
     /// The interaction response type (4 message, 5 deferred, 6 deferred update, 9 modal…).
     pub fn kind(&self) -> u64 {
         self.json()["type"].as_u64().unwrap_or_else(|| panic!("no response type: {self:?}"))
@@ -200,19 +190,7 @@ fn message_json(message: &StoredMessage) -> Value {
 impl DiscordApp {
     /// POSTs `body` to the interactions endpoint with exactly these headers.
     pub async fn send_raw(&self, body: &str, headers: &[(&str, String)]) -> Answer {
-        let mut request = self
-            .client
-            .post(self.url("/discord/interactions"))
-            .header("content-type", "application/json")
-            .body(body.to_string());
-        for (name, value) in headers {
-            request = request.header(*name, value);
-        }
-        let started = Instant::now();
-        let response = request.send().await.expect("the app answers");
-        let status = response.status().as_u16();
-        let body = response.text().await.expect("the answer reads");
-        Answer { status, body, took: started.elapsed() }
+        self.app.send("/discord/interactions", "application/json", body, headers).await
     }
 
     /// Sends `interaction` signed now with the application's key.

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use firebell::clock::{Clock, SystemClock};
 use hmac::{Hmac, KeyInit, Mac};
@@ -42,22 +42,7 @@ impl std::ops::Deref for SlackApp {
     }
 }
 
-/// What the app answered to a request from Slack.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub body: String,
-    /// From sending the request to having the whole answer.
-    pub took: Duration,
-    /// When the answer had arrived (to compare with the fake's call times).
-    pub at: Instant,
-}
-
-impl Answer {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|error| panic!("the answer is not JSON ({error}): {self:?}"))
-    }
-}
+pub use crate::support::app::Answer;
 
 /// Starts the app with the runbooks already in `workspace`; `rest` is appended to the config
 /// (targets, groups, policies).
@@ -181,19 +166,6 @@ pub fn button_labels(message: &StoredMessage) -> Vec<String> {
 }
 
 impl SlackApp {
-    /// POSTs `body` with exactly these headers.
-    pub async fn send(&self, path: &str, content_type: &str, body: &str, headers: &[(&str, String)]) -> Answer {
-        let mut request = self.client.post(self.url(path)).header("content-type", content_type).body(body.to_string());
-        for (name, value) in headers {
-            request = request.header(*name, value);
-        }
-        let started = Instant::now();
-        let response = request.send().await.expect("the app answers");
-        let status = response.status().as_u16();
-        let body = response.text().await.expect("the answer reads");
-        Answer { status, body, took: started.elapsed(), at: Instant::now() }
-    }
-
     /// POSTs `body` signed now with the app's signing secret, plus `extra` headers.
     pub async fn signed(&self, path: &str, content_type: &str, body: &str, extra: &[(&str, String)]) -> Answer {
         let timestamp = now();

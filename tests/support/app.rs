@@ -189,6 +189,23 @@ impl AppBuilder {
     }
 }
 
+/// What the app answered to a request a platform (or a test) sent it.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    /// From sending the request to having the whole answer.
+    pub took: Duration,
+    /// When the answer had arrived (to compare with a fake's call times).
+    pub at: std::time::Instant,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|error| panic!("the answer is not JSON ({error}): {self:?}"))
+    }
+}
+
 /// The app running in-process; stopped (its shutdown token cancelled) when dropped.
 pub struct RunningApp {
     /// Where it listens, as bound (`0.0.0.0:…` when asked for "not loopback").
@@ -219,6 +236,19 @@ impl RunningApp {
         let response = self.client.get(self.url(path)).send().await.expect("GET works");
         assert_eq!(response.status().as_u16(), 200, "GET {path}");
         response.json().await.expect("the answer is JSON")
+    }
+
+    /// POSTs `body` to `path` as `content_type` with exactly these other headers.
+    pub async fn send(&self, path: &str, content_type: &str, body: &str, headers: &[(&str, String)]) -> Answer {
+        let mut request = self.client.post(self.url(path)).header("content-type", content_type).body(body.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let started = std::time::Instant::now();
+        let response = request.send().await.expect("the app answers");
+        let status = response.status().as_u16();
+        let body = response.text().await.expect("the answer reads");
+        Answer { status, body, took: started.elapsed(), at: std::time::Instant::now() }
     }
 
     /// Waits until the API shows incident `id` satisfying `condition`; returns it.

@@ -56,6 +56,13 @@ pub struct Place {
     pub thread: Option<String>,
 }
 
+impl Place {
+    /// The top level of `channel`.
+    pub fn channel(channel: &str) -> Place {
+        Place { channel: channel.to_string(), thread: None }
+    }
+}
+
 /// One of the bot's messages, as people see it when it is read.
 #[derive(Debug, Clone)]
 pub struct Shown {
@@ -250,6 +257,21 @@ fn words(text: &str) -> Vec<String> {
     words
 }
 
+/// What was said privately to whom, in the answers to their own actions.
+#[derive(Default)]
+struct Said(Mutex<Vec<(Person, String)>>);
+
+impl Said {
+    fn push(&self, who: Person, text: String) {
+        self.0.lock().expect("private replies").push((who, text));
+    }
+
+    fn to(&self, who: Person) -> Vec<String> {
+        let said = self.0.lock().expect("private replies");
+        said.iter().filter(|(person, _)| *person == who).map(|(_, text)| text.clone()).collect()
+    }
+}
+
 /// Forms opened, in order, with whom each was opened for (where the platform says).
 #[derive(Default)]
 struct Forms {
@@ -265,7 +287,7 @@ struct Forms {
 pub struct SlackDriver {
     pub slack: SlackApp,
     /// Private answers to slash commands, which come in the command's own answer.
-    answered: Mutex<Vec<(Person, String)>>,
+    answered: Said,
     forms_taken: Mutex<usize>,
 }
 
@@ -318,7 +340,7 @@ impl Driver for SlackDriver {
     async fn start(workspace: Workspace, rest: &str) -> Self {
         SlackDriver {
             slack: crate::slack_e2e_support::spawn(workspace, rest).await,
-            answered: Mutex::default(),
+            answered: Said::default(),
             forms_taken: Mutex::default(),
         }
     }
@@ -328,11 +350,11 @@ impl Driver for SlackDriver {
     }
 
     fn ops(&self) -> Place {
-        Place { channel: crate::slack_e2e_support::OPS.to_string(), thread: None }
+        Place::channel(crate::slack_e2e_support::OPS)
     }
 
     fn incidents(&self) -> Place {
-        Place { channel: crate::slack_e2e_support::INCIDENTS.to_string(), thread: None }
+        Place::channel(crate::slack_e2e_support::INCIDENTS)
     }
 
     async fn type_command(&self, who: Person, place: &Place, text: &str) {
@@ -352,7 +374,7 @@ impl Driver for SlackDriver {
             let reply = answer.json();
             assert_eq!(reply["response_type"], "ephemeral", "a command's answer is private: {reply}");
             let said = reply["text"].as_str().unwrap_or_default().to_string();
-            self.answered.lock().expect("answers").push((who, said));
+            self.answered.push(who, said);
         }
     }
 
@@ -418,14 +440,7 @@ impl Driver for SlackDriver {
 
     async fn private_replies(&self, who: Person) -> Vec<String> {
         let user = SlackDriver::user(who);
-        let mut replies: Vec<String> = self
-            .answered
-            .lock()
-            .expect("answers")
-            .iter()
-            .filter(|(person, _)| *person == who)
-            .map(|(_, text)| text.clone())
-            .collect();
+        let mut replies = self.answered.to(who);
         let text = |body: &Value| plain(body["text"].as_str().unwrap_or_default());
         for (id, body) in self.slack.fake.responses_with_ids() {
             if id.starts_with(&format!("{user}.")) {
@@ -474,7 +489,7 @@ pub struct DiscordDriver {
     /// Interactions sent, by id, with who sent them (their follow-ups are theirs too).
     interactions: Mutex<HashMap<String, Person>>,
     /// Private answers given in the interactions' own answers.
-    answered: Mutex<Vec<(Person, String)>>,
+    answered: Said,
     forms: Mutex<Forms>,
 }
 
@@ -564,7 +579,7 @@ impl DiscordDriver {
         let answer = self.discord.send(&interaction).await;
         assert_eq!(answer.status, 200, "Discord's interaction was refused: {answer:?}");
         match answer.kind() {
-            4 if answer.is_ephemeral() => self.answered.lock().expect("answers").push((who, plain(&answer.text()))),
+            4 if answer.is_ephemeral() => self.answered.push(who, plain(&answer.text())),
             9 => {
                 let modal = answer.json()["data"].clone();
                 let fields = modal["components"]
@@ -597,7 +612,7 @@ impl Driver for DiscordDriver {
         DiscordDriver {
             discord: crate::fake_discord::app::spawn(workspace, rest).await,
             interactions: Mutex::default(),
-            answered: Mutex::default(),
+            answered: Said::default(),
             forms: Mutex::default(),
         }
     }
@@ -607,11 +622,11 @@ impl Driver for DiscordDriver {
     }
 
     fn ops(&self) -> Place {
-        Place { channel: crate::fake_discord::OPS.to_string(), thread: None }
+        Place::channel(crate::fake_discord::OPS)
     }
 
     fn incidents(&self) -> Place {
-        Place { channel: crate::fake_discord::INCIDENTS.to_string(), thread: None }
+        Place::channel(crate::fake_discord::INCIDENTS)
     }
 
     async fn type_command(&self, who: Person, place: &Place, text: &str) {
@@ -686,14 +701,7 @@ impl Driver for DiscordDriver {
     }
 
     async fn private_replies(&self, who: Person) -> Vec<String> {
-        let mut replies: Vec<String> = self
-            .answered
-            .lock()
-            .expect("answers")
-            .iter()
-            .filter(|(person, _)| *person == who)
-            .map(|(_, text)| text.clone())
-            .collect();
+        let mut replies = self.answered.to(who);
         // Follow-ups of deferred answers: `webhooks/{application}/token-{interaction id}`.
         let interactions = self.interactions.lock().expect("interactions").clone();
         for call in self.discord.fake.calls_to("webhooks/") {
@@ -737,7 +745,7 @@ pub struct ConsoleDriver {
     csrf: String,
     /// Each person's cookies (CSRF and session).
     sessions: Vec<String>,
-    answered: Mutex<Vec<(Person, String)>>,
+    answered: Said,
     forms: Mutex<Forms>,
     /// Every message event, in order.
     events: Arc<Mutex<Vec<Event>>>,
@@ -827,7 +835,7 @@ impl ConsoleDriver {
     /// Keeps the private reply or the form of an answer.
     fn keep(&self, who: Person, answer: &Value, place: &Place) {
         if answer["reply"].is_object() {
-            self.answered.lock().expect("answers").push((who, console_text(&answer["reply"]["body"])));
+            self.answered.push(who, console_text(&answer["reply"]["body"]));
         }
         if answer["form"].is_object() {
             let form = &answer["form"];
@@ -921,7 +929,7 @@ impl Driver for ConsoleDriver {
                 }
             }
         });
-        ConsoleDriver { app, csrf, sessions, answered: Mutex::default(), forms: Mutex::default(), events, listening }
+        ConsoleDriver { app, csrf, sessions, answered: Said::default(), forms: Mutex::default(), events, listening }
     }
 
     fn app(&self) -> &RunningApp {
@@ -929,11 +937,11 @@ impl Driver for ConsoleDriver {
     }
 
     fn ops(&self) -> Place {
-        Place { channel: "ops".to_string(), thread: None }
+        Place::channel("ops")
     }
 
     fn incidents(&self) -> Place {
-        Place { channel: "incidents".to_string(), thread: None }
+        Place::channel("incidents")
     }
 
     async fn type_command(&self, who: Person, place: &Place, text: &str) {
@@ -1009,8 +1017,7 @@ impl Driver for ConsoleDriver {
     }
 
     async fn private_replies(&self, who: Person) -> Vec<String> {
-        let answered = self.answered.lock().expect("answers");
-        answered.iter().filter(|(person, _)| *person == who).map(|(_, text)| text.clone()).collect()
+        self.answered.to(who)
     }
 
     async fn uploads(&self, place: &Place) -> Vec<Upload> {
