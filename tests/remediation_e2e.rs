@@ -88,6 +88,14 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// The app on a fresh worker workspace with [`POLICY`]; the file the restart appends to.
+    async fn spawn(approvals: u32) -> (SlackApp, PathBuf) {
+        let worker = Worker::new(approvals);
+        (spawn(worker.workspace, POLICY).await, worker.scripts.log)
+    }
+}
+
 impl Scripts {
     /// `commands/worker.toml`: a `depth` check that warns for the queue `trades`;
     /// `restart-worker` (exec, approvers `oncall`, `approvals` of them, suggested when the depth
@@ -362,9 +370,7 @@ async fn a_request_shows_what_will_run_and_only_someone_else_in_the_approver_gro
 
 #[tokio::test]
 async fn two_approvals_are_needed_when_configured() {
-    let worker = Worker::new(2);
-    let log = worker.scripts.log.clone();
-    let app = spawn(worker.workspace, POLICY).await;
+    let (app, log) = Worker::spawn(2).await;
 
     remediate(&app, REQUESTER, OPS, "restart-worker queue=emails").await;
     let request = request_message(&app, OPS, 1).await;
@@ -408,9 +414,7 @@ async fn two_approvals_are_needed_when_configured() {
 
 #[tokio::test]
 async fn two_approvers_at_the_same_moment_or_a_repeated_click_run_it_once() {
-    let worker = Worker::new(1);
-    let log = worker.scripts.log.clone();
-    let app = spawn(worker.workspace, POLICY).await;
+    let (app, log) = Worker::spawn(1).await;
     remediate(&app, REQUESTER, OPS, "restart-worker queue=emails").await;
     let first = request_message(&app, OPS, 1).await;
     remediate(&app, REQUESTER, OPS, "restart-worker queue=trades").await;
@@ -473,9 +477,7 @@ async fn two_approvers_at_the_same_moment_or_a_repeated_click_run_it_once() {
 
 #[tokio::test]
 async fn a_denied_request_says_so_runs_nothing_and_refuses_a_later_approval() {
-    let worker = Worker::new(1);
-    let log = worker.scripts.log.clone();
-    let app = spawn(worker.workspace, POLICY).await;
+    let (app, log) = Worker::spawn(1).await;
     remediate(&app, REQUESTER, OPS, "restart-worker queue=emails").await;
     let request = request_message(&app, OPS, 1).await;
 

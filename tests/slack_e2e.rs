@@ -52,6 +52,13 @@ fn lines_of(message: &StoredMessage) -> Vec<String> {
     seen(&message.visible_text()).lines().map(str::to_string).collect()
 }
 
+/// The app with the `ping` runbook; `rest` appended to the config.
+async fn spawn_pinging(rest: &str) -> SlackApp {
+    let workspace = Workspace::new();
+    workspace.runbook("ping", PING);
+    spawn(workspace, rest).await
+}
+
 // ---------------------------------------------------------------------------------------------
 // Diagnoses
 
@@ -196,9 +203,7 @@ async fn ten_thousand_lines_of_output_end_as_a_file_in_the_thread_and_no_message
 /// click answered through its `response_url`, and the form as a `views.open` modal.
 #[tokio::test]
 async fn incident_commands_and_clicks_are_acknowledged_empty_and_resolve_opens_a_modal() {
-    let workspace = Workspace::new();
-    workspace.runbook("ping", PING);
-    let app = spawn(workspace, "").await;
+    let app = spawn_pinging("").await;
 
     let answer = app.slash("U0001", OPS, "/incident", r#"declare API down sev=critical impact="checkout fails""#).await;
     assert_eq!(answer.status, 200, "{answer:?}");
@@ -267,9 +272,7 @@ async fn incident_commands_and_clicks_are_acknowledged_empty_and_resolve_opens_a
 
 #[tokio::test]
 async fn an_escalation_pages_in_the_thread_and_by_direct_message_paced_and_through_a_429() {
-    let workspace = Workspace::new();
-    workspace.runbook("ping", PING);
-    let app = spawn(workspace, PAGE_U0007).await;
+    let app = spawn_pinging(PAGE_U0007).await;
     // Slack's next post answers 429 with Retry-After: 1.
     app.fake.rate_limit_next("chat.postMessage", 1, 1);
 
@@ -367,9 +370,7 @@ steps = [{ after = "0s", notify = ["group:pagers"] }]
 
 #[tokio::test]
 async fn a_page_still_reaches_the_thread_when_the_notification_took_a_second_delivery() {
-    let workspace = Workspace::new();
-    workspace.runbook("ping", PING);
-    let app = spawn(workspace, PAGE_U0007).await;
+    let app = spawn_pinging(PAGE_U0007).await;
     // 429 eight times: the first two deliveries of the notification give up after three retries
     // each, while the page for the same incident is already due.
     app.fake.rate_limit_next("chat.postMessage", 8, 1);
@@ -402,9 +403,7 @@ async fn a_page_still_reaches_the_thread_when_the_notification_took_a_second_del
 
 #[tokio::test]
 async fn a_bad_or_stale_signature_is_refused_and_nothing_is_posted() {
-    let workspace = Workspace::new();
-    workspace.runbook("ping", PING);
-    let app = spawn(workspace, "").await;
+    let app = spawn_pinging("").await;
     let body = slash_command_body(&app.fake, "U0001", OPS, "/diagnose", "ping");
     let timestamp = now();
     let attempts = [
@@ -441,9 +440,7 @@ async fn a_bad_or_stale_signature_is_refused_and_nothing_is_posted() {
 
 #[tokio::test]
 async fn a_replayed_signed_command_is_answered_empty_and_does_nothing() {
-    let workspace = Workspace::new();
-    workspace.runbook("ping", PING);
-    let app = spawn(workspace, "").await;
+    let app = spawn_pinging("").await;
     let body = slash_command_body(&app.fake, "U0001", OPS, "/diagnose", "ping");
     let timestamp = now();
     let headers = [
@@ -476,9 +473,7 @@ async fn a_replayed_signed_command_is_answered_empty_and_does_nothing() {
 
 #[tokio::test]
 async fn an_app_mention_delivered_twice_runs_its_diagnosis_once() {
-    let workspace = Workspace::new();
-    workspace.runbook("ping", PING);
-    let app = spawn(workspace, "").await;
+    let app = spawn_pinging("").await;
     let body = app_mention_body("Ev0E2EONCE01", "U0001", OPS, &format!("<@{}> diagnose ping", fake_slack::BOT_USER));
     let first = app.event(&body, None).await;
     assert_eq!(first.status, 200, "{first:?}");
