@@ -296,6 +296,7 @@ async fn a_remediation_is_refused_to_its_requester_and_runs_once_when_someone_el
         stored["votes"].as_array().into_iter().flatten().filter_map(|vote| vote["voter"].as_str()).collect();
     assert_eq!(voters, [D::person(Person::Bob)]);
     assert_eq!(lines_in(&log), ["restarted emails"], "exactly one run");
+    assert_eq!(chat.messages(&ops).await.len(), 1, "one request message, edited in place");
     chat.assert_no_platform_errors();
     chat.stop().await;
 }

@@ -246,9 +246,8 @@ async fn diagnose_streams_into_the_incident_thread_and_a_remediation_needs_someo
     assert_eq!(refused.status, 200);
     assert!(refused.is_ephemeral(), "{refused:?}");
     assert!(refused.text().contains("approve"), "the requester is told why not: {}", refused.text());
-    // The refusal is decided before anything runs; the request still waits for someone else.
-    assert_eq!(app.get_json("/api/remediations/1").await["state"], "pending");
-    assert!(lines(&log).is_empty(), "the requester's own approval ran the remediation");
+    // That nothing ran, and that the approver is named on the request, is a shared story in
+    // chat_stories.rs; here the approval by someone else in the incident's thread.
 
     let approved = app.click(APPROVER, &request, "Approve").await;
     assert_eq!(approved.status, 200, "{approved:?}");
@@ -260,7 +259,6 @@ async fn diagnose_streams_into_the_incident_thread_and_a_remediation_needs_someo
         })
         .await;
     assert!(done.buttons().is_empty(), "a decided request has no buttons left");
-    assert!(done.visible_text().contains(&format!("<@{APPROVER}>")), "{}", done.visible_text());
     assert_eq!(lines(&log), ["restarted trades"]);
     let incident = app
         .wait_incident(1, "the approval on the timeline", WAIT, |incident| {
