@@ -166,14 +166,7 @@ impl App {
 }
 
 fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .filter_map(|value| value.split(';').next()?.split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.to_string())
+    support::app::set_cookie(response.headers(), name)
 }
 
 fn set_cookie_line(response: &reqwest::Response, name: &str) -> String {

@@ -189,6 +189,17 @@ impl AppBuilder {
     }
 }
 
+/// The value of the cookie `name` that `headers` (of a response) set.
+pub fn set_cookie(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .filter_map(|value| value.split(';').next()?.split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_string())
+}
+
 /// What the app answered to a request a platform (or a test) sent it.
 #[derive(Debug)]
 pub struct Answer {

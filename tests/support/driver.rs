@@ -798,14 +798,7 @@ fn console_buttons(body: &Value) -> Vec<Value> {
 }
 
 fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .filter_map(|value| value.split(';').next()?.split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.to_string())
+    crate::support::app::set_cookie(response.headers(), name)
 }
 
 impl ConsoleDriver {
