@@ -273,8 +273,9 @@ async fn incident_commands_and_clicks_are_acknowledged_empty_and_resolve_opens_a
 #[tokio::test]
 async fn an_escalation_pages_in_the_thread_and_by_direct_message_paced_and_through_a_429() {
     let app = spawn_pinging(PAGE_U0007).await;
-    // Slack's next post answers 429 with Retry-After: 1.
-    app.fake.rate_limit_next("chat.postMessage", 1, 1);
+    // Slack's next post to the incident channel answers 429 with Retry-After: 1 (the direct
+    // message may go first: pages go before notifications).
+    app.fake.rate_limit_next_in("chat.postMessage", INCIDENTS, 1, 1);
 
     let answer = app.slash("U0001", OPS, "/incident", "declare Payments failing sev=high").await;
     assert_eq!((answer.status, answer.body.as_str()), (200, ""));
