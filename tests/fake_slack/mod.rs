@@ -284,23 +284,16 @@ impl FakeSlack {
     }
 
     pub fn assert_no_unexpected(&self) {
-        let unexpected = self.unexpected();
-        assert!(
-            unexpected.is_empty(),
-            "the fake Slack API got calls Slack would refuse as client bugs:\n{}",
-            unexpected.join("\n")
-        );
+        let what = "the fake Slack API got calls Slack would refuse as client bugs";
+        crate::support::fakes::assert_none(what, &self.unexpected());
     }
 
     /// No unexpected call and no `ok: false` answer (429s that were retried are fine).
     pub fn assert_all_accepted(&self) {
         self.assert_no_unexpected();
-        let rejected = self.rejected();
-        assert!(
-            rejected.is_empty(),
-            "the fake Slack API refused calls:\n{}",
-            rejected.iter().map(|call| format!("{} → {:?}", call.method, call.outcome)).collect::<Vec<_>>().join("\n")
-        );
+        let rejected: Vec<String> =
+            self.rejected().iter().map(|call| format!("{} → {:?}", call.method, call.outcome)).collect();
+        crate::support::fakes::assert_none("the fake Slack API refused calls", &rejected);
     }
 
     /// Every message posted in `channel` (top level and threads), in order, as edited.
@@ -353,15 +346,7 @@ impl FakeSlack {
 
     /// Waits until `condition` holds for the fake, or panics after `timeout`.
     pub async fn wait_for(&self, what: &str, timeout: Duration, condition: impl Fn(&FakeSlack) -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !condition(self) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what}; calls: {:#?}",
-                self.calls()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::support::fakes::wait_until(what, timeout, || condition(self), || format!("{:#?}", self.calls())).await;
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, FakeState> {

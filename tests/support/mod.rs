@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod fakes;
 pub mod files;
 pub mod runbooks;
 pub mod wait;
