@@ -10,6 +10,7 @@
 //! performance claims.
 
 mod app;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -374,7 +375,7 @@ async fn an_alert_through_a_real_alertmanager_opens_one_incident_and_its_end_res
     assert_eq!(events(&resolved, "resolved")[0]["detail"]["note"], "the alert resolved");
     let everything = app.everything().await;
     assert_eq!(list(&everything).len(), 1, "{everything}");
-    assert!(stored_alerts(&app.dir.path().join("firebell.db")).await >= 3, "every notification is stored");
+    assert!(stored_alerts(&app.workspace().path().join("firebell.db")).await >= 3, "every notification is stored");
     drop(alertmanager);
     app.stop().await;
 }
@@ -665,7 +666,7 @@ type BadRequest<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Vec<u8>, u16, 
 #[tokio::test]
 async fn bad_requests_get_a_4xx_with_the_reason_and_store_nothing() {
     let app = spawn_app(TOKEN_LINE, "").await;
-    let database = app.dir.path().join("firebell.db");
+    let database = app.workspace().path().join("firebell.db");
     // Something stored already, so "unchanged" compares against more than nothing.
     deliver(&app, "/alerts/generic", &generic("db1-disk", "firing", None, json!({}))).await;
     let before = app.everything().await;
@@ -732,7 +733,7 @@ async fn bad_requests_get_a_4xx_with_the_reason_and_store_nothing() {
 #[tokio::test]
 async fn without_an_api_token_the_generic_endpoint_is_refused_and_alertmanager_is_accepted() {
     let app = spawn_app("", "").await;
-    let database = app.dir.path().join("firebell.db");
+    let database = app.workspace().path().join("firebell.db");
     let body = generic("db1-disk", "firing", None, json!({})).to_string().into_bytes();
     for authorization in [None, Some("Bearer anything")] {
         let reply = app.post_raw("/alerts/generic", authorization, Some("application/json"), body.clone()).await;

@@ -4,6 +4,7 @@
 //! incidents again to show that nothing changed.
 
 mod app;
+mod support;
 
 use app::{TOKEN, TestApp, mins, secs, spawn_app, t0};
 use serde_json::{Value, json};

@@ -7,6 +7,7 @@
 
 mod chat_support;
 mod common;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 

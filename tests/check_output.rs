@@ -4,6 +4,7 @@
 //! newline leaves firebell's memory bounded.
 
 mod common;
+mod support;
 
 use std::io::Read;
 use std::process::Stdio;

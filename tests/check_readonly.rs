@@ -3,6 +3,7 @@
 //! MariaDB and Redis and SQLite files, and what a user sees is asserted, with the data intact.
 
 mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 

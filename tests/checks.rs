@@ -4,6 +4,7 @@
 //! user would see: the verdict, the one-line summary and the data the expressions judged.
 
 mod common;
+mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;

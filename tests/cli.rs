@@ -2,6 +2,7 @@
 //! `firebell.toml` and `commands/*.toml`, reading what it prints and its exit code.
 
 mod common;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -3,30 +3,18 @@
 //! input, the server-sent event stream, and history that outlives a restart. The browser story
 //! is in `console_browser.rs`.
 
-mod common;
+mod support;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::toml_str;
-use firebell::clock::SystemClock;
 use futures::StreamExt;
-use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
+use support::app::{AppBuilder, RunningApp, Workspace};
+use support::runbooks::PING;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-const RUNBOOK: &str = r#"
-name = "ping"
-summary = "Is the host alive"
-
-[[checks]]
-name = "true"
-kind = "exec"
-argv = ["true"]
-"#;
 
 /// A check with 5,000 lines of output: too long for a message, so it goes as a file.
 const NOISY: &str = r#"
@@ -39,47 +27,23 @@ kind = "exec"
 argv = ["seq", "1", "5000"]
 "#;
 
-struct Console {
-    base: String,
-    client: reqwest::Client,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+/// The app listening on `listen` (`127.0.0.1:0`, or `0.0.0.0:0` for "not loopback"), with its
+/// store in `dir`.
+async fn start(dir: &Path, listen: &str, server_extra: &str) -> RunningApp {
+    let workspace = Workspace::at(dir);
+    workspace.runbook("ping", PING);
+    workspace.runbook("noisy", NOISY);
+    AppBuilder::new(workspace).listen(listen).server(server_extra).spawn().await
 }
 
-impl Console {
-    /// The app listening on `listen` (`127.0.0.1:0`, or `0.0.0.0:0` for "not loopback"), with
-    /// its store in `dir`.
-    async fn start(dir: &Path, listen: &str, server_extra: &str) -> Console {
-        std::fs::create_dir_all(dir.join("commands")).expect("a commands folder");
-        std::fs::write(dir.join("commands/ping.toml"), RUNBOOK).expect("the runbook is written");
-        std::fs::write(dir.join("commands/noisy.toml"), NOISY).expect("the runbook is written");
-        let store = format!("sqlite://{}", dir.join("firebell.db").display());
-        let text = format!(
-            "[server]\nlisten = {}\n{server_extra}\n\n[store]\nurl = {}\n\n[commands]\ndirs = [{}]\n",
-            toml_str(listen),
-            toml_str(&store),
-            toml_str(&dir.join("commands").display().to_string())
-        );
-        let path = dir.join("firebell.toml");
-        std::fs::write(&path, text).expect("the config is written");
-        let config = firebell::config::Config::load(&path).unwrap_or_else(|errors| panic!("{errors}"));
-        let app = firebell::app::App::build(config, Arc::new(SystemClock)).await.expect("the app starts");
-        let base = format!("http://127.0.0.1:{}", app.address().port());
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-        let client = reqwest::Client::builder()
-            .timeout(WAIT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("an HTTP client");
-        Console { base, client, shutdown, task }
-    }
+/// What the console's own page does, against the app that serves it.
+trait Page {
+    async fn get(&self, path: &str, cookies: &str) -> reqwest::Response;
+    async fn csrf(&self, cookies: &str) -> String;
+    async fn write(&self, path: &str, csrf: &str, extra_cookies: &str, body: Value) -> (u16, Value);
+}
 
-    async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = self.task.await;
-    }
-
+impl Page for RunningApp {
     async fn get(&self, path: &str, cookies: &str) -> reqwest::Response {
         self.client.get(format!("{}{path}", self.base)).header(COOKIE, cookies).send().await.expect("GET works")
     }
@@ -108,15 +72,7 @@ impl Console {
     }
 }
 
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .filter_map(|value| value.split(';').next()?.split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.to_string())
-}
+use support::app::set_cookie as cookie_value;
 
 fn command(user: &str, channel: &str, text: &str) -> Value {
     json!({"user": user, "channel": channel, "text": text})
@@ -125,7 +81,7 @@ fn command(user: &str, channel: &str, text: &str) -> Value {
 #[tokio::test]
 async fn writes_need_the_pages_csrf_token_from_the_same_origin() {
     let dir = tempfile::tempdir().unwrap();
-    let console = Console::start(dir.path(), "127.0.0.1:0", "").await;
+    let console = start(dir.path(), "127.0.0.1:0", "").await;
     let page = console.get("/", "").await;
     let headers = page.headers().clone();
     assert!(headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
@@ -159,7 +115,7 @@ async fn writes_need_the_pages_csrf_token_from_the_same_origin() {
 #[tokio::test]
 async fn bad_input_is_refused_with_what_is_valid() {
     let dir = tempfile::tempdir().unwrap();
-    let console = Console::start(dir.path(), "127.0.0.1:0", "").await;
+    let console = start(dir.path(), "127.0.0.1:0", "").await;
     let csrf = console.csrf("").await;
     let cases = [
         (command("al ice", "ops", "/incident list"), "name 'al ice' is not valid"),
@@ -189,7 +145,7 @@ async fn bad_input_is_refused_with_what_is_valid() {
 #[tokio::test]
 async fn pages_see_posts_and_edits_as_server_sent_events() {
     let dir = tempfile::tempdir().unwrap();
-    let console = Console::start(dir.path(), "127.0.0.1:0", "").await;
+    let console = start(dir.path(), "127.0.0.1:0", "").await;
     let csrf = console.csrf("").await;
     let events = console.get("/console/events?user=alice", "").await;
     assert_eq!(events.headers()["content-type"], "text/event-stream");
@@ -223,12 +179,12 @@ async fn pages_see_posts_and_edits_as_server_sent_events() {
 #[tokio::test]
 async fn history_outlives_a_restart_and_ids_are_never_reused() {
     let dir = tempfile::tempdir().unwrap();
-    let console = Console::start(dir.path(), "127.0.0.1:0", "").await;
+    let console = start(dir.path(), "127.0.0.1:0", "").await;
     let csrf = console.csrf("").await;
     let (status, _) =
         console.write("/console/command", &csrf, "", command("alice", "ops", "/incident declare Disk full")).await;
     assert_eq!(status, 200);
-    let history = |console: &Console| {
+    let history = |console: &RunningApp| {
         let url = format!("{}/console/history?user=alice&channel=incidents", console.base);
         let client = console.client.clone();
         async move { client.get(url).send().await.unwrap().json::<Value>().await.unwrap() }
@@ -246,7 +202,7 @@ async fn history_outlives_a_restart_and_ids_are_never_reused() {
     .expect("the incident notification is posted in #incidents");
     console.stop().await;
 
-    let console = Console::start(dir.path(), "127.0.0.1:0", "").await;
+    let console = start(dir.path(), "127.0.0.1:0", "").await;
     let after = history(&console).await;
     assert_eq!(after["messages"], before["messages"], "the same history after a restart");
     let csrf = console.csrf("").await;
@@ -263,7 +219,7 @@ async fn history_outlives_a_restart_and_ids_are_never_reused() {
 #[tokio::test]
 async fn beyond_loopback_the_console_needs_a_login_token() {
     let dir = tempfile::tempdir().unwrap();
-    let console = Console::start(dir.path(), "0.0.0.0:0", "console_token = \"open-sesame\"\napi_token = \"api\"").await;
+    let console = start(dir.path(), "0.0.0.0:0", "console_token = \"open-sesame\"\napi_token = \"api\"").await;
     let page = console.get("/", "").await;
     assert_eq!(page.status(), 303);
     assert_eq!(page.headers()[LOCATION], "/login");
@@ -304,7 +260,7 @@ async fn beyond_loopback_the_console_needs_a_login_token() {
 #[tokio::test]
 async fn beyond_loopback_without_a_token_the_console_stays_shut_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
-    let console = Console::start(dir.path(), "0.0.0.0:0", "").await;
+    let console = start(dir.path(), "0.0.0.0:0", "").await;
     let page = console.get("/", "").await;
     assert_eq!(page.status(), 403);
     let text = page.text().await.unwrap();
@@ -320,7 +276,7 @@ async fn beyond_loopback_without_a_token_the_console_stays_shut_and_says_why() {
 #[tokio::test]
 async fn long_output_goes_as_a_file_that_pages_preview_and_download_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let console = Console::start(dir.path(), "127.0.0.1:0", "").await;
+    let console = start(dir.path(), "127.0.0.1:0", "").await;
     let csrf = console.csrf("").await;
     let (status, _) = console.write("/console/command", &csrf, "", command("alice", "ops", "/diagnose noisy")).await;
     assert_eq!(status, 200);

@@ -11,15 +11,13 @@
 //! skipped, unless `FIREBELL_TEST_REQUIRE_SERVICES=1` (set by `.ci/run`), where it fails.
 
 mod common;
+mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::toml_str;
-use firebell::clock::SystemClock;
-use tokio_util::sync::CancellationToken;
+use support::app::{AppBuilder, Workspace, toml_str};
 
 /// The whole story takes seconds; this bounds a hung browser.
 const STORY_TIMEOUT: Duration = Duration::from_secs(240);
@@ -84,35 +82,21 @@ suggest_when = "checks['queue depth'].status in ['warn', 'crit']"
 const ALICE_TOKEN: &str = "alice-browser-token-0123456789";
 const BOB_TOKEN: &str = "bob-browser-token-0123456789";
 
-fn config_text(dir: &Path, redis_url: &str) -> String {
-    let store = format!("sqlite://{}", dir.join("firebell.db").display());
+/// The config after `[server]`, `[store]` and `[commands]`: the Redis target, alice and bob
+/// on call, and on call may remediate.
+fn rest(redis_url: &str) -> String {
     format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-
-[store]
-url = {store}
-
-[commands]
-dirs = [{commands}]
-
-[targets.cache]
-kind = "redis"
-url = {redis}
-
-[groups]
-oncall = ["console:alice", "console:bob"]
-
-[permissions]
-remediate = ["group:oncall"]
-
-[console]
-people = {{ alice = "{ALICE_TOKEN}", bob = "{BOB_TOKEN}" }}
-"#,
-        store = toml_str(&store),
-        commands = toml_str(&dir.join("commands").display().to_string()),
+        "[targets.cache]\nkind = \"redis\"\nurl = {redis}\n\n[groups]\noncall = [\"console:alice\", \"console:bob\"]\n\n\
+         [permissions]\nremediate = [\"group:oncall\"]\n",
         redis = toml_str(redis_url),
     )
+}
+
+/// A workspace with the `cache` runbook.
+fn cache_workspace() -> Workspace {
+    let workspace = Workspace::new();
+    workspace.runbook("cache", RUNBOOK);
+    workspace
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,40 +115,20 @@ async fn people_diagnose_declare_resolve_and_approve_in_the_browser() {
     let queue = redis.key("jobs");
     redis.command(&["RPUSH", &queue, "1", "2", "3", "4", "5", "6", "7"]).await;
 
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    std::fs::create_dir(dir.path().join("commands")).expect("a commands folder");
-    std::fs::write(dir.path().join("commands/cache.toml"), RUNBOOK).expect("the runbook is written");
-    let text = config_text(dir.path(), &redis.url);
-    let path = dir.path().join("firebell.toml");
-    std::fs::write(&path, &text).expect("the config is written");
-    let config =
-        firebell::config::Config::load(&path).unwrap_or_else(|errors| panic!("the config does not load: {errors}"));
-    let app = firebell::app::App::build(config, Arc::new(SystemClock)).await.expect("the app starts");
-    let base = format!("http://{}", app.address());
-    let store = app.escalator().store().clone();
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let people = format!("[console]\npeople = {{ alice = \"{ALICE_TOKEN}\", bob = \"{BOB_TOKEN}\" }}\n");
+    let app = AppBuilder::new(cache_workspace()).section(&rest(&redis.url)).section(&people).spawn().await;
+    let base = app.base.clone();
+    let store = app.escalator.store().clone();
 
-    // A second app, listening beyond loopback: its console asks for the login token.
-    let guarded_dir = tempfile::tempdir().expect("a temporary folder");
-    std::fs::create_dir(guarded_dir.path().join("commands")).expect("a commands folder");
-    std::fs::write(guarded_dir.path().join("commands/cache.toml"), RUNBOOK).expect("the runbook is written");
-    // Only the shared token there: carol's name is chosen, not proven.
-    let guarded_text = config_text(guarded_dir.path(), &redis.url)
-        .split("\n[console]\n")
-        .next()
-        .expect("the config text")
-        .to_string()
-        .replace(
-            "listen = \"127.0.0.1:0\"",
-            "listen = \"0.0.0.0:0\"\nconsole_token = \"open-sesame\"\napi_token = \"api-token-0123456789\"",
-        );
-    let guarded_path = guarded_dir.path().join("firebell.toml");
-    std::fs::write(&guarded_path, guarded_text).expect("the config is written");
-    let guarded_config = firebell::config::Config::load(&guarded_path).unwrap_or_else(|errors| panic!("{errors}"));
-    let guarded = firebell::app::App::build(guarded_config, Arc::new(SystemClock)).await.expect("the app starts");
-    let guarded_base = format!("http://127.0.0.1:{}", guarded.address().port());
-    let guarded_server = tokio::spawn(guarded.run_until_stopped(shutdown.clone()));
+    // A second app, listening beyond loopback: its console asks for the login token. Only the
+    // shared token there: carol's name is chosen, not proven.
+    let guarded = AppBuilder::new(cache_workspace())
+        .listen("0.0.0.0:0")
+        .server("console_token = \"open-sesame\"\napi_token = \"api-token-0123456789\"")
+        .section(&rest(&redis.url))
+        .spawn()
+        .await;
+    let guarded_base = guarded.base.clone();
 
     let artifacts = repo().join("target/test-artifacts/console");
     let mut child = tokio::process::Command::new(node)
@@ -228,7 +192,6 @@ async fn people_diagnose_declare_resolve_and_approve_in_the_browser() {
         assert!(artifacts.join(format!("{page}.png")).exists(), "a screenshot of {page}");
     }
 
-    shutdown.cancel();
-    let _ = server.await;
-    let _ = guarded_server.await;
+    app.stop().await;
+    guarded.stop().await;
 }

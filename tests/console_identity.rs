@@ -6,18 +6,15 @@
 //! metrics ask for their tokens. The audit's reproductions of findings 1, 2, 11, 12, 23 and 24
 //! are here as regression tests.
 
-mod common;
+mod support;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::toml_str;
-use firebell::clock::SystemClock;
 use futures::StreamExt;
 use reqwest::header::{COOKIE, HOST, SET_COOKIE};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
+use support::app::{AppBuilder, RunningApp, Workspace, toml_str};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -60,49 +57,33 @@ fn people(alice: &str, bob: &str) -> String {
     format!("[console]\npeople = {{ alice = {}, bob = {} }}\n", toml_str(alice), toml_str(bob))
 }
 
+/// The app, whose console and API these tests drive; its address, client and stop are the
+/// [`RunningApp`]'s.
 struct App {
-    base: String,
+    app: RunningApp,
     port: u16,
-    client: reqwest::Client,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl std::ops::Deref for App {
+    type Target = RunningApp;
+
+    fn deref(&self) -> &RunningApp {
+        &self.app
+    }
 }
 
 impl App {
     /// The app on `listen` with `server_extra` in `[server]` and `rest` after it; the store and
     /// the runbook live in `dir`, so a second start on it finds what the first stored.
     async fn start(dir: &Path, listen: &str, server_extra: &str, rest: &str) -> App {
-        std::fs::create_dir_all(dir.join("commands")).expect("a commands folder");
-        std::fs::write(dir.join("commands/ping.toml"), runbook(dir)).expect("the runbook is written");
-        let store = format!("sqlite://{}", dir.join("firebell.db").display());
-        let text = format!(
-            "[server]\nlisten = {}\n{server_extra}\n\n[store]\nurl = {}\n\n[commands]\ndirs = [{}]\n\n{rest}\n",
-            toml_str(listen),
-            toml_str(&store),
-            toml_str(&dir.join("commands").display().to_string())
-        );
-        let path = dir.join("firebell.toml");
-        std::fs::write(&path, &text).expect("the config is written");
-        let config = firebell::config::Config::load(&path).unwrap_or_else(|errors| panic!("{errors}\n{text}"));
-        let app = firebell::app::App::build(config, Arc::new(SystemClock)).await.expect("the app starts");
-        let port = app.address().port();
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-        let client = reqwest::Client::builder()
-            .timeout(WAIT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("an HTTP client");
-        App { base: format!("http://127.0.0.1:{port}"), port, client, shutdown, task }
+        let workspace = Workspace::at(dir);
+        workspace.runbook("ping", &runbook(dir));
+        let app = AppBuilder::new(workspace).listen(listen).server(server_extra).section(rest).spawn().await;
+        App { port: app.address.port(), app }
     }
 
     async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = self.task.await;
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        self.app.stop().await;
     }
 
     async fn get(&self, path: &str, cookies: &str) -> reqwest::Response {
@@ -185,14 +166,7 @@ impl App {
 }
 
 fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .filter_map(|value| value.split(';').next()?.split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.to_string())
+    support::app::set_cookie(response.headers(), name)
 }
 
 fn set_cookie_line(response: &reqwest::Response, name: &str) -> String {

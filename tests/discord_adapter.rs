@@ -6,6 +6,7 @@
 
 mod common;
 mod fake_discord;
+mod support;
 
 use std::time::{Duration, Instant};
 

@@ -6,9 +6,10 @@
 
 mod common;
 mod fake_discord;
+mod support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use fake_discord::app::{DiscordApp, Place, Workspace, command, now, signature_headers, signing_key, spawn};
@@ -31,52 +32,7 @@ oncall = ["discord:111111111111111111", "discord:222222222222222222"]
 remediate = ["group:oncall"]
 "#;
 
-/// `commands/workers.toml`: a depth check that warns, a slower heartbeat check (so the stream
-/// shows a first verdict before the last), and `restart-workers`, suggested on the warning,
-/// which appends `restarted QUEUE` to `restarts.log`.
-fn workers_runbook(workspace: &Workspace) -> std::path::PathBuf {
-    let log = workspace.path().join("restarts.log");
-    let depth = workspace.script("depth", "echo \"depth of $1: 57\"\nexit 1");
-    let heartbeats = workspace.script("heartbeats", "sleep 3\necho '4 of 4 workers heartbeating'");
-    let restart = workspace.script("restart", &format!("echo \"restarted $1\" >> {}\necho restarted", log.display()));
-    let path = |path: &Path| common::toml_str(&path.display().to_string());
-    workspace.runbook(
-        "workers",
-        &format!(
-            r#"name = "workers"
-summary = "Worker queue and heartbeats"
-
-[args.queue]
-pattern = '^[a-z_]{{1,32}}$'
-default = "jobs"
-help = "queue name"
-
-[[checks]]
-name = "queue depth"
-kind = "exec"
-argv = [{depth}, "{{{{queue}}}}"]
-
-[[checks]]
-name = "heartbeats"
-kind = "exec"
-argv = [{heartbeats}]
-
-[[remediations]]
-name = "restart-workers"
-summary = "Restart the workers of one queue"
-kind = "exec"
-argv = [{restart}, "{{{{queue}}}}"]
-approvals = 1
-approvers = ["oncall"]
-suggest_when = "checks['queue depth'].status in ['warn', 'crit']"
-"#,
-            depth = path(&depth),
-            heartbeats = path(&heartbeats),
-            restart = path(&restart),
-        ),
-    );
-    log
-}
+use support::runbooks::workers as workers_runbook;
 
 fn declare_options(title: &str) -> Value {
     json!([{"name": "declare", "type": 1, "options": [
@@ -234,7 +190,6 @@ async fn diagnose_streams_into_the_incident_thread_and_a_remediation_needs_someo
 
     // Typed inside the thread: Discord says the channel is the thread, its parent the channel.
     let in_thread = Place::Thread { id: thread.id.clone(), parent: INCIDENTS.to_string() };
-    let started = Instant::now();
     let answer = app
         .slash(
             REQUESTER,
@@ -262,21 +217,11 @@ async fn diagnose_streams_into_the_incident_thread_and_a_remediation_needs_someo
             message.id == running.id && message.visible_text().contains("diagnose workers: WARN")
         })
         .await;
-    assert!(started.elapsed() >= Duration::from_secs(3), "the slow check ran");
     let text = finished.visible_text();
     assert!(text.contains("**WARN** queue depth — "), "{text}");
     assert!(text.contains("heartbeats"), "{text}");
-    // Streamed: edited as checks finished, never twice within two seconds.
-    let edits: Vec<Instant> = app
-        .fake
-        .calls_to(&format!("PATCH channels/{}/messages/{}", thread.id, running.id))
-        .iter()
-        .map(|call| call.at)
-        .collect();
-    assert!(edits.len() >= 2, "the diagnosis was edited as it ran: {} edits", edits.len());
-    for pair in edits.windows(2) {
-        assert!(pair[1] - pair[0] >= Duration::from_secs(2), "two edits {:?} apart", pair[1] - pair[0]);
-    }
+    // How it streamed (edits paced, the first verdict before the last) is a shared story in
+    // chat_stories.rs.
     // The thread found its incident: the diagnosis is on the incident's timeline.
     let incident = app
         .wait_incident(1, "the diagnosis on the timeline", WAIT, |incident| {
@@ -304,9 +249,8 @@ async fn diagnose_streams_into_the_incident_thread_and_a_remediation_needs_someo
     assert_eq!(refused.status, 200);
     assert!(refused.is_ephemeral(), "{refused:?}");
     assert!(refused.text().contains("approve"), "the requester is told why not: {}", refused.text());
-    // The refusal is decided before anything runs; the request still waits for someone else.
-    assert_eq!(app.get_json("/api/remediations/1").await["state"], "pending");
-    assert!(lines(&log).is_empty(), "the requester's own approval ran the remediation");
+    // That nothing ran, and that the approver is named on the request, is a shared story in
+    // chat_stories.rs; here the approval by someone else in the incident's thread.
 
     let approved = app.click(APPROVER, &request, "Approve").await;
     assert_eq!(approved.status, 200, "{approved:?}");
@@ -318,7 +262,6 @@ async fn diagnose_streams_into_the_incident_thread_and_a_remediation_needs_someo
         })
         .await;
     assert!(done.buttons().is_empty(), "a decided request has no buttons left");
-    assert!(done.visible_text().contains(&format!("<@{APPROVER}>")), "{}", done.visible_text());
     assert_eq!(lines(&log), ["restarted trades"]);
     let incident = app
         .wait_incident(1, "the approval on the timeline", WAIT, |incident| {
@@ -333,8 +276,13 @@ async fn diagnose_streams_into_the_incident_thread_and_a_remediation_needs_someo
     app.stop().await;
 }
 
+/// The story (the form's fields, the summary in the thread, the notification and the incident
+/// resolved, a late click refused) is shared in chat_stories.rs; here, what is Discord's: the
+/// form is a modal (type 9) within the 3-second deadline, also for the typed command, that
+/// Discord accepts; the submission is acknowledged as a deferred update (6); a late click is
+/// answered with an ephemeral message (4).
 #[tokio::test]
-async fn resolve_opens_a_modal_whose_submission_resolves_the_incident_with_a_summary_in_its_thread() {
+async fn resolve_answers_with_a_modal_and_its_submission_with_a_deferred_update() {
     let workspace = Workspace::new();
     workers_runbook(&workspace);
     let app = spawn(workspace, PEOPLE).await;
@@ -352,14 +300,6 @@ async fn resolve_opens_a_modal_whose_submission_resolves_the_incident_with_a_sum
     assert_eq!(clicked.kind(), 9, "a modal: {clicked:?}");
     let modal = clicked.json()["data"].clone();
     fake_discord::validate_modal(&modal).unwrap();
-    assert_eq!(modal["title"], "Resolve incident #1");
-    let inputs: Vec<&str> = modal["components"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| row["components"][0]["custom_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(inputs, ["root_cause", "fix", "prevention"]);
 
     let submitted = app
         .submit(
@@ -372,25 +312,8 @@ async fn resolve_opens_a_modal_whose_submission_resolves_the_incident_with_a_sum
         .await;
     assert_eq!(submitted.status, 200, "{submitted:?}");
     assert_eq!(submitted.kind(), 6, "{submitted:?}");
-    let incident =
-        app.wait_incident(1, "the incident resolved", WAIT, |incident| incident["status"] == "resolved").await;
-    assert_eq!(incident["timeline"].as_array().unwrap().last().unwrap()["by"], format!("discord:{APPROVER}"));
-    let summary = app
-        .fake
-        .wait_message("the resolution summary in the thread", &notification.id, WAIT, |message| {
-            message.visible_text().contains("RESOLVED")
-        })
-        .await;
-    assert!(summary.visible_text().contains("The log volume filled up"), "{}", summary.visible_text());
-    let top = app
-        .fake
-        .wait_message("the notification without buttons", INCIDENTS, WAIT, |message| {
-            message.id == notification.id && message.buttons().is_empty()
-        })
-        .await;
-    assert!(top.content.contains("RESOLVED") || top.content.contains("Resolved") || top.edits > 0, "{}", top.content);
+    app.wait_incident(1, "the incident resolved", WAIT, |incident| incident["status"] == "resolved").await;
 
-    // Too late for the form now: the incident is resolved, and the clicker is told so.
     let again = app.click(REQUESTER, &notification, "Resolve").await;
     assert_eq!(again.kind(), 4);
     assert!(again.is_ephemeral() && again.text().contains("resolved"), "{again:?}");

@@ -5,6 +5,7 @@
 //! Waiting here is bounded polling: the bounds are test timeouts, not performance claims.
 
 mod app;
+mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -5,6 +5,7 @@
 
 #[macro_use]
 mod app;
+mod support;
 
 use std::collections::BTreeMap;
 

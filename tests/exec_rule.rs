@@ -3,6 +3,7 @@
 //! is wrapped, and the refusal names the program and says what to write instead.
 
 mod common;
+mod support;
 
 use common::Workspace;
 

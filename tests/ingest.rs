@@ -5,6 +5,7 @@
 
 #[macro_use]
 mod app;
+mod support;
 
 use app::{Backend, StoreSpace, mins, new_incident, t0};
 use firebell::incident::IncidentStatus;

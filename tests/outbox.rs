@@ -4,6 +4,7 @@
 
 #[macro_use]
 mod app;
+mod support;
 
 use app::{Backend, StoreSpace, new_incident, t0};
 use firebell::incident::{TimelineEvent, TimelineKind};

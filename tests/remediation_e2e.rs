@@ -7,6 +7,7 @@
 mod common;
 mod fake_slack;
 mod slack_e2e_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,6 +85,14 @@ impl Worker {
         let scripts = Scripts { log, restart, depth, drain };
         workspace.runbook("worker", &scripts.runbook(approvals, ""));
         Worker { workspace, scripts }
+    }
+}
+
+impl Worker {
+    /// The app on a fresh worker workspace with [`POLICY`]; the file the restart appends to.
+    async fn spawn(approvals: u32) -> (SlackApp, PathBuf) {
+        let worker = Worker::new(approvals);
+        (spawn(worker.workspace, POLICY).await, worker.scripts.log)
     }
 }
 
@@ -253,6 +262,28 @@ fn trail(entries: &[(&str, Option<String>)]) -> Vec<(String, Option<String>)> {
     entries.iter().map(|(action, actor)| (action.to_string(), actor.clone())).collect()
 }
 
+/// Request #1, now `state` (`denied`, `expired`, `stale`) by `decider` (`None`: by nobody),
+/// stays so: a later approval is told it is already `state`, nothing ran, and the audit shows
+/// the request and that one decision.
+async fn assert_stays_decided(
+    app: &SlackApp,
+    request: &StoredMessage,
+    log: &Path,
+    state: &str,
+    decider: Option<String>,
+) {
+    let again = refused_click(app, SECOND_APPROVER, request, "Approve").await;
+    assert!(again.contains(&format!("already {state}")), "{again}");
+    assert_eq!(app.get_json("/api/remediations/1").await["state"], state);
+    assert!(lines_in(log).is_empty(), "a request {state} ran");
+    let decision = format!("remediation_{state}");
+    assert_eq!(
+        audit_trail(&audit(app).await, 1),
+        trail(&[("remediation_requested", person(REQUESTER)), (decision.as_str(), decider)]),
+        "decided once"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Requests, approvers, and running once
 
@@ -323,25 +354,14 @@ async fn a_request_shows_what_will_run_and_only_someone_else_in_the_approver_gro
     assert!(result.contains("```\nworker for emails restarted\n```"), "the output is in the thread:\n{result}");
     assert_eq!(lines_in(&log), ["restarted emails"]);
 
-    // A late approval on the message as it first stood changes nothing.
-    let late = refused_click(&app, SECOND_APPROVER, &request, "Approve").await;
-    assert!(late.contains("request #1 is already succeeded"), "{late}");
-    let stored = app.get_json("/api/remediations/1").await;
-    assert_eq!(stored["state"], "succeeded");
-    let voters: Vec<&str> =
-        stored["votes"].as_array().expect("votes").iter().filter_map(|v| v["voter"].as_str()).collect();
-    assert_eq!(voters, ["slack:U0002"]);
-    assert_eq!(lines_in(&log), ["restarted emails"]);
-    assert_eq!(app.top_level(OPS).len(), 1, "one request message, edited in place");
+    // A late approval changes nothing: a shared story in chat_stories.rs.
     app.fake.assert_all_accepted();
     app.stop().await;
 }
 
 #[tokio::test]
 async fn two_approvals_are_needed_when_configured() {
-    let worker = Worker::new(2);
-    let log = worker.scripts.log.clone();
-    let app = spawn(worker.workspace, POLICY).await;
+    let (app, log) = Worker::spawn(2).await;
 
     remediate(&app, REQUESTER, OPS, "restart-worker queue=emails").await;
     let request = request_message(&app, OPS, 1).await;
@@ -385,9 +405,7 @@ async fn two_approvals_are_needed_when_configured() {
 
 #[tokio::test]
 async fn two_approvers_at_the_same_moment_or_a_repeated_click_run_it_once() {
-    let worker = Worker::new(1);
-    let log = worker.scripts.log.clone();
-    let app = spawn(worker.workspace, POLICY).await;
+    let (app, log) = Worker::spawn(1).await;
     remediate(&app, REQUESTER, OPS, "restart-worker queue=emails").await;
     let first = request_message(&app, OPS, 1).await;
     remediate(&app, REQUESTER, OPS, "restart-worker queue=trades").await;
@@ -450,9 +468,7 @@ async fn two_approvers_at_the_same_moment_or_a_repeated_click_run_it_once() {
 
 #[tokio::test]
 async fn a_denied_request_says_so_runs_nothing_and_refuses_a_later_approval() {
-    let worker = Worker::new(1);
-    let log = worker.scripts.log.clone();
-    let app = spawn(worker.workspace, POLICY).await;
+    let (app, log) = Worker::spawn(1).await;
     remediate(&app, REQUESTER, OPS, "restart-worker queue=emails").await;
     let request = request_message(&app, OPS, 1).await;
 
@@ -469,15 +485,8 @@ async fn a_denied_request_says_so_runs_nothing_and_refuses_a_later_approval() {
     assert!(seen(&denied).contains("🚫 Denied by <@U0002>; nothing ran."), "{}", seen(&denied));
     assert!(button_labels(&denied).is_empty());
 
-    let late = refused_click(&app, SECOND_APPROVER, &request, "Approve").await;
-    assert!(late.contains("request #1 is already denied"), "{late}");
-    assert_eq!(app.get_json("/api/remediations/1").await["state"], "denied");
-    assert!(lines_in(&log).is_empty(), "a denied request ran");
+    assert_stays_decided(&app, &request, &log, "denied", person(APPROVER)).await;
     assert!(app.fake.thread(OPS, &request.ts).is_empty(), "no result for a denied request");
-    assert_eq!(
-        audit_trail(&audit(&app).await, 1),
-        trail(&[("remediation_requested", person(REQUESTER)), ("remediation_denied", person(APPROVER))])
-    );
     app.fake.assert_all_accepted();
     app.stop().await;
 }
@@ -510,15 +519,7 @@ async fn an_expired_request_cannot_run_and_its_message_says_it_expired() {
     .await;
     assert!(seen(&expired).contains("⌛ Expired before it was approved; nothing ran."), "{}", seen(&expired));
     assert!(button_labels(&expired).is_empty());
-    let again = refused_click(&app, SECOND_APPROVER, &request, "Approve").await;
-    assert!(again.contains("request #1 is already expired"), "{again}");
-    assert_eq!(app.get_json("/api/remediations/1").await["state"], "expired");
-    assert!(lines_in(&log).is_empty(), "an expired request ran");
-    assert_eq!(
-        audit_trail(&audit(&app).await, 1),
-        trail(&[("remediation_requested", person(REQUESTER)), ("remediation_expired", None)]),
-        "expired once, by nobody"
-    );
+    assert_stays_decided(&app, &request, &log, "expired", None).await;
     app.fake.assert_all_accepted();
     app.stop().await;
 }
@@ -579,7 +580,7 @@ async fn a_runbook_changed_after_the_request_makes_it_stale_and_nothing_runs() {
     let request = request_message(&app, OPS, 1).await;
 
     // Someone edits the remediation (it now forces the restart) and the bot restarts.
-    app.workspace.runbook("worker", &scripts.runbook(1, ", \"--force\""));
+    app.workspace().runbook("worker", &scripts.runbook(1, ", \"--force\""));
     let app = app.restart(POLICY, Arc::new(SystemClock)).await;
 
     let stale = refused_click(&app, APPROVER, &request, "Approve").await;
@@ -592,14 +593,7 @@ async fn a_runbook_changed_after_the_request_makes_it_stale_and_nothing_runs() {
     })
     .await;
     assert!(button_labels(&marked).is_empty());
-    let again = refused_click(&app, SECOND_APPROVER, &request, "Approve").await;
-    assert!(again.contains("already stale"), "{again}");
-    assert_eq!(app.get_json("/api/remediations/1").await["state"], "stale");
-    assert!(lines_in(&log).is_empty(), "a stale request ran");
-    assert_eq!(
-        audit_trail(&audit(&app).await, 1),
-        trail(&[("remediation_requested", person(REQUESTER)), ("remediation_stale", person(APPROVER))])
-    );
+    assert_stays_decided(&app, &request, &log, "stale", person(APPROVER)).await;
     app.fake.assert_all_accepted();
     app.stop().await;
 }
@@ -664,27 +658,37 @@ async fn a_tampered_button_is_refused_and_nothing_runs() {
     app.stop().await;
 }
 
-/// A stand-in for an internal API: `POST /reload/{queue}` answers 500 with a body that quotes
-/// the credentials it was given; it counts its hits.
-async fn failing_api() -> (String, Arc<AtomicUsize>) {
+/// A stand-in for an internal API on 127.0.0.1: every request is answered by `answer` (from
+/// its path) and counted; its address (`127.0.0.1:PORT`) and the count.
+async fn internal_api(
+    answer: impl Fn(&str) -> (axum::http::StatusCode, String) + Clone + Send + Sync + 'static,
+) -> (String, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
-    let router = axum::Router::new().route(
-        "/reload/{queue}",
-        axum::routing::post(move |axum::extract::Path(queue): axum::extract::Path<String>| {
-            let counter = counter.clone();
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                (
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("reload of {queue} refused: credentials deploy:Hunter2Hunter2 are read-only"),
-                )
-            }
-        }),
-    );
+    let router = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let (counter, answer) = (counter.clone(), answer.clone());
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            answer(uri.path())
+        }
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the API");
     let address = listener.local_addr().expect("an address");
     tokio::spawn(async move { axum::serve(listener, router).await.expect("the API serves") });
+    (address.to_string(), hits)
+}
+
+/// An internal API whose `POST /reload/{queue}` answers 500 with a body that quotes the
+/// credentials it was given; its URL (with them) and its hits.
+async fn failing_api() -> (String, Arc<AtomicUsize>) {
+    let (address, hits) = internal_api(|path| {
+        let queue = path.rsplit('/').next().unwrap_or_default();
+        (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload of {queue} refused: credentials deploy:Hunter2Hunter2 are read-only"),
+        )
+    })
+    .await;
     (format!("http://deploy:Hunter2Hunter2@{address}"), hits)
 }
 
@@ -999,20 +1003,9 @@ async fn a_failing_remediation_reports_its_error_in_the_incident_thread_the_time
     app.stop().await;
 }
 
-/// An internal API that counts its hits and answers 200.
+/// An internal API that counts its hits and answers 200; its URL and its hits.
 async fn counting_api() -> (String, Arc<AtomicUsize>) {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    let router = axum::Router::new().fallback(move || {
-        let counter = counter.clone();
-        async move {
-            counter.fetch_add(1, Ordering::SeqCst);
-            "reloaded"
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the API");
-    let address = listener.local_addr().expect("an address");
-    tokio::spawn(async move { axum::serve(listener, router).await.expect("the API serves") });
+    let (address, hits) = internal_api(|_| (axum::http::StatusCode::OK, "reloaded".to_string())).await;
     (format!("http://{address}"), hits)
 }
 

@@ -3,6 +3,7 @@
 //! open past `[server] header_timeout`, and `[server] max_connections` holds.
 
 mod app;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

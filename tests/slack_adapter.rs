@@ -2,6 +2,7 @@
 //! requests.
 
 mod fake_slack;
+mod support;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

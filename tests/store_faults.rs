@@ -5,6 +5,7 @@
 //! got a 2xx is in the store.
 
 mod app;
+mod support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -51,22 +51,15 @@ use firebell::source::SourceFile;
 use firebell::store::Store;
 use serde_json::{Value, json};
 use sqlx::Connection;
-use tokio_util::sync::CancellationToken;
+
+use crate::support::app::{AppBuilder, RunningApp, Workspace};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub const TOKEN: &str = "s3cret-api-token";
 
 /// A runbook small enough to write inline; `App::build` refuses to start without valid ones.
-pub const RUNBOOK: &str = r#"
-name = "ping"
-summary = "Is the host alive"
-
-[[checks]]
-name = "true"
-kind = "exec"
-argv = ["true"]
-"#;
+pub use crate::support::runbooks::PING as RUNBOOK;
 
 // ---------------------------------------------------------------------------------------------
 // Stores
@@ -186,9 +179,7 @@ pub fn parse_config(dir: &Path, text: &str) -> Config {
         .unwrap_or_else(|errors| panic!("the test config is invalid: {errors}\n{text}"))
 }
 
-pub fn toml_str(text: &str) -> String {
-    toml::Value::String(text.to_string()).to_string()
-}
+pub use crate::support::app::toml_str;
 
 /// 2026-01-03 08:50:00.250 UTC: ten minutes before a daily 09:00 handoff, with milliseconds to
 /// show times are stored to the millisecond.
@@ -309,45 +300,29 @@ pub fn escalations(incident: &Incident) -> Vec<(u64, u64, Vec<String>, DateTime<
 // ---------------------------------------------------------------------------------------------
 // The app in-process
 
-/// The real app on port 0 with a manual clock, a config written the way a user writes it.
+/// The real app on port 0 with a manual clock, a config written the way a user writes it; its
+/// address, client, escalator and workspace are the [`RunningApp`]'s.
 pub struct TestApp {
-    pub address: SocketAddr,
-    pub client: reqwest::Client,
+    pub app: RunningApp,
     pub clock: Arc<ManualClock>,
-    pub escalator: Arc<Escalator>,
-    pub dir: tempfile::TempDir,
-    shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = RunningApp;
+
+    fn deref(&self) -> &RunningApp {
+        &self.app
+    }
 }
 
 /// Spawns the app; `server_extra` goes into `[server]` (e.g. the `api_token` line) and `rest`
 /// after it (groups, policies).
 pub async fn spawn_app(server_extra: &str, rest: &str) -> TestApp {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    std::fs::create_dir(dir.path().join("commands")).expect("a commands folder");
-    std::fs::write(dir.path().join("commands/ping.toml"), RUNBOOK).expect("the runbook is written");
-    let url = format!("sqlite://{}", dir.path().join("firebell.db").display());
-    let text =
-        format!("[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n\n[store]\nurl = {}\n\n{rest}", toml_str(&url));
-    std::fs::write(dir.path().join("firebell.toml"), &text).expect("the config is written");
-    let config = parse_config(dir.path(), &text);
+    let workspace = Workspace::new();
+    workspace.runbook("ping", RUNBOOK);
     let clock = Arc::new(ManualClock::new(t0()));
-    let app = firebell::app::App::build(config, clock.clone())
-        .await
-        .unwrap_or_else(|error| panic!("the app does not start: {error:#}"));
-    let address = app.address();
-    let escalator = app.escalator();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    TestApp {
-        address,
-        client: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("an HTTP client"),
-        clock,
-        escalator,
-        dir,
-        shutdown,
-        task: Some(task),
-    }
+    let app = AppBuilder::new(workspace).server(server_extra).section(rest).clock(clock.clone()).spawn().await;
+    TestApp { app, clock }
 }
 
 /// A response as the test reads it: status, the `Location` header and the JSON body (or the
@@ -381,10 +356,6 @@ impl Reply {
 }
 
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
-    }
-
     /// GETs with the API token: with `api_token` set, API reads need it too (SPEC §9).
     pub async fn get(&self, path: &str) -> Reply {
         Reply::read(self.client.get(self.url(path)).bearer_auth(TOKEN).send().await.expect("GET works")).await
@@ -429,17 +400,8 @@ impl TestApp {
         incidents
     }
 
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            task.await.expect("the app task ends cleanly").expect("the app stops without error");
-        }
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+    pub async fn stop(self) {
+        self.app.stop().await;
     }
 }
 

@@ -416,22 +416,16 @@ impl Bot {
         self.escalator.store().incident(id).await.expect("the incident exists")
     }
 
-    /// Waits (up to 20 s) until incident `id` has events of `kind` on its timeline.
+    /// Waits until incident `id` has events of `kind` on its timeline.
     pub async fn wait_for_events(&self, id: i64, kind: &str) -> Vec<TimelineEvent> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let incident = self.incident(id).await;
-            let found: Vec<TimelineEvent> = events(&incident, kind).into_iter().cloned().collect();
-            if !found.is_empty() {
-                return found;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "waited 20 s for a '{kind}' event; the timeline: {:?}",
-                incident.timeline
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("a '{kind}' event on incident {id}");
+        let incident = crate::support::wait::eventually(
+            &what,
+            || self.incident(id),
+            |incident| !events(incident, kind).is_empty(),
+        )
+        .await;
+        events(&incident, kind).into_iter().cloned().collect()
     }
 
     pub async fn open_incidents(&self) -> Vec<Incident> {

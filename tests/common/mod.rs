@@ -20,6 +20,10 @@ use firebell::runbook::{Catalogue, CheckEvent, CheckRun, Runbook, Runner, Target
 use firebell::source::SourceFile;
 use sqlx::Connection;
 
+// Each test file uses part of this module, these included.
+#[allow(unused_imports)]
+pub use crate::support::files::{toml_str, write_script};
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------------------------------------
@@ -331,28 +335,8 @@ pub fn verdict(run: &CheckRun) -> (Status, &str) {
     (run.status, run.summary.as_str())
 }
 
-/// A string as a TOML basic string (quoted and escaped), for paths and URLs in runbooks.
-pub fn toml_str(text: &str) -> String {
-    toml::Value::String(text.to_string()).to_string()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Scripts and processes
-
-/// Writes an executable `#!/bin/sh` script into `dir`.
-///
-/// The file is copied into place by `install`, a child process, so this test process never
-/// holds it open for writing: a fork from another test thread would otherwise inherit that
-/// descriptor and make running the script fail with ETXTBSY ("Text file busy").
-pub fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let draft = dir.join(format!("{name}.draft"));
-    std::fs::write(&draft, format!("#!/bin/sh\n{body}\n")).expect("the script draft is written");
-    let script = dir.join(name);
-    let status = Command::new("install").arg("-m").arg("755").arg(&draft).arg(&script).status().expect("install runs");
-    assert!(status.success(), "install {} failed", script.display());
-    std::fs::remove_file(&draft).expect("the draft is removed");
-    script
-}
 
 /// Whether process `pid` has ended. A killed process whose parent has not reaped it yet is a
 /// zombie: it has ended and holds no resources, so it counts as gone.

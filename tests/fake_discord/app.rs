@@ -3,19 +3,14 @@
 //! way Discord builds them: slash commands, button clicks and modal submissions, in a channel
 //! or inside a thread.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signer, SigningKey};
-use firebell::config::Config;
-use firebell::source::SourceFile;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 use super::{APPLICATION, FakeDiscord, GUILD, INCIDENTS, StoredMessage, TOKEN};
-use crate::common::toml_str;
+use crate::support::app::{AppBuilder, RunningApp, toml_str};
 
 /// The application's key pair; the app is configured with its public half.
 pub fn signing_key() -> SigningKey {
@@ -26,31 +21,7 @@ pub fn public_key_hex() -> String {
     hex::encode(signing_key().verifying_key().to_bytes())
 }
 
-/// A folder the test writes runbooks and scripts into, before the app starts.
-pub struct Workspace {
-    pub dir: tempfile::TempDir,
-}
-
-impl Workspace {
-    pub fn new() -> Workspace {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        std::fs::create_dir(dir.path().join("commands")).expect("a commands folder");
-        std::fs::create_dir(dir.path().join("scripts")).expect("a scripts folder");
-        Workspace { dir }
-    }
-
-    pub fn runbook(&self, name: &str, text: &str) {
-        std::fs::write(self.dir.path().join(format!("commands/{name}.toml")), text).expect("the runbook is written");
-    }
-
-    pub fn script(&self, name: &str, body: &str) -> PathBuf {
-        crate::common::write_script(&self.dir.path().join("scripts"), name, body)
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
+pub use crate::support::app::Workspace;
 
 /// How the app receives interactions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,36 +32,25 @@ pub enum Transport {
     Gateway,
 }
 
-/// The running app with its fake Discord.
+/// The running app with its fake Discord; the app's parts (address, client, JSON API) are
+/// those of the [`RunningApp`] it derefs to.
 pub struct DiscordApp {
     pub fake: FakeDiscord,
-    pub address: SocketAddr,
-    pub client: reqwest::Client,
-    pub workspace: Workspace,
-    shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub app: RunningApp,
 }
 
-impl Drop for DiscordApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+impl std::ops::Deref for DiscordApp {
+    type Target = RunningApp;
+
+    fn deref(&self) -> &RunningApp {
+        &self.app
     }
 }
+
+pub use crate::support::app::Answer;
 
 /// What the app answered to an interaction.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub body: String,
-    /// From sending the request to having the whole answer.
-    pub took: Duration,
-}
-
 impl Answer {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|error| panic!("the answer is not JSON ({error}): {self:?}"))
-    }
-
     /// The interaction response type (4 message, 5 deferred, 6 deferred update, 9 modal…).
     pub fn kind(&self) -> u64 {
         self.json()["type"].as_u64().unwrap_or_else(|| panic!("no response type: {self:?}"))
@@ -107,6 +67,7 @@ impl Answer {
             components: data["components"].clone(),
             files: Vec::new(),
             edits: 0,
+            posted_at: Instant::now(),
         };
         message.visible_text()
     }
@@ -152,40 +113,24 @@ pub async fn spawn(workspace: Workspace, rest: &str) -> DiscordApp {
     spawn_with(FakeDiscord::start().await, workspace, rest, Transport::Http).await
 }
 
-pub async fn spawn_with(fake: FakeDiscord, workspace: Workspace, rest: &str, transport: Transport) -> DiscordApp {
-    let dir = workspace.path();
-    let store = format!("sqlite://{}", dir.join("firebell.db").display());
+/// The `[discord]` section that connects the app to `fake`, receiving interactions over
+/// `transport`.
+pub fn discord_section(fake: &FakeDiscord, transport: Transport) -> String {
     let public_key = match transport {
         Transport::Http => format!("public_key = {}\n", toml_str(&public_key_hex())),
         Transport::Gateway => String::new(),
     };
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurl = {store}\n\n[commands]\ndirs = [{commands}]\n\n\
-         [discord]\ntoken = {token}\napplication_id = \"{APPLICATION}\"\n{public_key}guild_id = \"{GUILD}\"\n\
-         incident_channel = \"{INCIDENTS}\"\napi_url = {api}\n\n{rest}\n",
-        store = toml_str(&store),
-        commands = toml_str(&dir.join("commands").display().to_string()),
+    format!(
+        "[discord]\ntoken = {token}\napplication_id = \"{APPLICATION}\"\n{public_key}guild_id = \"{GUILD}\"\n\
+         incident_channel = \"{INCIDENTS}\"\napi_url = {api}\n",
         token = toml_str(TOKEN),
         api = toml_str(&fake.api_url()),
-    );
-    let path = dir.join("firebell.toml");
-    std::fs::write(&path, &text).expect("the config is written");
-    let config = Config::parse(&SourceFile::new(path, &text))
-        .unwrap_or_else(|errors| panic!("the test config is invalid: {errors}\n{text}"));
-    let app = firebell::app::App::build(config, std::sync::Arc::new(firebell::clock::SystemClock))
-        .await
-        .unwrap_or_else(|error| panic!("the app does not start: {error:#}"));
-    let address = app.address();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    DiscordApp {
-        fake,
-        address,
-        client: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("an HTTP client"),
-        workspace,
-        shutdown,
-        task: Some(task),
-    }
+    )
+}
+
+pub async fn spawn_with(fake: FakeDiscord, workspace: Workspace, rest: &str, transport: Transport) -> DiscordApp {
+    let app = AppBuilder::new(workspace).section(&discord_section(&fake, transport)).section(rest).spawn().await;
+    DiscordApp { fake, app }
 }
 
 /// `X-Signature-Ed25519` and `X-Signature-Timestamp` for `body` signed by `key` at `timestamp`.
@@ -243,25 +188,9 @@ fn message_json(message: &StoredMessage) -> Value {
 }
 
 impl DiscordApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
-    }
-
     /// POSTs `body` to the interactions endpoint with exactly these headers.
     pub async fn send_raw(&self, body: &str, headers: &[(&str, String)]) -> Answer {
-        let mut request = self
-            .client
-            .post(self.url("/discord/interactions"))
-            .header("content-type", "application/json")
-            .body(body.to_string());
-        for (name, value) in headers {
-            request = request.header(*name, value);
-        }
-        let started = Instant::now();
-        let response = request.send().await.expect("the app answers");
-        let status = response.status().as_u16();
-        let body = response.text().await.expect("the answer reads");
-        Answer { status, body, took: started.elapsed() }
+        self.app.send("/discord/interactions", "application/json", body, headers).await
     }
 
     /// Sends `interaction` signed now with the application's key.
@@ -324,40 +253,8 @@ impl DiscordApp {
         self.send(&submission).await
     }
 
-    /// `GET path` of the JSON API.
-    pub async fn get_json(&self, path: &str) -> Value {
-        let response = self.client.get(self.url(path)).send().await.expect("GET works");
-        assert_eq!(response.status().as_u16(), 200, "GET {path}");
-        response.json().await.expect("the answer is JSON")
-    }
-
-    /// Waits until the API shows incident `id` satisfying `condition`; returns it.
-    pub async fn wait_incident(
-        &self,
-        id: i64,
-        what: &str,
-        timeout: Duration,
-        condition: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let incident = self.get_json(&format!("/api/incidents/{id}")).await;
-            if condition(&incident) {
-                return incident;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what}; incident: {incident:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     /// Stops the app and waits for it.
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            task.await.expect("the app task ends cleanly").expect("the app stops without error");
-        }
+    pub async fn stop(self) {
+        self.app.stop().await;
     }
 }

@@ -72,6 +72,8 @@ pub struct StoredMessage {
     /// `(filename, content)` of its attachments.
     pub files: Vec<(String, String)>,
     pub edits: usize,
+    /// When the fake received the post that created it (edits are `PATCH` calls).
+    pub posted_at: Instant,
 }
 
 impl StoredMessage {
@@ -251,23 +253,16 @@ impl FakeDiscord {
     }
 
     pub fn assert_no_unexpected(&self) {
-        let unexpected = self.unexpected();
-        assert!(
-            unexpected.is_empty(),
-            "the fake Discord API got calls Discord would refuse as client bugs:\n{}",
-            unexpected.join("\n")
-        );
+        let what = "the fake Discord API got calls Discord would refuse as client bugs";
+        crate::support::fakes::assert_none(what, &self.unexpected());
     }
 
     /// No unexpected call, and no 429 either: firebell paced itself.
     pub fn assert_paced(&self) {
         self.assert_no_unexpected();
-        let limited = self.rate_limited();
-        assert!(
-            limited.is_empty(),
-            "firebell called faster than Discord allows:\n{}",
-            limited.iter().map(|call| format!("{} {}", call.method, call.path)).collect::<Vec<_>>().join("\n")
-        );
+        let limited: Vec<String> =
+            self.rate_limited().iter().map(|call| format!("{} {}", call.method, call.path)).collect();
+        crate::support::fakes::assert_none("firebell called faster than Discord allows", &limited);
     }
 
     /// Messages in `channel` (a thread is a channel), in order, as edited.
@@ -295,19 +290,15 @@ impl FakeDiscord {
 
     /// Waits until `condition` holds for the fake, or panics after `timeout`.
     pub async fn wait_for(&self, what: &str, timeout: Duration, condition: impl Fn(&FakeDiscord) -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !condition(self) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what}; calls:\n{}",
-                self.calls()
-                    .iter()
-                    .map(|call| format!("{} {} → {}", call.method, call.path, call.status))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let saw = || {
+            let calls = self.calls();
+            calls
+                .iter()
+                .map(|call| format!("{} {} → {}", call.method, call.path, call.status))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        crate::support::fakes::wait_until(what, timeout, || condition(self), saw).await;
     }
 
     /// Waits for a message in `channel` that satisfies `condition`.
@@ -673,6 +664,7 @@ fn create_message(state: &mut FakeState, channel: &str, body: &Value) -> Answer 
         components: body.get("components").cloned().unwrap_or(json!([])),
         files: files_of(body),
         edits: 0,
+        posted_at: Instant::now(),
     };
     state.messages.push(message);
     Answer::ok(json!({"id": id, "channel_id": channel, "content": body["content"], "type": 0}))

@@ -70,6 +70,8 @@ pub struct StoredMessage {
     pub text: String,
     pub blocks: Value,
     pub edits: usize,
+    /// When the fake received the `chat.postMessage` that created it.
+    pub posted_at: Instant,
 }
 
 impl StoredMessage {
@@ -126,6 +128,8 @@ struct FakeState {
     views: Vec<Value>,
     ephemerals: Vec<Value>,
     responses: Vec<Value>,
+    /// The id each response URL was called with, in the order of `responses`.
+    response_ids: Vec<String>,
     /// Web API calls are read and never answered (a proxy or a half-open connection that hangs).
     stalled: bool,
     /// Calls that arrived while stalled, by method.
@@ -187,6 +191,7 @@ impl FakeSlack {
             views: Vec::new(),
             ephemerals: Vec::new(),
             responses: Vec::new(),
+            response_ids: Vec::new(),
             stalled: false,
             stalled_calls: Vec::new(),
         }));
@@ -219,6 +224,12 @@ impl FakeSlack {
     /// The next `count` calls of `method` are answered 429 with `Retry-After: retry_after_secs`.
     pub fn rate_limit_next(&self, method: &str, count: u32, retry_after_secs: u64) {
         self.state().forced_429.insert(method.to_string(), (count, retry_after_secs));
+    }
+
+    /// The next `count` calls of `method` to `channel` are answered 429 with
+    /// `Retry-After: retry_after_secs` (calls to other channels go through).
+    pub fn rate_limit_next_in(&self, method: &str, channel: &str, count: u32, retry_after_secs: u64) {
+        self.state().forced_429.insert(format!("{method} in {channel}"), (count, retry_after_secs));
     }
 
     /// From now on every Web API call is read and never answered, until [`FakeSlack::unstall`];
@@ -273,23 +284,16 @@ impl FakeSlack {
     }
 
     pub fn assert_no_unexpected(&self) {
-        let unexpected = self.unexpected();
-        assert!(
-            unexpected.is_empty(),
-            "the fake Slack API got calls Slack would refuse as client bugs:\n{}",
-            unexpected.join("\n")
-        );
+        let what = "the fake Slack API got calls Slack would refuse as client bugs";
+        crate::support::fakes::assert_none(what, &self.unexpected());
     }
 
     /// No unexpected call and no `ok: false` answer (429s that were retried are fine).
     pub fn assert_all_accepted(&self) {
         self.assert_no_unexpected();
-        let rejected = self.rejected();
-        assert!(
-            rejected.is_empty(),
-            "the fake Slack API refused calls:\n{}",
-            rejected.iter().map(|call| format!("{} → {:?}", call.method, call.outcome)).collect::<Vec<_>>().join("\n")
-        );
+        let rejected: Vec<String> =
+            self.rejected().iter().map(|call| format!("{} → {:?}", call.method, call.outcome)).collect();
+        crate::support::fakes::assert_none("the fake Slack API refused calls", &rejected);
     }
 
     /// Every message posted in `channel` (top level and threads), in order, as edited.
@@ -334,17 +338,15 @@ impl FakeSlack {
         self.state().responses.clone()
     }
 
+    /// `(id, body)` of what was posted to each response URL, in order.
+    pub fn responses_with_ids(&self) -> Vec<(String, Value)> {
+        let state = self.state();
+        state.response_ids.iter().cloned().zip(state.responses.iter().cloned()).collect()
+    }
+
     /// Waits until `condition` holds for the fake, or panics after `timeout`.
     pub async fn wait_for(&self, what: &str, timeout: Duration, condition: impl Fn(&FakeSlack) -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !condition(self) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what}; calls: {:#?}",
-                self.calls()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::support::fakes::wait_until(what, timeout, || condition(self), || format!("{:#?}", self.calls())).await;
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, FakeState> {
@@ -491,11 +493,14 @@ fn tier_limit(method: &str) -> Option<usize> {
 /// A forced 429, a tier limit, or (for posts) the per-channel limit.
 fn rate_limit(state: &Shared, method: &str, body: &Value) -> Option<u64> {
     let mut state = state.lock().expect("fake Slack state");
-    if let Some((count, retry_after)) = state.forced_429.get_mut(method)
-        && *count > 0
-    {
-        *count -= 1;
-        return Some(*retry_after);
+    let in_channel = format!("{method} in {}", body["channel"].as_str().unwrap_or_default());
+    for key in [in_channel.as_str(), method] {
+        if let Some((count, retry_after)) = state.forced_429.get_mut(key)
+            && *count > 0
+        {
+            *count -= 1;
+            return Some(*retry_after);
+        }
     }
     let now = Instant::now();
     if let Some(limit) = tier_limit(method) {
@@ -798,6 +803,7 @@ fn post_message(state: &Shared, fields: &Value) -> Answer {
         text: text.clone(),
         blocks: blocks.clone(),
         edits: 0,
+        posted_at: Instant::now(),
     });
     Answer::Ok(json!({"channel": channel, "ts": ts, "message": bot_message(&ts, &text, &blocks, thread_ts.as_deref())}))
 }
@@ -1044,7 +1050,7 @@ fn open_view(state: &Shared, fields: &Value) -> Answer {
 
 async fn response_url(
     State(state): State<Shared>,
-    Path(_id): Path<String>,
+    Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -1057,7 +1063,9 @@ async fn response_url(
     };
     let answer = match message_content(&fields) {
         Ok(_) => {
-            state.lock().expect("fake Slack state").responses.push(fields.clone());
+            let mut state = state.lock().expect("fake Slack state");
+            state.responses.push(fields.clone());
+            state.response_ids.push(id);
             Answer::Ok(json!({}))
         }
         Err(answer) => answer,

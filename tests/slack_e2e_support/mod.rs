@@ -4,22 +4,17 @@
 
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use firebell::clock::{Clock, SystemClock};
-use firebell::config::Config;
-use firebell::source::SourceFile;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use tokio_util::sync::CancellationToken;
 
-use crate::common::toml_str;
 use crate::fake_slack::{self, FakeSlack, StoredMessage};
+use crate::support::app::{AppBuilder, RunningApp, toml_str};
 
 pub const SIGNING_SECRET: &str = "e2e0c4a1f9b84d7f9a0b5c3d2e1f0a9b";
 /// Where incident notifications go (`slack.incident_channel`).
@@ -30,61 +25,24 @@ pub const OPS: &str = "COPS";
 pub const FORM: &str = "application/x-www-form-urlencoded";
 pub const JSON: &str = "application/json";
 
-/// A folder the test writes runbooks and scripts into, before the app starts.
-pub struct Workspace {
-    pub dir: tempfile::TempDir,
-}
+pub use crate::support::app::Workspace;
 
-impl Workspace {
-    pub fn new() -> Workspace {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        std::fs::create_dir(dir.path().join("commands")).expect("a commands folder");
-        std::fs::create_dir(dir.path().join("scripts")).expect("a scripts folder");
-        Workspace { dir }
-    }
-
-    pub fn runbook(&self, name: &str, text: &str) {
-        std::fs::write(self.dir.path().join(format!("commands/{name}.toml")), text).expect("the runbook is written");
-    }
-
-    /// A `#!/bin/sh` script, executable, for exec checks (which run argv without a shell).
-    pub fn script(&self, name: &str, body: &str) -> PathBuf {
-        crate::common::write_script(&self.dir.path().join("scripts"), name, body)
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-/// The running app with its fake Slack.
+/// The running app with its fake Slack; the app's parts (address, client, chat core, JSON
+/// API) are those of the [`RunningApp`] it derefs to.
 pub struct SlackApp {
     pub fake: FakeSlack,
-    pub address: SocketAddr,
-    pub client: reqwest::Client,
-    pub workspace: Workspace,
-    /// The app's chat core, to step its expiry loop (`expire_due`) instead of waiting for it.
-    pub chat: Arc<firebell::chat::core::ChatCore>,
-    shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub app: RunningApp,
 }
 
-/// What the app answered to a request from Slack.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub body: String,
-    /// From sending the request to having the whole answer.
-    pub took: Duration,
-    /// When the answer had arrived (to compare with the fake's call times).
-    pub at: Instant,
-}
+impl std::ops::Deref for SlackApp {
+    type Target = RunningApp;
 
-impl Answer {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|error| panic!("the answer is not JSON ({error}): {self:?}"))
+    fn deref(&self) -> &RunningApp {
+        &self.app
     }
 }
+
+pub use crate::support::app::Answer;
 
 /// Starts the app with the runbooks already in `workspace`; `rest` is appended to the config
 /// (targets, groups, policies).
@@ -92,47 +50,23 @@ pub async fn spawn(workspace: Workspace, rest: &str) -> SlackApp {
     spawn_with(FakeSlack::start().await, workspace, rest, Arc::new(SystemClock)).await
 }
 
+/// The `[slack]` section that connects the app to `fake` in HTTP mode; keys that follow it
+/// (`timeout = "1s"`) belong to it.
+pub fn slack_section(fake: &FakeSlack) -> String {
+    format!(
+        "[slack]\nbot_token = {token}\nsigning_secret = {secret}\nincident_channel = \"{INCIDENTS}\"\napi_url = {api}\n",
+        token = toml_str(&fake.token()),
+        secret = toml_str(SIGNING_SECRET),
+        api = toml_str(&fake.api_url()),
+    )
+}
+
 /// [`spawn`] with a given fake Slack (one that already holds messages, after a restart) and a
 /// given clock (a `ManualClock` to move time by hand). The store is `firebell.db` in
 /// `workspace`, so an app started again on the same workspace finds what the last one stored.
 pub async fn spawn_with(fake: FakeSlack, workspace: Workspace, rest: &str, clock: Arc<dyn Clock>) -> SlackApp {
-    let dir = workspace.path();
-    let store = format!("sqlite://{}", dir.join("firebell.db").display());
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurl = {store}\n\n[commands]\ndirs = [{commands}]\n\n\
-         [slack]\nbot_token = {token}\nsigning_secret = {secret}\nincident_channel = \"{INCIDENTS}\"\napi_url = {api}\n\n{rest}\n",
-        store = toml_str(&store),
-        commands = toml_str(&dir.join("commands").display().to_string()),
-        token = toml_str(&fake.token()),
-        secret = toml_str(SIGNING_SECRET),
-        api = toml_str(&fake.api_url()),
-    );
-    let path = dir.join("firebell.toml");
-    std::fs::write(&path, &text).expect("the config is written");
-    let config = Config::parse(&SourceFile::new(path, &text))
-        .unwrap_or_else(|errors| panic!("the test config is invalid: {errors}\n{text}"));
-    let app = firebell::app::App::build(config, clock)
-        .await
-        .unwrap_or_else(|error| panic!("the app does not start: {error:#}"));
-    let address = app.address();
-    let chat = app.chat();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    SlackApp {
-        fake,
-        address,
-        chat,
-        client: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("an HTTP client"),
-        workspace,
-        shutdown,
-        task: Some(task),
-    }
-}
-
-impl Drop for SlackApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+    let app = AppBuilder::new(workspace).section(&slack_section(&fake)).section(rest).clock(clock).spawn().await;
+    SlackApp { fake, app }
 }
 
 pub fn now() -> i64 {
@@ -160,6 +94,12 @@ pub fn trigger_id() -> String {
     format!("{}.{}.e2e{}", now(), std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
+/// A response URL id no other request uses, starting with the id of the person it answers
+/// (`U0001.…`), so a private reply can be told apart by whom it is for.
+pub fn response_id(user: &str) -> String {
+    format!("{user}.{}", trigger_id())
+}
+
 /// The body Slack posts to `/slack/commands` when `user` types `command text` in `channel`.
 pub fn slash_command_body(fake: &FakeSlack, user: &str, channel: &str, command: &str, text: &str) -> String {
     form(&[
@@ -174,7 +114,7 @@ pub fn slash_command_body(fake: &FakeSlack, user: &str, channel: &str, command: 
         ("text", text),
         ("api_app_id", "A0FAKE"),
         ("is_enterprise_install", "false"),
-        ("response_url", &fake.response_url(&trigger_id())),
+        ("response_url", &fake.response_url(&response_id(user))),
         ("trigger_id", &trigger_id()),
     ])
 }
@@ -226,23 +166,6 @@ pub fn button_labels(message: &StoredMessage) -> Vec<String> {
 }
 
 impl SlackApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
-    }
-
-    /// POSTs `body` with exactly these headers.
-    pub async fn send(&self, path: &str, content_type: &str, body: &str, headers: &[(&str, String)]) -> Answer {
-        let mut request = self.client.post(self.url(path)).header("content-type", content_type).body(body.to_string());
-        for (name, value) in headers {
-            request = request.header(*name, value);
-        }
-        let started = Instant::now();
-        let response = request.send().await.expect("the app answers");
-        let status = response.status().as_u16();
-        let body = response.text().await.expect("the answer reads");
-        Answer { status, body, took: started.elapsed(), at: Instant::now() }
-    }
-
     /// POSTs `body` signed now with the app's signing secret, plus `extra` headers.
     pub async fn signed(&self, path: &str, content_type: &str, body: &str, extra: &[(&str, String)]) -> Answer {
         let timestamp = now();
@@ -291,7 +214,7 @@ impl SlackApp {
             "container": container,
             "channel": {"id": message.channel, "name": "incidents"},
             "message": shown,
-            "response_url": self.fake.response_url(&trigger_id()),
+            "response_url": self.fake.response_url(&response_id(user)),
             "actions": [{
                 "type": "button", "action_id": action_id, "block_id": block_id,
                 "text": {"type": "plain_text", "text": label, "emoji": true},
@@ -341,35 +264,6 @@ impl SlackApp {
         self.signed("/slack/events", JSON, body, &extra).await
     }
 
-    /// `GET path` of the JSON API.
-    pub async fn get_json(&self, path: &str) -> Value {
-        let response = self.client.get(self.url(path)).send().await.expect("GET works");
-        assert_eq!(response.status().as_u16(), 200, "GET {path}");
-        response.json().await.expect("the answer is JSON")
-    }
-
-    /// Waits until the API shows incident `id` satisfying `condition`; returns it.
-    pub async fn wait_incident(
-        &self,
-        id: i64,
-        what: &str,
-        timeout: Duration,
-        condition: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let incident = self.get_json(&format!("/api/incidents/{id}")).await;
-            if condition(&incident) {
-                return incident;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what}; incident: {incident:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     /// Top-level messages in `channel` (not thread replies), as they stand now.
     pub fn top_level(&self, channel: &str) -> Vec<StoredMessage> {
         self.fake.messages(channel).into_iter().filter(|message| message.thread_ts.is_none()).collect()
@@ -389,16 +283,9 @@ impl SlackApp {
 
     /// Stops the app and starts a new one on the same workspace (store, runbooks as they are
     /// now) and the same fake Slack, configured with `rest` and running on `clock`.
-    pub async fn restart(mut self, rest: &str, clock: Arc<dyn Clock>) -> SlackApp {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            task.await.expect("the app task ends cleanly").expect("the app stops without error");
-        }
-        // `SlackApp` stops its app on drop, so its parts are swapped out, not moved out.
-        let fake = std::mem::replace(&mut self.fake, FakeSlack::start().await);
-        let workspace = std::mem::replace(&mut self.workspace, Workspace::new());
-        drop(self);
-        spawn_with(fake, workspace, rest, clock).await
+    pub async fn restart(self, rest: &str, clock: Arc<dyn Clock>) -> SlackApp {
+        let SlackApp { fake, app } = self;
+        spawn_with(fake, app.stop().await, rest, clock).await
     }
 
     /// `user` clicks a button with this `action_id` and `value` on `message`: what a forged or
@@ -444,10 +331,7 @@ impl SlackApp {
     }
 
     /// Stops the app and waits for it (the outbox deliverer and timers end with it).
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            task.await.expect("the app task ends cleanly").expect("the app stops without error");
-        }
+    pub async fn stop(self) {
+        self.app.stop().await;
     }
 }
