@@ -6,6 +6,7 @@
 
 mod chat_support;
 mod common;
+mod support;
 
 use chat_support::{Bot, INCIDENT_CHANNEL, OPS_CHANNEL, Post, TWO_ONCALL, private};
 use common::{toml_str, write_script};

@@ -5,6 +5,7 @@
 
 mod chat_support;
 mod common;
+mod support;
 
 use std::collections::BTreeMap;
 
