@@ -64,6 +64,12 @@ fn failed(error: tokio::task::JoinError, platform: &'static str) -> Reply {
     Reply::private(FAILED)
 }
 
+/// How often a channel may receive a post (SPEC §8; Slack's and Discord's own pace).
+pub const POST_INTERVAL: Duration = Duration::from_secs(1);
+/// How often one message may change: the core coalesces a streamed diagnosis to one edit per
+/// interval, and the adapters hold each message to it (SPEC §8).
+pub const EDIT_INTERVAL: Duration = Duration::from_secs(2);
+
 /// One turn per interval per key (a channel, a message).
 pub struct Gate {
     interval: Duration,

@@ -20,8 +20,7 @@ use crate::config::Person;
 use crate::incident::TimelineKind;
 use crate::runbook::{Args, CheckEvent, CheckRun, Runbook, Runner};
 
-/// At most one edit of a streamed message per this interval (SPEC §8).
-pub const EDIT_INTERVAL: Duration = Duration::from_secs(2);
+pub use super::ack::EDIT_INTERVAL;
 /// Output up to this size goes into the thread as a code block; beyond it, as a file.
 const INLINE_OUTPUT_CHARS: usize = 2_500;
 const INLINE_OUTPUT_LINES: usize = 40;

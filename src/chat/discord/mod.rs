@@ -162,10 +162,7 @@ impl Platform for DiscordPlatform {
     }
 }
 
-/// How often a channel may receive a post (SPEC §8).
-pub const POST_INTERVAL: Duration = Duration::from_secs(1);
-/// How often one message may be edited (SPEC §8; the core already coalesces its edits).
-pub const EDIT_INTERVAL: Duration = Duration::from_secs(2);
+pub use super::ack::{EDIT_INTERVAL, POST_INTERVAL};
 /// Threads stay open a week without activity (the longest Discord offers); a post reopens them.
 const THREAD_ARCHIVE: AutoArchiveDuration = AutoArchiveDuration::OneWeek;
 /// Discord's upload limit for bots is 10 MiB; files are cut below it.

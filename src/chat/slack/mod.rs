@@ -99,8 +99,7 @@ impl Platform for SlackPlatform {
     }
 }
 
-/// How often a channel may receive a post (Slack: about one message per second per channel).
-pub const POST_INTERVAL: Duration = Duration::from_secs(1);
+pub use super::ack::POST_INTERVAL;
 /// 429s waited out before a call gives up with [`ChatError::RateLimited`].
 pub const MAX_RATE_LIMIT_RETRIES: u32 = 3;
 
