@@ -1,0 +1,177 @@
+//! Monitors (SPEC §10): runbooks run on a schedule. `mod.rs` builds them from `[[monitors]]`
+//! and the catalogue (the checks that need the catalogue, with `file:line`) and computes their
+//! next runs; `rules.rs` decides what a run does; `engine.rs` claims due runs from the store,
+//! runs them on the `Runner` and acts through the escalator and [`MonitorHooks`].
+
+pub mod engine;
+pub mod rules;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::{Config, Severity};
+use crate::runbook::{Args, Catalogue, CheckRun, Runbook};
+use crate::source::LoadError;
+pub use engine::{MonitorRun, Monitors};
+
+/// When a monitor runs.
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    Every(Duration),
+    Cron { cron: Box<croner::Cron>, timezone: chrono_tz::Tz, text: String },
+}
+
+impl Schedule {
+    /// The first run of a monitor new to the store: an interval runs at once, a cron at its
+    /// next time.
+    pub fn first_run(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Schedule::Every(_) => now,
+            Schedule::Cron { .. } => self.next_after(now, now),
+        }
+    }
+
+    /// The run after one that was due at `due` and finished at `now`: on the beat, unless the
+    /// beat is already past (a run after downtime), then counted from `now` — an overdue
+    /// monitor runs once, not once per missed beat.
+    pub fn next_after(&self, due: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Schedule::Every(every) => {
+                let every = chrono::Duration::from_std(*every).unwrap_or(chrono::Duration::minutes(1));
+                let on_beat = due + every;
+                if on_beat > now { on_beat } else { now + every }
+            }
+            Schedule::Cron { cron, timezone, .. } => {
+                let after = due.max(now).with_timezone(timezone);
+                cron.find_next_occurrence(&after, false)
+                    .map(|next| next.with_timezone(&Utc))
+                    .unwrap_or(now + chrono::Duration::days(1))
+            }
+        }
+    }
+
+    /// As `firebell monitors list` shows it, and as the store keeps it.
+    pub fn describe(&self) -> String {
+        match self {
+            Schedule::Every(every) => format!("every {}", humantime::format_duration(*every)),
+            Schedule::Cron { timezone, text, .. } => format!("cron {text} ({timezone})"),
+        }
+    }
+}
+
+/// A configured monitor, bound to its runbook and arguments.
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    pub name: String,
+    pub runbook: Arc<Runbook>,
+    pub args: Args,
+    pub schedule: Schedule,
+    pub rule: rules::Rule,
+    pub severity: Severity,
+    pub policy: Option<String>,
+}
+
+impl Monitor {
+    pub fn fingerprint(&self) -> String {
+        format!("monitor:{}", self.name)
+    }
+
+    /// How long a claimed run may take before another process may take it: the runbook's
+    /// longest check timeout (checks run concurrently), plus a margin for the queue and store.
+    pub fn lease(&self) -> Duration {
+        let longest = self.runbook.checks.iter().map(|check| check.timeout).max().unwrap_or(Duration::from_secs(10));
+        longest + Duration::from_secs(10)
+    }
+}
+
+/// The monitors of `config`, each checked against the catalogue: its topic must exist and its
+/// arguments must pass the runbook's own checks. Problems carry `file:line`.
+pub fn build(config: &Config, catalogue: &Catalogue) -> Result<Vec<Monitor>, Vec<LoadError>> {
+    let path = config.path.clone().unwrap_or_else(|| "firebell.toml".into());
+    let mut monitors = Vec::new();
+    let mut errors = Vec::new();
+    for entry in &config.monitors {
+        let name = entry.name().to_string();
+        let Some(runbook) = catalogue.get(entry.run.get_ref()) else {
+            errors.push(LoadError {
+                path: path.clone(),
+                line: entry.lines.run,
+                message: format!(
+                    "monitors.{name}: run = \"{}\": no such runbook; topics: {}",
+                    entry.run.get_ref(),
+                    catalogue.topic_names().join(", ")
+                ),
+            });
+            continue;
+        };
+        let given: Vec<(String, String)> = entry
+            .args
+            .as_ref()
+            .map(|args| args.get_ref().iter().map(|(key, value)| (key.clone(), value.clone())).collect())
+            .unwrap_or_default();
+        let args = match runbook.bind_args(&given) {
+            Ok(args) => args,
+            Err(error) => {
+                errors.push(LoadError {
+                    path: path.clone(),
+                    line: entry.lines.args,
+                    message: format!("monitors.{name}.args: {error}"),
+                });
+                continue;
+            }
+        };
+        // config.rs has checked the schedule; a failure here is a bug, reported the same way.
+        let schedule = match (&entry.every, &entry.cron) {
+            (Some(every), _) => Schedule::Every(every.get_ref().0),
+            (None, Some(cron)) => {
+                let timezone = entry
+                    .timezone
+                    .as_ref()
+                    .and_then(|timezone| timezone.get_ref().parse().ok())
+                    .unwrap_or(chrono_tz::Tz::UTC);
+                match crate::config::parse_cron(cron.get_ref()) {
+                    Ok(parsed) => Schedule::Cron { cron: Box::new(parsed), timezone, text: cron.get_ref().clone() },
+                    Err(problem) => {
+                        errors.push(LoadError {
+                            path: path.clone(),
+                            line: entry.lines.run,
+                            message: format!("monitors.{name}.cron: {problem}"),
+                        });
+                        continue;
+                    }
+                }
+            }
+            (None, None) => continue,
+        };
+        monitors.push(Monitor {
+            name,
+            runbook,
+            args,
+            schedule,
+            rule: rules::Rule { open: entry.open, for_runs: *entry.for_runs.get_ref(), resolve: entry.resolve },
+            severity: entry.severity,
+            policy: entry.policy.as_ref().map(|policy| policy.get_ref().clone()),
+        });
+    }
+    if errors.is_empty() { Ok(monitors) } else { Err(errors) }
+}
+
+/// What a monitor's run hands to chat: the one seam between monitors and chat (the chat core
+/// implements it; nothing in `src/monitor` imports `src/chat`).
+pub trait MonitorHooks: Send + Sync {
+    /// Something new waits in the outbox (a notification, a resolution): deliver it.
+    fn notify_delivery(&self);
+    /// Posts a run's results, already run, into the incident's thread once it exists, under
+    /// `headline` (the monitor and what changed). Records nothing: the engine has.
+    fn post_run(&self, incident_id: i64, headline: String, runbook: Arc<Runbook>, args: Args, results: Vec<CheckRun>);
+}
+
+/// Hooks that post nothing, for `firebell` without chat and for tests of the schedule alone.
+pub struct NoHooks;
+
+impl MonitorHooks for NoHooks {
+    fn notify_delivery(&self) {}
+    fn post_run(&self, _: i64, _: String, _: Arc<Runbook>, _: Args, _: Vec<CheckRun>) {}
+}
