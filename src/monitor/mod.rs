@@ -175,3 +175,43 @@ impl MonitorHooks for NoHooks {
     fn notify_delivery(&self) {}
     fn post_run(&self, _: i64, _: String, _: Arc<Runbook>, _: Args, _: Vec<CheckRun>) {}
 }
+
+/// A monitor as `firebell monitors list --json` and `GET /api/monitors` show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MonitorView {
+    pub name: String,
+    pub topic: String,
+    pub schedule: String,
+    pub open: crate::config::MonitorOpen,
+    #[serde(rename = "for")]
+    pub for_runs: u32,
+    pub last_verdict: Option<String>,
+    pub last_run_at: Option<DateTime<Utc>>,
+    /// None until the bot has scheduled it.
+    pub next_run_at: Option<DateTime<Utc>>,
+    pub incident_id: Option<i64>,
+    pub runs: i64,
+}
+
+/// The configured monitors with what the store knows of each, by name.
+pub fn views<'a>(monitors: impl Iterator<Item = &'a Monitor>, rows: &[crate::store::MonitorRow]) -> Vec<MonitorView> {
+    let mut views: Vec<MonitorView> = monitors
+        .map(|monitor| {
+            let row = rows.iter().find(|row| row.name == monitor.name);
+            MonitorView {
+                name: monitor.name.clone(),
+                topic: monitor.runbook.name.clone(),
+                schedule: monitor.schedule.describe(),
+                open: monitor.rule.open,
+                for_runs: monitor.rule.for_runs,
+                last_verdict: row.and_then(|row| row.last_verdict.clone()),
+                last_run_at: row.and_then(|row| row.last_run_at),
+                next_run_at: row.map(|row| row.next_run_at),
+                incident_id: row.and_then(|row| row.incident_id),
+                runs: row.map(|row| row.runs).unwrap_or(0),
+            }
+        })
+        .collect();
+    views.sort_by(|a, b| a.name.cmp(&b.name));
+    views
+}
