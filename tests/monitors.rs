@@ -385,3 +385,31 @@ fn the_example_config_ships_monitors_for_the_seed_thresholds() {
         expected.iter().map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), d.to_string())).collect();
     assert_eq!(shown, expected);
 }
+
+#[tokio::test]
+async fn the_api_lists_each_monitor_and_reads_need_the_token() {
+    let rest = "[[monitors]]\nname = \"ping-hourly\"\nrun = \"ping\"\ncron = \"0 * * * *\"\ntimezone = \"Europe/Berlin\"\nopen = \"warn\"\nfor = 3\n";
+    let app = app::spawn_app(&format!("api_token = \"{}\"", app::TOKEN), rest).await;
+    let refused = app.client.get(app.url("/api/monitors")).send().await.unwrap();
+    assert_eq!(refused.status(), 401, "a read without the token is refused");
+    // The loop schedules it at start; wait for that row rather than for a time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let listed = loop {
+        let reply = app.get("/api/monitors").await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        if reply.body[0]["next_run_at"].is_string() || std::time::Instant::now() > deadline {
+            break reply.body;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(listed[0]["name"], "ping-hourly");
+    assert_eq!(listed[0]["topic"], "ping");
+    assert_eq!(listed[0]["schedule"], "cron 0 * * * * (Europe/Berlin)");
+    assert_eq!(listed[0]["open"], "warn");
+    assert_eq!(listed[0]["for"], 3);
+    assert_eq!(listed[0]["last_verdict"], serde_json::Value::Null);
+    // The manual clock stands at 08:50:00.250 UTC: the next full hour.
+    assert_eq!(listed[0]["next_run_at"], "2026-01-03T09:00:00Z");
+    assert_eq!(listed[0]["incident_id"], serde_json::Value::Null);
+    app.stop().await;
+}
