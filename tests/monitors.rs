@@ -413,3 +413,50 @@ async fn the_api_lists_each_monitor_and_reads_need_the_token() {
     assert_eq!(listed[0]["incident_id"], serde_json::Value::Null);
     app.stop().await;
 }
+
+/// The bot itself (its loop, its chat core, the web console as the chat platform): a monitor
+/// that trips on its first run opens the incident, and the tripping diagnosis is posted in the
+/// incident's thread.
+#[tokio::test]
+async fn the_tripping_diagnosis_is_posted_in_the_incidents_thread() {
+    // `ls` of a missing path exits 2: crit, by the monitoring-plugin convention.
+    let runbook = "name = \"broken\"\nsummary = \"Always crit\"\n\n[[checks]]\nname = \"missing path\"\nkind = \"exec\"\nargv = [\"ls\", \"/nonexistent-firebell-monitor-test\"]\n";
+    let rest = "[[monitors]]\nname = \"broken\"\nrun = \"broken\"\nevery = \"1h\"\nseverity = \"medium\"\n";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("commands")).unwrap();
+    std::fs::write(dir.path().join("commands/broken.toml"), runbook).unwrap();
+    let url = format!("sqlite://{}", dir.path().join("firebell.db").display());
+    let text = format!("[server]\nlisten = \"127.0.0.1:0\"\n\n[store]\nurl = {}\n\n{rest}", toml_str(&url));
+    let config = parse_config(dir.path(), &text);
+    let clock = Arc::new(ManualClock::new(t0()));
+    let built = firebell::app::App::build(config, clock).await.unwrap();
+    let store = built.escalator().store().clone();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(built.run_until_stopped(shutdown.clone()));
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (incident, thread) = loop {
+        let history = store.console_history("incidents", 50, 2_000).await.unwrap();
+        let incidents = store.incidents(true, 10).await.unwrap();
+        if let Some(incident) = incidents.first()
+            && let Some(home) = store.incident(incident.id).await.unwrap().chat.get("console").cloned()
+        {
+            let thread: Vec<String> = history
+                .iter()
+                .filter(|message| message.thread.as_deref() == Some(home.message.as_str()))
+                .map(|message| message.body.to_string())
+                .collect();
+            if thread.iter().any(|body| body.contains("diagnose broken")) {
+                break (incident.clone(), thread);
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no diagnosis in the thread: {history:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(incident.fingerprint.as_deref(), Some("monitor:broken"));
+    assert!(thread.iter().any(|body| body.contains("Monitor *broken* tripped: CRIT")), "{thread:?}");
+    assert!(thread.iter().any(|body| body.contains("missing path")), "{thread:?}");
+    assert_eq!(store.incidents(true, 10).await.unwrap().len(), 1);
+    shutdown.cancel();
+    let _ = task.await;
+}
