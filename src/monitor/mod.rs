@@ -215,3 +215,39 @@ pub fn views<'a>(monitors: impl Iterator<Item = &'a Monitor>, rows: &[crate::sto
     views.sort_by(|a, b| a.name.cmp(&b.name));
     views
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    #[test]
+    fn an_interval_keeps_its_beat_and_after_downtime_counts_from_now() {
+        let every = Schedule::Every(Duration::from_secs(60));
+        let due = at("2026-01-03T09:00:00Z");
+        assert_eq!(every.first_run(due), due);
+        assert_eq!(every.next_after(due, at("2026-01-03T09:00:02Z")), at("2026-01-03T09:01:00Z"));
+        // Down for an hour: one run now, the next a minute later, not 60 to catch up.
+        assert_eq!(every.next_after(due, at("2026-01-03T10:00:30Z")), at("2026-01-03T10:01:30Z"));
+        assert_eq!(every.describe(), "every 1m");
+    }
+
+    #[test]
+    fn a_cron_runs_at_its_wall_clock_time_across_a_dst_change() {
+        let cron = Schedule::Cron {
+            cron: Box::new(crate::config::parse_cron("0 9 * * *").unwrap()),
+            timezone: chrono_tz::Europe::Berlin,
+            text: "0 9 * * *".into(),
+        };
+        // 09:00 in Berlin is 08:00 UTC in winter, 07:00 UTC from 29 March 2026 (CEST).
+        let winter = at("2026-01-03T08:50:00Z");
+        // 08:50 UTC is past 09:00 Berlin (08:00 UTC) that day: the next is the day after.
+        assert_eq!(cron.first_run(winter), at("2026-01-04T08:00:00Z"));
+        let spring = at("2026-03-28T12:00:00Z");
+        assert_eq!(cron.next_after(spring, spring), at("2026-03-29T07:00:00Z"));
+        assert_eq!(cron.describe(), "cron 0 9 * * * (Europe/Berlin)");
+    }
+}
