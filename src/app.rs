@@ -84,6 +84,8 @@ pub struct App {
     limits: crate::server::ConnectionLimits,
     /// `[store] retention`: what the pruning loop keeps.
     retention: std::time::Duration,
+    /// `[[monitors]]` and their loop.
+    monitors: Arc<crate::monitor::Monitors>,
 }
 
 impl App {
@@ -109,6 +111,8 @@ impl App {
                 );
             }
         }
+        let monitors = crate::monitor::build(&config, &catalogue)
+            .map_err(|errors| anyhow::anyhow!("{}", crate::source::LoadErrors(errors)))?;
         let store = crate::store::open(config.store.url.get_ref().expose())
             .await
             .map_err(|error| anyhow::anyhow!("{error}"))?;
@@ -157,6 +161,12 @@ impl App {
             per_person: config.commands.per_person,
         });
         let handler: Arc<dyn crate::chat::platform::ChatHandler> = Arc::new(chat.clone());
+        let monitors = Arc::new(crate::monitor::Monitors::new(
+            monitors,
+            escalator.clone(),
+            runner(&config),
+            Arc::new(chat.clone()),
+        ));
 
         let alerts = Arc::new(crate::ingest::AlertService::new(
             crate::ingest::Ingestor::start(escalator.clone(), health.clone(), config.alerts.reopen_within.get_ref().0),
@@ -172,6 +182,7 @@ impl App {
             console: access,
             alerts,
             health: health.clone(),
+            monitors: monitors.clone(),
         };
         let mut router = crate::server::router(state);
         for platform in &platforms {
@@ -193,6 +204,7 @@ impl App {
             deliver_wake,
             health,
             retention: config.store.retention.get_ref().0,
+            monitors,
             limits: crate::server::ConnectionLimits {
                 header_timeout: config.server.header_timeout.get_ref().0,
                 max_connections: *config.server.max_connections.get_ref(),
@@ -217,6 +229,11 @@ impl App {
         self.chat.clone()
     }
 
+    /// The monitors, for tests that step them (`run_due`) instead of waiting for their loop.
+    pub fn monitors(&self) -> Arc<crate::monitor::Monitors> {
+        self.monitors.clone()
+    }
+
     /// Serves until `shutdown` is cancelled; in-flight requests finish first.
     pub async fn run_until_stopped(self, shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
         // Every loop is supervised: one that panics is logged, shown by /readyz and restarted.
@@ -227,6 +244,8 @@ impl App {
         let mut tasks = vec![supervise("timers", Box::new(move || Box::pin(escalator.clone().run(stop.clone()))))];
         let (chat, stop) = (self.chat.clone(), shutdown.clone());
         tasks.push(supervise("expiry", Box::new(move || Box::pin(chat.clone().run_expiry(stop.clone())))));
+        let (monitors, stop) = (self.monitors.clone(), shutdown.clone());
+        tasks.push(supervise("monitors", Box::new(move || Box::pin(monitors.clone().run(stop.clone())))));
         let (escalator, retention, stop) = (self.escalator.clone(), self.retention, shutdown.clone());
         tasks.push(supervise(
             "retention",

@@ -69,6 +69,20 @@ enum Command {
         #[command(subcommand)]
         action: IncidentsAction,
     },
+    /// The `[[monitors]]`: runbooks on a schedule
+    Monitors {
+        #[command(subcommand)]
+        action: MonitorsAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum MonitorsAction {
+    /// Each monitor's topic, schedule, last verdict, last and next run, open incident
+    List {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -209,6 +223,7 @@ pub fn main() -> ExitCode {
                 }
             })
         }
+        Command::Monitors { action: MonitorsAction::List { json } } => list_monitors(&config, json),
         Command::Incidents { action: IncidentsAction::Show { id, json } } => with_store(&config, |store| async move {
             match store.incident(id).await {
                 Ok(incident) if json => {
@@ -229,6 +244,53 @@ pub fn main() -> ExitCode {
             }
         }),
     }
+}
+
+fn list_monitors(config: &Config, json_output: bool) -> ExitCode {
+    let catalogue = match load_or_report(config) {
+        Ok(catalogue) => catalogue,
+        Err(code) => return code,
+    };
+    let monitors = match crate::monitor::build(config, &catalogue) {
+        Ok(monitors) => monitors,
+        Err(errors) => {
+            errors.iter().for_each(|error| eprintln!("{error}"));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    with_store(config, |store| async move {
+        let rows = match store.monitors().await {
+            Ok(rows) => rows,
+            Err(error) => {
+                eprintln!("firebell: {error}");
+                return ExitCode::from(1);
+            }
+        };
+        let views = crate::monitor::views(monitors.iter(), &rows);
+        if json_output {
+            println!("{}", serde_json::to_string_pretty(&views).expect("monitors serialise"));
+            return ExitCode::SUCCESS;
+        }
+        if views.is_empty() {
+            println!("no [[monitors]] in the configuration");
+        }
+        let time = |at: Option<chrono::DateTime<chrono::Utc>>| {
+            at.map(|at| at.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "-".into())
+        };
+        for view in &views {
+            println!(
+                "{:<20} {:<12} {:<34} last {:<5} at {}  next {}  incident {}",
+                view.name,
+                view.topic,
+                view.schedule,
+                view.last_verdict.as_deref().unwrap_or("-"),
+                time(view.last_run_at),
+                time(view.next_run_at),
+                view.incident_id.map(|id| format!("#{id}")).unwrap_or_else(|| "-".into())
+            );
+        }
+        ExitCode::SUCCESS
+    })
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -514,7 +576,11 @@ fn check_commands(config: &Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let (catalogue, errors) = Catalogue::load(&files, &app::target_refs(config));
+    let (catalogue, mut errors) = Catalogue::load(&files, &app::target_refs(config));
+    // The monitors name topics and arguments of these files: checked with them.
+    if let Err(monitor_errors) = crate::monitor::build(config, &catalogue) {
+        errors.extend(monitor_errors);
+    }
     for error in &errors {
         println!("{error}");
     }

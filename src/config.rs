@@ -45,6 +45,9 @@ pub struct Config {
     /// How alerts open and re-open incidents.
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// Runbooks run on a schedule (SPEC §10).
+    #[serde(default)]
+    pub monitors: Vec<MonitorConfig>,
     #[serde(default)]
     pub templates: TemplatesConfig,
     /// Who is who on the web console: per-person sign-in, a trusted sign-in proxy, host names.
@@ -788,6 +791,67 @@ fn yes() -> bool {
     true
 }
 
+/// One `[[monitors]]` entry: a runbook run on a schedule that opens an incident when it trips.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorConfig {
+    /// Default: the topic.
+    pub name: Option<Spanned<String>>,
+    /// The runbook topic to run.
+    pub run: Spanned<String>,
+    /// The runbook's arguments, checked against its patterns when the catalogue is loaded.
+    pub args: Option<Spanned<BTreeMap<String, String>>>,
+    /// An interval (at least 1 s); or `cron`.
+    pub every: Option<Spanned<Dur>>,
+    /// Five fields (minute hour day month weekday), or six with seconds first.
+    pub cron: Option<Spanned<String>>,
+    /// The cron's time zone (IANA name; default UTC).
+    pub timezone: Option<Spanned<String>>,
+    /// The verdict that counts as tripping, or worse (default crit).
+    #[serde(default)]
+    pub open: MonitorOpen,
+    /// Consecutive tripping runs before an incident opens; ok runs before it resolves.
+    #[serde(rename = "for", default = "one_run")]
+    pub for_runs: Spanned<u32>,
+    #[serde(default = "default_severity")]
+    pub severity: Severity,
+    pub policy: Option<Spanned<String>>,
+    /// Resolve the monitor's incident after `for` ok runs.
+    #[serde(default = "yes")]
+    pub resolve: bool,
+    /// Lines of `run` and `args`, for the checks that need the catalogue (`monitor::build`).
+    #[serde(skip)]
+    pub lines: MonitorLines,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MonitorLines {
+    pub run: usize,
+    pub args: usize,
+}
+
+impl MonitorConfig {
+    pub fn name(&self) -> &str {
+        self.name.as_ref().map(|name| name.get_ref().as_str()).unwrap_or(self.run.get_ref())
+    }
+}
+
+fn one_run() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+
+/// `open = …`: the verdict at which (or worse) a monitor's run counts as tripping.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MonitorOpen {
+    Warn,
+    #[default]
+    Crit,
+    Error,
+    /// Never opens an incident: the monitor only records its verdicts.
+    Never,
+}
+
 fn default_severity() -> Severity {
     Severity::High
 }
@@ -958,6 +1022,11 @@ impl Config {
     pub fn parse(source: &SourceFile) -> Result<Config, LoadErrors> {
         let mut config: Config = source.parse().map_err(|error| LoadErrors(vec![error]))?;
         config.path = Some(source.path.clone());
+        for monitor in &mut config.monitors {
+            let run = source.line_of(monitor.run.span().start);
+            let args = monitor.args.as_ref().map(|args| source.line_of(args.span().start)).unwrap_or(run);
+            monitor.lines = MonitorLines { run, args };
+        }
         let errors = config.validate(source);
         if errors.is_empty() { Ok(config) } else { Err(LoadErrors(errors)) }
     }
@@ -1186,6 +1255,90 @@ impl Config {
                 );
             }
         }
+
+        let mut seen_monitors = BTreeSet::new();
+        for monitor in &self.monitors {
+            let name = monitor.name();
+            let name_span = monitor.name.as_ref().map(Spanned::span).unwrap_or_else(|| monitor.run.span());
+            if !seen_monitors.insert(name) {
+                error(
+                    name_span.clone(),
+                    format!("monitors: the name '{name}' is used twice (give each monitor of one topic its own name)"),
+                );
+            }
+            if !monitor_name_ok(name) {
+                error(
+                    name_span,
+                    format!("monitors.{name}: a name is 1 to 64 letters, digits, '-', '_' or '.' (e.g. queue-depth)"),
+                );
+            }
+            match (&monitor.every, &monitor.cron) {
+                (Some(_), Some(cron)) => error(
+                    cron.span(),
+                    format!("monitors.{name}: give either every or cron, not both (e.g. every = \"1m\")"),
+                ),
+                (None, None) => error(
+                    monitor.run.span(),
+                    format!(
+                        "monitors.{name}: needs a schedule: every = \"1m\" or cron = \"*/5 * * * *\" (with timezone = \"Europe/Berlin\")"
+                    ),
+                ),
+                (Some(every), None) => {
+                    if every.get_ref().0 < Duration::from_secs(1) {
+                        error(
+                            every.span(),
+                            format!(
+                                "monitors.{name}.every: {} is too short: give 1s or more (e.g. \"30s\", \"1m\")",
+                                every.get_ref()
+                            ),
+                        );
+                    }
+                    if let Some(timezone) = &monitor.timezone {
+                        error(
+                            timezone.span(),
+                            format!("monitors.{name}.timezone: a time zone applies to cron only, not to every"),
+                        );
+                    }
+                }
+                (None, Some(cron)) => {
+                    if let Err(problem) = parse_cron(cron.get_ref()) {
+                        error(cron.span(), format!("monitors.{name}.cron: {problem}"));
+                    }
+                    if let Some(timezone) = &monitor.timezone
+                        && timezone.get_ref().parse::<chrono_tz::Tz>().is_err()
+                    {
+                        error(
+                            timezone.span(),
+                            format!(
+                                "monitors.{name}.timezone: unknown time zone '{}': use an IANA name such as Europe/Berlin or UTC",
+                                timezone.get_ref()
+                            ),
+                        );
+                    }
+                }
+            }
+            if *monitor.for_runs.get_ref() == 0 || *monitor.for_runs.get_ref() > 1000 {
+                error(
+                    monitor.for_runs.span(),
+                    format!(
+                        "monitors.{name}.for: {} is out of range: give 1 to 1000 (default 1)",
+                        monitor.for_runs.get_ref()
+                    ),
+                );
+            }
+            if let Some(policy) = &monitor.policy
+                && !seen_policies.contains(policy.get_ref().as_str())
+            {
+                error(
+                    policy.span(),
+                    format!(
+                        "monitors.{name}: unknown policy '{}'; policies: {}",
+                        policy.get_ref(),
+                        names(seen_policies.iter())
+                    ),
+                );
+            }
+        }
         errors
     }
 
@@ -1240,6 +1393,24 @@ pub fn parse_handoff(rotation: Rotation, text: &str) -> Result<(Option<chrono::W
     let time = chrono::NaiveTime::parse_from_str(time, "%H:%M")
         .map_err(|_| format!("'{time}' is not a time: write HH:MM, e.g. 09:00"))?;
     Ok((weekday, time))
+}
+
+fn monitor_name_ok(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// A monitor's cron: five fields (minute hour day-of-month month day-of-week) or six with
+/// seconds first; the message says what is wrong and what is valid.
+pub fn parse_cron(text: &str) -> Result<croner::Cron, String> {
+    let fields = text.split_whitespace().count();
+    if !(5..=6).contains(&fields) {
+        return Err(format!(
+            "'{text}' has {fields} fields: write 5 (minute hour day month weekday, e.g. \"*/5 * * * *\") or 6 with seconds first"
+        ));
+    }
+    croner::parser::CronParser::builder().seconds(croner::parser::Seconds::Optional).build().parse(text).map_err(
+        |error| format!("'{text}' is not a cron expression ({error}); e.g. \"*/5 * * * *\" or \"0 9 * * Mon-Fri\""),
+    )
 }
 
 fn names<T: AsRef<str>>(items: impl Iterator<Item = T>) -> String {

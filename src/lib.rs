@@ -13,6 +13,8 @@
 //! - [`incident`]: the incident model, its state machine and timeline, and its messages.
 //! - [`ingest`]: alert webhooks (Alertmanager, Grafana, generic) → routes → incidents, group commit.
 //! - [`escalation`]: policies, on-call schedules and the durable timer engine.
+//! - [`monitor`]: `[[monitors]]`: runbooks on a schedule kept in the store, opening, updating and
+//!   resolving their incidents.
 //! - [`store`]: the `Store` trait over SQLite or PostgreSQL: incidents, timeline, timers, outbox.
 //! - [`server`]: every HTTP route (health, readiness, the JSON API).
 //! - [`health`]: what each background part is doing (for `/readyz`) and the supervisor that
@@ -34,6 +36,7 @@ pub mod health;
 pub mod incident;
 pub mod ingest;
 pub mod metrics;
+pub mod monitor;
 pub mod redact;
 pub mod remediation;
 pub mod runbook;

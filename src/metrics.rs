@@ -7,6 +7,7 @@
 //! - `firebell_timers_pending`, `firebell_timer_lateness_seconds`,
 //!   `firebell_escalation_steps_total{outcome}` — the escalation engine
 //! - `firebell_alerts_total{source,outcome}` — alerts received, opened, deduplicated, resolved
+//! - `firebell_monitor_runs_total{monitor,status}`, `firebell_monitor_lateness_seconds` — monitors
 
 use std::sync::OnceLock;
 

@@ -46,6 +46,8 @@ pub struct AppState {
     pub alerts: Arc<crate::ingest::AlertService>,
     /// The background parts: `/readyz` names the ones not working.
     pub health: Arc<crate::health::Health>,
+    /// `[[monitors]]`, for `GET /api/monitors`.
+    pub monitors: Arc<crate::monitor::Monitors>,
 }
 
 impl AppState {
@@ -78,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/incidents/{id}/resolve", post(resolve_incident))
         .route("/api/remediations/{id}", get(show_remediation))
         .route("/api/audit", get(audit_log))
+        .route("/api/monitors", get(list_monitors))
         .layer(middleware::from_fn_with_state(state.clone(), authorize_reads));
     Router::new()
         .route("/healthz", get(healthz))
@@ -362,6 +365,12 @@ async fn list_incidents(
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let incidents = state.escalator.store().incidents(query.all, limit).await?;
     Ok(Json(incidents).into_response())
+}
+
+/// Each monitor: topic, schedule, last verdict, last and next run, open incident (SPEC §10).
+async fn list_monitors(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let rows = state.escalator.store().monitors().await?;
+    Ok(Json(crate::monitor::views(state.monitors.monitors(), &rows)).into_response())
 }
 
 async fn show_incident(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {

@@ -222,6 +222,23 @@ impl crate::ingest::IncidentHooks for Arc<ChatCore> {
     }
 }
 
+impl crate::monitor::MonitorHooks for Arc<ChatCore> {
+    fn notify_delivery(&self) {
+        self.context.notify_delivery();
+    }
+
+    fn post_run(
+        &self,
+        incident_id: i64,
+        headline: String,
+        runbook: Arc<crate::runbook::Runbook>,
+        args: crate::runbook::Args,
+        results: Vec<crate::runbook::CheckRun>,
+    ) {
+        self.diagnoses.post_run(incident_id, headline, runbook, args, results);
+    }
+}
+
 /// Every platform hands events to the core through this; the `Arc` lets the work outlive the
 /// request.
 #[async_trait::async_trait]

@@ -91,7 +91,6 @@ impl Diagnoses {
         let topic = topic.to_string();
         let requester = Person { platform: "alert".to_string(), id: source.to_string() };
         tokio::spawn(async move {
-            let store = diagnoses.context.store().clone();
             let Some(runbook) = diagnoses.context.catalogue.get(&topic) else {
                 tracing::error!(topic, incident = incident_id, "A route names a runbook that is not loaded");
                 return;
@@ -108,37 +107,90 @@ impl Diagnoses {
                     return;
                 }
             };
-            // The thread to stream into: a team's own chat platform first (the console shows
-            // the result on the timeline); any platform's thread if that one never appears.
-            let by_preference = || {
-                let external = diagnoses.context.adapters.iter().filter(|(platform, _)| **platform != "console");
-                external.chain(diagnoses.context.adapters.iter().filter(|(platform, _)| **platform == "console"))
-            };
-            let wanted = by_preference().find(|(_, adapter)| adapter.incident_channel().is_some()).map(|(p, _)| *p);
-            let deadline = Instant::now() + THREAD_WAIT;
-            while wanted.is_some() {
-                let timed_out = Instant::now() >= deadline;
-                if let Ok(incident) = store.incident(incident_id).await {
-                    let home = by_preference()
-                        .filter(|(platform, _)| timed_out || Some(**platform) == wanted)
-                        .find_map(|(platform, _)| {
-                            let home = incident.chat.get(*platform)?;
-                            Some((*platform, home.channel.clone(), home.message.clone()))
-                        });
-                    if let Some((platform, channel, message)) = home {
-                        let origin = Origin { platform, user: requester.clone(), channel, thread: Some(message) };
-                        if let Err(error) = diagnoses.diagnose(origin, runbook.clone(), args.clone()).await {
-                            tracing::warn!(%error, incident = incident_id, "The route's diagnosis could not be posted");
-                        }
-                        return;
-                    }
+            if let Some((platform, channel, message)) = diagnoses.wait_for_thread(incident_id).await {
+                let origin = Origin { platform, user: requester.clone(), channel, thread: Some(message) };
+                if let Err(error) = diagnoses.diagnose(origin, runbook.clone(), args.clone()).await {
+                    tracing::warn!(%error, incident = incident_id, "The route's diagnosis could not be posted");
                 }
-                if timed_out {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                return;
             }
             diagnoses.diagnose_without_chat(incident_id, runbook, args, &requester).await;
+        });
+    }
+
+    /// Where an incident's thread is, once its notification is posted: a team's own chat
+    /// platform first (the console shows results on the timeline); any platform's thread if
+    /// that one never appears within [`THREAD_WAIT`]; `None` with no platform to wait for.
+    async fn wait_for_thread(&self, incident_id: i64) -> Option<(&'static str, String, String)> {
+        let store = self.context.store().clone();
+        let by_preference = || {
+            let external = self.context.adapters.iter().filter(|(platform, _)| **platform != "console");
+            external.chain(self.context.adapters.iter().filter(|(platform, _)| **platform == "console"))
+        };
+        let wanted = by_preference().find(|(_, adapter)| adapter.incident_channel().is_some()).map(|(p, _)| *p);
+        let deadline = Instant::now() + THREAD_WAIT;
+        while wanted.is_some() {
+            let timed_out = Instant::now() >= deadline;
+            if let Ok(incident) = store.incident(incident_id).await {
+                let home = by_preference().filter(|(platform, _)| timed_out || Some(**platform) == wanted).find_map(
+                    |(platform, _)| {
+                        let home = incident.chat.get(*platform)?;
+                        Some((*platform, home.channel.clone(), home.message.clone()))
+                    },
+                );
+                if home.is_some() {
+                    return home;
+                }
+            }
+            if timed_out {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        None
+    }
+
+    /// Posts a monitor's run — already run, already on the timeline — into its incident's
+    /// thread once the thread exists: `headline`, then the finished diagnosis.
+    pub(crate) fn post_run(
+        self: &Arc<Self>,
+        incident_id: i64,
+        headline: String,
+        runbook: Arc<Runbook>,
+        args: Args,
+        results: Vec<CheckRun>,
+    ) {
+        let diagnoses = self.clone();
+        tokio::spawn(async move {
+            let Some((platform, channel, thread)) = diagnoses.wait_for_thread(incident_id).await else { return };
+            let Ok(adapter) = diagnoses.context.adapter(platform) else { return };
+            let lines: Vec<CheckLine> = results
+                .iter()
+                .map(|run| CheckLine::Done {
+                    name: run.name.clone(),
+                    status: run.status,
+                    summary: run.summary.clone(),
+                    duration_ms: run.duration.as_millis() as u64,
+                })
+                .collect();
+            let worst = results.iter().map(|run| run.status).max().unwrap_or(Status::Ok);
+            let suggestions = diagnoses.suggestions(&runbook, &args, &results);
+            let message = views::diagnosis(DiagnosisView {
+                topic: &runbook.name,
+                summary: &runbook.summary,
+                args: &args_line(&args),
+                requested_by: "a monitor",
+                runbook_url: runbook.runbook_url.as_deref(),
+                lines: &lines,
+                finished: Some(worst),
+                suggestions,
+            });
+            for message in [Message::new().text(headline), message] {
+                if let Err(error) = adapter.post(&channel, Some(&thread), &message).await {
+                    tracing::warn!(%error, incident = incident_id, "A monitor's run could not be posted");
+                    return;
+                }
+            }
         });
     }
 

@@ -88,6 +88,8 @@ timeline_kinds! {
     /// Someone asked for the next step now (`/incident escalate`).
     EscalationRequested = "escalation_requested",
     Diagnosis = "diagnosis",
+    /// A monitor's verdict changed while its incident was open (`from`, `to`, `monitor`).
+    MonitorVerdict = "monitor_verdict",
     NotificationFailed = "notification_failed",
     NotificationRetrying = "notification_retrying",
     RemediationRequested = "remediation_requested",

@@ -304,7 +304,7 @@ pub enum AlertOutcome {
 /// Everything the bot keeps: incidents, their timelines and timers, where they live in chat, and
 /// (through the traits it builds on) the outbox, remediations, alerts and the console's messages.
 #[async_trait]
-pub trait Store: OutboxStore + RemediationStore + AlertStore + ConsoleStore + Send + Sync {
+pub trait Store: OutboxStore + RemediationStore + AlertStore + ConsoleStore + MonitorStore + Send + Sync {
     /// Which backend this is: "sqlite" or "postgres".
     fn backend(&self) -> &'static str;
     async fn ping(&self) -> Result<(), StoreError>;
@@ -455,6 +455,78 @@ pub trait ConsoleStore: Send + Sync {
         limit: i64,
         preview_chars: i64,
     ) -> Result<Vec<ConsoleMessage>, StoreError>;
+}
+
+/// A monitor's row: its schedule, lease, streak, last run and incident.
+#[derive(Debug, Clone, Serialize)]
+pub struct MonitorRow {
+    pub name: String,
+    /// The schedule as configured (`every 1m`), so a changed one is scheduled anew.
+    pub schedule: String,
+    pub next_run_at: DateTime<Utc>,
+    /// Who runs it now, and until when; another takes it once the lease is over.
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<DateTime<Utc>>,
+    /// The verdict of the newest run and how many runs in a row were of its kind.
+    pub streak_verdict: Option<String>,
+    pub streak_count: i64,
+    pub last_verdict: Option<String>,
+    pub last_run_at: Option<DateTime<Utc>>,
+    /// The incident it opened, while that is its incident.
+    pub incident_id: Option<i64>,
+    /// Runs recorded so far.
+    pub runs: i64,
+}
+
+/// A configured monitor as the store schedules it.
+#[derive(Debug, Clone)]
+pub struct MonitorSchedule {
+    pub name: String,
+    pub schedule: String,
+    /// When a new (or rescheduled) monitor first runs.
+    pub first_run_at: DateTime<Utc>,
+}
+
+/// What one run of a monitor leaves behind.
+#[derive(Debug, Clone)]
+pub struct MonitorResult {
+    pub name: String,
+    /// The lease holder: only the holder's result is recorded.
+    pub owner: String,
+    pub streak_verdict: String,
+    pub streak_count: i64,
+    pub ran_at: DateTime<Utc>,
+    pub next_run_at: DateTime<Utc>,
+    pub incident_id: Option<i64>,
+}
+
+/// Monitors' schedules: claimed under a lease, finished in one statement.
+#[async_trait]
+pub trait MonitorStore: Send + Sync {
+    /// Adds new monitors, schedules anew those whose schedule changed, drops the rows of
+    /// monitors no longer configured.
+    async fn sync_monitors(&self, monitors: &[MonitorSchedule]) -> Result<(), StoreError>;
+    /// Takes a lease until `lease_until` on up to `limit` monitors due at `now` whose lease (if
+    /// any) is over, in one statement (PostgreSQL: `FOR UPDATE SKIP LOCKED`), and returns them:
+    /// of replicas claiming at once, each monitor goes to one.
+    async fn claim_monitors(
+        &self,
+        now: DateTime<Utc>,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<MonitorRow>, StoreError>;
+    /// Records a run, schedules the next and ends the lease, in one statement; false (nothing
+    /// written) when `owner` no longer holds the lease.
+    async fn finish_monitor_run(&self, result: &MonitorResult) -> Result<bool, StoreError>;
+    /// Gives a claimed monitor back without a run (it is not configured here).
+    async fn release_monitor(&self, name: &str, owner: &str) -> Result<(), StoreError>;
+    /// Every monitor's row, by name.
+    async fn monitors(&self) -> Result<Vec<MonitorRow>, StoreError>;
+    /// When the next monitor is due (a leased one: when its lease ends, if later).
+    async fn next_monitor_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// The newest open incident with this fingerprint.
+    async fn open_incident_with_fingerprint(&self, fingerprint: &str) -> Result<Option<i64>, StoreError>;
 }
 
 /// What one [`Store::prune`] deleted.

@@ -24,6 +24,7 @@ use crate::config::Severity;
 use crate::incident::{ChatRef, Incident, IncidentStatus, NewIncident, Resolution, TimelineEvent, TimelineKind};
 
 mod ingest;
+mod monitors;
 mod script;
 
 use script::Script;
