@@ -9,6 +9,8 @@
 
 mod chat_support;
 mod common;
+mod fake_discord;
+mod fake_slack;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -463,4 +465,51 @@ async fn the_console_shows_a_chart_as_an_image_served_as_png() {
 
     shutdown.cancel();
     let _ = task.await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Slack and Discord take it as a .png file
+
+#[tokio::test]
+async fn slack_and_discord_take_the_chart_as_a_png_file_in_the_thread() {
+    use firebell::chat::{ChatAdapter, Message};
+    let (address, _) = test_prometheus().await;
+    let engine = Engine::new(&[("metrics", TargetKind::Prometheus, &format!("http://{address}"))]);
+    let run = engine.run_one(&engine.load(&queue_runbook(QUERY)), &[]).await;
+    let chart = run.attachments.first().expect("a chart").clone();
+
+    let fake = fake_slack::FakeSlack::start().await;
+    let config = firebell::config::SlackConfig {
+        bot_token: Some(Secret::new(&fake.token())),
+        app_token: None,
+        signing_secret: None,
+        incident_channel: Some(firebell::config::EnvString("CINCIDENTS".into())),
+        api_url: firebell::config::EnvString(fake.api_url()),
+        timeout: firebell::config::default_chat_timeout(),
+    };
+    let slack = firebell::chat::slack::SlackAdapter::new(&config).expect("a Slack adapter");
+    let root = slack.post("CINCIDENTS", None, &Message::plain("diagnose queue")).await.unwrap();
+    slack.upload("CINCIDENTS", Some(&root.id), &chart).await.expect("Slack takes the chart");
+    let shared = &fake.files()[0];
+    assert_eq!(shared.filename, "chart-queue-depth.png");
+    assert_eq!(shared.thread_ts.as_deref(), Some(root.id.as_str()));
+    assert_eq!(shared.content, chart.content, "the PNG arrives byte for byte");
+    fake.assert_all_accepted();
+
+    let fake = fake_discord::FakeDiscord::start().await;
+    let discord = firebell::chat::discord::DiscordAdapter::with_api_url(
+        &Secret::new(fake_discord::TOKEN),
+        &fake.api_url(),
+        fake_discord::APPLICATION,
+        None,
+        Some(fake_discord::INCIDENTS.to_string()),
+    )
+    .expect("a Discord adapter");
+    let posted = discord.post(fake_discord::OPS, None, &Message::plain("diagnose queue")).await.unwrap();
+    discord.upload(fake_discord::OPS, Some(&posted.id), &chart).await.expect("Discord takes the chart");
+    let uploaded = fake.messages(&posted.id);
+    assert_eq!(uploaded.len(), 1, "in the diagnosis's thread");
+    assert_eq!(uploaded[0].files.len(), 1);
+    assert_eq!(uploaded[0].files[0].0, "chart-queue-depth.png");
+    assert!(uploaded[0].content.contains("queue depth over the last 1h"), "{}", uploaded[0].content);
 }
