@@ -1,8 +1,9 @@
 //! The command line of SPEC §2. Exit codes: 0/1/2/3 follow the monitoring-plugin convention for
 //! `run`; 64 is a usage error (unknown command, bad argument); 78 a broken config or runbook.
 
+use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,6 +12,8 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 
 use crate::app;
+use crate::attachment::FileAttachment;
+use crate::chat::{OutputPost, output_post};
 use crate::check::{Status, Stream};
 use crate::config::Config;
 use crate::runbook::{Catalogue, CheckEvent, CheckRun, Runbook, parse_pairs};
@@ -47,6 +50,9 @@ enum Command {
         /// One JSON object per line instead of text
         #[arg(long)]
         json: bool,
+        /// Write every file the bot would attach (charts, long output) into DIR, creating it
+        #[arg(long, value_name = "DIR")]
+        save: Option<PathBuf>,
     },
     /// The runbook catalogue
     Commands {
@@ -142,7 +148,7 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Run { words, json } => run_command(&config, &words, json),
+        Command::Run { words, json, save } => run_command(&config, &words, json, save.as_deref()),
         Command::Commands { action: CommandsAction::List { json } } => list_commands(&config, json),
         Command::Commands { action: CommandsAction::Check } => check_commands(&config),
         Command::Serve => serve(config),
@@ -425,7 +431,7 @@ fn topic_list(catalogue: &Catalogue) -> String {
         .join("\n")
 }
 
-fn run_command(config: &Config, words: &[String], json_output: bool) -> ExitCode {
+fn run_command(config: &Config, words: &[String], json_output: bool, save: Option<&Path>) -> ExitCode {
     let catalogue = match load_or_report(config) {
         Ok(catalogue) => catalogue,
         Err(code) => return code,
@@ -455,11 +461,66 @@ fn run_command(config: &Config, words: &[String], json_output: bool) -> ExitCode
         println!("{} has no checks, only remediations; see `firebell commands list`", runbook.name);
         return ExitCode::SUCCESS;
     }
-    let worst = runtime().block_on(stream_run(config, runbook, args, json_output));
+    if let Some(dir) = save
+        && let Err(reason) = writable_folder(dir)
+    {
+        return usage(format!("--save {}: {reason}", dir.display()));
+    }
+    let (worst, files) = runtime().block_on(stream_run(config, runbook, args, json_output));
+    if let Some(dir) = save
+        && let Err(reason) = save_files(dir, &files, json_output)
+    {
+        return usage(format!("--save {}: {reason}", dir.display()));
+    }
     ExitCode::from(worst.exit_code() as u8)
 }
 
-async fn stream_run(config: &Config, runbook: Arc<Runbook>, args: crate::runbook::Args, json_output: bool) -> Status {
+/// Creates `dir` if needed and proves a file can be written there, before any check runs.
+fn writable_folder(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|error| format!("cannot create the folder: {error}"))?;
+    let probe = dir.join(format!(".firebell-save-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|error| format!("cannot write into the folder: {error}"))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Writes `files` into `dir` (a second file of the same name gets `-2`, …) and says which.
+fn save_files(dir: &Path, files: &[FileAttachment], json_output: bool) -> Result<(), String> {
+    let mut stdout = std::io::stdout().lock();
+    if files.is_empty() && !json_output {
+        let _ = writeln!(stdout, "saved nothing in {}: no check drew a chart or printed long output", dir.display());
+    }
+    let mut used = std::collections::BTreeSet::new();
+    for file in files {
+        let mut name = file.filename.clone();
+        let mut copy = 1;
+        while !used.insert(name.clone()) {
+            copy += 1;
+            name = match file.filename.rsplit_once('.') {
+                Some((stem, extension)) => format!("{stem}-{copy}.{extension}"),
+                None => format!("{}-{copy}", file.filename),
+            };
+        }
+        let path = dir.join(&name);
+        std::fs::write(&path, &file.content).map_err(|error| format!("writing {} failed: {error}", path.display()))?;
+        let line = if json_output {
+            json!({"event": "saved", "path": path.display().to_string(), "title": file.title, "bytes": file.content.len()})
+                .to_string()
+        } else {
+            format!("saved {} ({} bytes): {}", path.display(), file.content.len(), file.title)
+        };
+        let _ = writeln!(stdout, "{line}");
+    }
+    Ok(())
+}
+
+/// Runs the checks, printing each event; the worst verdict and the files the bot would attach.
+async fn stream_run(
+    config: &Config,
+    runbook: Arc<Runbook>,
+    args: crate::runbook::Args,
+    json_output: bool,
+) -> (Status, Vec<FileAttachment>) {
     let runner = app::runner(config);
     let started = Instant::now();
     let mut stdout = std::io::stdout().lock();
@@ -472,7 +533,22 @@ async fn stream_run(config: &Config, runbook: Arc<Runbook>, args: crate::runbook
     }
     let mut events = runner.run(runbook.clone(), args);
     let mut results: Vec<CheckRun> = Vec::new();
+    // Output as the chat keeps it for its file: one text per check, bounded by bytes.
+    let mut output: BTreeMap<String, String> = BTreeMap::new();
+    let (mut output_lines, mut dropped_lines, mut kept_bytes) = (0usize, 0usize, 0usize);
+    let keep_at_most = runner.max_output().saturating_mul(4);
     while let Some(event) = events.recv().await {
+        if let CheckEvent::Line { check, line, .. } = &event {
+            output_lines += 1;
+            if kept_bytes + line.len() < keep_at_most {
+                kept_bytes += line.len() + 1;
+                let text = output.entry(check.clone()).or_default();
+                text.push_str(line);
+                text.push('\n');
+            } else {
+                dropped_lines += 1;
+            }
+        }
         let line = match &event {
             CheckEvent::Line { check, stream, line } if json_output => {
                 json!({"event": "line", "name": check, "stream": stream, "line": line}).to_string()
@@ -521,7 +597,18 @@ async fn stream_run(config: &Config, runbook: Arc<Runbook>, args: crate::runbook
             started.elapsed().as_secs_f64()
         );
     }
-    worst
+    let mut files = Vec::new();
+    if !output.is_empty()
+        && let OutputPost::File(file) =
+            output_post(runner.redactor(), &runbook.name, &output, (output_lines, dropped_lines), usize::MAX)
+    {
+        files.push(file);
+    }
+    // Each check's files in the runbook's order, as the chat posts them.
+    for check in &runbook.checks {
+        files.extend(results.iter().filter(|run| run.name == check.name).flat_map(|run| run.attachments.clone()));
+    }
+    (worst, files)
 }
 
 fn list_commands(config: &Config, json_output: bool) -> ExitCode {

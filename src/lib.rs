@@ -23,9 +23,11 @@
 //! - [`remediation`]: approval rules: the action hash and who may approve.
 //! - [`metrics`]: the Prometheus recorder behind `GET /metrics`.
 //! - [`redact`]: masks secrets in everything a person or a log sees.
+//! - [`attachment`]: the file type a check result and a chat thread share (charts, long output).
 //! - [`source`]: `file:line` errors and the value types config and runbooks share.
 
 pub mod app;
+pub mod attachment;
 pub mod chat;
 pub mod check;
 pub mod cli;

@@ -1,6 +1,6 @@
 //! Diagnoses in chat: a runbook's checks run and stream into one message (edited at most every
-//! [`EDIT_INTERVAL`]), then the final verdicts, the output (inline or as a file) and suggested
-//! remediations as buttons; a route's diagnosis finds its incident's thread, or goes straight
+//! [`EDIT_INTERVAL`]), then the final verdicts, the output (inline or as a file), each check's
+//! files (charts) and suggested remediations as buttons; a route's diagnosis finds its incident's thread, or goes straight
 //! onto the timeline when there is no chat.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -289,6 +289,15 @@ impl Diagnoses {
             let counts = (output_lines, dropped_lines);
             self.post_output(adapter.as_ref(), &origin.channel, &output_thread, &runbook.name, &output, counts).await;
         }
+        // Each check's files (a chart) under the verdicts, in the checks' order.
+        for check in &runbook.checks {
+            let files = results.iter().filter(|run| run.name == check.name).flat_map(|run| &run.attachments);
+            for file in files {
+                if let Err(error) = adapter.upload(&origin.channel, Some(&output_thread), file).await {
+                    tracing::warn!(%error, check = check.name, file = file.filename, "Posting a check's file failed");
+                }
+            }
+        }
         if let Some(id) = incident_id {
             let detail = timeline_detail(&runbook, &args_text, &results);
             self.context.escalator.record(id, TimelineKind::Diagnosis, Some(&origin.user.to_string()), detail).await?;
@@ -345,31 +354,57 @@ impl Diagnoses {
         output: &BTreeMap<String, String>,
         (total_lines, dropped_lines): (usize, usize),
     ) {
-        let mut text = String::new();
-        for (check, lines) in output {
-            text.push_str(&format!("== {check} ==\n"));
-            text.push_str(lines);
-        }
-        if dropped_lines > 0 {
-            text.push_str(&format!("… {dropped_lines} more lines not kept\n"));
-        }
-        // The lines were redacted one by one; the joined text again, for secrets that span
-        // lines (a key block, a folded token), before any of it is posted.
-        let text = self.runner.redactor().redact(&text).into_owned();
-        let limit = INLINE_OUTPUT_CHARS.min(adapter.limits().max_block_text.saturating_sub(100));
-        let result = if text.chars().count() <= limit && total_lines <= INLINE_OUTPUT_LINES {
-            adapter.post(channel, Some(thread), &Message::new().code(text.trim_end())).await.map(|_| ())
-        } else {
-            let file = FileAttachment {
-                filename: format!("diagnose-{topic}-output.txt"),
-                title: format!("Output of diagnose {topic} ({total_lines} lines)"),
-                content: text.into_bytes(),
-            };
-            adapter.upload(channel, Some(thread), &file).await
+        let limit = adapter.limits().max_block_text;
+        let result = match output_post(self.runner.redactor(), topic, output, (total_lines, dropped_lines), limit) {
+            OutputPost::Inline(text) => {
+                adapter.post(channel, Some(thread), &Message::new().code(text.trim_end())).await.map(|_| ())
+            }
+            OutputPost::File(file) => adapter.upload(channel, Some(thread), &file).await,
         };
         if let Err(error) = result {
             tracing::warn!(%error, "Posting the diagnosis output failed");
         }
+    }
+}
+
+/// How a diagnosis's output goes into its thread.
+pub enum OutputPost {
+    /// Short enough for a code block.
+    Inline(String),
+    /// Too long: a file.
+    File(FileAttachment),
+}
+
+/// The output of a diagnosis of `topic` (each check's lines, `dropped_lines` of them not kept)
+/// as it is posted on a platform whose blocks hold `max_block_text` characters: inline when
+/// short, else as a file (what `firebell run --save` writes, too).
+pub fn output_post(
+    redactor: &crate::redact::Redactor,
+    topic: &str,
+    output: &BTreeMap<String, String>,
+    (total_lines, dropped_lines): (usize, usize),
+    max_block_text: usize,
+) -> OutputPost {
+    let mut text = String::new();
+    for (check, lines) in output {
+        text.push_str(&format!("== {check} ==\n"));
+        text.push_str(lines);
+    }
+    if dropped_lines > 0 {
+        text.push_str(&format!("… {dropped_lines} more lines not kept\n"));
+    }
+    // The lines were redacted one by one; the joined text again, for secrets that span
+    // lines (a key block, a folded token), before any of it is posted.
+    let text = redactor.redact(&text).into_owned();
+    let limit = INLINE_OUTPUT_CHARS.min(max_block_text.saturating_sub(100));
+    if text.chars().count() <= limit && total_lines <= INLINE_OUTPUT_LINES {
+        OutputPost::Inline(text)
+    } else {
+        OutputPost::File(FileAttachment {
+            filename: format!("diagnose-{topic}-output.txt"),
+            title: format!("Output of diagnose {topic} ({total_lines} lines)"),
+            content: text.into_bytes(),
+        })
     }
 }
 

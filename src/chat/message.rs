@@ -62,13 +62,9 @@ pub enum ButtonStyle {
     Danger,
 }
 
-/// A file posted into a thread, for output too long for a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileAttachment {
-    pub filename: String,
-    pub title: String,
-    pub content: Vec<u8>,
-}
+/// A file posted into a thread: output too long for a message, a check's chart. Defined below
+/// chat, in [`crate::attachment`], because check results carry files too.
+pub use crate::attachment::FileAttachment;
 
 impl Message {
     pub fn new() -> Self {

@@ -27,6 +27,8 @@ pub mod views;
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub use diagnosis::{OutputPost, output_post};
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 

@@ -177,7 +177,19 @@ impl Fields<'_> {
         misplaced.sort_by_key(|(_, span)| span.start);
         for (key, span) in misplaced {
             let kind = self.raw.kind.get_ref().clone();
-            self.error(span, format!("`{key}` is not a key of a {kind} {}; {valid}", self.what()));
+            // Say whose key it is, so a key put on the wrong kind (`chart` on a redis check)
+            // points at the kind that has it.
+            let owners: Vec<&str> = super::KINDS
+                .iter()
+                .filter(|owner| (owner.keys)().contains(&key.as_str()))
+                .map(|owner| owner.name)
+                .collect();
+            let whose = if owners.is_empty() {
+                String::new()
+            } else {
+                format!(" (it is a key of {} checks)", owners.join(", "))
+            };
+            self.error(span, format!("`{key}` is not a key of a {kind} {}{whose}; {valid}", self.what()));
         }
         // An unknown key is reported and left out, and the rest read again, so every unknown key
         // and the kind's own problems show in one pass.

@@ -3,6 +3,7 @@
 //! which each kind reads its own keys.
 
 mod argv_rule;
+mod chart;
 mod exec;
 mod fields;
 mod http;
@@ -19,6 +20,9 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+pub use chart::{
+    CHART_HEIGHT, CHART_WIDTH, CRIT_COLOUR, LEGEND_HEIGHT as CHART_LEGEND_HEIGHT, SERIES_COLOURS, WARN_COLOUR,
+};
 pub use exec::ExecCheck;
 pub use fields::{CHECK_KEYS, Fields, REMEDIATION_KEYS, RawAction, TargetRefs, key_names};
 pub use http::HttpCheck;
@@ -29,6 +33,7 @@ pub use targets::{SqlPool, TargetInfo, Targets};
 pub use tcp::TcpCheck;
 pub use tls::TlsCheck;
 
+use crate::attachment::FileAttachment;
 use crate::redact::{LineRedactor, Redactor};
 use crate::template::Args;
 
@@ -70,13 +75,14 @@ impl fmt::Display for Status {
     }
 }
 
-/// What a check saw: the values its expressions judge, a one-line summary, and the kind's own
-/// verdict for when the runbook gives no `expect`.
+/// What a check saw: the values its expressions judge, a one-line summary, the kind's own
+/// verdict for when the runbook gives no `expect`, and the files that go with it (a chart).
 #[derive(Debug, Clone)]
 pub struct Observation {
     pub data: serde_json::Map<String, serde_json::Value>,
     pub summary: String,
     pub default_status: Status,
+    pub attachments: Vec<FileAttachment>,
 }
 
 impl Observation {
@@ -85,7 +91,7 @@ impl Observation {
             serde_json::Value::Object(map) => map,
             _ => serde_json::Map::new(),
         };
-        Self { data, summary: summary.into(), default_status }
+        Self { data, summary: summary.into(), default_status, attachments: Vec::new() }
     }
 }
 
@@ -159,6 +165,12 @@ impl CheckContext<'_> {
             kept.push_str(&output_cut_marker(self.max_output));
         }
         kept
+    }
+
+    /// `text` redacted, for what a check shows other than through its summary and data (the
+    /// text drawn into a chart).
+    pub fn redacted(&self, text: &str) -> String {
+        self.lines.redactor.redact(text).into_owned()
     }
 
     /// How many bytes a check reads of something it will cut at `max_output`: enough past the

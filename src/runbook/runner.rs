@@ -8,6 +8,7 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
 
 use super::{CheckSpec, Runbook};
+use crate::attachment::FileAttachment;
 use crate::check::{Action, CheckContext, LineSink, Observation, SUMMARY_CHARS, Status, Stream, Targets, truncate};
 use crate::redact::Redactor;
 use crate::template::Args;
@@ -23,6 +24,9 @@ pub struct CheckRun {
     #[serde(serialize_with = "as_millis")]
     pub duration: Duration,
     pub data: serde_json::Map<String, serde_json::Value>,
+    /// Files that go with the result (a prometheus check's chart), posted under its verdict.
+    #[serde(skip)]
+    pub attachments: Vec<FileAttachment>,
 }
 
 fn as_millis<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
@@ -125,12 +129,15 @@ impl Runner {
                     let events = events.clone();
                     tokio::spawn(async move { runner.run_one(&runbook.checks[index], &args, events).await }).await
                 };
-                let (status, summary, data) = match outcome {
+                let ((status, summary, data), attachments) = match outcome {
                     Ok(judged) => judged,
                     Err(join_error) => (
-                        Status::Error,
-                        format!("the check crashed: {}", panic_message(join_error)),
-                        serde_json::Map::new(),
+                        (
+                            Status::Error,
+                            format!("the check crashed: {}", panic_message(join_error)),
+                            serde_json::Map::new(),
+                        ),
+                        Vec::new(),
                     ),
                 };
                 let run = CheckRun {
@@ -140,6 +147,7 @@ impl Runner {
                     summary: runner.redactor.redact(&summary).into_owned(),
                     duration: started.elapsed(),
                     data: redact_data(&runner.redactor, data),
+                    attachments,
                 };
                 metrics::histogram!("firebell_check_duration_seconds", "kind" => run.kind, "status" => run.status.name())
                     .record(run.duration.as_secs_f64());
@@ -154,10 +162,13 @@ impl Runner {
         check: &CheckSpec,
         args: &Args,
         events: mpsc::Sender<CheckEvent>,
-    ) -> (Status, String, serde_json::Map<String, serde_json::Value>) {
+    ) -> ((Status, String, serde_json::Map<String, serde_json::Value>), Vec<FileAttachment>) {
         match self.observe(&check.name, &check.action, check.timeout, args, false, events).await {
-            Ok(observation) => judge(check, args, self.shown_summary(observation)),
-            Err(reason) => (Status::Error, reason, serde_json::Map::new()),
+            Ok(mut observation) => {
+                let attachments = std::mem::take(&mut observation.attachments);
+                (judge(check, args, self.shown_summary(observation)), attachments)
+            }
+            Err(reason) => ((Status::Error, reason, serde_json::Map::new()), Vec::new()),
         }
     }
 
@@ -233,6 +244,7 @@ impl Runner {
                 summary: runner.redactor.redact(&summary).into_owned(),
                 duration: started.elapsed(),
                 data: redact_data(&runner.redactor, data),
+                attachments: Vec::new(),
             };
             let _ = events.send(CheckEvent::Finished(run)).await;
         });

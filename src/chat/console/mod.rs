@@ -17,6 +17,7 @@ pub mod web;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use base64::prelude::{BASE64_STANDARD, Engine as _};
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::broadcast;
@@ -219,6 +220,26 @@ impl ChatAdapter for ConsoleAdapter {
     }
 
     async fn upload(&self, channel: &str, thread: Option<&str>, file: &FileAttachment) -> Result<(), ChatError> {
+        if file.is_image() {
+            // A picture is kept whole (a cut one shows nothing), as base64 in the file's `text`,
+            // so history and previews treat it like any file; pages show it as an image from
+            // `/console/files/{id}`.
+            if file.content.len() > MAX_FILE_BYTES {
+                return Err(ChatError::Refused(format!("the image {} is over 4 MiB", file.filename)));
+            }
+            let body = json!({
+                "blocks": [],
+                "file": {
+                    "filename": file.filename,
+                    "title": file.title,
+                    "content_type": file.content_type(),
+                    "bytes": file.content.len(),
+                    "text": BASE64_STANDARD.encode(&file.content),
+                },
+            });
+            self.post_as(BOT, channel, thread, body).await?;
+            return Ok(());
+        }
         let mut text = String::from_utf8_lossy(&file.content).into_owned();
         if text.len() > MAX_FILE_BYTES {
             let mut cut = MAX_FILE_BYTES;

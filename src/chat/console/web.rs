@@ -19,6 +19,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form as UrlForm, Json, Router};
+use base64::prelude::{BASE64_STANDARD, Engine as _};
 use futures::Stream;
 use regex::Regex;
 use serde::Deserialize;
@@ -512,16 +513,24 @@ async fn file(
             .as_str()
             .unwrap_or("output.txt")
             .replace(|c: char| !c.is_ascii_alphanumeric() && c != '.' && c != '-' && c != '_', "_");
-        Ok::<_, Refusal>((name, file["text"].as_str().unwrap_or("").to_string()))
+        let text = file["text"].as_str().unwrap_or("").to_string();
+        // A picture (a chart) is stored as base64 and served as itself, shown in the page.
+        if file["content_type"].as_str() == Some("image/png") {
+            let bytes = BASE64_STANDARD
+                .decode(text.as_bytes())
+                .map_err(|_| Refusal(StatusCode::NOT_FOUND, format!("message {id} has no readable image")))?;
+            return Ok::<_, Refusal>((name, "image/png", "inline", bytes));
+        }
+        Ok((name, "text/plain; charset=utf-8", "attachment", text.into_bytes()))
     }
     .await;
     match found {
-        Ok((name, text)) => (
+        Ok((name, content_type, disposition, content)) => (
             [
-                (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()),
-                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+                (header::CONTENT_TYPE, content_type.to_string()),
+                (header::CONTENT_DISPOSITION, format!("{disposition}; filename=\"{name}\"")),
             ],
-            text,
+            content,
         )
             .into_response(),
         Err(refusal) => refusal.into_response(),

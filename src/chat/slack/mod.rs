@@ -27,6 +27,7 @@ use hyper_rustls::HttpsConnectorBuilder;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
+use crate::attachment::content_type;
 use crate::chat::ack::Gate;
 use crate::chat::platform::{ChatHandler, Context, Platform};
 use crate::chat::{ChatAdapter, ChatError, FileAttachment, Form, Limits, Message, MessageRef, Origin};
@@ -368,14 +369,6 @@ fn user_id(user: &str) -> &str {
     user.strip_prefix("slack:").unwrap_or(user)
 }
 
-fn content_type(filename: &str) -> &'static str {
-    match filename.rsplit_once('.').map(|(_, extension)| extension.to_ascii_lowercase()) {
-        Some(extension) if matches!(extension.as_str(), "txt" | "log" | "out" | "md" | "csv") => "text/plain",
-        Some(extension) if extension == "json" => "application/json",
-        _ => "application/octet-stream",
-    }
-}
-
 /// A Web API client for `api_url` (`https://slack.com/api/`, or `http://127.0.0.1:…/api/` for a
 /// local fake: the connector accepts both schemes). TLS uses the system's roots, or Mozilla's
 /// bundled ones where the system has none.
@@ -432,5 +425,6 @@ mod tests {
         assert_eq!(content_type("output.txt"), "text/plain");
         assert_eq!(content_type("data.JSON"), "application/json");
         assert_eq!(content_type("blob"), "application/octet-stream");
+        assert_eq!(content_type("chart-queue.png"), "image/png");
     }
 }

@@ -144,7 +144,19 @@
         }
       }
     }
-    if (body.file) {
+    if (body.file && body.file.content_type === "image/png") {
+      // A chart: shown inline, served whole (with the page's own sign-in) by /console/files/ID.
+      const figure = el("figure", "file-image");
+      if (message) {
+        const image = el("img");
+        image.src = `/console/files/${message.id}${whoQuery("?")}`;
+        image.alt = body.file.title || body.file.filename;
+        image.loading = "lazy";
+        figure.append(image);
+      }
+      figure.append(el("figcaption", null, `📈 ${body.file.title || body.file.filename}`));
+      box.append(figure);
+    } else if (body.file) {
       const file = el("details", "file");
       const size = body.file.size >= 1024 ? `${Math.round(body.file.size / 1024)} KiB` : `${body.file.size} bytes`;
       file.append(el("summary", null, `📄 ${body.file.title || body.file.filename} (${size})`));
