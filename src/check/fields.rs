@@ -189,7 +189,8 @@ impl Fields<'_> {
             } else {
                 format!(" (it is a key of {} checks)", owners.join(", "))
             };
-            self.error(span, format!("`{key}` is not a key of a {kind} {}{whose}; {valid}", self.what()));
+            let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+            self.error(span, format!("`{key}` is not a key of {article} {kind} {}{whose}; {valid}", self.what()));
         }
         // An unknown key is reported and left out, and the rest read again, so every unknown key
         // and the kind's own problems show in one pass.

@@ -497,9 +497,11 @@ suggest_when = "checks['trade queue'].status in ['warn', 'crit']"
         for expected in [
             ":23: check 'trade queue': command: DEL is not a read-only Redis command".to_string(),
             format!(":24: unknown field `comand`; {valid}"),
-            format!(":25: check 'trade queue': `port` is not a key of a redis check; {valid}"),
+            format!(
+                ":25: check 'trade queue': `port` is not a key of a redis check (it is a key of tls, tcp checks); {valid}"
+            ),
             format!(":26: unknown field `flavour`; {valid}"),
-            ":35: remediation 'restart-worker': `expect` is not a key of a exec remediation".to_string(),
+            ":35: remediation 'restart-worker': `expect` is not a key of an exec remediation".to_string(),
         ] {
             assert!(lines.iter().any(|line| line.contains(&expected)), "missing {expected} in:\n{errors}");
         }
