@@ -227,77 +227,26 @@ async fn bad_input_gets_a_clear_4xx_with_the_reason_and_changes_nothing() {
     refused(&app, &before, 415, "Content-Type: application/json", reply).await;
 
     // Tokens: missing, wrong, or not a bearer token.
-    let body = || raw(r#"{"title": "Queue backlog"}"#);
-    refused(
-        &app,
-        &before,
-        401,
-        "missing Authorization: Bearer",
-        app.post_raw("/api/incidents", None, json_type, body()).await,
-    )
-    .await;
-    refused(
-        &app,
-        &before,
-        401,
-        "wrong bearer token",
-        app.post_raw("/api/incidents", Some("Bearer nope"), json_type, body()).await,
-    )
-    .await;
-    let ack = || raw(r#"{"by": "slack:U1"}"#);
-    refused(
-        &app,
-        &before,
-        401,
-        "missing Authorization: Bearer",
-        app.post_raw("/api/incidents/3/ack", None, json_type, ack()).await,
-    )
-    .await;
-    refused(
-        &app,
-        &before,
-        401,
-        "wrong bearer token",
-        app.post_raw("/api/incidents/3/ack", Some("Bearer s3cret"), json_type, ack()).await,
-    )
-    .await;
-    let resolve = || raw(r#"{"by": "slack:U1"}"#);
-    refused(
-        &app,
-        &before,
-        401,
-        "wrong bearer token",
-        app.post_raw("/api/incidents/3/resolve", Some("Bearer x"), json_type, resolve()).await,
-    )
-    .await;
+    let (title, by) = (r#"{"title": "Queue backlog"}"#, r#"{"by": "slack:U1"}"#);
     let basic = format!("Basic {TOKEN}");
-    refused(
-        &app,
-        &before,
-        401,
-        "missing Authorization: Bearer",
-        app.post_raw("/api/incidents/3/resolve", Some(&basic), json_type, resolve()).await,
-    )
-    .await;
+    let (missing, wrong) = ("missing Authorization: Bearer", "wrong bearer token");
+    let tokens: [(&str, Option<&str>, &str, &str); 6] = [
+        ("/api/incidents", None, title, missing),
+        ("/api/incidents", Some("Bearer nope"), title, wrong),
+        ("/api/incidents/3/ack", None, by, missing),
+        ("/api/incidents/3/ack", Some("Bearer s3cret"), by, wrong),
+        ("/api/incidents/3/resolve", Some("Bearer x"), by, wrong),
+        ("/api/incidents/3/resolve", Some(&basic), by, missing),
+    ];
+    for (path, token, body, reason) in tokens {
+        refused(&app, &before, 401, reason, app.post_raw(path, token, json_type, raw(body)).await).await;
+    }
 
     // Unknown incidents and ids that are not ids.
     refused(&app, &before, 404, "there is no incident 999", app.get("/api/incidents/999").await).await;
-    refused(
-        &app,
-        &before,
-        404,
-        "there is no incident 999",
-        app.post("/api/incidents/999/ack", json!({"by": "slack:U1"})).await,
-    )
-    .await;
-    refused(
-        &app,
-        &before,
-        404,
-        "there is no incident 999",
-        app.post("/api/incidents/999/resolve", json!({"by": "slack:U1"})).await,
-    )
-    .await;
+    for path in ["/api/incidents/999/ack", "/api/incidents/999/resolve"] {
+        refused(&app, &before, 404, "there is no incident 999", app.post(path, json!({"by": "slack:U1"})).await).await;
+    }
     for id in ["abc", "0", "-1", "1.5"] {
         refused(&app, &before, 400, "is not an incident id", app.get(&format!("/api/incidents/{id}")).await).await;
         refused(

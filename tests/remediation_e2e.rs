@@ -189,6 +189,15 @@ async fn message_becomes(
     app.wait_message(what, &message.channel, WAIT, |candidate| candidate.ts == message.ts && condition(candidate)).await
 }
 
+/// Waits until the request message says `state` ("Denied", "Expired", …) and returns what it
+/// shows; a decided request keeps no buttons.
+async fn decided(app: &SlackApp, request: &StoredMessage, state: &str) -> String {
+    let what = format!("the request to say {state}");
+    let message = message_becomes(app, request, &what, |message| message.visible_text().contains(state)).await;
+    assert!(button_labels(&message).is_empty(), "{state}, yet buttons: {:?}", button_labels(&message));
+    seen(&message)
+}
+
 /// `GET /api/remediations/{id}` once it satisfies `condition`.
 async fn wait_request(app: &SlackApp, id: i64, what: &str, condition: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + WAIT;
@@ -478,12 +487,8 @@ async fn a_denied_request_says_so_runs_nothing_and_refuses_a_later_approval() {
     assert_eq!(app.get_json("/api/remediations/1").await["state"], "pending");
 
     accepted_click(&app, APPROVER, &request, "Deny").await;
-    let denied = message_becomes(&app, &request, "the request turned denied", |message| {
-        message.visible_text().contains("Denied")
-    })
-    .await;
-    assert!(seen(&denied).contains("🚫 Denied by <@U0002>; nothing ran."), "{}", seen(&denied));
-    assert!(button_labels(&denied).is_empty());
+    let denied = decided(&app, &request, "Denied").await;
+    assert!(denied.contains("🚫 Denied by <@U0002>; nothing ran."), "{denied}");
 
     assert_stays_decided(&app, &request, &log, "denied", person(APPROVER)).await;
     assert!(app.fake.thread(OPS, &request.ts).is_empty(), "no result for a denied request");
@@ -513,12 +518,8 @@ async fn an_expired_request_cannot_run_and_its_message_says_it_expired() {
     clock.advance(chrono::Duration::seconds(61));
     let first = refused_click(&app, APPROVER, &request, "Approve").await;
     assert!(first.contains("expired"), "{first}");
-    let expired = message_becomes(&app, &request, "the request turned expired", |message| {
-        message.visible_text().contains("Expired")
-    })
-    .await;
-    assert!(seen(&expired).contains("⌛ Expired before it was approved; nothing ran."), "{}", seen(&expired));
-    assert!(button_labels(&expired).is_empty());
+    let expired = decided(&app, &request, "Expired").await;
+    assert!(expired.contains("⌛ Expired before it was approved; nothing ran."), "{expired}");
     assert_stays_decided(&app, &request, &log, "expired", None).await;
     app.fake.assert_all_accepted();
     app.stop().await;
@@ -555,11 +556,7 @@ async fn pending_requests_survive_a_restart_can_still_be_approved_and_still_expi
     assert_eq!(app.chat.expire_due(clock.now()).await, Vec::<i64>::new(), "expired early");
     assert_eq!(app.get_json("/api/remediations/2").await["state"], "pending", "expired early");
     clock.set(start + chrono::Duration::minutes(15) + chrono::Duration::seconds(1));
-    let expired = message_becomes(&app, &left_alone, "request #2 turned expired", |message| {
-        message.visible_text().contains("Expired")
-    })
-    .await;
-    assert!(button_labels(&expired).is_empty());
+    decided(&app, &left_alone, "Expired").await;
     let late = refused_click(&app, APPROVER, &left_alone, "Approve").await;
     assert!(late.contains("expired"), "{late}");
     assert_eq!(lines_in(&log), ["restarted emails"], "the expired request did not run");
@@ -588,11 +585,7 @@ async fn a_runbook_changed_after_the_request_makes_it_stale_and_nothing_runs() {
         stale.contains("the runbook for restart-worker changed after request #1") && stale.contains("nothing ran"),
         "{stale}"
     );
-    let marked = message_becomes(&app, &request, "the request marked stale", |message| {
-        message.visible_text().contains("The runbook changed")
-    })
-    .await;
-    assert!(button_labels(&marked).is_empty());
+    decided(&app, &request, "The runbook changed").await;
     assert_stays_decided(&app, &request, &log, "stale", person(APPROVER)).await;
     app.fake.assert_all_accepted();
     app.stop().await;
