@@ -265,6 +265,18 @@ mod tests {
         Shift { person: Person::parse(person).unwrap(), from: utc(from), until: utc(until), is_override: false }
     }
 
+    /// Who `schedule` has on call at `at` is `expected`.
+    #[track_caller]
+    fn on_call_is(schedule: &Schedule, at: &str, expected: Shift) {
+        assert_eq!(schedule.on_call(utc(at)), expected, "on call at {at}");
+    }
+
+    /// The shift after the one at `at` is `expected`.
+    #[track_caller]
+    fn next_is(schedule: &Schedule, at: &str, expected: Shift) {
+        assert_eq!(schedule.next(utc(at)), expected, "next after {at}");
+    }
+
     fn covering(person: &str, from: &str, until: &str) -> Shift {
         Shift { is_override: true, ..rotation(person, from, until) }
     }
@@ -308,69 +320,62 @@ members = ["slack:A", "discord:B"]
 start = "2026-05-01"
 "#,
         );
-        assert_eq!(
-            daily.on_call(utc("2026-05-01T08:00:00Z")),
-            rotation("slack:A", "2026-05-01T08:00:00Z", "2026-05-02T08:00:00Z")
+        on_call_is(&daily, "2026-05-01T08:00:00Z", rotation("slack:A", "2026-05-01T08:00:00Z", "2026-05-02T08:00:00Z"));
+        on_call_is(&daily, "2026-05-02T07:59:59Z", rotation("slack:A", "2026-05-01T08:00:00Z", "2026-05-02T08:00:00Z"));
+        on_call_is(
+            &daily,
+            "2026-05-02T08:00:00Z",
+            rotation("discord:B", "2026-05-02T08:00:00Z", "2026-05-03T08:00:00Z"),
         );
-        assert_eq!(
-            daily.on_call(utc("2026-05-02T07:59:59Z")),
-            rotation("slack:A", "2026-05-01T08:00:00Z", "2026-05-02T08:00:00Z")
-        );
-        assert_eq!(
-            daily.on_call(utc("2026-05-02T08:00:00Z")),
-            rotation("discord:B", "2026-05-02T08:00:00Z", "2026-05-03T08:00:00Z")
-        );
-        assert_eq!(
-            daily.on_call(utc("2026-05-03T12:00:00Z")),
-            rotation("slack:A", "2026-05-03T08:00:00Z", "2026-05-04T08:00:00Z")
-        );
-        assert_eq!(
-            daily.next(utc("2026-05-03T12:00:00Z")),
-            rotation("discord:B", "2026-05-04T08:00:00Z", "2026-05-05T08:00:00Z")
-        );
+        on_call_is(&daily, "2026-05-03T12:00:00Z", rotation("slack:A", "2026-05-03T08:00:00Z", "2026-05-04T08:00:00Z"));
+        next_is(&daily, "2026-05-03T12:00:00Z", rotation("discord:B", "2026-05-04T08:00:00Z", "2026-05-05T08:00:00Z"));
     }
 
     #[test]
     fn before_the_first_handoff_the_previous_cycle_counts_backwards() {
         // 2026-01-01 is a Thursday, so the first handoff is Monday 2026-01-05.
         let primary = schedule(&WEEKLY_UTC.replace("2026-01-05", "2026-01-01"));
-        assert_eq!(
-            primary.on_call(utc("2026-01-05T09:00:00Z")),
-            rotation("slack:U1", "2026-01-05T09:00:00Z", "2026-01-12T09:00:00Z")
+        on_call_is(
+            &primary,
+            "2026-01-05T09:00:00Z",
+            rotation("slack:U1", "2026-01-05T09:00:00Z", "2026-01-12T09:00:00Z"),
         );
-        assert_eq!(
-            primary.on_call(utc("2026-01-05T08:59:59Z")),
-            rotation("slack:U3", "2025-12-29T09:00:00Z", "2026-01-05T09:00:00Z")
+        on_call_is(
+            &primary,
+            "2026-01-05T08:59:59Z",
+            rotation("slack:U3", "2025-12-29T09:00:00Z", "2026-01-05T09:00:00Z"),
         );
-        assert_eq!(
-            primary.on_call(utc("2026-01-02T00:00:00Z")),
-            rotation("slack:U3", "2025-12-29T09:00:00Z", "2026-01-05T09:00:00Z")
+        on_call_is(
+            &primary,
+            "2026-01-02T00:00:00Z",
+            rotation("slack:U3", "2025-12-29T09:00:00Z", "2026-01-05T09:00:00Z"),
         );
-        assert_eq!(
-            primary.on_call(utc("2025-12-23T00:00:00Z")),
-            rotation("slack:U2", "2025-12-22T09:00:00Z", "2025-12-29T09:00:00Z")
+        on_call_is(
+            &primary,
+            "2025-12-23T00:00:00Z",
+            rotation("slack:U2", "2025-12-22T09:00:00Z", "2025-12-29T09:00:00Z"),
         );
-        assert_eq!(
-            primary.on_call(utc("2025-12-16T00:00:00Z")),
-            rotation("slack:U1", "2025-12-15T09:00:00Z", "2025-12-22T09:00:00Z")
+        on_call_is(
+            &primary,
+            "2025-12-16T00:00:00Z",
+            rotation("slack:U1", "2025-12-15T09:00:00Z", "2025-12-22T09:00:00Z"),
         );
-        assert_eq!(
-            primary.on_call(utc("2025-12-09T00:00:00Z")),
-            rotation("slack:U3", "2025-12-08T09:00:00Z", "2025-12-15T09:00:00Z")
+        on_call_is(
+            &primary,
+            "2025-12-09T00:00:00Z",
+            rotation("slack:U3", "2025-12-08T09:00:00Z", "2025-12-15T09:00:00Z"),
         );
-        assert_eq!(
-            primary.next(utc("2026-01-02T00:00:00Z")),
-            rotation("slack:U1", "2026-01-05T09:00:00Z", "2026-01-12T09:00:00Z")
-        );
+        next_is(&primary, "2026-01-02T00:00:00Z", rotation("slack:U1", "2026-01-05T09:00:00Z", "2026-01-12T09:00:00Z"));
     }
 
     #[test]
     fn without_a_start_shifts_count_from_2024_01_01() {
         let primary = schedule(&WEEKLY_UTC.replace("start = \"2026-01-05\"", ""));
         // 2024-01-01 to 2026-03-02 is 791 days, 113 weeks: shift 113 belongs to members[113 % 3 = 2].
-        assert_eq!(
-            primary.on_call(utc("2026-03-04T00:00:00Z")),
-            rotation("slack:U3", "2026-03-02T09:00:00Z", "2026-03-09T09:00:00Z")
+        on_call_is(
+            &primary,
+            "2026-03-04T00:00:00Z",
+            rotation("slack:U3", "2026-03-02T09:00:00Z", "2026-03-09T09:00:00Z"),
         );
         // Far from the start the answer is still arithmetic, not a walk: a Monday-09:00 week that
         // contains the instant.
@@ -400,18 +405,16 @@ start = "2026-03-23"
         let before_spring = rotation("slack:A", "2026-03-23T08:00:00Z", "2026-03-30T07:00:00Z");
         assert_eq!(berlin.on_call(utc("2026-03-30T06:59:59Z")), before_spring);
         assert_eq!(before_spring.until - before_spring.from, TimeDelta::hours(167));
-        assert_eq!(
-            berlin.on_call(utc("2026-03-30T07:30:00Z")),
-            rotation("slack:B", "2026-03-30T07:00:00Z", "2026-04-06T07:00:00Z")
+        on_call_is(
+            &berlin,
+            "2026-03-30T07:30:00Z",
+            rotation("slack:B", "2026-03-30T07:00:00Z", "2026-04-06T07:00:00Z"),
         );
         // Fall-back on 2026-10-25: the handoff returns to 08:00 UTC, a 169-hour week.
         let across_fall = rotation("slack:A", "2026-10-19T07:00:00Z", "2026-10-26T08:00:00Z");
         assert_eq!(berlin.on_call(utc("2026-10-26T07:30:00Z")), across_fall);
         assert_eq!(across_fall.until - across_fall.from, TimeDelta::hours(169));
-        assert_eq!(
-            berlin.next(utc("2026-10-26T07:30:00Z")),
-            rotation("slack:B", "2026-10-26T08:00:00Z", "2026-11-02T08:00:00Z")
-        );
+        next_is(&berlin, "2026-10-26T07:30:00Z", rotation("slack:B", "2026-10-26T08:00:00Z", "2026-11-02T08:00:00Z"));
     }
 
     #[test]
@@ -428,19 +431,17 @@ start = "2026-03-28"
         let short = rotation("slack:A", "2026-03-28T08:00:00Z", "2026-03-29T07:00:00Z");
         assert_eq!(spring.on_call(utc("2026-03-29T06:59:59Z")), short);
         assert_eq!(short.until - short.from, TimeDelta::hours(23));
-        assert_eq!(
-            spring.on_call(utc("2026-03-29T07:00:00Z")),
-            rotation("slack:B", "2026-03-29T07:00:00Z", "2026-03-30T07:00:00Z")
+        on_call_is(
+            &spring,
+            "2026-03-29T07:00:00Z",
+            rotation("slack:B", "2026-03-29T07:00:00Z", "2026-03-30T07:00:00Z"),
         );
 
         let fall = schedule(&text.replace("2026-03-28", "2026-10-24"));
         let long = rotation("slack:A", "2026-10-24T07:00:00Z", "2026-10-25T08:00:00Z");
         assert_eq!(fall.on_call(utc("2026-10-25T07:30:00Z")), long);
         assert_eq!(long.until - long.from, TimeDelta::hours(25));
-        assert_eq!(
-            fall.next(utc("2026-10-25T07:30:00Z")),
-            rotation("slack:B", "2026-10-25T08:00:00Z", "2026-10-26T08:00:00Z")
-        );
+        next_is(&fall, "2026-10-25T07:30:00Z", rotation("slack:B", "2026-10-25T08:00:00Z", "2026-10-26T08:00:00Z"));
     }
 
     #[test]
@@ -456,25 +457,21 @@ start = "2026-03-28"
         // 2026-03-29 02:30 does not exist in Berlin; the clock jumps from 02:00 CET to 03:00 CEST
         // at 01:00 UTC, which is where the handoff happens.
         let spring = schedule(text);
-        assert_eq!(
-            spring.on_call(utc("2026-03-29T00:59:59Z")),
-            rotation("slack:A", "2026-03-28T01:30:00Z", "2026-03-29T01:00:00Z")
+        on_call_is(
+            &spring,
+            "2026-03-29T00:59:59Z",
+            rotation("slack:A", "2026-03-28T01:30:00Z", "2026-03-29T01:00:00Z"),
         );
-        assert_eq!(
-            spring.on_call(utc("2026-03-29T01:00:00Z")),
-            rotation("slack:B", "2026-03-29T01:00:00Z", "2026-03-30T00:30:00Z")
+        on_call_is(
+            &spring,
+            "2026-03-29T01:00:00Z",
+            rotation("slack:B", "2026-03-29T01:00:00Z", "2026-03-30T00:30:00Z"),
         );
 
         // 2026-10-25 02:30 happens twice (CEST, then CET); the handoff takes the first, 00:30 UTC.
         let fall = schedule(&text.replace("2026-03-28", "2026-10-24"));
-        assert_eq!(
-            fall.on_call(utc("2026-10-25T00:29:59Z")),
-            rotation("slack:A", "2026-10-24T00:30:00Z", "2026-10-25T00:30:00Z")
-        );
-        assert_eq!(
-            fall.on_call(utc("2026-10-25T00:30:00Z")),
-            rotation("slack:B", "2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z")
-        );
+        on_call_is(&fall, "2026-10-25T00:29:59Z", rotation("slack:A", "2026-10-24T00:30:00Z", "2026-10-25T00:30:00Z"));
+        on_call_is(&fall, "2026-10-25T00:30:00Z", rotation("slack:B", "2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z"));
     }
 
     #[test]
@@ -491,18 +488,9 @@ members = ["slack:A", "slack:B", "slack:C", "slack:D"]
 start = "2011-12-28"
 "#,
         );
-        assert_eq!(
-            apia.on_call(utc("2011-12-30T09:00:00Z")),
-            rotation("slack:B", "2011-12-29T19:00:00Z", "2011-12-30T10:00:00Z")
-        );
-        assert_eq!(
-            apia.on_call(utc("2011-12-30T10:00:00Z")),
-            rotation("slack:C", "2011-12-30T10:00:00Z", "2011-12-30T19:00:00Z")
-        );
-        assert_eq!(
-            apia.next(utc("2011-12-30T10:00:00Z")),
-            rotation("slack:D", "2011-12-30T19:00:00Z", "2011-12-31T19:00:00Z")
-        );
+        on_call_is(&apia, "2011-12-30T09:00:00Z", rotation("slack:B", "2011-12-29T19:00:00Z", "2011-12-30T10:00:00Z"));
+        on_call_is(&apia, "2011-12-30T10:00:00Z", rotation("slack:C", "2011-12-30T10:00:00Z", "2011-12-30T19:00:00Z"));
+        next_is(&apia, "2011-12-30T10:00:00Z", rotation("slack:D", "2011-12-30T19:00:00Z", "2011-12-31T19:00:00Z"));
     }
 
     const WITH_OVERRIDES: &str = r#"
@@ -518,9 +506,10 @@ overrides = [
     fn an_override_wins_from_its_start_until_its_end() {
         let primary = schedule(&format!("{WEEKLY_UTC}{WITH_OVERRIDES}"));
         // The rotation shift is cut where the first override takes over.
-        assert_eq!(
-            primary.on_call(utc("2026-01-06T23:59:59Z")),
-            rotation("slack:U1", "2026-01-05T09:00:00Z", "2026-01-07T00:00:00Z")
+        on_call_is(
+            &primary,
+            "2026-01-06T23:59:59Z",
+            rotation("slack:U1", "2026-01-05T09:00:00Z", "2026-01-07T00:00:00Z"),
         );
         // The start is inclusive (01:00+01:00 is 00:00 UTC); the window is cut where Y takes over.
         let covered_by_x = covering("slack:X", "2026-01-07T00:00:00Z", "2026-01-08T12:00:00Z");
@@ -531,9 +520,10 @@ overrides = [
         let covered_by_y = covering("slack:Y", "2026-01-08T12:00:00Z", "2026-01-13T00:00:00Z");
         assert_eq!(primary.on_call(utc("2026-01-12T09:00:00Z")), covered_by_y);
         assert_eq!(primary.on_call(utc("2026-01-12T23:59:59Z")), covered_by_y);
-        assert_eq!(
-            primary.on_call(utc("2026-01-13T00:00:00Z")),
-            rotation("slack:U2", "2026-01-13T00:00:00Z", "2026-01-19T09:00:00Z")
+        on_call_is(
+            &primary,
+            "2026-01-13T00:00:00Z",
+            rotation("slack:U2", "2026-01-13T00:00:00Z", "2026-01-19T09:00:00Z"),
         );
     }
 
@@ -543,21 +533,25 @@ overrides = [
         // X (earlier) and Y (later) overlap from 2026-01-08 12:00 to 2026-01-09 00:00: Y has it.
         assert_eq!(primary.on_call(utc("2026-01-08T18:00:00Z")).person, Person::parse("slack:Y").unwrap());
         // W (later) sits inside Z (earlier): Z, then W, then Z again until Z's end.
-        assert_eq!(
-            primary.on_call(utc("2026-01-20T12:00:00Z")),
-            covering("slack:Z", "2026-01-20T00:00:00Z", "2026-01-21T00:00:00Z")
+        on_call_is(
+            &primary,
+            "2026-01-20T12:00:00Z",
+            covering("slack:Z", "2026-01-20T00:00:00Z", "2026-01-21T00:00:00Z"),
         );
-        assert_eq!(
-            primary.on_call(utc("2026-01-21T00:00:00Z")),
-            covering("slack:W", "2026-01-21T00:00:00Z", "2026-01-22T00:00:00Z")
+        on_call_is(
+            &primary,
+            "2026-01-21T00:00:00Z",
+            covering("slack:W", "2026-01-21T00:00:00Z", "2026-01-22T00:00:00Z"),
         );
-        assert_eq!(
-            primary.on_call(utc("2026-01-22T00:00:00Z")),
-            covering("slack:Z", "2026-01-22T00:00:00Z", "2026-01-23T00:00:00Z")
+        on_call_is(
+            &primary,
+            "2026-01-22T00:00:00Z",
+            covering("slack:Z", "2026-01-22T00:00:00Z", "2026-01-23T00:00:00Z"),
         );
-        assert_eq!(
-            primary.on_call(utc("2026-01-23T00:00:00Z")),
-            rotation("slack:U3", "2026-01-23T00:00:00Z", "2026-01-26T09:00:00Z")
+        on_call_is(
+            &primary,
+            "2026-01-23T00:00:00Z",
+            rotation("slack:U3", "2026-01-23T00:00:00Z", "2026-01-26T09:00:00Z"),
         );
 
         // The other way round, the earlier entry inside the later one never shows.
@@ -568,37 +562,23 @@ overrides = [
   { start = "2026-01-20T00:00:00Z", end = "2026-01-23T00:00:00Z", person = "slack:Z" },
 ]"#
         ));
-        assert_eq!(
-            reversed.on_call(utc("2026-01-21T12:00:00Z")),
-            covering("slack:Z", "2026-01-20T00:00:00Z", "2026-01-23T00:00:00Z")
+        on_call_is(
+            &reversed,
+            "2026-01-21T12:00:00Z",
+            covering("slack:Z", "2026-01-20T00:00:00Z", "2026-01-23T00:00:00Z"),
         );
     }
 
     #[test]
     fn next_during_an_override_and_at_a_handoff() {
         let primary = schedule(&format!("{WEEKLY_UTC}{WITH_OVERRIDES}"));
-        assert_eq!(
-            primary.next(utc("2026-01-06T12:00:00Z")),
-            covering("slack:X", "2026-01-07T00:00:00Z", "2026-01-08T12:00:00Z")
-        );
-        assert_eq!(
-            primary.next(utc("2026-01-07T12:00:00Z")),
-            covering("slack:Y", "2026-01-08T12:00:00Z", "2026-01-13T00:00:00Z")
-        );
+        next_is(&primary, "2026-01-06T12:00:00Z", covering("slack:X", "2026-01-07T00:00:00Z", "2026-01-08T12:00:00Z"));
+        next_is(&primary, "2026-01-07T12:00:00Z", covering("slack:Y", "2026-01-08T12:00:00Z", "2026-01-13T00:00:00Z"));
         // After an override ends, next is whoever the rotation has then.
-        assert_eq!(
-            primary.next(utc("2026-01-10T00:00:00Z")),
-            rotation("slack:U2", "2026-01-13T00:00:00Z", "2026-01-19T09:00:00Z")
-        );
+        next_is(&primary, "2026-01-10T00:00:00Z", rotation("slack:U2", "2026-01-13T00:00:00Z", "2026-01-19T09:00:00Z"));
         // At a handoff instant, the shift in force is the new one, so next is the one after it.
-        assert_eq!(
-            primary.next(utc("2026-01-19T09:00:00Z")),
-            covering("slack:Z", "2026-01-20T00:00:00Z", "2026-01-21T00:00:00Z")
-        );
-        assert_eq!(
-            primary.next(utc("2026-01-26T09:00:00Z")),
-            rotation("slack:U2", "2026-02-02T09:00:00Z", "2026-02-09T09:00:00Z")
-        );
+        next_is(&primary, "2026-01-19T09:00:00Z", covering("slack:Z", "2026-01-20T00:00:00Z", "2026-01-21T00:00:00Z"));
+        next_is(&primary, "2026-01-26T09:00:00Z", rotation("slack:U2", "2026-02-02T09:00:00Z", "2026-02-09T09:00:00Z"));
     }
 
     #[test]
@@ -612,17 +592,20 @@ timezone = "UTC"
 members = ["console:alice"]
 "#,
         );
-        assert_eq!(
-            solo.on_call(utc("2023-06-01T12:00:00Z")),
-            rotation("console:alice", "2023-06-01T09:00:00Z", "2023-06-02T09:00:00Z")
+        on_call_is(
+            &solo,
+            "2023-06-01T12:00:00Z",
+            rotation("console:alice", "2023-06-01T09:00:00Z", "2023-06-02T09:00:00Z"),
         );
-        assert_eq!(
-            solo.on_call(utc("2026-06-01T08:00:00Z")),
-            rotation("console:alice", "2026-05-31T09:00:00Z", "2026-06-01T09:00:00Z")
+        on_call_is(
+            &solo,
+            "2026-06-01T08:00:00Z",
+            rotation("console:alice", "2026-05-31T09:00:00Z", "2026-06-01T09:00:00Z"),
         );
-        assert_eq!(
-            solo.next(utc("2026-06-01T08:00:00Z")),
-            rotation("console:alice", "2026-06-01T09:00:00Z", "2026-06-02T09:00:00Z")
+        next_is(
+            &solo,
+            "2026-06-01T08:00:00Z",
+            rotation("console:alice", "2026-06-01T09:00:00Z", "2026-06-02T09:00:00Z"),
         );
     }
 
