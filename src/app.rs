@@ -121,7 +121,11 @@ impl App {
         let templates =
             crate::incident::summary::Templates::from_config(&config).map_err(|error| anyhow::anyhow!("{error}"))?;
         let escalator = Arc::new(
-            crate::escalation::Escalator::new(store, Arc::new(directory), clock.clone()).with_templates(templates),
+            crate::escalation::Escalator::new(store, Arc::new(directory), clock.clone())
+                .with_templates(templates)
+                .with_checklists(
+                    config.checklists.iter().map(crate::incident::tasks::Checklist::from_config).collect(),
+                ),
         );
         let listen = config.server.listen.get_ref().0.clone();
         let listener =

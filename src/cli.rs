@@ -80,6 +80,22 @@ enum Command {
         #[command(subcommand)]
         action: MonitorsAction,
     },
+    /// Follow-ups assigned in incidents (`/incident followup`)
+    Followups {
+        #[command(subcommand)]
+        action: FollowupsAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum FollowupsAction {
+    /// Open follow-ups of every incident, newest first (`--all` includes done ones)
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -230,6 +246,42 @@ pub fn main() -> ExitCode {
             })
         }
         Command::Monitors { action: MonitorsAction::List { json } } => list_monitors(&config, json),
+        Command::Followups { action: FollowupsAction::List { all, json } } => with_store(&config, |store| async move {
+            let followups = match store.followups(all, 1000).await {
+                Ok(followups) => followups,
+                Err(error) => {
+                    eprintln!("firebell: {error}");
+                    return ExitCode::from(1);
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&followups).expect("follow-ups serialise"));
+                return ExitCode::SUCCESS;
+            }
+            if followups.is_empty() {
+                println!("{}", if all { "no follow-ups" } else { "no open follow-ups" });
+            }
+            let time = |at: Option<chrono::DateTime<chrono::Utc>>| {
+                at.map(|at| at.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| "-".into())
+            };
+            for task in &followups {
+                let state = match &task.done_by {
+                    Some(by) => format!("done by {by}"),
+                    None if task.done_at.is_some() => "done".to_string(),
+                    None => "open".to_string(),
+                };
+                println!(
+                    "#{:<5} incident #{:<5} {:<24} due {:<16} {:<20} {}",
+                    task.id,
+                    task.incident_id,
+                    task.owner.as_deref().unwrap_or("-"),
+                    time(task.due_at),
+                    state,
+                    task.text
+                );
+            }
+            ExitCode::SUCCESS
+        }),
         Command::Incidents { action: IncidentsAction::Show { id, json } } => with_store(&config, |store| async move {
             match store.incident(id).await {
                 Ok(incident) if json => {

@@ -48,6 +48,9 @@ pub struct Config {
     /// Runbooks run on a schedule (SPEC §10).
     #[serde(default)]
     pub monitors: Vec<MonitorConfig>,
+    /// Checklists posted into an incident's thread when it is declared or resolved (SPEC §13).
+    #[serde(default)]
+    pub checklists: Vec<ChecklistConfig>,
     #[serde(default)]
     pub templates: TemplatesConfig,
     /// Who is who on the web console: per-person sign-in, a trusted sign-in proxy, host names.
@@ -631,21 +634,66 @@ pub enum NotifyTarget {
     Schedule(String),
 }
 
-impl<'de> Deserialize<'de> for NotifyTarget {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
+impl NotifyTarget {
+    pub fn parse(text: &str) -> Result<NotifyTarget, String> {
         let invalid = || {
             format!(
                 "invalid notify target '{text}': write user:PLATFORM:ID, group:NAME or schedule:NAME (e.g. schedule:primary)"
             )
         };
-        let (prefix, rest) = text.split_once(':').ok_or_else(invalid).map_err(serde::de::Error::custom)?;
+        let (prefix, rest) = text.split_once(':').ok_or_else(invalid)?;
         match prefix {
-            "user" => Person::parse(rest).map(NotifyTarget::User).map_err(serde::de::Error::custom),
+            "user" => Person::parse(rest).map(NotifyTarget::User),
             "group" if !rest.is_empty() => Ok(NotifyTarget::Group(rest.to_string())),
             "schedule" if !rest.is_empty() => Ok(NotifyTarget::Schedule(rest.to_string())),
-            _ => Err(serde::de::Error::custom(invalid())),
+            _ => Err(invalid()),
         }
+    }
+
+    /// An owner of a follow-up or checklist item: a target, or a person named without `user:`.
+    pub fn parse_owner(text: &str) -> Result<NotifyTarget, String> {
+        let prefix = text.split_once(':').map(|(prefix, _)| prefix);
+        if prefix.is_some_and(|prefix| PLATFORMS.contains(&prefix)) {
+            return Person::parse(text).map(NotifyTarget::User);
+        }
+        NotifyTarget::parse(text).map_err(|_| {
+            format!(
+                "invalid owner '{text}': write a person (PLATFORM:ID, e.g. slack:U0001), group:NAME or schedule:NAME"
+            )
+        })
+    }
+
+    /// As an owner is written and stored: `slack:U1`, `group:leads`, `schedule:primary`.
+    pub fn owner_name(&self) -> String {
+        match self {
+            NotifyTarget::User(person) => person.to_string(),
+            NotifyTarget::Group(group) => format!("group:{group}"),
+            NotifyTarget::Schedule(schedule) => format!("schedule:{schedule}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NotifyTarget {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        NotifyTarget::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Who owns a follow-up or a checklist item (see [`NotifyTarget::parse_owner`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner(pub NotifyTarget);
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.owner_name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Owner {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        NotifyTarget::parse_owner(&text).map(Owner).map_err(serde::de::Error::custom)
     }
 }
 
@@ -790,6 +838,39 @@ pub struct RouteConfig {
 fn yes() -> bool {
     true
 }
+
+/// One `[[checklists]]` entry: items posted with a Done button each when an incident of one of
+/// `severities` is declared or resolved.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChecklistConfig {
+    pub name: Spanned<String>,
+    pub on: ChecklistOn,
+    /// Default: every severity.
+    pub severities: Option<Vec<Severity>>,
+    pub items: Spanned<Vec<ChecklistItemConfig>>,
+}
+
+/// When a checklist opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChecklistOn {
+    Declared,
+    Resolved,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChecklistItemConfig {
+    pub text: Spanned<String>,
+    /// Due this long after the checklist opened (default 0s); an item open past it reminds its
+    /// owner once.
+    pub after: Option<Spanned<Dur>>,
+    pub owner: Option<Spanned<Owner>>,
+}
+
+/// The longest a follow-up or checklist item may be due after it was made.
+pub const MAX_DUE: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
 
 /// One `[[monitors]]` entry: a runbook run on a schedule that opens an incident when it trips.
 #[derive(Debug, Deserialize)]
@@ -1266,7 +1347,7 @@ impl Config {
                     format!("monitors: the name '{name}' is used twice (give each monitor of one topic its own name)"),
                 );
             }
-            if !monitor_name_ok(name) {
+            if !simple_name_ok(name) {
                 error(
                     name_span,
                     format!("monitors.{name}: a name is 1 to 64 letters, digits, '-', '_' or '.' (e.g. queue-depth)"),
@@ -1339,6 +1420,65 @@ impl Config {
                 );
             }
         }
+        let mut seen_checklists = BTreeSet::new();
+        for checklist in &self.checklists {
+            let name = checklist.name.get_ref();
+            if !seen_checklists.insert(name.as_str()) {
+                error(checklist.name.span(), format!("checklists: the name '{name}' is used twice"));
+            }
+            if !simple_name_ok(name) {
+                error(
+                    checklist.name.span(),
+                    format!(
+                        "checklists.{name}: a name is 1 to 64 letters, digits, '-', '_' or '.' (e.g. post-incident)"
+                    ),
+                );
+            }
+            if checklist.items.get_ref().is_empty() || checklist.items.get_ref().len() > 25 {
+                error(
+                    checklist.items.span(),
+                    format!(
+                        "checklists.{name}.items: give 1 to 25 items, e.g. items = [{{ text = \"Service restored\" }}]"
+                    ),
+                );
+            }
+            for item in checklist.items.get_ref() {
+                let text = item.text.get_ref().trim();
+                if text.is_empty() || text.chars().count() > 300 {
+                    error(item.text.span(), format!("checklists.{name}: an item's text is 1 to 300 characters"));
+                }
+                if let Some(after) = &item.after
+                    && after.get_ref().0 > MAX_DUE
+                {
+                    error(
+                        after.span(),
+                        format!(
+                            "checklists.{name}: after = \"{}\" is too long: give at most 366 days",
+                            after.get_ref()
+                        ),
+                    );
+                }
+                if let Some(owner) = &item.owner {
+                    match &owner.get_ref().0 {
+                        NotifyTarget::Group(group) if !self.groups.contains_key(group) => error(
+                            owner.span(),
+                            format!(
+                                "checklists.{name}: unknown group '{group}'; groups: {}",
+                                names(self.groups.keys())
+                            ),
+                        ),
+                        NotifyTarget::Schedule(schedule) if !schedule_names.contains(schedule.as_str()) => error(
+                            owner.span(),
+                            format!(
+                                "checklists.{name}: unknown schedule '{schedule}'; schedules: {}",
+                                names(schedule_names.iter())
+                            ),
+                        ),
+                        _ => {}
+                    }
+                }
+            }
+        }
         errors
     }
 
@@ -1395,7 +1535,7 @@ pub fn parse_handoff(rotation: Rotation, text: &str) -> Result<(Option<chrono::W
     Ok((weekday, time))
 }
 
-fn monitor_name_ok(name: &str) -> bool {
+fn simple_name_ok(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 

@@ -81,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/remediations/{id}", get(show_remediation))
         .route("/api/audit", get(audit_log))
         .route("/api/monitors", get(list_monitors))
+        .route("/api/followups", get(list_followups))
         .layer(middleware::from_fn_with_state(state.clone(), authorize_reads));
     Router::new()
         .route("/healthz", get(healthz))
@@ -224,9 +225,10 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::NotFound(_) | StoreError::NoRequest(_) | StoreError::NoConsoleMessage(_) => {
-                ApiError(StatusCode::NOT_FOUND, error.to_string())
-            }
+            StoreError::NotFound(_)
+            | StoreError::NoRequest(_)
+            | StoreError::NoConsoleMessage(_)
+            | StoreError::NoTask(_) => ApiError(StatusCode::NOT_FOUND, error.to_string()),
             StoreError::Transition(_) => ApiError(StatusCode::CONFLICT, error.to_string()),
             StoreError::Database(message) => {
                 tracing::error!(error = %message, "Store failed while serving the API");
@@ -365,6 +367,16 @@ async fn list_incidents(
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let incidents = state.escalator.store().incidents(query.all, limit).await?;
     Ok(Json(incidents).into_response())
+}
+
+/// Follow-ups of every incident, newest first: open ones, or all with `?all=true` (SPEC §13).
+async fn list_followups(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|error| ApiError::bad_request(format!("{error}; valid: ?all=true&limit=N")))?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(state.escalator.store().followups(query.all, limit).await?).into_response())
 }
 
 /// Each monitor: topic, schedule, last verdict, last and next run, open incident (SPEC §10).

@@ -171,6 +171,7 @@ impl ChatCore {
         }
         match action {
             views::ACTION_ACK | views::ACTION_RESOLVE => self.incidents.button(&origin, action, value).await,
+            views::ACTION_TASK_DONE => self.incidents.task_done(&origin, value).await,
             views::ACTION_DIAGNOSE_MENU => {
                 context.require(&permissions.diagnose, &origin, "run diagnoses")?;
                 let adapter = context.adapter(origin.platform)?;

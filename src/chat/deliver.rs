@@ -22,6 +22,7 @@ use super::message::{FileAttachment, Message};
 use super::{ChatAdapter, views};
 use crate::escalation::Escalator;
 use crate::health::{Health, supervise};
+use crate::incident::tasks::{ChecklistOn, ChecklistState};
 use crate::incident::{ChatRef, Incident, TimelineEvent, TimelineKind};
 use crate::store::{OutboxItem, OutboxKind};
 
@@ -276,6 +277,14 @@ impl Lane {
             OutboxKind::IncidentUpdated => self.updated(item, adapter, &incident, false).await,
             OutboxKind::IncidentResolved => self.updated(item, adapter, &incident, true).await,
             OutboxKind::Escalation => self.escalation(item, adapter, &incident).await,
+            OutboxKind::Checklist => {
+                let name = item.payload["checklist"].as_str().unwrap_or_default();
+                match incident.checklists.iter().find(|checklist| checklist.name == name) {
+                    Some(checklist) => self.show_checklist(adapter, &incident, checklist).await,
+                    None => Ok(()),
+                }
+            }
+            OutboxKind::Reminder => self.reminder(item, adapter, &incident).await,
         }
     }
 
@@ -337,7 +346,58 @@ impl Lane {
         if let Some(message) = posted {
             incident.chat.insert(platform.to_string(), ChatRef { channel: message.channel, message: message.id });
         }
+        self.checklists(item, adapter, incident, ChecklistOn::Declared).await
+    }
+
+    /// Opens the checklists `on` brings (once, whichever lane comes first) and shows each in the
+    /// incident's thread on this platform.
+    async fn checklists(
+        &self,
+        item: &OutboxItem,
+        adapter: &dyn ChatAdapter,
+        incident: &Incident,
+        on: ChecklistOn,
+    ) -> Result<(), String> {
+        let store = self.escalator.store();
+        for checklist in self.escalator.checklists_for(incident, on) {
+            let part = format!("{}:checklist:{}", adapter.platform(), checklist.name);
+            if item.progress.contains(&part) {
+                continue;
+            }
+            let items = store
+                .open_checklist(incident.id, &checklist.name, checklist.tasks(item.created_at), self.escalator.now())
+                .await
+                .map_err(|error| error.to_string())?;
+            let state = ChecklistState { name: checklist.name.clone(), items };
+            self.part(item, &part, self.show_checklist(adapter, incident, &state)).await?;
+        }
         Ok(())
+    }
+
+    /// Posts a checklist into the incident's thread, or edits its message there as it is now.
+    async fn show_checklist(
+        &self,
+        adapter: &dyn ChatAdapter,
+        incident: &Incident,
+        checklist: &ChecklistState,
+    ) -> Result<(), String> {
+        let platform = adapter.platform();
+        let store = self.escalator.store();
+        let message = views::checklist(checklist, self.escalator.now(), &views::person_mention(adapter));
+        let shown =
+            store.checklist_message(incident.id, &checklist.name, platform).await.map_err(|error| error.to_string())?;
+        if let Some((channel, id)) = shown {
+            let at = super::MessageRef { channel, id };
+            return adapter.update(&at, &message).await.map_err(|error| error.to_string());
+        }
+        let Some((channel, root)) = Self::home(incident, platform) else {
+            return Ok(());
+        };
+        let posted = adapter.post(&channel, Some(&root), &message).await.map_err(|error| error.to_string())?;
+        store
+            .set_checklist_message(incident.id, &checklist.name, platform, &posted.channel, &posted.id)
+            .await
+            .map_err(|error| error.to_string())
     }
 
     async fn updated(
@@ -364,26 +424,40 @@ impl Lane {
         } else {
             change_note(incident, adapter, item.created_at)
         };
-        if note.is_empty() {
-            return Ok(());
+        if !note.is_empty() {
+            self.part(item, &format!("{platform}:thread"), self.thread_note(adapter, incident, &channel, &root, note))
+                .await?;
         }
-        self.part(item, &format!("{platform}:thread"), async {
-            if note.chars().count() > adapter.limits().max_block_text {
-                let file = FileAttachment {
-                    filename: format!("incident-{}-summary.md", incident.id),
-                    title: format!("Incident #{} summary", incident.id),
-                    content: note.clone().into_bytes(),
-                };
-                adapter.upload(&channel, Some(&root), &file).await.map_err(|error| error.to_string())
-            } else {
-                adapter
-                    .post(&channel, Some(&root), &Message::plain(note.clone()).mentioning(people.clone()))
-                    .await
-                    .map(|_| ())
-                    .map_err(|error| error.to_string())
-            }
-        })
-        .await
+        if resolved {
+            self.checklists(item, adapter, incident, ChecklistOn::Resolved).await?;
+        }
+        Ok(())
+    }
+
+    /// A note in the incident's thread, as a file when it is longer than a message can be.
+    async fn thread_note(
+        &self,
+        adapter: &dyn ChatAdapter,
+        incident: &Incident,
+        channel: &str,
+        root: &str,
+        note: String,
+    ) -> Result<(), String> {
+        let people = views::incident_people(incident);
+        if note.chars().count() > adapter.limits().max_block_text {
+            let file = FileAttachment {
+                filename: format!("incident-{}-summary.md", incident.id),
+                title: format!("Incident #{} summary", incident.id),
+                content: note.into_bytes(),
+            };
+            adapter.upload(channel, Some(root), &file).await.map_err(|error| error.to_string())
+        } else {
+            adapter
+                .post(channel, Some(root), &Message::plain(note).mentioning(people))
+                .await
+                .map(|_| ())
+                .map_err(|error| error.to_string())
+        }
     }
 
     async fn escalation(
@@ -392,41 +466,70 @@ impl Lane {
         adapter: &dyn ChatAdapter,
         incident: &Incident,
     ) -> Result<(), String> {
+        let level = item.payload["step"].as_u64().unwrap_or(0) as usize;
+        let round = item.payload["repeat"].as_u64().unwrap_or(0) as u32;
+        let page = |mentions: &[String]| views::escalation_page(incident, mentions, level, round);
+        self.page(item, adapter, incident, &page, &views::page_direct(incident, level)).await
+    }
+
+    /// A reminder of a due follow-up or checklist item: its owners in the thread and by DM.
+    async fn reminder(&self, item: &OutboxItem, adapter: &dyn ChatAdapter, incident: &Incident) -> Result<(), String> {
+        let id = item.payload["task"].as_i64().unwrap_or_default();
+        let tasks = incident.followups.iter().chain(incident.checklists.iter().flat_map(|checklist| &checklist.items));
+        let Some(task) = tasks.into_iter().find(|task| task.id == id) else {
+            return Ok(());
+        };
+        if task.is_done() {
+            return Ok(());
+        }
+        let now = self.escalator.now();
+        let page = |mentions: &[String]| views::reminder(incident, task, mentions, now);
+        self.page(item, adapter, incident, &page, &views::reminder_direct(incident, task, now)).await
+    }
+
+    /// Tells the item's recipients on this platform: `page` (given their mentions) in the
+    /// incident's thread, `direct` to each by direct message. While the notification that starts
+    /// the thread is still being delivered, the direct messages go now and the rest is retried.
+    async fn page(
+        &self,
+        item: &OutboxItem,
+        adapter: &dyn ChatAdapter,
+        incident: &Incident,
+        page: &(dyn Fn(&[String]) -> Message + Sync),
+        direct: &Message,
+    ) -> Result<(), String> {
         let platform = adapter.platform();
         let people: Vec<String> = item
             .recipients
             .iter()
             .filter_map(|person| person.strip_prefix(&format!("{platform}:")).map(str::to_string))
             .collect();
-        if people.is_empty() {
+        // A page is for people; a reminder with nobody to remind still belongs in the thread.
+        if people.is_empty() && item.kind == OutboxKind::Escalation {
             return Ok(());
         }
-        let level = item.payload["step"].as_u64().unwrap_or(0) as usize;
-        let round = item.payload["repeat"].as_u64().unwrap_or(0) as u32;
-        // The page belongs in the incident's thread; while the notification that starts it is
-        // still being delivered, the direct messages go now and the page is retried.
         let mut waiting_for_thread = None;
         match Self::home(incident, platform) {
             Some((channel, root)) => {
                 let mentions: Vec<String> = people.iter().map(|id| adapter.mention(id)).collect();
-                let page = views::escalation_page(incident, &mentions, level, round).mentioning(people.clone());
+                let message = page(&mentions).mentioning(people.clone());
                 self.part(item, &format!("{platform}:thread"), async {
-                    adapter.post(&channel, Some(&root), &page).await.map(|_| ()).map_err(|error| error.to_string())
+                    adapter.post(&channel, Some(&root), &message).await.map(|_| ()).map_err(|error| error.to_string())
                 })
                 .await?;
             }
             None if adapter.incident_channel().is_some() => {
                 waiting_for_thread = Some(format!(
-                    "incident #{}'s notification is not posted yet, so the page has no thread",
-                    incident.id
+                    "incident #{}'s notification is not posted yet, so the {} has no thread",
+                    incident.id,
+                    if item.kind == OutboxKind::Escalation { "page" } else { "reminder" }
                 ));
             }
             None => {}
         }
-        let direct = views::page_direct(incident, level);
         for person in &people {
             self.part(item, &format!("{platform}:dm:{person}"), async {
-                adapter.direct(person, &direct).await.map(|_| ()).map_err(|error| error.to_string())
+                adapter.direct(person, direct).await.map(|_| ()).map_err(|error| error.to_string())
             })
             .await?;
         }

@@ -58,6 +58,18 @@ pub enum IncidentCommand {
     Postmortem {
         id: Option<i64>,
     },
+    /// Something to do after the incident, owned and due (SPEC §13).
+    Followup {
+        id: Option<i64>,
+        text: String,
+        /// As typed: a person, `me`, `group:NAME`, `schedule:NAME`; the core resolves it.
+        owner: Option<String>,
+        due: Option<std::time::Duration>,
+    },
+    /// The incident's follow-ups, with Done buttons.
+    Followups {
+        id: Option<i64>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +91,8 @@ impl StatusPhase {
 
 pub const COMMANDS_HELP: &str = "Commands: /diagnose [TOPIC key=value…] · /remediate ACTION [key=value…] · \
 /incident declare TITLE [sev=critical|high|medium|low] [impact=TEXT] · /incident ack|resolve|escalate|list|summary|postmortem [id=N] · \
-/incident status investigating|identified|monitoring TEXT [eta=TEXT] · /incident note TEXT · /oncall [SCHEDULE]";
+/incident status investigating|identified|monitoring TEXT [eta=TEXT] · /incident note TEXT · \
+/incident followup TEXT [owner=PERSON] [due=48h] · /incident followups · /oncall [SCHEDULE]";
 
 /// Words of a command line: whitespace separates, "double", 'single' and “curly” quotes group,
 /// and `key="a b"` keeps its key.
@@ -208,10 +221,23 @@ pub fn parse(text: &str) -> Result<Command, String> {
 
 /// Characters in one note.
 const MAX_NOTE: usize = 2_000;
+/// Characters in one follow-up.
+const MAX_FOLLOWUP: usize = 300;
+
+/// `due=48h`: from 1 s to a year.
+fn parse_due(text: &str) -> Result<std::time::Duration, String> {
+    let due = crate::source::Dur::parse(text).map_err(|_| {
+        format!("due={text} is not a duration: write a number and a unit, e.g. due=2h, due=48h, due=7d")
+    })?;
+    if due.0 < std::time::Duration::from_secs(1) || due.0 > crate::config::MAX_DUE {
+        return Err(format!("due={text} is out of range: give 1s to 366d"));
+    }
+    Ok(due.0)
+}
 
 fn parse_incident(words: &[String]) -> Result<IncidentCommand, String> {
     let Some((verb, rest)) = words.split_first() else {
-        return Err("what about incidents? /incident declare|ack|resolve|escalate|status|note|list|summary|postmortem"
+        return Err("what about incidents? /incident declare|ack|resolve|escalate|status|note|followup|followups|list|summary|postmortem"
             .to_string());
     };
     let (mut pairs, free) = pairs_and_words(rest);
@@ -235,7 +261,7 @@ fn parse_incident(words: &[String]) -> Result<IncidentCommand, String> {
             }
             Ok(IncidentCommand::Declare { title, severity, impact })
         }
-        "ack" | "acknowledge" | "escalate" | "summary" | "postmortem" => {
+        "ack" | "acknowledge" | "escalate" | "summary" | "postmortem" | "followups" => {
             let id = take_id(&mut pairs)?;
             refuse_leftovers(&pairs, &format!("/incident {verb}"), "id=N")?;
             if let Some(word) = free.first() {
@@ -245,6 +271,7 @@ fn parse_incident(words: &[String]) -> Result<IncidentCommand, String> {
                 "escalate" => IncidentCommand::Escalate { id },
                 "summary" => IncidentCommand::Summary { id },
                 "postmortem" => IncidentCommand::Postmortem { id },
+                "followups" => IncidentCommand::Followups { id },
                 _ => IncidentCommand::Ack { id },
             })
         }
@@ -296,9 +323,25 @@ fn parse_incident(words: &[String]) -> Result<IncidentCommand, String> {
             }
             Ok(IncidentCommand::Note { id, text })
         }
+        "followup" => {
+            let id = take_id(&mut pairs)?;
+            let owner = take(&mut pairs, "owner");
+            let due = take(&mut pairs, "due").map(|due| parse_due(&due)).transpose()?;
+            refuse_leftovers(&pairs, "/incident followup", "id=, owner= and due=")?;
+            let text = free.join(" ");
+            if text.trim().is_empty() {
+                return Err("say what to follow up: /incident followup TEXT [owner=PERSON] [due=48h], e.g. \
+                            /incident followup \"alert on queue depth\" owner=slack:U0001 due=2d"
+                    .to_string());
+            }
+            if text.chars().count() > MAX_FOLLOWUP {
+                return Err(format!("the follow-up is longer than {MAX_FOLLOWUP} characters; put details in a note"));
+            }
+            Ok(IncidentCommand::Followup { id, text, owner, due })
+        }
         "list" => Ok(IncidentCommand::List),
         other => Err(format!(
-            "'/incident {other}' is not a command; valid: declare, ack, resolve, escalate, status, note, list, summary, postmortem"
+            "'/incident {other}' is not a command; valid: declare, ack, resolve, escalate, status, note, followup, followups, list, summary, postmortem"
         )),
     }
 }
@@ -360,6 +403,34 @@ mod tests {
         );
         assert!(parse("/incident frobnicate").unwrap_err().contains("valid: declare, ack"));
         assert!(parse("/incident declare \"unclosed").unwrap_err().contains("quote is not closed"));
+    }
+
+    #[test]
+    fn followups_with_owner_and_due() {
+        assert_eq!(
+            parse("/incident followup \"alert on queue depth\" owner=group:leads due=2d").unwrap(),
+            Command::Incident(IncidentCommand::Followup {
+                id: None,
+                text: "alert on queue depth".into(),
+                owner: Some("group:leads".into()),
+                due: Some(std::time::Duration::from_secs(2 * 86_400)),
+            })
+        );
+        assert_eq!(
+            parse("/incident followup add a runbook id=3").unwrap(),
+            Command::Incident(IncidentCommand::Followup {
+                id: Some(3),
+                text: "add a runbook".into(),
+                owner: None,
+                due: None
+            })
+        );
+        assert!(parse("/incident followup owner=me").unwrap_err().contains("say what to follow up"));
+        assert!(parse("/incident followup x due=soon").unwrap_err().contains("due=soon is not a duration"));
+        assert!(parse("/incident followup x due=500ms").unwrap_err().contains("give 1s to 366d"));
+        assert!(parse("/incident followup x due=400d").unwrap_err().contains("give 1s to 366d"));
+        assert!(parse("/incident followup x eta=1h").unwrap_err().contains("takes id=, owner= and due="));
+        assert_eq!(parse("/incident followups").unwrap(), Command::Incident(IncidentCommand::Followups { id: None }));
     }
 
     #[test]

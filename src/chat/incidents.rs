@@ -10,7 +10,8 @@ use super::context::{Context, CoreError};
 use super::grammar::IncidentCommand;
 use super::message::{FileAttachment, Message};
 use super::{Form, FormField, Origin, Reply, views};
-use crate::config::Person;
+use crate::config::{NotifyTarget, Person};
+use crate::incident::tasks::NewTask;
 use crate::incident::{Incident, NewIncident, Resolution, TimelineEvent, TimelineKind};
 
 pub(crate) struct IncidentCommands {
@@ -29,7 +30,10 @@ impl IncidentCommands {
     ) -> Result<Reply, CoreError> {
         if !matches!(
             command,
-            IncidentCommand::List | IncidentCommand::Summary { .. } | IncidentCommand::Postmortem { .. }
+            IncidentCommand::List
+                | IncidentCommand::Summary { .. }
+                | IncidentCommand::Postmortem { .. }
+                | IncidentCommand::Followups { .. }
         ) {
             self.context.require(&self.context.permissions.incident, &origin, "change incidents")?;
         }
@@ -88,6 +92,26 @@ impl IncidentCommands {
                 let adapter = self.context.adapter(origin.platform)?;
                 adapter.upload(&origin.channel, origin.thread.as_deref(), &file).await?;
                 Ok(Reply::Nothing)
+            }
+            IncidentCommand::Followup { id, text, owner, due } => {
+                let incident = self.incident_here(&origin, id).await?;
+                let owner = self.owner(&origin, owner.as_deref())?;
+                let now = self.context.now();
+                let due_at = due.map(|due| now + chrono::Duration::from_std(due).unwrap_or(chrono::Duration::MAX));
+                let new = NewTask { text, owner: Some(owner), due_at, created_by: Some(origin.user.to_string()) };
+                let task = store.add_followup(incident.id, new, now).await?;
+                self.context.escalator.wake();
+                let adapter = self.context.adapter(origin.platform)?;
+                let message = views::followup(&task, now, &views::person_mention(adapter.as_ref()));
+                let (channel, thread) = where_it_lives(&incident, &origin);
+                adapter.post(&channel, thread.as_deref(), &message).await?;
+                Ok(Reply::Nothing)
+            }
+            IncidentCommand::Followups { id } => {
+                let incident = self.incident_here(&origin, id).await?;
+                let adapter = self.context.adapter(origin.platform)?;
+                let mention = views::person_mention(adapter.as_ref());
+                Ok(Reply::Private(views::followup_list(&incident, self.context.now(), &mention)))
             }
             IncidentCommand::Ack { id } => {
                 let incident = self.incident_here(&origin, id).await?;
@@ -181,6 +205,63 @@ impl IncidentCommands {
         Ok(Reply::Form(resolve_form(id)))
     }
 
+    /// A follow-up's owner as typed: a person (`slack:U1`, or a mention on this platform),
+    /// `me`, `group:NAME` or `schedule:NAME` that exists; nobody named is whoever typed it.
+    fn owner(&self, origin: &Origin, typed: Option<&str>) -> Result<String, CoreError> {
+        let Some(typed) = typed else {
+            return Ok(origin.user.to_string());
+        };
+        if typed == "me" {
+            return Ok(origin.user.to_string());
+        }
+        // A mention, as Slack (`<@U1|name>`) and Discord (`<@1>`, `<@!1>`) send it.
+        if let Some(id) = typed.strip_prefix("<@").and_then(|rest| rest.strip_suffix('>')) {
+            let id = id.trim_start_matches('!').split('|').next().unwrap_or_default();
+            return Ok(Person { platform: origin.platform.to_string(), id: id.to_string() }.to_string());
+        }
+        let target = NotifyTarget::parse_owner(typed).map_err(|error| {
+            format!("{error}; or owner=me. A bare @name cannot be looked up: name the person as PLATFORM:ID")
+        })?;
+        let directory = self.context.escalator.directory();
+        let known = |names: Vec<&String>| names.into_iter().map(String::as_str).collect::<Vec<_>>().join(", ");
+        match &target {
+            NotifyTarget::Group(group) if !directory.groups.contains_key(group) => {
+                Err(format!("unknown group '{group}'; groups: {}", known(directory.groups.keys().collect())).into())
+            }
+            NotifyTarget::Schedule(schedule) if !directory.schedules.contains_key(schedule) => Err(format!(
+                "unknown schedule '{schedule}'; schedules: {}",
+                known(directory.schedules.keys().collect())
+            )
+            .into()),
+            _ => Ok(target.owner_name()),
+        }
+    }
+
+    /// The Done button of a follow-up or a checklist item.
+    pub(crate) async fn task_done(&self, origin: &Origin, value: &str) -> Result<Reply, CoreError> {
+        self.context.require(&self.context.permissions.incident, origin, "tick follow-ups and checklist items")?;
+        let id =
+            value.parse::<i64>().map_err(|_| "this button refers to no follow-up or checklist item".to_string())?;
+        let store = self.context.store();
+        let Some(task) = store.complete_task(id, &origin.user.to_string(), self.context.now()).await? else {
+            let task = store.task(id).await?;
+            let by = task.done_by.as_deref().unwrap_or("someone");
+            return Err(format!("'{}' is done already (ticked by {by})", task.text).into());
+        };
+        if task.checklist.is_some() {
+            // The checklist's message is edited on every platform through the outbox.
+            self.context.notify_delivery();
+            return Ok(Reply::Nothing);
+        }
+        let incident = store.incident(task.incident_id).await?;
+        let adapter = self.context.adapter(origin.platform)?;
+        let mention = views::person_mention(adapter.as_ref());
+        let message = views::followup(&task, self.context.now(), &mention);
+        let (channel, thread) = where_it_lives(&incident, origin);
+        adapter.post(&channel, thread.as_deref(), &message).await?;
+        Ok(Reply::Nothing)
+    }
+
     async fn acknowledge(&self, id: i64, person: &Person) -> Result<Reply, CoreError> {
         match self.context.escalator.acknowledge(id, &person.to_string()).await {
             Ok(_) => {
@@ -242,6 +323,14 @@ impl IncidentCommands {
             }
             Err(error) => tracing::warn!(%error, incident = incident.id, "Posting the incident notification failed"),
         }
+    }
+}
+
+/// The incident's thread on the origin's platform, or where the command was typed.
+fn where_it_lives(incident: &Incident, origin: &Origin) -> (String, Option<String>) {
+    match incident.chat.get(origin.platform) {
+        Some(home) => (home.channel.clone(), Some(home.message.clone())),
+        None => (origin.channel.clone(), origin.thread.clone()),
     }
 }
 

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use super::message::{Button, Message};
 use crate::check::Status;
 use crate::escalation::Directory;
+use crate::incident::tasks::{ChecklistState, Task};
 use crate::incident::{Incident, IncidentStatus, human_duration};
 use crate::runbook::Catalogue;
 
@@ -397,6 +398,17 @@ pub fn incident_people(incident: &Incident) -> Vec<String> {
 
 /// Turns `slack:U0001` in rendered text into the platform's mention (`<@U0001>`) for those of
 /// `people` on that platform; anyone else stays as written.
+/// A person on `adapter`'s platform (`slack:U1`) as its mention; `None` for anyone else.
+pub fn person_mention(adapter: &dyn super::ChatAdapter) -> impl Fn(&str) -> Option<String> + '_ {
+    move |person: &str| {
+        person
+            .strip_prefix(adapter.platform())
+            .and_then(|rest| rest.strip_prefix(':'))
+            .filter(|id| !id.is_empty())
+            .map(|id| adapter.mention(id))
+    }
+}
+
 pub fn mention_people(text: &str, adapter: &dyn super::ChatAdapter, people: &[String]) -> String {
     let platform = adapter.platform();
     let pattern = format!(r"\b{}:([A-Za-z0-9][A-Za-z0-9._-]*)", regex::escape(platform));
@@ -488,4 +500,116 @@ pub fn verification(remediation: &str, request: i64, checks: &[VerifiedCheck], f
     Message::new()
         .header(format!("Verification: {remediation} (request #{request})"))
         .text(format!("{verdict}\n{}", lines.join("\n")))
+}
+
+pub const ACTION_TASK_DONE: &str = "task_done";
+
+/// How an owner reads in chat: a person on this platform mentioned, anyone else as written.
+fn owner_text(owner: Option<&str>, mention: &dyn Fn(&str) -> Option<String>) -> String {
+    match owner {
+        None => "no owner".to_string(),
+        Some(owner) => mention(owner).unwrap_or_else(|| format!("`{owner}`")),
+    }
+}
+
+fn due_text(task: &Task, now: DateTime<Utc>) -> String {
+    match (task.done_at, task.due_at) {
+        (Some(_), _) => String::new(),
+        (None, Some(due)) if due <= now => format!(", overdue since {}", due.format("%Y-%m-%d %H:%M UTC")),
+        (None, Some(due)) => format!(", due {} (in {})", due.format("%Y-%m-%d %H:%M UTC"), human_duration(due - now)),
+        (None, None) => String::new(),
+    }
+}
+
+fn task_line(task: &Task, now: DateTime<Utc>, mention: &dyn Fn(&str) -> Option<String>) -> String {
+    let done = match (&task.done_at, &task.done_by) {
+        (Some(at), by) => format!(
+            " — done {}{}",
+            at.format("%Y-%m-%d %H:%M UTC"),
+            by.as_deref()
+                .map(|by| format!(" by {}", mention(by).unwrap_or_else(|| by.to_string())))
+                .unwrap_or_default()
+        ),
+        (None, _) => String::new(),
+    };
+    let mark = if task.is_done() { "✅" } else { "⬜" };
+    format!("{mark} {} — {}{}{done}", task.text, owner_text(task.owner.as_deref(), mention), due_text(task, now))
+}
+
+/// A follow-up as posted in the incident's thread, with its Done button while it is open.
+pub fn followup(task: &Task, now: DateTime<Utc>, mention: &dyn Fn(&str) -> Option<String>) -> Message {
+    let message = Message::new().text(format!("📌 Follow-up #{}: {}", task.id, task_line(task, now, mention)));
+    if task.is_done() {
+        message
+    } else {
+        message.buttons(vec![Button::new("Done", ACTION_TASK_DONE, task.id.to_string()).primary()])
+    }
+}
+
+/// An incident's follow-ups, for `/incident followups`.
+pub fn followup_list(incident: &Incident, now: DateTime<Utc>, mention: &dyn Fn(&str) -> Option<String>) -> Message {
+    if incident.followups.is_empty() {
+        return Message::plain(format!(
+            "Incident #{} has no follow-ups. Add one: /incident followup TEXT [owner=PERSON] [due=48h]",
+            incident.id
+        ));
+    }
+    let lines: Vec<String> =
+        incident.followups.iter().map(|task| format!("#{} {}", task.id, task_line(task, now, mention))).collect();
+    let open: Vec<Button> = incident
+        .followups
+        .iter()
+        .filter(|task| !task.is_done())
+        .map(|task| Button::new(format!("Done #{}", task.id), ACTION_TASK_DONE, task.id.to_string()))
+        .collect();
+    Message::new().header(format!("Follow-ups of incident #{}", incident.id)).text(lines.join("\n")).buttons(open)
+}
+
+/// A checklist as posted in the incident's thread: one line per item and a Done button for each
+/// open one; edited as items are ticked.
+pub fn checklist(checklist: &ChecklistState, now: DateTime<Utc>, mention: &dyn Fn(&str) -> Option<String>) -> Message {
+    let lines: Vec<String> = checklist.items.iter().map(|item| task_line(item, now, mention)).collect();
+    let buttons: Vec<Button> = checklist
+        .items
+        .iter()
+        .filter(|item| !item.is_done())
+        .map(|item| Button::new(format!("Done: {}", short(&item.text, 60)), ACTION_TASK_DONE, item.id.to_string()))
+        .collect();
+    Message::new()
+        .header(format!("Checklist: {} ({}/{} done)", checklist.name, checklist.done(), checklist.items.len()))
+        .text(lines.join("\n"))
+        .buttons(buttons)
+}
+
+/// The reminder of a due task, in the incident's thread.
+pub fn reminder(incident: &Incident, task: &Task, mentions: &[String], now: DateTime<Utc>) -> Message {
+    let what = match &task.checklist {
+        Some(name) => format!("checklist *{name}* item"),
+        None => format!("follow-up #{}", task.id),
+    };
+    let who = if mentions.is_empty() { String::new() } else { format!("{} — ", mentions.join(" ")) };
+    Message::new()
+        .text(format!("⏰ {who}{what} of incident #{} is due: {}{}", incident.id, task.text, due_text(task, now)))
+        .buttons(vec![Button::new("Done", ACTION_TASK_DONE, task.id.to_string()).primary()])
+}
+
+/// The reminder by direct message.
+pub fn reminder_direct(incident: &Incident, task: &Task, now: DateTime<Utc>) -> Message {
+    Message::new()
+        .text(format!(
+            "⏰ Due for incident #{} *{}*: {}{}",
+            incident.id,
+            incident.title,
+            task.text,
+            due_text(task, now)
+        ))
+        .buttons(vec![Button::new("Done", ACTION_TASK_DONE, task.id.to_string()).primary()])
+}
+
+fn short(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max - 1).collect();
+    format!("{cut}…")
 }

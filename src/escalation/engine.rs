@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 use super::policy::Directory;
 use crate::clock::Clock;
 use crate::incident::summary::Templates;
+use crate::incident::tasks::{Checklist, ChecklistOn};
 use crate::incident::{Incident, NewIncident, Resolution, TimelineEvent, TimelineKind};
-use crate::store::{FiredStep, Store, StoreError};
+use crate::store::{FiredStep, Reminded, Store, StoreError};
 
 /// Steps fired per transaction.
 const BATCH: i64 = 500;
@@ -22,6 +23,8 @@ pub struct Escalator {
     store: Arc<dyn Store>,
     templates: Arc<Templates>,
     directory: Arc<Directory>,
+    /// `[[checklists]]`: opened by the deliverer of the declare or resolve they follow.
+    checklists: Vec<Checklist>,
     clock: Arc<dyn Clock>,
     wake: Notify,
     /// Upper bound on a sleep: other replicas may add steps this process was not told about.
@@ -31,13 +34,36 @@ pub struct Escalator {
 impl Escalator {
     pub fn new(store: Arc<dyn Store>, directory: Arc<Directory>, clock: Arc<dyn Clock>) -> Self {
         let poll = if store.backend() == "postgres" { Duration::from_millis(500) } else { Duration::from_secs(5) };
-        Self { store, templates: Arc::new(Templates::shipped()), directory, clock, wake: Notify::new(), poll }
+        Self {
+            store,
+            templates: Arc::new(Templates::shipped()),
+            directory,
+            checklists: Vec::new(),
+            clock,
+            wake: Notify::new(),
+            poll,
+        }
     }
 
     /// Uses `templates` (the user's overrides) for the incident messages.
     pub fn with_templates(mut self, templates: Templates) -> Self {
         self.templates = Arc::new(templates);
         self
+    }
+
+    /// Opens `checklists` on the incidents they apply to.
+    pub fn with_checklists(mut self, checklists: Vec<Checklist>) -> Self {
+        self.checklists = checklists;
+        self
+    }
+
+    /// The checklists that open for `incident` at `on`.
+    pub fn checklists_for<'a>(
+        &'a self,
+        incident: &'a Incident,
+        on: ChecklistOn,
+    ) -> impl Iterator<Item = &'a Checklist> {
+        self.checklists.iter().filter(move |checklist| checklist.applies(on, incident.severity))
     }
 
     pub fn templates(&self) -> &Templates {
@@ -151,7 +177,33 @@ impl Escalator {
         Ok(fired)
     }
 
-    /// Fires steps as they come due until `shutdown`. Store errors are logged and retried.
+    /// Reminds the owners of every follow-up and checklist item due at `now` and still open,
+    /// each once (the step function the loop and the tests call).
+    pub async fn remind_due(&self, now: DateTime<Utc>) -> Result<Vec<Reminded>, StoreError> {
+        let mut reminded = Vec::new();
+        loop {
+            let batch = self.store.remind_due(now, BATCH, self.directory.as_ref()).await?;
+            let full = batch.len() as i64 == BATCH;
+            for done in &batch {
+                metrics::counter!("firebell_reminders_total").increment(1);
+                tracing::info!(incident = done.task.incident_id, task = done.task.id, notified = ?done.notified, "Reminded the owner of a due task");
+            }
+            reminded.extend(batch);
+            if !full {
+                return Ok(reminded);
+            }
+        }
+    }
+
+    /// When the loop next has work: the sooner of the next step and the next task.
+    async fn next_work(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let step = self.store.next_due().await?;
+        let task = self.store.next_task_due().await?;
+        Ok(step.into_iter().chain(task).min())
+    }
+
+    /// Fires steps and reminds owners as they come due until `shutdown`. Store errors are
+    /// logged and retried.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         // Counting pending steps is a query: at most every few seconds, not every wake-up.
         let mut counted_at: Option<std::time::Instant> = None;
@@ -162,14 +214,20 @@ impl Escalator {
                 }
                 counted_at = Some(std::time::Instant::now());
             }
-            if let Err(error) = crate::store::timed(self.fire_due(self.clock.now())).await {
-                tracing::error!(%error, "Firing due escalation steps failed; retrying in 1 s");
+            let now = self.clock.now();
+            let work = async {
+                self.fire_due(now).await?;
+                self.remind_due(now).await?;
+                Ok::<(), StoreError>(())
+            };
+            if let Err(error) = crate::store::timed(work).await {
+                tracing::error!(%error, "Firing due escalation steps or reminders failed; retrying in 1 s");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                     _ = shutdown.cancelled() => return,
                 }
             }
-            let sleep = match crate::store::timed(self.store.next_due()).await {
+            let sleep = match crate::store::timed(self.next_work()).await {
                 Ok(Some(next)) => (next - self.clock.now()).to_std().unwrap_or(Duration::ZERO).min(self.poll),
                 Ok(None) => self.poll,
                 Err(error) => {

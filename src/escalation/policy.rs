@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::schedule::Schedule;
 use crate::config::{Config, NotifyTarget, Person, PolicyConfig};
-use crate::store::{DueTimer, NewTimer, StepRecipients, StepResolver};
+use crate::store::{DueTimer, NewTimer, OwnerResolver, StepRecipients, StepResolver};
 
 /// A round with nothing else to go by lasts this long before it repeats.
 const DEFAULT_ROUND: Duration = Duration::from_secs(15 * 60);
@@ -142,6 +142,13 @@ fn target_name(target: &NotifyTarget) -> String {
         NotifyTarget::User(person) => format!("user:{person}"),
         NotifyTarget::Group(group) => format!("group:{group}"),
         NotifyTarget::Schedule(schedule) => format!("schedule:{schedule}"),
+    }
+}
+
+impl OwnerResolver for Directory {
+    fn owners(&self, owner: &str, now: DateTime<Utc>) -> Vec<Person> {
+        // Owners were checked when they were written; one that no longer parses has nobody.
+        NotifyTarget::parse_owner(owner).map(|target| self.people(&[target], now)).unwrap_or_default()
     }
 }
 

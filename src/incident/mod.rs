@@ -3,6 +3,7 @@
 
 pub mod lifecycle;
 pub mod summary;
+pub mod tasks;
 
 use std::fmt;
 
@@ -107,6 +108,15 @@ timeline_kinds! {
     RemediationVerified = "remediation_verified",
     /// `/incident note TEXT`, or a pinned message of the incident's thread (SPEC §13).
     Note = "note",
+    /// `/incident followup TEXT`: the follow-up's id, text, owner and due time.
+    Followup = "followup",
+    FollowupDone = "followup_done",
+    /// A checklist opened (its name and items).
+    Checklist = "checklist",
+    /// An item of a checklist was ticked.
+    ChecklistDone = "checklist_done",
+    /// A follow-up or checklist item was due and still open: its owner was reminded, once.
+    Reminded = "reminded",
 }
 
 impl fmt::Display for TimelineKind {
@@ -173,6 +183,10 @@ pub struct Incident {
     pub alert_repeats: i64,
     pub last_alert_at: Option<DateTime<Utc>>,
     pub timeline: Vec<TimelineEvent>,
+    /// Follow-ups assigned in chat, oldest first (SPEC §13).
+    pub followups: Vec<tasks::Task>,
+    /// The checklists opened for it, each item with its state.
+    pub checklists: Vec<tasks::ChecklistState>,
 }
 
 /// What declaring an incident needs.
@@ -312,6 +326,8 @@ mod tests {
             alert_repeats: 0,
             last_alert_at: None,
             timeline: Vec::new(),
+            followups: Vec::new(),
+            checklists: Vec::new(),
         }
     }
 

@@ -33,6 +33,8 @@
 //! | `checks` | every check run in a diagnosis, oldest first: `topic`, `name`, `status` (`ok`, `warn`, `crit`, `error`), `verdict` (`CRIT` …), `summary`, `by` (or none), `at` |
 //! | `remediations` | every remediation that ran, oldest first: `name`, `status`, `status_upper`, `requested_by` (or none), `approved_by` (list), `by` (or none), `at`, `verified` (`fixed`, `not fixed`, or none) |
 //! | `notes` | every `/incident note`, oldest first: `text`, `by` (or none), `at`, `at_time` (`10:04:31`) |
+//! | `followups` | every `/incident followup`, oldest first: `text`, `owner`, `due`, `done_by`, `done_at` (each or none), `done` (true/false) |
+//! | `checklists` | every checklist opened: `name`, `done` and `total` (counts), `items` (as `followups`) |
 //! | `timeline` | every event, oldest first: `kind`, `by` (or none), `at`, `at_time`, `what` (one line saying what happened) |
 //! | `incident` | the raw incident as the JSON API shows it, with its `timeline` |
 
@@ -241,8 +243,42 @@ struct Context<'a> {
     checks: Vec<CheckVerdict>,
     remediations: Vec<Remediation>,
     notes: Vec<Note>,
+    followups: Vec<TaskView>,
+    checklists: Vec<ChecklistView>,
     timeline: Vec<Happened>,
     incident: &'a Incident,
+}
+
+/// A follow-up or checklist item as a template shows it.
+#[derive(Debug, Serialize)]
+struct TaskView {
+    text: String,
+    owner: Option<String>,
+    due: Option<String>,
+    done: bool,
+    done_by: Option<String>,
+    done_at: Option<String>,
+}
+
+impl TaskView {
+    fn new(task: &crate::incident::tasks::Task) -> TaskView {
+        TaskView {
+            text: task.text.clone(),
+            owner: task.owner.clone(),
+            due: task.due_at.map(rfc3339),
+            done: task.is_done(),
+            done_by: task.done_by.clone(),
+            done_at: task.done_at.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ChecklistView {
+    name: String,
+    done: usize,
+    total: usize,
+    items: Vec<TaskView>,
 }
 
 #[derive(Debug, Serialize)]
@@ -359,6 +395,17 @@ impl<'a> Context<'a> {
                     by: event.by.clone(),
                     at: rfc3339(event.at),
                     at_time: event.at.format("%H:%M:%S").to_string(),
+                })
+                .collect(),
+            followups: incident.followups.iter().map(TaskView::new).collect(),
+            checklists: incident
+                .checklists
+                .iter()
+                .map(|checklist| ChecklistView {
+                    name: checklist.name.clone(),
+                    done: checklist.done(),
+                    total: checklist.items.len(),
+                    items: checklist.items.iter().map(TaskView::new).collect(),
                 })
                 .collect(),
             timeline: incident
@@ -482,6 +529,19 @@ fn happened(event: &TimelineEvent) -> String {
         TimelineKind::NotificationFailed => "a chat notification could not be delivered".to_string(),
         TimelineKind::NotificationRetrying => "a chat notification is being retried".to_string(),
         TimelineKind::Note => format!("note: {}", field("text")),
+        TimelineKind::Followup => {
+            let owner = text_field(detail, "owner").map(|owner| format!(" (owner {owner})")).unwrap_or_default();
+            format!("follow-up: {}{owner}", field("text"))
+        }
+        TimelineKind::FollowupDone => format!("follow-up done: {}", field("text")),
+        TimelineKind::Checklist => format!("checklist {} opened", field("checklist")),
+        TimelineKind::ChecklistDone => format!("checklist {}: done: {}", field("checklist"), field("text")),
+        TimelineKind::Reminded => {
+            let notified: Vec<&str> =
+                detail["notified"].as_array().into_iter().flatten().filter_map(|person| person.as_str()).collect();
+            let who = if notified.is_empty() { "nobody to remind".to_string() } else { notified.join(", ") };
+            format!("reminder ({who}): {}", field("text"))
+        }
         TimelineKind::RemediationVerified => {
             let verdict = if detail["fixed"] == true { "fixed" } else { "not fixed" };
             format!("{} verified: {verdict}", field("name"))
@@ -526,6 +586,31 @@ fn human_time(time: DateTime<Utc>) -> String {
 /// The story: an alert declares it at 10:00 and a diagnosis runs at once; the on-call engineer
 /// doesn't answer, so the secondary is paged at 10:15 and acknowledges; a remediation approved
 /// by the lead fixes it; it is resolved at 10:42.
+/// A task of the sample incident, done by `done` (who, when) if given.
+fn sample_task(
+    id: i64,
+    checklist: Option<&str>,
+    text: &str,
+    owner: Option<&str>,
+    due_at: Option<DateTime<Utc>>,
+    done: Option<(&str, DateTime<Utc>)>,
+) -> crate::incident::tasks::Task {
+    let created_at = DateTime::parse_from_rfc3339("2026-11-22T10:30:00Z").expect("a valid time").to_utc();
+    crate::incident::tasks::Task {
+        id,
+        incident_id: 7,
+        checklist: checklist.map(str::to_string),
+        text: text.to_string(),
+        owner: owner.map(str::to_string),
+        due_at,
+        created_at,
+        created_by: Some("slack:U01ONCALL".to_string()),
+        done_at: done.map(|(_, at)| at),
+        done_by: done.map(|(by, _)| by.to_string()),
+        reminded_at: None,
+    }
+}
+
 pub fn sample_incident() -> Incident {
     use serde_json::json;
     let started_at = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").expect("a valid time").to_utc();
@@ -621,6 +706,21 @@ pub fn sample_incident() -> Incident {
         alert_repeats: 0,
         last_alert_at: None,
         timeline,
+        followups: vec![sample_task(1, None, "Alert on queue depth above 500", Some(lead), Some(at(60 * 48)), None)],
+        checklists: vec![crate::incident::tasks::ChecklistState {
+            name: "post-incident".into(),
+            items: vec![
+                sample_task(2, Some("post-incident"), "Service restored", None, Some(at(30)), Some((oncall, at(31)))),
+                sample_task(
+                    3,
+                    Some("post-incident"),
+                    "Post-mortem scheduled",
+                    Some("group:leads"),
+                    Some(at(60 * 48)),
+                    None,
+                ),
+            ],
+        }],
     }
 }
 
@@ -673,6 +773,8 @@ mod tests {
             alert_repeats: 0,
             last_alert_at: None,
             timeline: vec![TimelineEvent::new(started_at, TimelineKind::Declared, None, serde_json::json!({}))],
+            followups: Vec::new(),
+            checklists: Vec::new(),
         }
     }
 

@@ -13,6 +13,7 @@ use serde::Serialize;
 pub use sql::SqlStore;
 
 use crate::config::Person;
+use crate::incident::tasks::{NewTask, Task};
 use crate::incident::{Incident, NewIncident, Resolution, TimelineEvent, TransitionError};
 
 /// What an outbox item asks chat to do; stored as its name.
@@ -27,14 +28,21 @@ pub enum OutboxKind {
     IncidentResolved,
     /// Page people: in the incident's thread and by direct message.
     Escalation,
+    /// Edit a checklist's message after an item was ticked (`{"checklist": NAME}`).
+    Checklist,
+    /// Remind a follow-up's or checklist item's owner that it is due (`{"task": ID}`): in the
+    /// incident's thread and by direct message.
+    Reminder,
 }
 
 impl OutboxKind {
-    pub const ALL: [OutboxKind; 4] = [
+    pub const ALL: [OutboxKind; 6] = [
         OutboxKind::IncidentDeclared,
         OutboxKind::IncidentUpdated,
         OutboxKind::IncidentResolved,
         OutboxKind::Escalation,
+        OutboxKind::Checklist,
+        OutboxKind::Reminder,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +51,8 @@ impl OutboxKind {
             OutboxKind::IncidentUpdated => "incident_updated",
             OutboxKind::IncidentResolved => "incident_resolved",
             OutboxKind::Escalation => "escalation",
+            OutboxKind::Checklist => "checklist",
+            OutboxKind::Reminder => "reminder",
         }
     }
 
@@ -71,6 +81,7 @@ pub enum StoreError {
     NotFound(i64),
     NoRequest(i64),
     NoConsoleMessage(i64),
+    NoTask(i64),
     Transition(TransitionError),
     Database(String),
     /// The call did not finish within [`CALL_TIMEOUT`].
@@ -83,6 +94,7 @@ impl fmt::Display for StoreError {
             StoreError::NotFound(id) => write!(f, "there is no incident {id}"),
             StoreError::NoRequest(id) => write!(f, "there is no remediation request {id}"),
             StoreError::NoConsoleMessage(id) => write!(f, "there is no console message {id}"),
+            StoreError::NoTask(id) => write!(f, "there is no follow-up or checklist item {id}"),
             StoreError::Transition(error) => write!(f, "{error}"),
             StoreError::Database(message) => write!(f, "store error: {message}"),
             StoreError::Timeout => write!(f, "the store did not answer within {} s", CALL_TIMEOUT.as_secs()),
@@ -304,7 +316,9 @@ pub enum AlertOutcome {
 /// Everything the bot keeps: incidents, their timelines and timers, where they live in chat, and
 /// (through the traits it builds on) the outbox, remediations, alerts and the console's messages.
 #[async_trait]
-pub trait Store: OutboxStore + RemediationStore + AlertStore + ConsoleStore + MonitorStore + Send + Sync {
+pub trait Store:
+    OutboxStore + RemediationStore + AlertStore + ConsoleStore + MonitorStore + TaskStore + Send + Sync
+{
     /// Which backend this is: "sqlite" or "postgres".
     fn backend(&self) -> &'static str;
     async fn ping(&self) -> Result<(), StoreError>;
@@ -498,6 +512,69 @@ pub struct MonitorResult {
     pub ran_at: DateTime<Utc>,
     pub next_run_at: DateTime<Utc>,
     pub incident_id: Option<i64>,
+}
+
+/// Turns a task's owner (`slack:U1`, `group:leads`, `schedule:primary`) into the people to remind
+/// at `now`.
+pub trait OwnerResolver: Send + Sync {
+    fn owners(&self, owner: &str, now: DateTime<Utc>) -> Vec<Person>;
+}
+
+/// What reminding did: the task, and whom it reminded (nobody when its owner resolves to nobody).
+#[derive(Debug, Clone, Serialize)]
+pub struct Reminded {
+    pub task: Task,
+    pub notified: Vec<String>,
+}
+
+/// Follow-ups and checklist items (SPEC §13).
+#[async_trait]
+pub trait TaskStore: Send + Sync {
+    /// Records a follow-up and its `followup` timeline event, in one transaction.
+    async fn add_followup(&self, incident_id: i64, new: NewTask, at: DateTime<Utc>) -> Result<Task, StoreError>;
+    /// Opens the checklist `name` on the incident with `items`, unless it is open already (then
+    /// its items as they are): however many callers race, it opens once, with its `checklist`
+    /// timeline event.
+    async fn open_checklist(
+        &self,
+        incident_id: i64,
+        name: &str,
+        items: Vec<NewTask>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Task>, StoreError>;
+    async fn task(&self, id: i64) -> Result<Task, StoreError>;
+    /// Follow-ups of every incident, newest first; open ones only unless `include_done`.
+    async fn followups(&self, include_done: bool, limit: i64) -> Result<Vec<Task>, StoreError>;
+    /// Marks a task done, with its timeline event (`followup_done`, `checklist_done`) and, for a
+    /// checklist's item, a `checklist` outbox item to edit its message. `Ok(None)`: it was done
+    /// already.
+    async fn complete_task(&self, id: i64, by: &str, at: DateTime<Utc>) -> Result<Option<Task>, StoreError>;
+    /// Reminds the owners of up to `limit` open tasks due at `now`, each once: the claim, the
+    /// `reminded` event and the `reminder` outbox item are one transaction (PostgreSQL: rows
+    /// locked `FOR UPDATE SKIP LOCKED`, so replicas split them).
+    async fn remind_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        owners: &dyn OwnerResolver,
+    ) -> Result<Vec<Reminded>, StoreError>;
+    /// When the next open task falls due.
+    async fn next_task_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Remembers where a checklist's message is on a platform.
+    async fn set_checklist_message(
+        &self,
+        incident_id: i64,
+        checklist: &str,
+        platform: &str,
+        channel: &str,
+        message: &str,
+    ) -> Result<(), StoreError>;
+    async fn checklist_message(
+        &self,
+        incident_id: i64,
+        checklist: &str,
+        platform: &str,
+    ) -> Result<Option<(String, String)>, StoreError>;
 }
 
 /// Monitors' schedules: claimed under a lease, finished in one statement.

@@ -26,6 +26,7 @@ use crate::incident::{ChatRef, Incident, IncidentStatus, NewIncident, Resolution
 mod ingest;
 mod monitors;
 mod script;
+mod tasks;
 
 use script::Script;
 
@@ -289,11 +290,15 @@ impl SqlStore {
         for reference in &refs {
             add_chat_ref(&mut incident, reference)?;
         }
+        let sql = format!("SELECT {} FROM tasks WHERE incident_id = $1 ORDER BY position, id", tasks::TASK_COLUMNS);
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(id).fetch_all(&mut *executor).await?;
+        let found = rows.iter().map(tasks::task_from_row).collect::<Result<Vec<_>, _>>()?;
+        (incident.followups, incident.checklists) = crate::incident::tasks::split(found);
         Ok(incident)
     }
 
-    /// Incidents by id, in the order given, with their timelines and chat references: three
-    /// statements per 500 incidents rather than three per incident.
+    /// Incidents by id, in the order given, with their timelines, chat references and tasks:
+    /// four statements per 500 incidents rather than four per incident.
     async fn load_incidents(
         &self,
         executor: &mut sqlx::AnyConnection,
@@ -311,7 +316,9 @@ impl SqlStore {
                     "SELECT incident_id, platform, channel, message FROM chat_refs WHERE incident_id IN {list} \
                      ORDER BY platform"
                 ),
+                format!("SELECT {} FROM tasks WHERE incident_id IN {list} ORDER BY position, id", tasks::TASK_COLUMNS),
             ];
+            let mut found: HashMap<i64, Vec<crate::incident::tasks::Task>> = HashMap::new();
             for (step, sql) in statements.into_iter().enumerate() {
                 let query = chunk.iter().fold(sqlx::query(AssertSqlSafe(sql)), |query, id| query.bind(*id));
                 for row in query.fetch_all(&mut *executor).await? {
@@ -321,11 +328,16 @@ impl SqlStore {
                         continue;
                     }
                     let Some(incident) = loaded.get_mut(&row.try_get::<i64, _>("incident_id")?) else { continue };
-                    if step == 1 {
-                        incident.timeline.push(event_from_row(&row)?);
-                    } else {
-                        add_chat_ref(incident, &row)?;
+                    match step {
+                        1 => incident.timeline.push(event_from_row(&row)?),
+                        2 => add_chat_ref(incident, &row)?,
+                        _ => found.entry(incident.id).or_default().push(tasks::task_from_row(&row)?),
                     }
+                }
+            }
+            for (id, tasks) in found {
+                if let Some(incident) = loaded.get_mut(&id) {
+                    (incident.followups, incident.checklists) = crate::incident::tasks::split(tasks);
                 }
             }
         }
@@ -667,6 +679,8 @@ fn incident_from_row(row: &AnyRow) -> Result<Incident, StoreError> {
         alert_repeats: row.try_get("alert_repeats")?,
         last_alert_at: optional_time(row, "last_alert_at")?,
         timeline: Vec::new(),
+        followups: Vec::new(),
+        checklists: Vec::new(),
     })
 }
 

@@ -21,6 +21,7 @@ use firebell::check::{TargetInfo, Targets};
 use firebell::clock::ManualClock;
 use firebell::config::{Config, Person};
 use firebell::escalation::{Directory, Escalator};
+use firebell::incident::tasks::Checklist;
 use firebell::incident::{Incident, TimelineEvent};
 use firebell::redact::Redactor;
 use firebell::runbook::{Catalogue, Runner, TargetRefs};
@@ -204,7 +205,8 @@ impl Bot {
             .unwrap_or_else(|error| panic!("opening the store at {url} failed: {error}"));
         let directory = Arc::new(Directory::from_config(&config).expect("the directory builds"));
         let clock = Arc::new(ManualClock::new(Utc::now()));
-        let escalator = Arc::new(Escalator::new(store, directory, clock.clone()));
+        let checklists = config.checklists.iter().map(Checklist::from_config).collect();
+        let escalator = Arc::new(Escalator::new(store, directory, clock.clone()).with_checklists(checklists));
 
         // Each topic lives in `commands/<name>.toml`, as the loader requires.
         let sources: Vec<SourceFile> = runbooks

@@ -96,6 +96,17 @@ pub fn definitions(catalogue: &Catalogue) -> Vec<CreateCommand> {
                     "Add a note to the incident's timeline",
                     vec![string("text", "The note", true), id()],
                 ),
+                subcommand(
+                    "followup",
+                    "Record a follow-up; its owner is reminded when it is due",
+                    vec![
+                        string("text", "What to do", true).max_length(300),
+                        CreateCommandOption::new(CommandOptionType::User, "owner", "Who owns it (default: you)"),
+                        string("due", "When it is due, e.g. 48h or 7d", false),
+                        id(),
+                    ],
+                ),
+                subcommand("followups", "The incident's follow-ups, with Done buttons", vec![id()]),
                 subcommand("list", "Open incidents", vec![]),
                 subcommand("summary", "The incident's notification or resolution summary", vec![id()]),
                 subcommand("postmortem", "The post-mortem draft, as a Markdown file", vec![id()]),
@@ -225,7 +236,8 @@ fn value_text(value: &CommandDataOptionValue) -> Option<String> {
         CommandDataOptionValue::Integer(number) => number.to_string(),
         CommandDataOptionValue::Number(number) => number.to_string(),
         CommandDataOptionValue::Boolean(flag) => flag.to_string(),
-        CommandDataOptionValue::User(id) => id.to_string(),
+        // As a mention, so the core knows it is a person of this platform.
+        CommandDataOptionValue::User(id) => format!("<@{id}>"),
         CommandDataOptionValue::Channel(id) => id.to_string(),
         CommandDataOptionValue::Role(id) => id.to_string(),
         CommandDataOptionValue::Mentionable(id) => id.to_string(),
