@@ -1450,13 +1450,7 @@ impl Config {
                 if let Some(after) = &item.after
                     && after.get_ref().0 > MAX_DUE
                 {
-                    error(
-                        after.span(),
-                        format!(
-                            "checklists.{name}: after = \"{}\" is too long: give at most 366 days",
-                            after.get_ref()
-                        ),
-                    );
+                    error(after.span(), format!("checklists.{name}: after is more than 366 days: give at most 366d"));
                 }
                 if let Some(owner) = &item.owner {
                     match &owner.get_ref().0 {
@@ -1716,6 +1710,48 @@ overrides = [ { start = "yesterday", end = "2026-11-20T09:00:00Z", person = "sla
 
         let errors = parse("[targets.db]\nkind = \"oracle\"\nurl = \"\"\n").unwrap_err().to_string();
         assert!(errors.contains("firebell.toml:2: unknown variant `oracle`"), "{errors}");
+    }
+
+    #[test]
+    fn checklists_are_checked_with_lines() {
+        let text = r#"[groups]
+leads = ["slack:U3"]
+
+[[checklists]]
+name = "post incident"
+on = "resolved"
+items = [ { text = "", after = "400d" },
+          { text = "Schedule it", owner = "group:managers" },
+          { text = "Page", owner = "schedule:primary" } ]
+
+[[checklists]]
+name = "empty"
+on = "declared"
+items = []
+"#;
+        let errors = parse(text).unwrap_err().to_string();
+        for expected in [
+            "firebell.toml:5: checklists.post incident: a name is 1 to 64 letters",
+            "firebell.toml:7: checklists.post incident: an item's text is 1 to 300 characters",
+            "firebell.toml:7: checklists.post incident: after is more than 366 days: give at most 366d",
+            "firebell.toml:8: checklists.post incident: unknown group 'managers'; groups: leads",
+            "firebell.toml:9: checklists.post incident: unknown schedule 'primary'; schedules: (none defined)",
+            "firebell.toml:14: checklists.empty.items: give 1 to 25 items",
+        ] {
+            assert!(errors.contains(expected), "missing {expected:?} in:\n{errors}");
+        }
+        let errors = parse("[[checklists]]\nname = \"x\"\non = \"opened\"\nitems = [ { text = \"a\" } ]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            errors.contains("firebell.toml:3: unknown variant `opened`, expected `declared` or `resolved`"),
+            "{errors}"
+        );
+        let errors =
+            parse("[[checklists]]\nname = \"x\"\non = \"declared\"\nitems = [ { text = \"a\", owner = \"bob\" } ]\n")
+                .unwrap_err()
+                .to_string();
+        assert!(errors.contains("invalid owner 'bob': write a person (PLATFORM:ID"), "{errors}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod app;
 mod support;
 
 use app::{TOKEN, TestApp, mins, secs, spawn_app, t0};
+use firebell::clock::Clock;
 use serde_json::{Value, json};
 
 const TOKEN_LINE: &str = "api_token = \"s3cret-api-token\"";
@@ -408,4 +409,42 @@ steps = [ { after = "0s", notify = ["group:ops"] } ]
         assert!(text.contains(expected), "no {expected} in:\n{text}");
     }
     app.stop().await;
+}
+
+#[tokio::test]
+async fn followups_are_listed_open_first_and_all_on_request() {
+    let app = app_with_three_incidents().await;
+    let store = app.escalator.store();
+    let followup = |text: &str| firebell::incident::tasks::NewTask {
+        text: text.to_string(),
+        owner: Some("group:ops".to_string()),
+        due_at: Some(t0() + mins(60)),
+        created_by: Some("slack:U1".to_string()),
+    };
+    let first = store.add_followup(1, followup("Alert on queue depth"), app.clock.now()).await.unwrap();
+    store.add_followup(2, followup("Write the runbook"), app.clock.now()).await.unwrap();
+    store.complete_task(first.id, "slack:U2", app.clock.now()).await.unwrap();
+
+    let open = app.get("/api/followups").await;
+    assert_eq!(open.status, 200);
+    let texts = |list: &Value| -> Vec<String> {
+        list.as_array().unwrap().iter().map(|task| task["text"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(texts(&open.body), ["Write the runbook"]);
+    let task = &open.body[0];
+    assert_eq!(
+        (&task["incident_id"], &task["owner"], &task["done_at"]),
+        (&json!(2), &json!("group:ops"), &Value::Null)
+    );
+    assert_eq!(task["due_at"], rfc3339(t0() + mins(60)));
+
+    let all = app.get("/api/followups?all=true").await;
+    assert_eq!(texts(&all.body), ["Write the runbook", "Alert on queue depth"], "newest first");
+    assert_eq!(all.body[1]["done_by"], json!("slack:U2"));
+    // The incident shows its own.
+    assert_eq!(app.get("/api/incidents/1").await.body["followups"][0]["text"], json!("Alert on queue depth"));
+
+    let bad = app.get("/api/followups?all=maybe").await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.error().contains("valid: ?all=true&limit=N"), "{bad:?}");
 }

@@ -156,7 +156,19 @@ async fn commands_are_registered_once_at_start_in_the_guild_with_the_catalogue()
         commands[2]["options"].as_array().unwrap().iter().map(|sub| sub["name"].as_str().unwrap()).collect();
     assert_eq!(
         subcommands,
-        ["declare", "ack", "resolve", "escalate", "status", "note", "list", "summary", "postmortem"]
+        [
+            "declare",
+            "ack",
+            "resolve",
+            "escalate",
+            "status",
+            "note",
+            "followup",
+            "followups",
+            "list",
+            "summary",
+            "postmortem"
+        ]
     );
     // Registration ends once Discord took the commands: nothing registers again.
     assert_eq!(app.fake.registrations().len(), 1, "registered once");

@@ -201,6 +201,98 @@ async fn two_replicas_on_postgresql_fire_each_step_once_when_one_is_killed() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Reminders of checklist items (and follow-ups: the same rows) when firebell is killed
+
+/// A checklist opened on every declare whose item is due after `after`, owned by alice.
+fn checklist_config(after: &str) -> String {
+    format!(
+        "{}\n[[checklists]]\nname = \"first-steps\"\non = \"declared\"\n\
+         items = [ {{ text = \"Page the database owner\", after = \"{after}\", owner = \"console:alice\" }} ]\n",
+        policy(&["1h"])
+    )
+}
+
+/// How many `kind` events incident `id` has, through `server`'s API.
+async fn count_events(server: &Server, id: i64, kind: &str) -> usize {
+    server.incident(id).await["timeline"].as_array().unwrap().iter().filter(|event| event["kind"] == kind).count()
+}
+
+/// Polls until every incident of `ids` has at least one `kind` event (or `limit` passes).
+async fn wait_for_each(server: &Server, ids: &[i64], kind: &str, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let mut all = true;
+        for id in ids {
+            all &= count_events(server, *id, kind).await > 0;
+        }
+        if all || std::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_checklist_item_that_came_due_while_firebell_was_down_reminds_its_owner_once() {
+    let mut dir = ServeDir::new(None, &checklist_config("3s"));
+    let mut first = dir.start("first").await;
+    let incident = first.declare("Disk full on db-1").await;
+    let id = incident["id"].as_i64().expect("an id");
+    wait_for_each(&first, &[id], "checklist", Duration::from_secs(10)).await;
+    first.kill();
+    assert_eq!(
+        dir.open_store().await.incident(id).await.unwrap().timeline.iter().filter(|e| e.kind == "reminded").count(),
+        0,
+        "reminded before the kill; this machine was too slow for the test:\n{}",
+        dir.logs()
+    );
+
+    sleep_until(started_at(&incident) + chrono::Duration::milliseconds(3_500)).await;
+    let mut second = dir.start("second").await;
+    wait_for_each(&second, &[id], "reminded", Duration::from_secs(10)).await;
+    assert_eq!(count_events(&second, id, "reminded").await, 1, "reminded once after the restart:\n{}", dir.logs());
+    second.kill();
+
+    // Nothing is left to remind, so a third start reminds nobody again.
+    let store = dir.open_store().await;
+    assert_eq!(store.next_task_due().await.unwrap(), None);
+    let third = dir.start("third").await;
+    assert_eq!(count_events(&third, id, "reminded").await, 1);
+    assert_eq!(dir.outbox_rows("reminder").await, 1, "one reminder queued for chat");
+}
+
+#[tokio::test]
+async fn two_replicas_on_postgresql_remind_each_due_item_once_when_one_is_killed() {
+    let Some(database) = PgDatabase::create().await else {
+        return;
+    };
+    let mut dir = ServeDir::new(Some(&database.url), &checklist_config("4s"));
+    let mut a = dir.start("replica-a").await;
+    let b = dir.start("replica-b").await;
+    let mut ids = Vec::new();
+    let mut last_due = Utc::now();
+    for n in 0..6 {
+        let replica = if n % 2 == 0 { &a } else { &b };
+        let incident = replica.declare(&format!("Incident {n}")).await;
+        ids.push(incident["id"].as_i64().expect("an id"));
+        last_due = started_at(&incident) + chrono::Duration::seconds(4);
+    }
+    wait_for_each(&b, &ids, "checklist", Duration::from_secs(10)).await;
+    // Both replicas look for due items; one of them dies just before the last ones are due.
+    sleep_until(last_due - chrono::Duration::milliseconds(1_000)).await;
+    a.kill();
+    sleep_until(last_due).await;
+    wait_for_each(&b, &ids, "reminded", Duration::from_secs(10)).await;
+    for id in &ids {
+        assert_eq!(count_events(&b, *id, "reminded").await, 1, "incident {id}:\n{}", dir.logs());
+        assert_eq!(count_events(&b, *id, "checklist").await, 1, "incident {id}: the checklist opened once");
+    }
+    let store = dir.open_store().await;
+    assert_eq!(store.next_task_due().await.unwrap(), None);
+    assert_eq!(dir.outbox_rows("reminder").await, ids.len() as i64, "one reminder per item");
+}
+
+// ---------------------------------------------------------------------------------------------
 // A remediation running when firebell is killed
 
 const ALICE: &str = "alice-token-0123456789abcdef";

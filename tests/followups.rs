@@ -199,3 +199,26 @@ async fn a_low_severity_incident_gets_no_checklist() {
     assert!(find(&bot.thread(&top.id), "Checklist:").is_none(), "{}", bot.transcript());
     assert!(bot.incident(1).await.checklists.is_empty());
 }
+
+#[test]
+fn the_example_config_ships_the_seed_checklists() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("firebell.example.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let config = firebell::config::Config::parse(&firebell::source::SourceFile::new(&path, text)).unwrap();
+    let checklists: Vec<firebell::incident::tasks::Checklist> =
+        config.checklists.iter().map(firebell::incident::tasks::Checklist::from_config).collect();
+    let shown: Vec<(&str, usize, Vec<i64>)> = checklists
+        .iter()
+        .map(|checklist| {
+            let mut minutes: Vec<i64> = checklist.items.iter().map(|item| item.after.num_minutes()).collect();
+            minutes.dedup();
+            (checklist.name.as_str(), checklist.items.len(), minutes)
+        })
+        .collect();
+    // Seed 003: within 1 hour, the same day, 48 hours, a week after resolving; seed 001: 5, 30,
+    // 120 and 240 minutes, then a week, after a critical incident is declared.
+    assert_eq!(
+        shown,
+        [("post-incident", 12, vec![60, 720, 2_880, 10_080]), ("security-response", 17, vec![5, 30, 120, 240, 10_080]),]
+    );
+}

@@ -464,19 +464,25 @@ impl ServeDir {
             .join("\n")
     }
 
-    /// Opens the store the servers use, from the test (reads and counts only).
     /// Escalation pages the store queued (delivered or not: the web console delivers them).
     pub async fn escalation_rows(&self) -> i64 {
+        self.outbox_rows("escalation").await
+    }
+
+    /// Outbox items of `kind` the store queued, delivered or not.
+    pub async fn outbox_rows(&self, kind: &str) -> i64 {
         sqlx::any::install_default_drivers();
         let mut connection = sqlx::AnyConnection::connect(&self.url)
             .await
             .unwrap_or_else(|error| panic!("connecting to the store at {} failed: {error}", self.url));
-        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE kind = 'escalation'")
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE kind = $1")
+            .bind(kind.to_string())
             .fetch_one(&mut connection)
             .await
             .expect("the outbox can be counted")
     }
 
+    /// Opens the store the servers use, from the test (reads and counts only).
     pub async fn open_store(&self) -> Arc<dyn Store> {
         firebell::store::open(&self.url)
             .await
