@@ -83,11 +83,12 @@ const ALICE_TOKEN: &str = "alice-browser-token-0123456789";
 const BOB_TOKEN: &str = "bob-browser-token-0123456789";
 
 /// The config after `[server]`, `[store]` and `[commands]`: the Redis target, alice and bob
-/// on call, and on call may remediate.
+/// on call, on call may remediate, and a checklist when an incident is resolved.
 fn rest(redis_url: &str) -> String {
     format!(
         "[targets.cache]\nkind = \"redis\"\nurl = {redis}\n\n[groups]\noncall = [\"console:alice\", \"console:bob\"]\n\n\
-         [permissions]\nremediate = [\"group:oncall\"]\n",
+         [permissions]\nremediate = [\"group:oncall\"]\n\n[[checklists]]\nname = \"post-incident\"\non = \"resolved\"\n\
+         items = [ {{ text = \"Service restored\" }}, {{ text = \"Post-mortem scheduled\", after = \"48h\", owner = \"console:bob\" }} ]\n",
         redis = toml_str(redis_url),
     )
 }
@@ -182,13 +183,37 @@ async fn people_diagnose_declare_resolve_and_approve_in_the_browser() {
         "the diagnosis in the thread is on the timeline: {:?}",
         incident.timeline
     );
+    let notes: Vec<&str> = incident
+        .timeline
+        .iter()
+        .filter(|event| event.kind == "note")
+        .filter_map(|event| event.detail["text"].as_str())
+        .collect();
+    assert_eq!(notes, ["the payment client was deployed at 09:12"]);
+    assert_eq!(incident.followups.len(), 1);
+    assert_eq!(incident.followups[0].owner.as_deref(), Some("console:bob"));
+    let reminded: Vec<&serde_json::Value> =
+        incident.timeline.iter().filter(|event| event.kind == "reminded").map(|event| &event.detail).collect();
+    assert_eq!(reminded.len(), 1, "bob's follow-up reminded him once: {:?}", incident.timeline);
+    assert_eq!(reminded[0]["notified"], serde_json::json!(["console:bob"]));
+    let ticked: Vec<(&str, Option<&str>)> =
+        incident.checklists[0].items.iter().map(|item| (item.text.as_str(), item.done_by.as_deref())).collect();
+    assert_eq!(ticked, [("Service restored", Some("console:alice")), ("Post-mortem scheduled", None)]);
     let request = store.request(1).await.expect("the remediation request");
     assert_eq!(request.action, "trim-queue");
     assert_eq!(request.requested_by, "console:alice");
     assert_eq!(request.state, "succeeded", "{request:?}");
     assert_eq!(request.approvers(), vec!["console:bob".to_string()]);
     assert!(request.result.as_deref().unwrap_or("").contains(&format!("trimmed {queue}")), "{request:?}");
-    for page in ["chat-diagnosis", "chat-phone-approved", "chat-incident-thread", "incidents", "incident", "login"] {
+    for page in [
+        "chat-diagnosis",
+        "chat-phone-approved",
+        "chat-incident-thread",
+        "chat-checklist",
+        "incidents",
+        "incident",
+        "login",
+    ] {
         assert!(artifacts.join(format!("{page}.png")).exists(), "a screenshot of {page}");
     }
 

@@ -549,7 +549,7 @@ pub trait TaskStore: Send + Sync {
     /// checklist's item, a `checklist` outbox item to edit its message. `Ok(None)`: it was done
     /// already.
     async fn complete_task(&self, id: i64, by: &str, at: DateTime<Utc>) -> Result<Option<Task>, StoreError>;
-    /// Reminds the owners of up to `limit` open tasks due at `now`, each once: the claim, the
+    /// Reminds the owners of up to `limit` open, owned tasks due at `now`, each once: the claim, the
     /// `reminded` event and the `reminder` outbox item are one transaction (PostgreSQL: rows
     /// locked `FOR UPDATE SKIP LOCKED`, so replicas split them).
     async fn remind_due(

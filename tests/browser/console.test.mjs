@@ -136,6 +136,15 @@ try {
   await type(alice, `/diagnose cache queue=${QUEUE}`, "#thread-input");
   await alice.locator("#thread-messages li.message", { hasText: "diagnose cache: WARN" }).waitFor();
 
+  step("alice notes what she found and gives bob a follow-up due in 2 s; bob is reminded in the thread");
+  await type(alice, "/incident note the payment client was deployed at 09:12", "#thread-input");
+  await alice.locator("li.ephemeral", { hasText: "Noted on incident" }).first().waitFor();
+  await type(alice, '/incident followup "Canary the payment client" owner=console:bob due=2s', "#thread-input");
+  const followup = alice.locator("#thread-messages li.message", { hasText: "Follow-up #1" }).first();
+  await followup.waitFor();
+  await followup.getByRole("button", { name: "Done" }).waitFor();
+  await alice.locator("#thread-messages li.message", { hasText: "⏰" }).filter({ hasText: "Canary the payment client" }).first().waitFor();
+
   step("alice resolves it with the form");
   await message(alice, "Checkout is down", "#thread-messages").getByRole("button", { name: "Resolve" }).first().click();
   await alice.locator("#form-dialog").waitFor();
@@ -146,6 +155,13 @@ try {
   await alice.locator("#form-submit").click();
   await alice.locator("#thread-messages li.message", { hasText: "RESOLVED" }).first().waitFor();
   await shot(alice, "chat-incident-thread");
+
+  step("the post-incident checklist posts in the thread; alice ticks an item and the message says so");
+  const checklist = alice.locator("#thread-messages li.message", { hasText: "Checklist: post-incident" }).first();
+  await checklist.filter({ hasText: "0/2 done" }).waitFor();
+  await checklist.getByRole("button", { name: "Done: Service restored" }).click();
+  await alice.locator("#thread-messages li.message", { hasText: "Checklist: post-incident (1/2 done)" }).first().waitFor();
+  await shot(alice, "chat-checklist");
 
   step("the incidents page lists it resolved, with who acknowledged");
   await alice.getByRole("link", { name: "Incidents", exact: true }).click();
@@ -158,6 +174,14 @@ try {
   await alice.locator("#summary", { hasText: "A bad deploy of the payment client" }).waitFor();
   await alice.locator("table.checks tr", { hasText: "queue depth" }).filter({ hasText: "WARN" }).waitFor();
   await alice.locator(".timeline li", { hasText: "acknowledged" }).first().waitFor();
+
+  step("and the note, the follow-up, the checklist's state and the post-mortem draft");
+  await alice.locator("ul.notes li", { hasText: "the payment client was deployed at 09:12" }).waitFor();
+  await alice.locator("table.followups tr", { hasText: "Canary the payment client" }).filter({ hasText: "console:bob" }).waitFor();
+  await alice.locator("section.checklist", { hasText: "post-incident (1/2 done)" }).waitFor();
+  await alice.locator("details summary", { hasText: "Show the Markdown" }).click();
+  await alice.locator("#postmortem", { hasText: "Time to resolve (TTR)" }).waitFor();
+  await alice.locator("#postmortem", { hasText: "[ ] Canary the payment client" }).waitFor();
   await shot(alice, "incident");
   await bob.goto(alice.url());
   await shot(bob, "incident-phone");

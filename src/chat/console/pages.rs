@@ -1,6 +1,7 @@
 //! The console's pages, rendered on the server from MiniJinja templates embedded in the binary
 //! (HTML-escaped): the chat shell (its script does the rest), the incident list, one incident
-//! (timeline, checks with their verdicts, remediations, the resolution summary), login, and
+//! (timeline, checks with their verdicts, remediations, the resolution summary, notes, follow-ups,
+//! checklists and the post-mortem draft), login, and
 //! refusals. Views are built here from the incident model; templates only lay them out.
 
 use chrono::{DateTime, Utc};
@@ -37,6 +38,54 @@ struct CheckView {
     status: String,
     summary: String,
     at: String,
+}
+
+/// A note on the timeline.
+#[derive(Serialize)]
+struct NoteView {
+    at: String,
+    by: Option<String>,
+    text: String,
+}
+
+/// A follow-up or a checklist item, and where it stands.
+#[derive(Serialize)]
+struct TaskRow {
+    text: String,
+    owner: String,
+    due: Option<String>,
+    /// `done`, `overdue` or `open`.
+    state: &'static str,
+    done: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ChecklistRow {
+    name: String,
+    done: usize,
+    total: usize,
+    items: Vec<TaskRow>,
+}
+
+fn task_row(task: &crate::incident::tasks::Task, now: DateTime<Utc>) -> TaskRow {
+    let state = if task.is_done() {
+        "done"
+    } else if task.is_overdue(now) {
+        "overdue"
+    } else {
+        "open"
+    };
+    let done = task.done_at.map(|at| match &task.done_by {
+        Some(by) => format!("{} by {by}", time(at)),
+        None => time(at),
+    });
+    TaskRow {
+        text: task.text.clone(),
+        owner: task.owner.clone().unwrap_or_else(|| "nobody".to_string()),
+        due: task.due_at.map(time),
+        state,
+        done,
+    }
 }
 
 #[derive(Serialize)]
@@ -144,12 +193,33 @@ impl Pages {
             .collect();
         let thread =
             incident.chat.get("console").map(|home| format!("/?channel={}&thread={}", home.channel, home.message));
+        let notes: Vec<NoteView> = incident
+            .timeline
+            .iter()
+            .filter(|event| event.kind == TimelineKind::Note)
+            .map(|event| NoteView { at: time(event.at), by: event.by.clone(), text: text(&event.detail["text"]) })
+            .collect();
+        let followups: Vec<TaskRow> = incident.followups.iter().map(|task| task_row(task, now)).collect();
+        let checklists: Vec<ChecklistRow> = incident
+            .checklists
+            .iter()
+            .map(|checklist| ChecklistRow {
+                name: checklist.name.clone(),
+                done: checklist.done(),
+                total: checklist.items.len(),
+                items: checklist.items.iter().map(|item| task_row(item, now)).collect(),
+            })
+            .collect();
+        let postmortem = templates
+            .postmortem(incident, now)
+            .unwrap_or_else(|error| format!("(the post-mortem template failed: {error})"));
         self.render(
             "incident.html",
             json!({
                 "page": "incident", "incident": row(incident, now), "impact": incident.impact,
                 "commander": incident.commander, "summary": summary, "checks": checks, "timeline": timeline,
-                "thread": thread,
+                "thread": thread, "notes": notes, "followups": followups, "checklists": checklists,
+                "postmortem": postmortem,
             }),
         )
     }

@@ -192,7 +192,7 @@ impl TaskStore for SqlStore {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
         };
         let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE due_at <= $1 AND done_at IS NULL AND reminded_at IS NULL \
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE due_at <= $1 AND done_at IS NULL AND reminded_at IS NULL AND owner IS NOT NULL \
              ORDER BY due_at, id LIMIT $2{claim}"
         );
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(millis(now)).bind(limit).fetch_all(&mut *transaction).await?;
@@ -223,7 +223,7 @@ impl TaskStore for SqlStore {
                 &TimelineEvent::new(now, TimelineKind::Reminded, None, detail),
             )
             .await?;
-            // Nobody to remind (no owner, or an empty group): the thread is still told.
+            // Nobody behind the owner (an empty group): the thread is still told.
             sqlx::query(
                 "INSERT INTO outbox (incident_id, kind, recipients, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
             )
@@ -241,10 +241,11 @@ impl TaskStore for SqlStore {
     }
 
     async fn next_task_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let next: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(due_at) FROM tasks WHERE done_at IS NULL AND reminded_at IS NULL")
-                .fetch_one(&self.pool)
-                .await?;
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(due_at) FROM tasks WHERE done_at IS NULL AND reminded_at IS NULL AND owner IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         Ok(next.map(from_millis))
     }
 
