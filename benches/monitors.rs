@@ -1,7 +1,7 @@
 //! 100 monitors every 10 s (SPEC §17: lateness p99 ≤ 1 s, RSS ≤ 64 MiB), on the real
 //! `firebell serve` binary in a process of its own.
 //!
-//! `cargo build --release && FIREBELL_BENCH_BINARY=target/release/firebell cargo bench --bench monitors`
+//! `cargo build --release && FIREBELL_BENCH_BINARY=$PWD/target/release/firebell cargo bench --bench monitors`
 //! — `FIREBELL_BENCH_MONITORS` (default 100) monitors, each an exec check of `true` every
 //! `FIREBELL_BENCH_EVERY_S` (default 10) seconds, for `FIREBELL_BENCH_WINDOW_S` (default 60)
 //! seconds on a SQLite store in a scratch folder. This process reads the store every 100 ms:

@@ -359,24 +359,26 @@ struct ListQuery {
     limit: Option<i64>,
 }
 
-async fn list_incidents(
-    State(state): State<AppState>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|error| ApiError::bad_request(format!("{error}; valid: ?all=true&limit=N")))?;
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let incidents = state.escalator.store().incidents(query.all, limit).await?;
-    Ok(Json(incidents).into_response())
+type ListParams = Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>;
+
+impl ListQuery {
+    /// `?all=true&limit=N` as (all, limit 1 to 1,000, default 100), or what is valid.
+    fn read(params: ListParams) -> Result<(bool, i64), ApiError> {
+        let Query(query) =
+            params.map_err(|error| ApiError::bad_request(format!("{error}; valid: ?all=true&limit=N")))?;
+        Ok((query.all, query.limit.unwrap_or(100).clamp(1, 1000)))
+    }
+}
+
+async fn list_incidents(State(state): State<AppState>, params: ListParams) -> Result<Response, ApiError> {
+    let (all, limit) = ListQuery::read(params)?;
+    Ok(Json(state.escalator.store().incidents(all, limit).await?).into_response())
 }
 
 /// Follow-ups of every incident, newest first: open ones, or all with `?all=true` (SPEC §13).
-async fn list_followups(
-    State(state): State<AppState>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|error| ApiError::bad_request(format!("{error}; valid: ?all=true&limit=N")))?;
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    Ok(Json(state.escalator.store().followups(query.all, limit).await?).into_response())
+async fn list_followups(State(state): State<AppState>, params: ListParams) -> Result<Response, ApiError> {
+    let (all, limit) = ListQuery::read(params)?;
+    Ok(Json(state.escalator.store().followups(all, limit).await?).into_response())
 }
 
 /// Each monitor: topic, schedule, last verdict, last and next run, open incident (SPEC §10).

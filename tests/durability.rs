@@ -168,6 +168,19 @@ async fn repeated_kill_9_cycles_lose_no_step_and_fire_none_twice() {
     );
 }
 
+/// Declares `count` incidents, on `a` and `b` in turn: their ids, and when the last one started.
+async fn declare_on_both(a: &Server, b: &Server, count: usize) -> (Vec<i64>, DateTime<Utc>) {
+    let mut ids = Vec::new();
+    let mut last_started = Utc::now();
+    for n in 0..count {
+        let replica = if n % 2 == 0 { a } else { b };
+        let incident = replica.declare(&format!("Incident {n}")).await;
+        ids.push(incident["id"].as_i64().expect("an id"));
+        last_started = started_at(&incident);
+    }
+    (ids, last_started)
+}
+
 #[tokio::test]
 async fn two_replicas_on_postgresql_fire_each_step_once_when_one_is_killed() {
     const STEPS: u64 = 4;
@@ -178,14 +191,8 @@ async fn two_replicas_on_postgresql_fire_each_step_once_when_one_is_killed() {
     let mut a = dir.start("replica-a").await;
     let b = dir.start("replica-b").await;
 
-    let mut ids = Vec::new();
-    let mut last_due = Utc::now();
-    for n in 0..6 {
-        let replica = if n % 2 == 0 { &a } else { &b };
-        let incident = replica.declare(&format!("Incident {n}")).await;
-        ids.push(incident["id"].as_i64().expect("an id"));
-        last_due = started_at(&incident) + chrono::Duration::seconds(STEPS as i64 * 2);
-    }
+    let (ids, last_started) = declare_on_both(&a, &b, 6).await;
+    let last_due = last_started + chrono::Duration::seconds(STEPS as i64 * 2);
 
     // Mid-escalation: the first steps have fired, the later ones are pending.
     sleep_until(last_due - chrono::Duration::milliseconds(5_000)).await;
@@ -269,14 +276,8 @@ async fn two_replicas_on_postgresql_remind_each_due_item_once_when_one_is_killed
     let mut dir = ServeDir::new(Some(&database.url), &checklist_config("4s"));
     let mut a = dir.start("replica-a").await;
     let b = dir.start("replica-b").await;
-    let mut ids = Vec::new();
-    let mut last_due = Utc::now();
-    for n in 0..6 {
-        let replica = if n % 2 == 0 { &a } else { &b };
-        let incident = replica.declare(&format!("Incident {n}")).await;
-        ids.push(incident["id"].as_i64().expect("an id"));
-        last_due = started_at(&incident) + chrono::Duration::seconds(4);
-    }
+    let (ids, last_started) = declare_on_both(&a, &b, 6).await;
+    let last_due = last_started + chrono::Duration::seconds(4);
     wait_for_each(&b, &ids, "checklist", Duration::from_secs(10)).await;
     // Both replicas look for due items; one of them dies just before the last ones are due.
     sleep_until(last_due - chrono::Duration::milliseconds(1_000)).await;

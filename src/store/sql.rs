@@ -257,6 +257,16 @@ impl SqlStore {
         Ok(transaction)
     }
 
+    /// The claim of rows a replica works on: on PostgreSQL they stay locked by this transaction
+    /// until it commits, and another replica skips them (if this process dies, the database drops
+    /// the locks and another takes them). SQLite's write lock already serialises.
+    fn skip_locked(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
     /// `FOR NO KEY UPDATE` on PostgreSQL: locks the incident against other state changes without
     /// blocking timeline inserts that reference it. SQLite's write lock already serialises.
     fn lock_incident(&self) -> &'static str {
@@ -523,10 +533,7 @@ impl SqlStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<RemediationRequest>, StoreError> {
         let mut transaction = self.begin().await?;
-        let claim = match self.backend {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        };
+        let claim = self.skip_locked();
         let Ending { state, since, before, becomes } = ending;
         let sql = format!(
             "SELECT id FROM remediation_requests WHERE state = '{state}' AND {since} <= $1 ORDER BY id LIMIT 100{claim}"
@@ -819,12 +826,7 @@ impl Store for SqlStore {
         resolver: &dyn StepResolver,
     ) -> Result<Vec<FiredStep>, StoreError> {
         let mut transaction = self.begin().await?;
-        // The claim: rows locked by this transaction until it commits. Another replica skips
-        // them; if this process dies, the database drops the locks and another takes them.
-        let claim = match self.backend {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        };
+        let claim = self.skip_locked();
         let sql = format!(
             "SELECT id, incident_id, policy, step, round, fire_at FROM timers WHERE state = 'pending' AND fire_at <= $1 ORDER BY fire_at, id LIMIT $2{claim}"
         );

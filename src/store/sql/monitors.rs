@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{Backend, SqlStore, optional_text, optional_time, text};
+use super::{SqlStore, optional_text, optional_time, text};
 use crate::store::{MonitorResult, MonitorRow, MonitorSchedule, MonitorStore, StoreError, from_millis, millis};
 
 const MONITOR_COLUMNS: &str = "name, schedule, next_run_at, lease_owner, lease_until, streak_verdict, streak_count, \
@@ -64,10 +64,7 @@ impl MonitorStore for SqlStore {
         lease_until: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<MonitorRow>, StoreError> {
-        let lock = match self.backend {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        };
+        let lock = self.skip_locked();
         let sql = format!(
             "UPDATE monitors SET lease_owner = $1, lease_until = $2 \
              WHERE (lease_until IS NULL OR lease_until <= $3) AND next_run_at <= $3 AND name IN ( \

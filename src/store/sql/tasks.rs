@@ -8,7 +8,7 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{Backend, SqlStore, optional_text, optional_time, text};
+use super::{SqlStore, optional_text, optional_time, text};
 use crate::incident::tasks::{NewTask, Task};
 use crate::incident::{TimelineEvent, TimelineKind};
 use crate::store::{OutboxKind, OwnerResolver, Reminded, StoreError, TaskStore, from_millis, millis};
@@ -187,10 +187,7 @@ impl TaskStore for SqlStore {
         owners: &dyn OwnerResolver,
     ) -> Result<Vec<Reminded>, StoreError> {
         let mut transaction = self.begin().await?;
-        let claim = match self.backend {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        };
+        let claim = self.skip_locked();
         let sql = format!(
             "SELECT {TASK_COLUMNS} FROM tasks WHERE due_at <= $1 AND done_at IS NULL AND reminded_at IS NULL AND owner IS NOT NULL \
              ORDER BY due_at, id LIMIT $2{claim}"
